@@ -1,0 +1,128 @@
+"""The broker contract, written for RabbitMQ and Redis Streams alike.
+
+Two kinds of traffic cross a broker:
+
+* **Work queues** (``train``, ``predict``): a job message goes to exactly one worker. It is
+  acknowledged only after the job's outcome is recorded; a delivery that is never acknowledged
+  (the worker died, the connection dropped) is delivered again with ``attempt`` one higher.
+* **Job events**: workers publish each job's status events. ``consume_events`` is the durable
+  path (events wait while no gateway is up; each event goes to one gateway, which acknowledges it
+  after recording it). ``watch_events`` is the live path (every watcher sees every event published
+  while it watches; nothing is kept), so the gateway holding a client's stream sees events that
+  another gateway recorded.
+
+Every method is safe to call from any thread. Handlers run on threads the broker owns and may
+block for as long as a job takes: keeping the connection alive meanwhile is the broker's job.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "PREDICT_QUEUE",
+    "QUEUES",
+    "TRAIN_QUEUE",
+    "Broker",
+    "Delivery",
+    "EventDelivery",
+    "Message",
+    "Subscription",
+]
+
+TRAIN_QUEUE = "train"
+PREDICT_QUEUE = "predict"
+QUEUES = (TRAIN_QUEUE, PREDICT_QUEUE)
+
+
+@dataclass(frozen=True)
+class Message:
+    """An immutable job envelope: the job id (for logs and dead letters) and the opaque body."""
+
+    job_id: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+
+class Delivery(abc.ABC):
+    """One delivery of a work message. Settle it exactly once with ``ack`` or ``dead_letter``;
+    a delivery left unsettled when its handler returns or raises is delivered again."""
+
+    message: Message
+    #: 1 on the first delivery, then one more for each redelivery.
+    attempt: int
+
+    @abc.abstractmethod
+    def ack(self) -> None:
+        """The job's outcome is recorded: never deliver this message again."""
+
+    @abc.abstractmethod
+    def dead_letter(self, reason: str) -> None:
+        """Move the message to the dead-letter queue: never deliver it again."""
+
+
+class EventDelivery(abc.ABC):
+    """One job event taken from the durable event channel."""
+
+    body: bytes
+
+    @abc.abstractmethod
+    def ack(self) -> None:
+        """The event is recorded: never deliver it again."""
+
+
+class Subscription(abc.ABC):
+    """A running consumer; ``cancel`` stops it. Unsettled deliveries go back to the queue."""
+
+    @abc.abstractmethod
+    def cancel(self, timeout: float | None = None) -> None:
+        """Stop taking messages, wait up to ``timeout`` for running handlers, then return."""
+
+
+DeliveryHandler = Callable[[Delivery], None]
+EventHandler = Callable[[EventDelivery], None]
+WatchHandler = Callable[[bytes], None]
+
+
+class Broker(abc.ABC):
+    """A connection to a message broker, owned for the life of a process."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Connect and declare the topology. Raises ``BrokerUnavailable`` if it cannot, but keeps
+        trying in the background, so a process may start before its broker."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop every subscription and disconnect."""
+
+    @abc.abstractmethod
+    def healthy(self) -> bool:
+        """Whether the broker is reachable right now."""
+
+    @abc.abstractmethod
+    def publish(self, queue: str, message: Message, *, timeout: float) -> None:
+        """Put a job on a work queue durably. Returns once the broker has accepted it;
+        raises ``BrokerUnavailable`` if that is not so within ``timeout`` seconds."""
+
+    @abc.abstractmethod
+    def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
+        """Run ``handler`` for each message of ``queue``, at most ``prefetch`` at a time."""
+
+    @abc.abstractmethod
+    def publish_event(self, body: bytes, *, timeout: float) -> None:
+        """Publish a job event durably to the gateways (both the durable and the live path)."""
+
+    @abc.abstractmethod
+    def consume_events(self, handler: EventHandler) -> Subscription:
+        """Take events from the durable channel; events published while nobody consumed wait."""
+
+    @abc.abstractmethod
+    def watch_events(self, handler: WatchHandler) -> Subscription:
+        """Receive every event published from now on, live, with no acknowledgement."""
+
+    @abc.abstractmethod
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[Message]:
+        """The messages dead-lettered from ``queue``, oldest first, without removing them."""

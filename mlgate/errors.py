@@ -1,0 +1,88 @@
+"""mlgate's domain errors and the one table that maps them to gRPC status codes.
+
+    MLGateError
+    ├── InvalidArgument      INVALID_ARGUMENT   (names the offending field)
+    ├── NotFound             NOT_FOUND
+    ├── AlreadyExists        ALREADY_EXISTS
+    ├── FailedPrecondition   FAILED_PRECONDITION
+    ├── ResourceExhausted    RESOURCE_EXHAUSTED
+    ├── Unavailable          UNAVAILABLE
+    ├── DataLoss             DATA_LOSS
+    └── Internal             INTERNAL
+
+Workers put the code name in a FAILED event; the gateway aborts RPCs with it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "DataLoss",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "MLGateError",
+    "NotFound",
+    "ResourceExhausted",
+    "Unavailable",
+    "status_of",
+]
+
+
+class MLGateError(Exception):
+    """Root of mlgate's errors; ``code`` is the gRPC status code name."""
+
+    code = "UNKNOWN"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(MLGateError):
+    """A request field is wrong; the message names the field."""
+
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFound(MLGateError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(MLGateError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(MLGateError):
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(MLGateError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(MLGateError):
+    code = "UNAVAILABLE"
+
+
+class DataLoss(MLGateError):
+    code = "DATA_LOSS"
+
+
+class Internal(MLGateError):
+    code = "INTERNAL"
+
+
+def status_of(exc: BaseException) -> tuple[str, str]:
+    """The gRPC status code name and a message for any exception.
+
+    Unexpected exceptions map to INTERNAL with their type and text, so a FAILED job always
+    says why without leaking a traceback.
+    """
+    if isinstance(exc, MLGateError):
+        return exc.code, exc.message
+    return "INTERNAL", f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,94 @@
+"""Settings as small frozen dataclasses, built from the environment at an entry point only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = ["BROKERS", "Settings", "redact_url"]
+
+BROKERS = ("memory", "rabbitmq", "redis")
+_DEFAULT_BROKER_URLS = {
+    "memory": "memory://",
+    "rabbitmq": "amqp://guest:guest@localhost:5672/%2F",
+    "redis": "redis://localhost:6379/0",
+}
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for logs and reprs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mlgate"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway and workers are configured with."""
+
+    port: int = 50051
+    host: str = "[::]"
+    data_dir: Path = field(default_factory=_default_data_dir)
+    broker: str = "memory"
+    broker_url: str = field(default="memory://", repr=False)
+    store_url: str = field(default="", repr=False)
+    storage_url: str = field(default="", repr=False)
+    # A delivery beyond this many is dead-lettered and its job FAILED.
+    max_attempts: int = 3
+    # Predictions are short: a worker takes several at once. Training takes one at a time.
+    predict_prefetch: int = 16
+    train_concurrency: int = 1
+    model_cache_bytes: int = 512 * 1024 * 1024
+    # How long a gateway publish may wait for the broker before UNAVAILABLE.
+    publish_timeout: float = 10.0
+    # Bounds a client's request; larger CSVs go through UploadDataset in chunks.
+    max_predict_rows: int = 10_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
+        """Settings from ``MLGATE_*`` variables; keyword overrides (CLI flags) win."""
+        env = os.environ if env is None else env
+        broker = str(overrides.pop("broker", None) or env.get("MLGATE_BROKER", "memory"))
+        if broker not in BROKERS:
+            raise ValueError(f"MLGATE_BROKER must be one of {', '.join(BROKERS)}, not {broker!r}")
+        data_dir = Path(
+            str(overrides.pop("data_dir", None) or env.get("MLGATE_DATA_DIR") or _default_data_dir())
+        )
+        values: dict[str, object] = {
+            "broker": broker,
+            "data_dir": data_dir,
+            "port": int(env.get("MLGATE_PORT", "50051")),
+            "broker_url": env.get("MLGATE_BROKER_URL") or _DEFAULT_BROKER_URLS[broker],
+            "store_url": env.get("MLGATE_STORE_URL") or f"sqlite:///{data_dir / 'jobs.db'}",
+            "storage_url": env.get("MLGATE_STORAGE_URL") or (data_dir / "storage").as_uri(),
+            "max_attempts": int(env.get("MLGATE_MAX_ATTEMPTS", "3")),
+            "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
+            "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
+            "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
+            "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """A one-line summary safe to log: URLs have their passwords redacted."""
+        return (
+            f"broker={self.broker} broker_url={redact_url(self.broker_url)} "
+            f"store={redact_url(self.store_url)} storage={redact_url(self.storage_url)} "
+            f"data_dir={self.data_dir}"
+        )

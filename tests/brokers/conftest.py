@@ -1,0 +1,36 @@
+"""Broker fixtures: each backend the behaviour suite runs against, freshly namespaced per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from brokers.base import Broker
+from brokers.memory import MemoryBroker
+
+BrokerFactory = Callable[[], Broker]
+
+
+def _memory() -> Iterator[BrokerFactory]:
+    made: list[Broker] = []
+
+    def make() -> Broker:
+        # One shared in-process broker stands for "the same broker server" across clients.
+        if not made:
+            made.append(MemoryBroker())
+            made[0].start()
+        return made[0]
+
+    yield make
+    for broker in made:
+        broker.close()
+
+
+BACKENDS: dict[str, Callable[[], Iterator[BrokerFactory]]] = {"memory": _memory}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def make_broker(request: pytest.FixtureRequest) -> Iterator[BrokerFactory]:
+    """A factory of started brokers that all talk to one fresh namespace on the same server."""
+    yield from BACKENDS[request.param]()
