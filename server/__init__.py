@@ -1,0 +1,1 @@
+"""The gateway: an asyncio gRPC server that validates requests, owns job records and streams events."""

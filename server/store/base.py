@@ -1,0 +1,92 @@
+"""The job store contract: job records and their event logs, shared by the gateway's servicers.
+
+Recording is idempotent: an event is applied only if its seq is above the job's last one and the
+job has not ended, so redelivered or late events can neither duplicate nor regress a job.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import json
+
+from mlgate.errors import InvalidArgument
+from mlgate.v1 import jobs_pb2
+
+__all__ = [
+    "TERMINAL_STATES",
+    "JobStore",
+    "apply_event",
+    "decode_page_token", "encode_page_token", "is_terminal"]
+
+TERMINAL_STATES = frozenset(
+    {
+        jobs_pb2.JOB_STATE_SUCCEEDED,
+        jobs_pb2.JOB_STATE_FAILED,
+        jobs_pb2.JOB_STATE_CANCELLED,
+    }
+)
+
+
+def is_terminal(state: int) -> bool:
+    return state in TERMINAL_STATES
+
+
+def encode_page_token(create_ns: int, job_id: str) -> str:
+    """An opaque keyset cursor: the last item's (creation time, id)."""
+    raw = json.dumps([create_ns, job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[int, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        create_ns, job_id = json.loads(base64.urlsafe_b64decode(padded))
+        return int(create_ns), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument("page_token", "is not a token this server issued") from exc
+
+
+def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
+    """Apply ``event`` to ``job`` in place if it moves the job forward; whether it did."""
+    if is_terminal(job.state) or event.seq <= job.last_event.seq:
+        return False
+    job.state = event.state
+    job.update_time.CopyFrom(event.time)
+    job.last_event.CopyFrom(event)
+    return True
+
+
+class JobStore(abc.ABC):
+    """Job records and event logs. Methods are blocking and thread-safe."""
+
+    @abc.abstractmethod
+    def create(self, job: jobs_pb2.Job) -> None:
+        """Store a new job; ``job.last_event`` is its first event (QUEUED, seq 1)."""
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> jobs_pb2.Job | None:
+        """The job, or None if there is none with that id."""
+
+    @abc.abstractmethod
+    def list(
+        self, *, kind: int, state: int, page_size: int, page_token: str
+    ) -> tuple[list[jobs_pb2.Job], str]:
+        """Jobs newest first, filtered by kind and state when non-zero; and the next page's token."""
+
+    @abc.abstractmethod
+    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        """Apply an event; the updated job, or None if it was a duplicate, stale or for an
+        unknown or ended job."""
+
+    @abc.abstractmethod
+    def events(self, job_id: str, after_seq: int) -> list[jobs_pb2.JobEvent]:
+        """The job's recorded events with seq above ``after_seq``, in order."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        """Atomically end a job that has not ended with ``event`` (its seq is set to the next one).
+        Returns the job as it is afterwards, or None if there is no such job."""
+
+    def close(self) -> None:
+        """Release connections."""

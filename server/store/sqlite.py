@@ -1,0 +1,159 @@
+"""The SQLite job store: the default for a single gateway, kept under the data directory."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from mlgate.v1 import jobs_pb2
+from server.store.base import JobStore, apply_event, decode_page_token, encode_page_token
+
+__all__ = ["SQLiteJobStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    create_ns INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (create_ns DESC, id DESC);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteJobStore(JobStore):
+    """One connection guarded by a lock: SQLite serialises writers anyway, and a single
+    connection avoids per-call setup on the hot path."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL under WAL survives a process crash; only an OS crash can lose the last commits.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteJobStore:
+        """``sqlite:///absolute/path.db`` or ``sqlite://relative/path.db``."""
+        path = url.removeprefix("sqlite://")
+        if path.startswith("/") and url.startswith("sqlite:///"):
+            return cls(Path(path))
+        return cls(Path(path))
+
+    def create(self, job: jobs_pb2.Job) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO jobs (id, kind, state, create_ns, record) VALUES (?, ?, ?, ?, ?)",
+                    (job.id, job.kind, job.state, job.create_time.ToNanoseconds(),
+                     job.SerializeToString()),
+                )
+                self._insert_event(job.last_event)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _insert_event(self, event: jobs_pb2.JobEvent) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO events (job_id, seq, body) VALUES (?, ?, ?)",
+            (event.job_id, event.seq, event.SerializeToString()),
+        )
+
+    def _load(self, job_id: str) -> jobs_pb2.Job | None:
+        row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else jobs_pb2.Job.FromString(row[0])
+
+    def _save(self, job: jobs_pb2.Job) -> None:
+        self._db.execute(
+            "UPDATE jobs SET state = ?, record = ? WHERE id = ?",
+            (job.state, job.SerializeToString(), job.id),
+        )
+
+    def get(self, job_id: str) -> jobs_pb2.Job | None:
+        with self._lock:
+            return self._load(job_id)
+
+    def list(
+        self, *, kind: int, state: int, page_size: int, page_token: str
+    ) -> tuple[list[jobs_pb2.Job], str]:
+        where, args = [], []
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if state:
+            where.append("state = ?")
+            args.append(state)
+        if page_token:
+            create_ns, last_id = decode_page_token(page_token)
+            where.append("(create_ns < ? OR (create_ns = ? AND id < ?))")
+            args += [create_ns, create_ns, last_id]
+        sql = "SELECT record FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY create_ns DESC, id DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, [*args, page_size + 1]).fetchall()
+        jobs = [jobs_pb2.Job.FromString(row[0]) for row in rows[:page_size]]
+        token = ""
+        if len(rows) > page_size:
+            last = jobs[-1]
+            token = encode_page_token(last.create_time.ToNanoseconds(), last.id)
+        return jobs, token
+
+    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                job = self._load(event.job_id)
+                if job is None or not apply_event(job, event):
+                    self._db.execute("ROLLBACK")
+                    return None
+                self._save(job)
+                self._insert_event(event)
+                self._db.execute("COMMIT")
+                return job
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def events(self, job_id: str, after_seq: int) -> list[jobs_pb2.JobEvent]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM events WHERE job_id = ? AND seq > ? ORDER BY seq",
+                (job_id, after_seq),
+            ).fetchall()
+        return [jobs_pb2.JobEvent.FromString(row[0]) for row in rows]
+
+    def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                job = self._load(job_id)
+                if job is None:
+                    self._db.execute("ROLLBACK")
+                    return None
+                event.seq = job.last_event.seq + 1
+                if apply_event(job, event):
+                    self._save(job)
+                    self._insert_event(event)
+                self._db.execute("COMMIT")
+                return job
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,55 @@
+"""The object store contract: bytes under keys that only mlgate's code composes.
+
+Keys are relative, slash-separated and drawn from a small alphabet; ``check_key`` refuses anything
+else, so an id that slipped past validation still cannot address a path outside the store.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterator
+from typing import BinaryIO
+
+__all__ = ["ObjectStore", "check_key"]
+
+_KEY = re.compile(r"[a-z0-9_-][a-z0-9_.-]*(/[a-z0-9_-][a-z0-9_.-]*)*")
+
+
+def check_key(key: str) -> str:
+    if not _KEY.fullmatch(key) or ".." in key:
+        raise ValueError(f"invalid storage key {key!r}")
+    return key
+
+
+class ObjectStore(abc.ABC):
+    """Blocking, thread-safe object storage. Writes are atomic: a reader sees the whole
+    object or none of it."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing what was there."""
+
+    @abc.abstractmethod
+    def put_stream(self, key: str, source: BinaryIO) -> int:
+        """Store what ``source`` reads to its end, without holding it all in memory; the size."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raises ``ObjectNotFound``."""
+
+    @abc.abstractmethod
+    def download(self, key: str, target: BinaryIO) -> int:
+        """Write the object into ``target`` in pieces; the size. Raises ``ObjectNotFound``."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object if there is one."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> Iterator[str]:
+        """The keys that start with ``prefix`` (a folder ending in '/'), in no set order."""

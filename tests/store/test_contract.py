@@ -1,0 +1,139 @@
+"""The job store suite: written once against the contract, run against every backend."""
+
+from __future__ import annotations
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mlgate.errors import InvalidArgument
+from mlgate.ids import new_job_id
+from mlgate.v1 import jobs_pb2
+from tests.store.conftest import StoreFactory
+
+
+def _job(kind: int = jobs_pb2.JOB_KIND_TRAIN, created_ns: int = 0) -> jobs_pb2.Job:
+    job_id = new_job_id()
+    stamp = Timestamp()
+    stamp.FromNanoseconds(created_ns or 1_700_000_000_000_000_000)
+    job = jobs_pb2.Job(id=job_id, kind=kind, state=jobs_pb2.JOB_STATE_QUEUED)
+    job.create_time.CopyFrom(stamp)
+    job.update_time.CopyFrom(stamp)
+    job.train.dataset_id = "diabetes"
+    job.last_event.CopyFrom(
+        jobs_pb2.JobEvent(job_id=job_id, seq=1, state=jobs_pb2.JOB_STATE_QUEUED, time=stamp)
+    )
+    return job
+
+
+def _event(job_id: str, seq: int, state: int, **fields: object) -> jobs_pb2.JobEvent:
+    return jobs_pb2.JobEvent(job_id=job_id, seq=seq, state=state, **fields)  # type: ignore[arg-type]
+
+
+def test_created_job_reads_back_with_its_first_event(make_store: StoreFactory) -> None:
+    store = make_store()
+    job = _job()
+    store.create(job)
+    assert store.get(job.id) == job
+    assert store.events(job.id, 0) == [job.last_event]
+    assert store.get(new_job_id()) is None
+
+
+def test_events_apply_in_order_and_duplicates_are_ignored(make_store: StoreFactory) -> None:
+    store = make_store()
+    job = _job()
+    store.create(job)
+    running = _event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING, stage=jobs_pb2.STAGE_FITTING)
+    updated = store.record(running)
+    assert updated is not None
+    assert updated.state == jobs_pb2.JOB_STATE_RUNNING
+    assert updated.last_event == running
+    assert store.record(running) is None, "a redelivered event must not apply twice"
+    assert store.record(_event(job.id, 1, jobs_pb2.JOB_STATE_QUEUED)) is None
+    assert [e.seq for e in store.events(job.id, 0)] == [1, 2]
+    assert [e.seq for e in store.events(job.id, 1)] == [2]
+
+
+def test_no_event_moves_a_job_out_of_a_terminal_state(make_store: StoreFactory) -> None:
+    store = make_store()
+    job = _job()
+    store.create(job)
+    done = _event(job.id, 3, jobs_pb2.JOB_STATE_SUCCEEDED)
+    done.train_result.model_id = "mdl_x"
+    assert store.record(done) is not None
+    assert store.record(_event(job.id, 4, jobs_pb2.JOB_STATE_RUNNING)) is None
+    final = store.get(job.id)
+    assert final is not None
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    assert final.last_event.train_result.model_id == "mdl_x"
+
+
+def test_events_for_unknown_jobs_are_dropped(make_store: StoreFactory) -> None:
+    store = make_store()
+    assert store.record(_event(new_job_id(), 2, jobs_pb2.JOB_STATE_RUNNING)) is None
+
+
+def test_cancel_ends_a_live_job_with_the_next_seq_and_leaves_ended_ones(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    job = _job()
+    store.create(job)
+    store.record(_event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING))
+    cancelled = store.cancel(job.id, _event(job.id, 0, jobs_pb2.JOB_STATE_CANCELLED))
+    assert cancelled is not None
+    assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED
+    assert cancelled.last_event.seq == 3
+    # A worker's late event cannot revive it, and a second cancel changes nothing.
+    assert store.record(_event(job.id, 3, jobs_pb2.JOB_STATE_SUCCEEDED)) is None
+    again = store.cancel(job.id, _event(job.id, 0, jobs_pb2.JOB_STATE_CANCELLED))
+    assert again is not None
+    assert again.last_event.seq == 3
+    assert store.cancel(new_job_id(), _event("x", 0, jobs_pb2.JOB_STATE_CANCELLED)) is None
+
+
+def test_list_pages_newest_first_and_filters(make_store: StoreFactory) -> None:
+    store = make_store()
+    base = 1_700_000_000_000_000_000
+    jobs = []
+    for i in range(7):
+        kind = jobs_pb2.JOB_KIND_TRAIN if i % 2 == 0 else jobs_pb2.JOB_KIND_PREDICT
+        job = _job(kind=kind, created_ns=base + i * 1000)
+        store.create(job)
+        jobs.append(job)
+    newest_first = [j.id for j in reversed(jobs)]
+
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page, token = store.list(kind=0, state=0, page_size=3, page_token=token)
+        seen += [j.id for j in page]
+        pages += 1
+        if not token:
+            break
+    assert seen == newest_first
+    assert pages == 3
+
+    trains, token = store.list(kind=jobs_pb2.JOB_KIND_TRAIN, state=0, page_size=10, page_token="")
+    assert [j.id for j in trains] == [j.id for j in reversed(jobs) if j.kind == jobs_pb2.JOB_KIND_TRAIN]
+    assert token == ""
+
+    store.record(_event(jobs[0].id, 2, jobs_pb2.JOB_STATE_FAILED))
+    failed, _ = store.list(kind=0, state=jobs_pb2.JOB_STATE_FAILED, page_size=10, page_token="")
+    assert [j.id for j in failed] == [jobs[0].id]
+
+
+def test_a_forged_page_token_is_an_invalid_argument(make_store: StoreFactory) -> None:
+    store = make_store()
+    with pytest.raises(InvalidArgument, match="page_token"):
+        store.list(kind=0, state=0, page_size=5, page_token="not-a-token!")
+
+
+def test_two_store_clients_share_records(make_store: StoreFactory) -> None:
+    one, two = make_store(), make_store()
+    job = _job()
+    one.create(job)
+    two.record(_event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING))
+    seen = one.get(job.id)
+    assert seen is not None
+    assert seen.state == jobs_pb2.JOB_STATE_RUNNING
