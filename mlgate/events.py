@@ -1,0 +1,38 @@
+"""Job events and their sequence numbers, shared by the gateway and the workers.
+
+A job's seq values are fixed by its pipeline, not counted at run time: QUEUED is 1, each stage has
+its own number and the terminal event comes last. A redelivered job therefore re-emits the same
+seq for the same step, and the job store drops it as a duplicate.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mlgate.v1 import jobs_pb2
+
+__all__ = ["PREDICT_SEQ", "QUEUED_SEQ", "TRAIN_SEQ", "event", "terminal_seq"]
+
+QUEUED_SEQ = 1
+TRAIN_SEQ = {
+    jobs_pb2.STAGE_LOADING_DATA: 2,
+    jobs_pb2.STAGE_FITTING: 3,
+    jobs_pb2.STAGE_EVALUATING: 4,
+    jobs_pb2.STAGE_SAVING: 5,
+}
+PREDICT_SEQ = {
+    jobs_pb2.STAGE_LOADING_MODEL: 2,
+    jobs_pb2.STAGE_PREDICTING: 3,
+}
+
+
+def terminal_seq(kind: int) -> int:
+    stages = TRAIN_SEQ if kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_SEQ
+    return max(stages.values()) + 1
+
+
+def event(job_id: str, seq: int, state: int, **fields: object) -> jobs_pb2.JobEvent:
+    """A JobEvent stamped with the current time."""
+    now = Timestamp()
+    now.GetCurrentTime()
+    return jobs_pb2.JobEvent(job_id=job_id, seq=seq, state=state, time=now, **fields)  # type: ignore[arg-type]

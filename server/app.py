@@ -1,0 +1,154 @@
+"""The gateway process: the gRPC server, its health and reflection services, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from brokers import Broker, BrokerUnavailable, open_broker
+from mlgate.settings import Settings
+from mlgate.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, models_pb2
+from mlgate.v1 import models_pb2_grpc
+from server.datasets import DatasetServicer
+from server.hub import Hub
+from server.jobs import JobServicer
+from server.manifests import ManifestCache
+from server.models import ModelServicer
+from server.recorder import Recorder
+from server.store import JobStore, open_job_store
+from storage import open_store
+from storage.datasets import DatasetCatalog
+from storage.models import ModelRepository
+from workers.worker import Worker
+
+__all__ = ["SERVICE_NAMES", "Gateway", "serve"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
+)
+_HEALTH_INTERVAL = 1.0
+
+
+class Gateway:
+    """A running gateway; with ``embedded_workers`` it also runs workers on the same broker."""
+
+    def __init__(self, settings: Settings, *, embedded_workers: bool = False) -> None:
+        self.settings = settings
+        self.broker: Broker = open_broker(settings)
+        self.store: JobStore = open_job_store(settings.store_url)
+        objects = open_store(settings.storage_url)
+        self.catalog = DatasetCatalog(objects)
+        self.models = ModelRepository(objects)
+        self.hub = Hub()
+        self.workers = (
+            [Worker(self.broker, self.catalog, self.models, settings)] if embedded_workers else []
+        )
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+        self._recorder: Recorder | None = None
+        self._health = health.aio.HealthServicer()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Connect, start serving and return the bound port (useful with port 0)."""
+        try:
+            await asyncio.to_thread(self.broker.start)
+        except BrokerUnavailable as exc:
+            # Serve anyway: health says NOT_SERVING and submissions get UNAVAILABLE until it is back.
+            log.warning("broker unavailable at start, serving NOT_SERVING: %s", exc)
+        loop = asyncio.get_running_loop()
+        self._recorder = Recorder(self.broker, self.store, self.models, self.hub, loop)
+        self._recorder.start()
+        for worker in self.workers:
+            worker.start()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ]
+        )
+        manifests = ManifestCache(self.models)
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(
+            JobServicer(self.settings, self.broker, self.store, self.catalog, manifests, self.hub),
+            server,
+        )
+        models_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(self.models, manifests), server
+        )
+        datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(self.catalog), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        if self.port == 0:
+            raise OSError(f"cannot listen on port {self.settings.port}: is it in use?")
+        await server.start()
+        self._server = server
+        await self._update_health()
+        self._watchdog = asyncio.create_task(self._watch_health())
+        log.info("mlgate gateway on port %d (%s)", self.port, self.settings.describe())
+        return self.port
+
+    async def _update_health(self) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.broker.healthy()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, status)
+
+    async def _watch_health(self) -> None:
+        # healthy() reads the broker's own connection state; no network round trip per check.
+        while True:
+            await asyncio.sleep(_HEALTH_INTERVAL)
+            await self._update_health()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Refuse new calls, give running ones ``grace`` seconds, then release everything."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await self._health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+        for worker in self.workers:
+            await asyncio.to_thread(worker.stop, grace)
+        if self._recorder is not None:
+            await asyncio.to_thread(self._recorder.stop, 5.0)
+        await asyncio.to_thread(self.broker.close)
+        self.store.close()
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+
+async def _serve(settings: Settings, embedded_workers: bool) -> None:
+    gateway = Gateway(settings, embedded_workers=embedded_workers)
+    await gateway.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    print(f"mlgate {'serving' if embedded_workers else 'gateway'} on port {gateway.port}", flush=True)
+    await stopping.wait()
+    log.info("draining: refusing new calls, finishing running ones")
+    await gateway.stop()
+
+
+def serve(settings: Settings, *, embedded_workers: bool = False) -> None:
+    """Run a gateway until SIGTERM or SIGINT, then drain gracefully."""
+    asyncio.run(_serve(settings, embedded_workers))

@@ -1,0 +1,73 @@
+"""The DatasetService servicer: CSV uploads streamed to storage, and dataset schemas."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from mlgate.errors import InvalidArgument, MLGateError, ResourceExhausted
+from mlgate.ids import check_dataset_id
+from mlgate.v1 import datasets_pb2, datasets_pb2_grpc
+from server.paging import paginate
+from server.status import abort_with, grpc_errors
+from storage.datasets import MAX_UPLOAD_BYTES, DatasetCatalog
+from storage.errors import StorageError
+
+__all__ = ["DatasetServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_SPOOL_BYTES = 16 * 1024 * 1024
+
+
+class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
+    def __init__(self, catalog: DatasetCatalog) -> None:
+        self._catalog = catalog
+
+    async def UploadDataset(  # noqa: N802 - gRPC method names
+        self, request_iterator: AsyncIterator[datasets_pb2.UploadDatasetRequest], context: Context
+    ) -> datasets_pb2.UploadDatasetResponse:
+        # Spool to disk as chunks arrive, so a large upload never sits whole in memory.
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
+            try:
+                dataset_id = ""
+                size = 0
+                async for message in request_iterator:
+                    if not dataset_id:
+                        dataset_id = check_dataset_id(message.dataset_id)
+                    elif message.dataset_id and message.dataset_id != dataset_id:
+                        raise InvalidArgument("dataset_id", "must not change between messages")
+                    size += len(message.chunk)
+                    if size > MAX_UPLOAD_BYTES:
+                        raise ResourceExhausted(
+                            f"dataset is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it"
+                        )
+                    await asyncio.to_thread(spool.write, message.chunk)
+                if not dataset_id:
+                    raise InvalidArgument("dataset_id", "is required on the first message")
+                spool.seek(0)
+                dataset = await asyncio.to_thread(self._catalog.upload_file, dataset_id, spool)
+            except (MLGateError, StorageError) as exc:
+                await abort_with(context, exc)
+        return datasets_pb2.UploadDatasetResponse(dataset=dataset)
+
+    @grpc_errors
+    async def GetDataset(  # noqa: N802
+        self, request: datasets_pb2.GetDatasetRequest, context: Context
+    ) -> datasets_pb2.GetDatasetResponse:
+        return datasets_pb2.GetDatasetResponse(
+            dataset=await asyncio.to_thread(self._catalog.describe, request.dataset_id)
+        )
+
+    @grpc_errors
+    async def ListDatasets(  # noqa: N802
+        self, request: datasets_pb2.ListDatasetsRequest, context: Context
+    ) -> datasets_pb2.ListDatasetsResponse:
+        found = await asyncio.to_thread(self._catalog.list)
+        # Listed by id; the cursor's time part is unused, so every dataset ranks equally on it.
+        ordered = sorted(found, key=lambda d: d.id, reverse=True)
+        page, token = paginate(ordered, lambda d: (0, d.id), request.page_size, request.page_token)
+        return datasets_pb2.ListDatasetsResponse(datasets=page, next_page_token=token)

@@ -1,0 +1,221 @@
+"""The JobService servicer: submits jobs, streams their events from the job store, lists and cancels."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Message
+from brokers.errors import BrokerError
+from mlgate.errors import InvalidArgument, MLGateError, NotFound, ResourceExhausted
+from mlgate.events import QUEUED_SEQ, event
+from mlgate.ids import check_job_id, check_model_id, new_job_id
+from mlgate.settings import Settings
+from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
+from server.hub import Hub
+from server.manifests import ManifestCache
+from server.paging import page_size
+from server.status import abort_with, grpc_errors
+from server.store.base import JobStore, is_terminal
+from storage.datasets import DatasetCatalog
+from workers import prediction, training
+from workers.worker import MODEL_SHA_HEADER
+
+__all__ = ["JobServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+R = TypeVar("R")
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    """Validates at the edge, records the job, queues it, then follows it in the store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        store: JobStore,
+        catalog: DatasetCatalog,
+        manifests: ManifestCache,
+        hub: Hub,
+    ) -> None:
+        self._settings = settings
+        self._broker = broker
+        self._store = store
+        self._catalog = catalog
+        self._manifests = manifests
+        self._hub = hub
+
+    async def _call(self, fn: Callable[..., R], *args: Any) -> R:
+        return await asyncio.to_thread(fn, *args)
+
+    async def Train(  # noqa: N802 - gRPC method names
+        self, request: jobs_pb2.TrainRequest, context: Context
+    ) -> AsyncIterator[jobs_pb2.TrainResponse]:
+        try:
+            if not request.dataset_id:
+                raise InvalidArgument("dataset_id", "is required")
+            schema = await self._call(self._catalog.describe, request.dataset_id)
+            params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
+            training.plan(request, schema, params)
+            job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
+            job.train.CopyFrom(request)
+        except (MLGateError, BrokerError) as exc:
+            await abort_with(context, exc)
+        async for seen in self._submit(job, TRAIN_QUEUE, (), context):
+            yield jobs_pb2.TrainResponse(event=seen)
+
+    async def Predict(  # noqa: N802
+        self, request: jobs_pb2.PredictRequest, context: Context
+    ) -> AsyncIterator[jobs_pb2.PredictResponse]:
+        try:
+            check_model_id(request.model_id)
+            if len(request.rows) > self._settings.max_predict_rows:
+                raise ResourceExhausted(
+                    f"{len(request.rows)} rows is over the limit of "
+                    f"{self._settings.max_predict_rows} per request; split the request"
+                )
+            record = await self._manifests.get(request.model_id)
+            rows = [json_format.MessageToDict(row) for row in request.rows]
+            prediction.check_rows(rows, record.features)
+            job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
+            job.predict.CopyFrom(request)
+        except Exception as exc:
+            await abort_with(context, exc)
+        headers = ((MODEL_SHA_HEADER, record.sha256),)
+        async for seen in self._submit(job, PREDICT_QUEUE, headers, context):
+            yield jobs_pb2.PredictResponse(event=seen)
+
+    async def _submit(
+        self,
+        job: jobs_pb2.Job,
+        queue: str,
+        headers: tuple[tuple[str, str], ...],
+        context: Context,
+    ) -> AsyncIterator[jobs_pb2.JobEvent]:
+        # Record before publishing: a fast worker's first event must find the job in the store.
+        await self._call(self._store.create, job)
+        flag = self._hub.subscribe(job.id)
+        try:
+            message = Message(job.id, job.SerializeToString(), headers)
+            timeout = self._settings.publish_timeout
+            remaining = context.time_remaining()
+            if remaining is not None:
+                timeout = max(0.1, min(timeout, remaining))
+            try:
+                await self._call(
+                    lambda: self._broker.publish(queue, message, timeout=timeout)
+                )
+            except BrokerError as exc:
+                failed = event(
+                    job.id,
+                    QUEUED_SEQ + 1,
+                    jobs_pb2.JOB_STATE_FAILED,
+                    error=jobs_pb2.JobError(code="UNAVAILABLE", message=f"not queued: {exc}"),
+                )
+                await self._call(self._store.cancel, job.id, failed)
+                await abort_with(context, exc)
+            async for seen in self._follow(job.id, 0, flag):
+                yield seen
+        finally:
+            self._hub.unsubscribe(job.id, flag)
+
+    async def _follow(
+        self, job_id: str, after_seq: int, flag: asyncio.Event
+    ) -> AsyncIterator[jobs_pb2.JobEvent]:
+        """The job's events after ``after_seq`` from the store, woken by the hub, until it ends."""
+        last = after_seq
+        while True:
+            flag.clear()
+            for seen in await self._call(self._store.events, job_id, last):
+                last = seen.seq
+                yield seen
+                if is_terminal(seen.state):
+                    return
+            await flag.wait()
+
+    @grpc_errors
+    async def GetJob(  # noqa: N802
+        self, request: jobs_pb2.GetJobRequest, context: Context
+    ) -> jobs_pb2.GetJobResponse:
+        return jobs_pb2.GetJobResponse(job=await self._job(request.job_id))
+
+    async def _job(self, job_id: str) -> jobs_pb2.Job:
+        check_job_id(job_id)
+        job = await self._call(self._store.get, job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} does not exist")
+        return job
+
+    @grpc_errors
+    async def ListJobs(  # noqa: N802
+        self, request: jobs_pb2.ListJobsRequest, context: Context
+    ) -> jobs_pb2.ListJobsResponse:
+        if request.kind not in jobs_pb2.JobKind.values():
+            raise InvalidArgument("kind", f"unknown job kind {request.kind}")
+        if request.state not in jobs_pb2.JobState.values():
+            raise InvalidArgument("state", f"unknown job state {request.state}")
+        size = page_size(request.page_size)
+        jobs, token = await self._call(
+            lambda: self._store.list(
+                kind=request.kind, state=request.state, page_size=size, page_token=request.page_token
+            )
+        )
+        return jobs_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
+
+    @grpc_errors
+    async def CancelJob(  # noqa: N802
+        self, request: jobs_pb2.CancelJobRequest, context: Context
+    ) -> jobs_pb2.CancelJobResponse:
+        await self._job(request.job_id)
+        cancel = event(request.job_id, 0, jobs_pb2.JOB_STATE_CANCELLED, message="cancelled by request")
+        job = await self._call(self._store.cancel, request.job_id, cancel)
+        if job is None:
+            raise NotFound(f"job {request.job_id} does not exist")
+        if job.state == jobs_pb2.JOB_STATE_CANCELLED and job.last_event.seq == cancel.seq:
+            # Tell the workers, so a queued copy is skipped and a running one stops at its next step.
+            await self._call(
+                lambda: self._broker.publish_event(
+                    cancel.SerializeToString(), timeout=self._settings.publish_timeout
+                )
+            )
+            self._hub.notify(job.id)
+        return jobs_pb2.CancelJobResponse(job=job)
+
+    async def WatchJob(  # noqa: N802
+        self, request: jobs_pb2.WatchJobRequest, context: Context
+    ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
+        try:
+            if request.after_seq < 0:
+                raise InvalidArgument("after_seq", "must not be negative")
+            job = await self._job(request.job_id)
+        except MLGateError as exc:
+            await abort_with(context, exc)
+        flag = self._hub.subscribe(job.id)
+        try:
+            async for seen in self._follow(job.id, request.after_seq, flag):
+                yield jobs_pb2.WatchJobResponse(event=seen)
+        finally:
+            self._hub.unsubscribe(job.id, flag)
+
+
+def _new_job(kind: int) -> jobs_pb2.Job:
+    job_id = new_job_id()
+    now = Timestamp()
+    now.FromNanoseconds(time.time_ns())
+    queued = event(job_id, QUEUED_SEQ, jobs_pb2.JOB_STATE_QUEUED)
+    queued.time.CopyFrom(now)
+    return jobs_pb2.Job(
+        id=job_id,
+        kind=kind,  # type: ignore[arg-type]
+        state=jobs_pb2.JOB_STATE_QUEUED,
+        create_time=now,
+        update_time=now,
+        last_event=queued,
+    )

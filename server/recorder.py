@@ -1,0 +1,86 @@
+"""Records the workers' events in the job store and wakes the streams that watch them.
+
+Events arrive by two paths: the durable channel (shared by the gateways, kept while none runs) and
+the live one (every gateway sees every event). Both record idempotently, so whichever comes first
+wins and the other is a no-op; the live path makes a gateway's own streams fast even when another
+gateway took the durable copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from brokers.base import Broker, EventDelivery, Subscription
+from mlgate.errors import NotFound
+from mlgate.v1 import jobs_pb2
+from server.hub import Hub
+from server.store.base import JobStore
+from storage.models import ModelRepository
+
+__all__ = ["Recorder"]
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """Owns the gateway's event subscriptions."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        store: JobStore,
+        models: ModelRepository,
+        hub: Hub,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        self._models = models
+        self._hub = hub
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+
+    def start(self) -> None:
+        self._subscriptions = [
+            self._broker.watch_events(self._on_live),
+            self._broker.consume_events(self._on_durable),
+        ]
+
+    def stop(self, timeout: float | None = None) -> None:
+        for subscription in self._subscriptions:
+            subscription.cancel(timeout)
+        self._subscriptions = []
+
+    def _on_durable(self, delivery: EventDelivery) -> None:
+        self.record(jobs_pb2.JobEvent.FromString(delivery.body))
+        delivery.ack()
+
+    def _on_live(self, body: bytes) -> None:
+        self.record(jobs_pb2.JobEvent.FromString(body))
+
+    def record(self, event: jobs_pb2.JobEvent) -> None:
+        """Record ``event`` if it moves its job forward, then wake the job's streams."""
+        with self._lock:
+            applied = self._store.record(event)
+        if applied is None:
+            self._discard_orphan_model(event)
+        # Wake even for a duplicate: another gateway may have recorded it just before us.
+        try:
+            self._loop.call_soon_threadsafe(self._hub.notify, event.job_id)
+        except RuntimeError:
+            pass  # the gateway is shutting down and its loop is closed
+
+    def _discard_orphan_model(self, event: jobs_pb2.JobEvent) -> None:
+        # A worker that missed a cancellation may still finish the job; its model must not outlive it.
+        if event.state != jobs_pb2.JOB_STATE_SUCCEEDED or not event.HasField("train_result"):
+            return
+        job = self._store.get(event.job_id)
+        if job is not None and job.state == jobs_pb2.JOB_STATE_CANCELLED:
+            try:
+                self._models.delete(event.train_result.model_id)
+                log.info("deleted model %s of cancelled job %s", event.train_result.model_id, job.id)
+            except NotFound:
+                pass

@@ -1,0 +1,141 @@
+"""Model artifacts and their manifests in the object store.
+
+A model is ``models/<id>/<sha256>.skops`` (the estimator, serialised with skops, never pickle)
+plus ``models/<id>/manifest.json`` written last: the model's record with the artifact's digest,
+format and scikit-learn version. A model without a manifest does not exist; a rewrite (a
+redelivered training job) never exposes a half-written artifact because the digest names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import sklearn
+import skops.io as sio
+from google.protobuf import json_format
+
+from mlgate.errors import DataLoss, FailedPrecondition, NotFound
+from mlgate.ids import check_model_id
+from mlgate.v1 import models_pb2
+from storage.base import ObjectStore
+from storage.errors import ObjectNotFound
+
+__all__ = ["FORMAT", "TRUSTED_TYPES", "ModelRepository"]
+
+FORMAT = "skops"
+
+# Types beyond skops' own safe defaults that mlgate's allowlisted estimators contain. Loading
+# fails closed: an artifact holding any other type is refused, whatever the manifest says.
+TRUSTED_TYPES = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+]
+
+
+def _artifact_key(model_id: str, digest: str) -> str:
+    return f"models/{model_id}/{digest}.skops"
+
+
+def _manifest_key(model_id: str) -> str:
+    return f"models/{model_id}/manifest.json"
+
+
+def dumps(estimator: Any) -> bytes:
+    return sio.dumps(estimator)
+
+
+def loads(data: bytes, model_id: str) -> Any:
+    """Deserialise with skops, trusting only TRUSTED_TYPES beyond skops' defaults."""
+    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
+    if untrusted:
+        raise DataLoss(
+            f"model {model_id} contains types mlgate does not trust ({', '.join(untrusted)}); "
+            "it was not loaded"
+        )
+    return sio.loads(data, trusted=TRUSTED_TYPES)
+
+
+class ModelRepository:
+    """Saves, reads, loads and deletes models by id."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._store = store
+
+    def save(self, record: models_pb2.Model, estimator: Any) -> models_pb2.Model:
+        """Store the artifact, then the manifest; returns the record with digest and size set."""
+        check_model_id(record.id)
+        data = dumps(estimator)
+        digest = hashlib.sha256(data).hexdigest()
+        saved = models_pb2.Model()
+        saved.CopyFrom(record)
+        saved.sha256 = digest
+        saved.size_bytes = len(data)
+        saved.sklearn_version = sklearn.__version__
+        previous = self._manifest(record.id)
+        self._store.put(_artifact_key(record.id, digest), data)
+        manifest = {"format": FORMAT, "model": json_format.MessageToDict(saved)}
+        self._store.put(_manifest_key(record.id), json.dumps(manifest, indent=2).encode())
+        if previous is not None and previous.sha256 != digest:
+            self._store.delete(_artifact_key(record.id, previous.sha256))
+        return saved
+
+    def _manifest(self, model_id: str) -> models_pb2.Model | None:
+        try:
+            raw = self._store.get(_manifest_key(model_id))
+        except ObjectNotFound:
+            return None
+        try:
+            manifest = json.loads(raw)
+            if manifest.get("format") != FORMAT:
+                raise DataLoss(f"model {model_id} has an unknown format {manifest.get('format')!r}")
+            return json_format.ParseDict(manifest["model"], models_pb2.Model())
+        except (ValueError, KeyError, json_format.ParseError) as exc:
+            raise DataLoss(f"model {model_id} has a corrupt manifest: {exc}") from None
+
+    def get(self, model_id: str) -> models_pb2.Model:
+        """The model's record; raises NotFound."""
+        record = self._manifest(check_model_id(model_id))
+        if record is None:
+            raise NotFound(f"model {model_id} does not exist")
+        return record
+
+    def exists(self, model_id: str) -> bool:
+        return self._store.exists(_manifest_key(check_model_id(model_id)))
+
+    def list(self) -> list[models_pb2.Model]:
+        """Every model's record, newest first."""
+        records = []
+        for key in self._store.list("models/"):
+            if key.endswith("/manifest.json"):
+                model_id = key.split("/")[1]
+                record = self._manifest(model_id)
+                if record is not None:
+                    records.append(record)
+        records.sort(key=lambda m: (m.create_time.ToNanoseconds(), m.id), reverse=True)
+        return records
+
+    def load(self, model_id: str) -> tuple[models_pb2.Model, Any]:
+        """The record and the estimator, after checking version and digest."""
+        record = self.get(model_id)
+        if record.sklearn_version != sklearn.__version__:
+            raise FailedPrecondition(
+                f"model {model_id} was saved with scikit-learn {record.sklearn_version} but this "
+                f"worker runs {sklearn.__version__}; retrain it"
+            )
+        try:
+            data = self._store.get(_artifact_key(model_id, record.sha256))
+        except ObjectNotFound:
+            raise DataLoss(f"model {model_id} has a manifest but no artifact") from None
+        if hashlib.sha256(data).hexdigest() != record.sha256:
+            raise DataLoss(f"model {model_id} failed its integrity check: the sha256 does not match")
+        return record, loads(data, model_id)
+
+    def delete(self, model_id: str) -> None:
+        """Remove the manifest first, so the model is gone before its bytes are; raises NotFound."""
+        record = self.get(model_id)
+        self._store.delete(_manifest_key(model_id))
+        for key in list(self._store.list(f"models/{model_id}/")):
+            self._store.delete(key)
+        del record

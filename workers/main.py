@@ -1,0 +1,46 @@
+"""The worker process entry point: ``mlgate worker``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from brokers import BrokerUnavailable, open_broker
+from mlgate.settings import Settings
+from storage import open_store
+from storage.datasets import DatasetCatalog
+from storage.models import ModelRepository
+from workers.worker import Worker
+
+__all__ = ["run_worker"]
+
+log = logging.getLogger(__name__)
+
+# A SIGTERM lets running jobs finish for this long; the rest go back to the broker unacknowledged.
+STOP_GRACE = 30.0
+
+
+def run_worker(settings: Settings) -> None:
+    """Consume jobs until SIGTERM or SIGINT."""
+    broker = open_broker(settings)
+    try:
+        broker.start()
+    except BrokerUnavailable as exc:
+        log.warning("broker unavailable at start; retrying in the background: %s", exc)
+    objects = open_store(settings.storage_url)
+    worker = Worker(broker, DatasetCatalog(objects), ModelRepository(objects), settings)
+    worker.start()
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"mlgate worker running ({settings.describe()})", flush=True)
+    stopping.wait()
+    log.info("stopping: finishing running jobs for up to %.0f s", STOP_GRACE)
+    worker.stop(STOP_GRACE)
+    broker.close()

@@ -1,0 +1,231 @@
+"""The worker: takes jobs from the broker, runs them, records the outcome, then acknowledges.
+
+A job that fails ends FAILED with its reason and the worker goes on. A delivery beyond
+``max_attempts`` (earlier attempts died without an outcome) is dead-lettered and its job FAILED.
+An exception from the broker itself (an event could not be published) leaves the delivery
+unsettled, so the broker delivers the job again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+
+from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
+from mlgate.errors import MLGateError, status_of
+from mlgate.events import PREDICT_SEQ, TRAIN_SEQ, event, terminal_seq
+from mlgate.ids import model_id_for_job
+from mlgate.settings import Settings
+from mlgate.v1 import jobs_pb2, models_pb2
+from storage.datasets import DatasetCatalog
+from storage.models import ModelRepository
+from workers import prediction, training
+from workers.cache import ModelCache
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+MODEL_SHA_HEADER = "model-sha256"
+
+
+class Cancelled(Exception):
+    """The job was cancelled while it ran."""
+
+
+class _Events:
+    """Publishes one attempt's events for one job."""
+
+    def __init__(self, broker: Broker, job: jobs_pb2.Job, attempt: int, timeout: float) -> None:
+        self._broker = broker
+        self._job = job
+        self._attempt = attempt
+        self._timeout = timeout
+
+    def send(self, seq: int, state: int, **fields: Any) -> None:
+        body = event(self._job.id, seq, state, attempt=self._attempt, **fields)
+        self._broker.publish_event(body.SerializeToString(), timeout=self._timeout)
+
+    def running(self, seq: int, stage: int, progress: float, message: str = "") -> None:
+        self.send(seq, jobs_pb2.JOB_STATE_RUNNING, stage=stage, progress=progress, message=message)
+
+    def failed(self, code: str, message: str) -> None:
+        self.send(
+            terminal_seq(self._job.kind),
+            jobs_pb2.JOB_STATE_FAILED,
+            error=jobs_pb2.JobError(code=code, message=message),
+            message=message,
+        )
+
+
+class _Recent:
+    """A bounded set of recently cancelled job ids."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, job_id: str) -> None:
+        with self._lock:
+            self._ids[job_id] = None
+            while len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+
+    def __contains__(self, job_id: object) -> bool:
+        with self._lock:
+            return job_id in self._ids
+
+
+class Worker:
+    """Connects the train and predict queues to the training and prediction functions."""
+
+    def __init__(
+        self, broker: Broker, catalog: DatasetCatalog, models: ModelRepository, settings: Settings
+    ) -> None:
+        self._broker = broker
+        self._catalog = catalog
+        self._models = models
+        self._settings = settings
+        self.cache = ModelCache(models, settings.model_cache_bytes)
+        self._cancelled = _Recent()
+        self._subscriptions: list[Subscription] = []
+
+    def start(self) -> None:
+        self._subscriptions = [
+            self._broker.watch_events(self._on_event),
+            self._broker.consume(
+                TRAIN_QUEUE, self._on_train, prefetch=self._settings.train_concurrency
+            ),
+            self._broker.consume(
+                PREDICT_QUEUE, self._on_predict, prefetch=self._settings.predict_prefetch
+            ),
+        ]
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop taking jobs; jobs still running after ``timeout`` go back to the broker."""
+        for subscription in reversed(self._subscriptions):
+            subscription.cancel(timeout)
+        self._subscriptions = []
+
+    def _on_event(self, body: bytes) -> None:
+        seen = jobs_pb2.JobEvent.FromString(body)
+        if seen.state == jobs_pb2.JOB_STATE_CANCELLED:
+            self._cancelled.add(seen.job_id)
+
+    def _on_train(self, delivery: Delivery) -> None:
+        self._handle(delivery, self._train)
+
+    def _on_predict(self, delivery: Delivery) -> None:
+        self._handle(delivery, self._predict)
+
+    def _handle(
+        self, delivery: Delivery, run: Callable[[jobs_pb2.Job, _Events, Delivery], dict[str, Any]]
+    ) -> None:
+        try:
+            job = jobs_pb2.Job.FromString(delivery.message.body)
+        except Exception:
+            delivery.dead_letter("the message is not a job")
+            return
+        events = _Events(self._broker, job, delivery.attempt, self._settings.publish_timeout)
+        limit = self._settings.max_attempts
+        if delivery.attempt > limit:
+            reason = (
+                f"dead-lettered after {limit} attempts: each ended without an outcome "
+                "(the worker died or lost its broker connection while running the job)"
+            )
+            events.failed("ABORTED", reason)
+            delivery.dead_letter(reason)
+            return
+        if job.id in self._cancelled:
+            delivery.ack()
+            return
+        try:
+            result = run(job, events, delivery)
+        except Cancelled:
+            delivery.ack()
+            return
+        except MLGateError as exc:
+            events.failed(*status_of(exc))
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            events.failed(*status_of(exc))
+        else:
+            events.send(
+                terminal_seq(job.kind), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result
+            )
+        delivery.ack()
+
+    def _check_cancelled(self, job: jobs_pb2.Job) -> None:
+        if job.id in self._cancelled:
+            raise Cancelled(job.id)
+
+    def _train(self, job: jobs_pb2.Job, events: _Events, delivery: Delivery) -> dict[str, Any]:
+        request = job.train
+        model_id = model_id_for_job(job.id)
+        if self._models.exists(model_id):
+            # An earlier attempt saved the model and died before acknowledging: reuse it.
+            record = self._models.get(model_id)
+            return {"train_result": jobs_pb2.TrainResult(model_id=model_id, metrics=record.metrics)}
+        events.running(TRAIN_SEQ[jobs_pb2.STAGE_LOADING_DATA], jobs_pb2.STAGE_LOADING_DATA, 0.05)
+        schema = self._catalog.describe(request.dataset_id)
+        params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
+        plan = training.plan(request, schema, params)
+        frame = self._catalog.load(request.dataset_id)
+
+        def progress(stage: int, fraction: float) -> None:
+            self._check_cancelled(job)
+            events.running(TRAIN_SEQ[stage], stage, fraction)
+
+        trained = training.fit(frame, plan, progress)
+        self._check_cancelled(job)
+        events.running(TRAIN_SEQ[jobs_pb2.STAGE_SAVING], jobs_pb2.STAGE_SAVING, 0.9)
+        record = models_pb2.Model(
+            id=model_id,
+            job_id=job.id,
+            dataset_id=plan.dataset_id,
+            target=plan.target,
+            task=jobs_pb2.TASK_REGRESSION if trained.task == "regression" else jobs_pb2.TASK_CLASSIFICATION,
+            estimator=plan.estimator,
+            metrics=trained.metrics,
+            train_rows=trained.train_rows,
+            test_rows=trained.test_rows,
+        )
+        record.create_time.GetCurrentTime()
+        for name in plan.features:
+            record.features.add(name=name, dtype=plan.dtypes[name])
+        record.params.update(trained.params)
+        record.classes.extend(_values(trained.classes))
+        saved = self._models.save(record, trained.estimator)
+        return {"train_result": jobs_pb2.TrainResult(model_id=saved.id, metrics=saved.metrics)}
+
+    def _predict(self, job: jobs_pb2.Job, events: _Events, delivery: Delivery) -> dict[str, Any]:
+        request = job.predict
+        sha = dict(delivery.message.headers).get(MODEL_SHA_HEADER, "")
+        if request.model_id not in self.cache:
+            events.running(PREDICT_SEQ[jobs_pb2.STAGE_LOADING_MODEL], jobs_pb2.STAGE_LOADING_MODEL, 0.1)
+        record, model = self.cache.get(request.model_id, sha)
+        rows = [json_format.MessageToDict(row) for row in request.rows]
+        prediction.check_rows(rows, record.features)
+        events.running(PREDICT_SEQ[jobs_pb2.STAGE_PREDICTING], jobs_pb2.STAGE_PREDICTING, 0.5)
+        predicted, classes, probabilities = prediction.predict(model, record, rows)
+        result = jobs_pb2.PredictResult(model_id=request.model_id)
+        result.predictions.extend(_values(predicted))
+        result.classes.extend(_values(classes))
+        for row in probabilities:
+            result.probabilities.add(values=row)
+        return {"predict_result": result}
+
+
+def _values(items: list[Any]) -> list[struct_pb2.Value]:
+    values = []
+    for item in items:
+        value = struct_pb2.Value()
+        json_format.ParseDict(item, value)
+        values.append(value)
+    return values
