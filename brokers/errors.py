@@ -1,9 +1,9 @@
 """The brokers' error tree. Driver errors (pika, redis) are translated into these at the boundary.
 
-    BrokerError
-    ├── BrokerUnavailable     the broker cannot be reached now (the gateway answers UNAVAILABLE)
-    │   └── PublishNotConfirmed   the broker did not confirm a publish in time
-    └── BrokerClosed          the broker object was closed by its owner
+BrokerError
+├── BrokerUnavailable     the broker cannot be reached now (the gateway answers UNAVAILABLE)
+│   └── PublishNotConfirmed   the broker did not confirm a publish in time
+└── BrokerClosed          the broker object was closed by its owner
 """
 
 from __future__ import annotations

@@ -67,7 +67,9 @@ class _Queue(Generic[T]):
 class _Runner(Subscription, Generic[T]):
     """``threads`` threads that take items from a queue and run ``work`` on each."""
 
-    def __init__(self, name: str, queue: _Queue[T], work: Callable[[T], None], threads: int):
+    def __init__(
+        self, name: str, queue: _Queue[T], work: Callable[[T], None], threads: int
+    ) -> None:
         self._queue = queue
         self._work = work
         self._stopped = threading.Event()
@@ -94,7 +96,7 @@ class _Runner(Subscription, Generic[T]):
 
 
 class _MemoryDelivery(Delivery):
-    def __init__(self, broker: MemoryBroker, queue: str, message: Message, attempt: int):
+    def __init__(self, broker: MemoryBroker, queue: str, message: Message, attempt: int) -> None:
         self.message = message
         self.attempt = attempt
         self._broker = broker

@@ -14,13 +14,13 @@ from mlgate.v1 import jobs_pb2
 __all__ = ["PREDICT_SEQ", "QUEUED_SEQ", "TRAIN_SEQ", "event", "terminal_seq"]
 
 QUEUED_SEQ = 1
-TRAIN_SEQ = {
+TRAIN_SEQ: dict[int, int] = {
     jobs_pb2.STAGE_LOADING_DATA: 2,
     jobs_pb2.STAGE_FITTING: 3,
     jobs_pb2.STAGE_EVALUATING: 4,
     jobs_pb2.STAGE_SAVING: 5,
 }
-PREDICT_SEQ = {
+PREDICT_SEQ: dict[int, int] = {
     jobs_pb2.STAGE_LOADING_MODEL: 2,
     jobs_pb2.STAGE_PREDICTING: 3,
 }

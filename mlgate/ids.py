@@ -50,6 +50,4 @@ def check_model_id(value: str, field: str = "model_id") -> str:
 
 
 def check_dataset_id(value: str, field: str = "dataset_id") -> str:
-    return _check(
-        _DATASET_ID, value, field, "lowercase letters, digits, '-' and '_', at most 64"
-    )
+    return _check(_DATASET_ID, value, field, "lowercase letters, digits, '-' and '_', at most 64")

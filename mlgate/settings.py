@@ -64,7 +64,9 @@ class Settings:
         if broker not in BROKERS:
             raise ValueError(f"MLGATE_BROKER must be one of {', '.join(BROKERS)}, not {broker!r}")
         data_dir = Path(
-            str(overrides.pop("data_dir", None) or env.get("MLGATE_DATA_DIR") or _default_data_dir())
+            str(
+                overrides.pop("data_dir", None) or env.get("MLGATE_DATA_DIR") or _default_data_dir()
+            )
         )
         values: dict[str, object] = {
             "broker": broker,

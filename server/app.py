@@ -8,13 +8,20 @@ import logging
 import signal
 
 import grpc
+from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from brokers import Broker, BrokerUnavailable, open_broker
 from mlgate.settings import Settings
-from mlgate.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc, models_pb2
-from mlgate.v1 import models_pb2_grpc
+from mlgate.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+)
 from server.datasets import DatasetServicer
 from server.hub import Hub
 from server.jobs import JobServicer
@@ -56,7 +63,7 @@ class Gateway:
         self.port = 0
         self._server: grpc.aio.Server | None = None
         self._recorder: Recorder | None = None
-        self._health = health.aio.HealthServicer()
+        self._health = health_aio.HealthServicer()
         self._watchdog: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
@@ -85,7 +92,9 @@ class Gateway:
         models_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelServicer(self.models, manifests), server
         )
-        datasets_pb2_grpc.add_DatasetServiceServicer_to_server(DatasetServicer(self.catalog), server)
+        datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
+            DatasetServicer(self.catalog), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -143,7 +152,9 @@ async def _serve(settings: Settings, embedded_workers: bool) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    print(f"mlgate {'serving' if embedded_workers else 'gateway'} on port {gateway.port}", flush=True)
+    print(
+        f"mlgate {'serving' if embedded_workers else 'gateway'} on port {gateway.port}", flush=True
+    )
     await stopping.wait()
     log.info("draining: refusing new calls, finishing running ones")
     await gateway.stop()

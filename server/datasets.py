@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 import grpc
 
@@ -27,7 +27,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     def __init__(self, catalog: DatasetCatalog) -> None:
         self._catalog = catalog
 
-    async def UploadDataset(  # noqa: N802 - gRPC method names
+    async def UploadDataset(
         self, request_iterator: AsyncIterator[datasets_pb2.UploadDatasetRequest], context: Context
     ) -> datasets_pb2.UploadDatasetResponse:
         # Spool to disk as chunks arrive, so a large upload never sits whole in memory.
@@ -49,13 +49,15 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                 if not dataset_id:
                     raise InvalidArgument("dataset_id", "is required on the first message")
                 spool.seek(0)
-                dataset = await asyncio.to_thread(self._catalog.upload_file, dataset_id, spool)
+                dataset = await asyncio.to_thread(
+                    self._catalog.upload_file, dataset_id, cast(BinaryIO, spool)
+                )
             except (MLGateError, StorageError) as exc:
                 await abort_with(context, exc)
         return datasets_pb2.UploadDatasetResponse(dataset=dataset)
 
     @grpc_errors
-    async def GetDataset(  # noqa: N802
+    async def GetDataset(
         self, request: datasets_pb2.GetDatasetRequest, context: Context
     ) -> datasets_pb2.GetDatasetResponse:
         return datasets_pb2.GetDatasetResponse(
@@ -63,7 +65,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         )
 
     @grpc_errors
-    async def ListDatasets(  # noqa: N802
+    async def ListDatasets(
         self, request: datasets_pb2.ListDatasetsRequest, context: Context
     ) -> datasets_pb2.ListDatasetsResponse:
         found = await asyncio.to_thread(self._catalog.list)

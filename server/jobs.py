@@ -55,7 +55,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.to_thread(fn, *args)
 
-    async def Train(  # noqa: N802 - gRPC method names
+    async def Train(
         self, request: jobs_pb2.TrainRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.TrainResponse]:
         try:
@@ -71,7 +71,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         async for seen in self._submit(job, TRAIN_QUEUE, (), context):
             yield jobs_pb2.TrainResponse(event=seen)
 
-    async def Predict(  # noqa: N802
+    async def Predict(
         self, request: jobs_pb2.PredictRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.PredictResponse]:
         try:
@@ -109,9 +109,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if remaining is not None:
                 timeout = max(0.1, min(timeout, remaining))
             try:
-                await self._call(
-                    lambda: self._broker.publish(queue, message, timeout=timeout)
-                )
+                await self._call(lambda: self._broker.publish(queue, message, timeout=timeout))
             except BrokerError as exc:
                 failed = event(
                     job.id,
@@ -141,7 +139,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             await flag.wait()
 
     @grpc_errors
-    async def GetJob(  # noqa: N802
+    async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: Context
     ) -> jobs_pb2.GetJobResponse:
         return jobs_pb2.GetJobResponse(job=await self._job(request.job_id))
@@ -154,7 +152,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return job
 
     @grpc_errors
-    async def ListJobs(  # noqa: N802
+    async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: Context
     ) -> jobs_pb2.ListJobsResponse:
         if request.kind not in jobs_pb2.JobKind.values():
@@ -164,17 +162,22 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         size = page_size(request.page_size)
         jobs, token = await self._call(
             lambda: self._store.list(
-                kind=request.kind, state=request.state, page_size=size, page_token=request.page_token
+                kind=request.kind,
+                state=request.state,
+                page_size=size,
+                page_token=request.page_token,
             )
         )
         return jobs_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
 
     @grpc_errors
-    async def CancelJob(  # noqa: N802
+    async def CancelJob(
         self, request: jobs_pb2.CancelJobRequest, context: Context
     ) -> jobs_pb2.CancelJobResponse:
         await self._job(request.job_id)
-        cancel = event(request.job_id, 0, jobs_pb2.JOB_STATE_CANCELLED, message="cancelled by request")
+        cancel = event(
+            request.job_id, 0, jobs_pb2.JOB_STATE_CANCELLED, message="cancelled by request"
+        )
         job = await self._call(self._store.cancel, request.job_id, cancel)
         if job is None:
             raise NotFound(f"job {request.job_id} does not exist")
@@ -188,7 +191,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             self._hub.notify(job.id)
         return jobs_pb2.CancelJobResponse(job=job)
 
-    async def WatchJob(  # noqa: N802
+    async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
         try:
@@ -205,7 +208,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             self._hub.unsubscribe(job.id, flag)
 
 
-def _new_job(kind: int) -> jobs_pb2.Job:
+def _new_job(kind: jobs_pb2.JobKind.ValueType) -> jobs_pb2.Job:
     job_id = new_job_id()
     now = Timestamp()
     now.FromNanoseconds(time.time_ns())
@@ -213,7 +216,7 @@ def _new_job(kind: int) -> jobs_pb2.Job:
     queued.time.CopyFrom(now)
     return jobs_pb2.Job(
         id=job_id,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         state=jobs_pb2.JOB_STATE_QUEUED,
         create_time=now,
         update_time=now,

@@ -25,7 +25,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self._manifests = manifests
 
     @grpc_errors
-    async def GetModel(  # noqa: N802 - gRPC method names
+    async def GetModel(
         self, request: models_pb2.GetModelRequest, context: Context
     ) -> models_pb2.GetModelResponse:
         check_model_id(request.model_id)
@@ -34,7 +34,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         )
 
     @grpc_errors
-    async def ListModels(  # noqa: N802
+    async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
         records = await asyncio.to_thread(self._models.list)
@@ -47,7 +47,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         return models_pb2.ListModelsResponse(models=page, next_page_token=token)
 
     @grpc_errors
-    async def DeleteModel(  # noqa: N802
+    async def DeleteModel(
         self, request: models_pb2.DeleteModelRequest, context: Context
     ) -> models_pb2.DeleteModelResponse:
         check_model_id(request.model_id)

@@ -9,6 +9,7 @@ gateway took the durable copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 
@@ -68,10 +69,9 @@ class Recorder:
         if applied is None:
             self._discard_orphan_model(event)
         # Wake even for a duplicate: another gateway may have recorded it just before us.
-        try:
+        # RuntimeError: the gateway is shutting down and its loop is closed.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._hub.notify, event.job_id)
-        except RuntimeError:
-            pass  # the gateway is shutting down and its loop is closed
 
     def _discard_orphan_model(self, event: jobs_pb2.JobEvent) -> None:
         # A worker that missed a cancellation may still finish the job; its model must not outlive it.
@@ -81,6 +81,8 @@ class Recorder:
         if job is not None and job.state == jobs_pb2.JOB_STATE_CANCELLED:
             try:
                 self._models.delete(event.train_result.model_id)
-                log.info("deleted model %s of cancelled job %s", event.train_result.model_id, job.id)
+                log.info(
+                    "deleted model %s of cancelled job %s", event.train_result.model_id, job.id
+                )
             except NotFound:
                 pass

@@ -52,7 +52,9 @@ def _builtin_frame(dataset_id: str) -> pd.DataFrame:
     return frame
 
 
-def _describe(dataset_id: str, frame: pd.DataFrame, *, builtin: bool, size: int) -> datasets_pb2.Dataset:
+def _describe(
+    dataset_id: str, frame: pd.DataFrame, *, builtin: bool, size: int
+) -> datasets_pb2.Dataset:
     dataset = datasets_pb2.Dataset(id=dataset_id, rows=len(frame), builtin=builtin, size_bytes=size)
     for name, dtype in frame.dtypes.items():
         dataset.columns.add(name=str(name), dtype=dtype_name(dtype))
@@ -151,4 +153,3 @@ def _parse_csv(source: BinaryIO) -> pd.DataFrame:
     if len(set(names)) != len(names):
         raise InvalidArgument("chunk", "column names must be unique")
     return frame
-

@@ -1,9 +1,9 @@
 """The storage error tree.
 
-    StorageError
-    ├── ObjectNotFound     no object under that key
-    ├── IntegrityError     an artifact does not match its manifest (digest, missing manifest)
-    └── StorageUnavailable the backing store cannot be reached
+StorageError
+├── ObjectNotFound     no object under that key
+├── IntegrityError     an artifact does not match its manifest (digest, missing manifest)
+└── StorageUnavailable the backing store cannot be reached
 """
 
 from __future__ import annotations

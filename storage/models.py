@@ -43,7 +43,8 @@ def _manifest_key(model_id: str) -> str:
 
 
 def dumps(estimator: Any) -> bytes:
-    return sio.dumps(estimator)
+    data: bytes = sio.dumps(estimator)
+    return data
 
 
 def loads(data: bytes, model_id: str) -> Any:
@@ -129,7 +130,9 @@ class ModelRepository:
         except ObjectNotFound:
             raise DataLoss(f"model {model_id} has a manifest but no artifact") from None
         if hashlib.sha256(data).hexdigest() != record.sha256:
-            raise DataLoss(f"model {model_id} failed its integrity check: the sha256 does not match")
+            raise DataLoss(
+                f"model {model_id} failed its integrity check: the sha256 does not match"
+            )
         return record, loads(data, model_id)
 
     def delete(self, model_id: str) -> None:

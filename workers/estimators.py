@@ -17,7 +17,14 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from mlgate.errors import InvalidArgument
 
-__all__ = ["DEFAULT_ESTIMATOR", "ESTIMATORS", "REGRESSION", "CLASSIFICATION", "EstimatorSpec", "build"]
+__all__ = [
+    "CLASSIFICATION",
+    "DEFAULT_ESTIMATOR",
+    "ESTIMATORS",
+    "REGRESSION",
+    "EstimatorSpec",
+    "build",
+]
 
 REGRESSION = "regression"
 CLASSIFICATION = "classification"
@@ -93,8 +100,10 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
 def _coerce(value: Any, default: Any) -> Any:
     # Struct carries every number as a double; give integer-valued ones back their int type
     # where the estimator's default says the parameter is an integer (or unset).
-    if isinstance(value, float) and value.is_integer() and (
-        default is None or (isinstance(default, int) and not isinstance(default, bool))
+    if (
+        isinstance(value, float)
+        and value.is_integer()
+        and (default is None or (isinstance(default, int) and not isinstance(default, bool)))
     ):
         return int(value)
     return value
@@ -111,12 +120,14 @@ def build(
     spec = ESTIMATORS.get(name or DEFAULT_ESTIMATOR)
     if spec is None:
         raise InvalidArgument(
-            "estimator", f"unknown estimator {name!r}; choose one of {', '.join(sorted(ESTIMATORS))}"
+            "estimator",
+            f"unknown estimator {name!r}; choose one of {', '.join(sorted(ESTIMATORS))}",
         )
     cls = spec.classes.get(task)
     if cls is None:
         raise InvalidArgument(
-            "estimator", f"{spec.name} does not support {task}; it supports {', '.join(spec.classes)}"
+            "estimator",
+            f"{spec.name} does not support {task}; it supports {', '.join(spec.classes)}",
         )
     defaults = cls().get_params()
     unknown = sorted(set(params) - set(defaults))
@@ -136,12 +147,12 @@ def build(
         bad = next((key for key in chosen if f"'{key}'" in str(exc)), "params")
         raise InvalidArgument(f"params.{bad}" if bad != "params" else bad, str(exc)) from None
     effective = {
-        key: value
-        for key, value in estimator.get_params(deep=False).items()
-        if _jsonable(value)
+        key: value for key, value in estimator.get_params(deep=False).items() if _jsonable(value)
     }
     return estimator, effective
 
 
 def _jsonable(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str)) and not inspect.isclass(value)
+    return (
+        value is None or (isinstance(value, (bool, int, float, str)) and not inspect.isclass(value))
+    )

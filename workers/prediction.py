@@ -31,7 +31,8 @@ def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.
         for name in row:
             if name not in expected:
                 raise InvalidArgument(
-                    f"rows[{i}].{name}", f"is not a feature of this model; features: {', '.join(expected)}"
+                    f"rows[{i}].{name}",
+                    f"is not a feature of this model; features: {', '.join(expected)}",
                 )
         for name, dtype in expected.items():
             if name not in row:

@@ -60,14 +60,17 @@ class Trained:
 _TASKS = {jobs_pb2.TASK_REGRESSION: REGRESSION, jobs_pb2.TASK_CLASSIFICATION: CLASSIFICATION}
 
 
-def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset, params: Mapping[str, Any]) -> Plan:
+def plan(
+    request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset, params: Mapping[str, Any]
+) -> Plan:
     """Check a request against the dataset's columns; raises InvalidArgument naming the field."""
     columns = {c.name: c.dtype for c in schema.columns}
     if not request.target:
         raise InvalidArgument("target", "is required: name the column to predict")
     if request.target not in columns:
         raise InvalidArgument(
-            "target", f"{request.target!r} is not a column of {schema.id}; columns: {', '.join(columns)}"
+            "target",
+            f"{request.target!r} is not a column of {schema.id}; columns: {', '.join(columns)}",
         )
     features = tuple(request.features) or tuple(c for c in columns if c != request.target)
     for i, name in enumerate(features):
@@ -90,7 +93,9 @@ def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset, params: M
     if not task and target_dtype != "integer":
         task = REGRESSION if target_dtype == "numeric" else CLASSIFICATION
     if task == REGRESSION and target_dtype in ("string", "boolean"):
-        raise InvalidArgument("task", f"regression needs a numeric target; {request.target} is {target_dtype}")
+        raise InvalidArgument(
+            "task", f"regression needs a numeric target; {request.target} is {target_dtype}"
+        )
     result = Plan(
         dataset_id=schema.id,
         features=features,
@@ -140,7 +145,9 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress) -> Trained:
     data = frame[[*plan.features, plan.target]]
     if data.isna().to_numpy().any():
         bad = [str(c) for c in data.columns if data[c].isna().any()]
-        raise InvalidArgument("features", f"columns with missing values cannot be used: {', '.join(bad)}")
+        raise InvalidArgument(
+            "features", f"columns with missing values cannot be used: {', '.join(bad)}"
+        )
     X, y = data[list(plan.features)], data[plan.target]
     task = plan.task or infer_task(y)
     estimator, params = build(plan.estimator, task, plan.params, plan.seed)
@@ -187,4 +194,3 @@ def metrics_for(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[st
                     sk_metrics.roc_auc_score(y, proba, multi_class="ovr", labels=labels)
                 )
     return scores
-

@@ -190,7 +190,9 @@ class Worker:
             job_id=job.id,
             dataset_id=plan.dataset_id,
             target=plan.target,
-            task=jobs_pb2.TASK_REGRESSION if trained.task == "regression" else jobs_pb2.TASK_CLASSIFICATION,
+            task=jobs_pb2.TASK_REGRESSION
+            if trained.task == "regression"
+            else jobs_pb2.TASK_CLASSIFICATION,
             estimator=plan.estimator,
             metrics=trained.metrics,
             train_rows=trained.train_rows,
@@ -208,7 +210,9 @@ class Worker:
         request = job.predict
         sha = dict(delivery.message.headers).get(MODEL_SHA_HEADER, "")
         if request.model_id not in self.cache:
-            events.running(PREDICT_SEQ[jobs_pb2.STAGE_LOADING_MODEL], jobs_pb2.STAGE_LOADING_MODEL, 0.1)
+            events.running(
+                PREDICT_SEQ[jobs_pb2.STAGE_LOADING_MODEL], jobs_pb2.STAGE_LOADING_MODEL, 0.1
+            )
         record, model = self.cache.get(request.model_id, sha)
         rows = [json_format.MessageToDict(row) for row in request.rows]
         prediction.check_rows(rows, record.features)

@@ -7,6 +7,7 @@ job has not ended, so redelivered or late events can neither duplicate nor regre
 from __future__ import annotations
 
 import abc
+import builtins
 import base64
 import json
 
@@ -17,7 +18,10 @@ __all__ = [
     "TERMINAL_STATES",
     "JobStore",
     "apply_event",
-    "decode_page_token", "encode_page_token", "is_terminal"]
+    "decode_page_token",
+    "encode_page_token",
+    "is_terminal",
+]
 
 TERMINAL_STATES = frozenset(
     {
@@ -71,7 +75,7 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def list(
         self, *, kind: int, state: int, page_size: int, page_token: str
-    ) -> tuple[list[jobs_pb2.Job], str]:
+    ) -> tuple[builtins.list[jobs_pb2.Job], str]:
         """Jobs newest first, filtered by kind and state when non-zero; and the next page's token."""
 
     @abc.abstractmethod
@@ -80,7 +84,7 @@ class JobStore(abc.ABC):
         unknown or ended job."""
 
     @abc.abstractmethod
-    def events(self, job_id: str, after_seq: int) -> list[jobs_pb2.JobEvent]:
+    def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
         """The job's recorded events with seq above ``after_seq``, in order."""
 
     @abc.abstractmethod
@@ -88,5 +92,6 @@ class JobStore(abc.ABC):
         """Atomically end a job that has not ended with ``event`` (its seq is set to the next one).
         Returns the job as it is afterwards, or None if there is no such job."""
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import sqlite3
 import threading
 from pathlib import Path
@@ -56,8 +57,13 @@ class SQLiteJobStore(JobStore):
             try:
                 self._db.execute(
                     "INSERT INTO jobs (id, kind, state, create_ns, record) VALUES (?, ?, ?, ?, ?)",
-                    (job.id, job.kind, job.state, job.create_time.ToNanoseconds(),
-                     job.SerializeToString()),
+                    (
+                        job.id,
+                        job.kind,
+                        job.state,
+                        job.create_time.ToNanoseconds(),
+                        job.SerializeToString(),
+                    ),
                 )
                 self._insert_event(job.last_event)
                 self._db.execute("COMMIT")
@@ -87,8 +93,9 @@ class SQLiteJobStore(JobStore):
 
     def list(
         self, *, kind: int, state: int, page_size: int, page_token: str
-    ) -> tuple[list[jobs_pb2.Job], str]:
-        where, args = [], []
+    ) -> tuple[builtins.list[jobs_pb2.Job], str]:
+        where: builtins.list[str] = []
+        args: builtins.list[object] = []
         if kind:
             where.append("kind = ?")
             args.append(kind)
@@ -128,7 +135,7 @@ class SQLiteJobStore(JobStore):
                 self._db.execute("ROLLBACK")
                 raise
 
-    def events(self, job_id: str, after_seq: int) -> list[jobs_pb2.JobEvent]:
+    def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT body FROM events WHERE job_id = ? AND seq > ? ORDER BY seq",

@@ -11,7 +11,9 @@ from mlgate.v1 import jobs_pb2
 from tests.store.conftest import StoreFactory
 
 
-def _job(kind: int = jobs_pb2.JOB_KIND_TRAIN, created_ns: int = 0) -> jobs_pb2.Job:
+def _job(
+    kind: jobs_pb2.JobKind.ValueType = jobs_pb2.JOB_KIND_TRAIN, created_ns: int = 0
+) -> jobs_pb2.Job:
     job_id = new_job_id()
     stamp = Timestamp()
     stamp.FromNanoseconds(created_ns or 1_700_000_000_000_000_000)
@@ -115,7 +117,9 @@ def test_list_pages_newest_first_and_filters(make_store: StoreFactory) -> None:
     assert pages == 3
 
     trains, token = store.list(kind=jobs_pb2.JOB_KIND_TRAIN, state=0, page_size=10, page_token="")
-    assert [j.id for j in trains] == [j.id for j in reversed(jobs) if j.kind == jobs_pb2.JOB_KIND_TRAIN]
+    assert [j.id for j in trains] == [
+        j.id for j in reversed(jobs) if j.kind == jobs_pb2.JOB_KIND_TRAIN
+    ]
     assert token == ""
 
     store.record(_event(jobs[0].id, 2, jobs_pb2.JOB_STATE_FAILED))

@@ -52,8 +52,9 @@ def running_gateway(settings: Settings, *, embedded_workers: bool = True) -> Run
             except BaseException as exc:
                 started.set_exception(exc)
 
-        loop.create_task(boot())
+        task = loop.create_task(boot())
         loop.run_forever()
+        del task
         loop.close()
 
     thread = threading.Thread(target=run, name="gateway", daemon=True)

@@ -1,0 +1,62 @@
+# mlgate: `make run` serves on the embedded broker; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PROTOS := $(wildcard protos/mlgate/v1/*.proto)
+GEN := mlgate/v1/__init__.py
+PORT ?= 50051
+DATA_DIR ?= data
+PYTEST_ARGS ?=
+
+.PHONY: help install gen run lint typecheck test test-fast services bench clean
+
+help:
+	@echo "make run      set up and serve mlgate on port $(PORT) (embedded broker)"
+	@echo "make test     set up and run lint, types and the whole test suite"
+	@echo "make bench    measure predict latency/throughput and training rate"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+# Generated code is built, not committed: protos/ is the single source of truth.
+$(GEN): $(STAMP) $(PROTOS)
+	rm -rf mlgate/v1
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
+	  --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+	touch $@
+
+gen: $(GEN)
+
+run: gen
+	$(BIN)/mlgate serve --port $(PORT) --data-dir $(DATA_DIR)
+
+lint: gen
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	cd protos && ../$(BIN)/buf lint
+
+typecheck: gen
+	$(BIN)/mypy
+
+services:
+	bash scripts/ensure-services.sh
+
+test: gen lint typecheck services
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: gen
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: gen services
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) mlgate/v1 .mypy_cache .ruff_cache .pytest_cache

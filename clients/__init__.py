@@ -1,0 +1,53 @@
+"""mlgate's Python client and the ``mlgate`` command line.
+
+    from clients import MLGateClient
+
+    with MLGateClient("localhost:50051") as client:
+        result = client.train("diabetes", target="target")
+        print(result.model_id, result.metrics)
+"""
+
+from clients.client import DEFAULT_ADDRESS, MLGateClient, Page
+from clients.errors import (
+    AlreadyExists,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    JobCancelled,
+    JobError,
+    JobFailed,
+    MLGateError,
+    NotFound,
+    ResourceExhausted,
+    ServerUnreachable,
+    Unavailable,
+)
+from clients.results import Column, Dataset, Job, Model, PredictResult, TrainResult
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "AlreadyExists",
+    "Column",
+    "DataLoss",
+    "Dataset",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "Job",
+    "JobCancelled",
+    "JobError",
+    "JobFailed",
+    "MLGateClient",
+    "MLGateError",
+    "Model",
+    "NotFound",
+    "Page",
+    "PredictResult",
+    "ResourceExhausted",
+    "ServerUnreachable",
+    "TrainResult",
+    "Unavailable",
+]

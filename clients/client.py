@@ -1,0 +1,429 @@
+"""MLGateClient: the typed Python client over one long-lived gRPC channel."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any, Generic, Protocol, Self, TypeVar
+
+import grpc
+from google.protobuf import struct_pb2
+
+from clients.errors import (
+    InvalidArgument,
+    JobCancelled,
+    JobFailed,
+    MLGateError,
+    ServerUnreachable,
+    Unavailable,
+    from_rpc_error,
+)
+from clients.results import Dataset, Job, Model, PredictResult, TrainResult
+from mlgate.v1 import (
+    datasets_pb2,
+    datasets_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+)
+
+__all__ = ["DEFAULT_ADDRESS", "MLGateClient", "Page"]
+
+DEFAULT_ADDRESS = "localhost:50051"
+CHUNK_SIZE = 1024 * 1024
+# The gateway sends up to 64 MiB (a page of large prediction jobs); accept what it may send.
+_MAX_MESSAGE = 64 * 1024 * 1024
+# A broken stream is resumed this many times in a row without a new event before giving up.
+_MAX_RESUMES = 5
+
+_TERMINAL = frozenset(
+    {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
+)
+_KINDS = {"train": jobs_pb2.JOB_KIND_TRAIN, "predict": jobs_pb2.JOB_KIND_PREDICT}
+_STATES = {
+    "queued": jobs_pb2.JOB_STATE_QUEUED,
+    "running": jobs_pb2.JOB_STATE_RUNNING,
+    "succeeded": jobs_pb2.JOB_STATE_SUCCEEDED,
+    "failed": jobs_pb2.JOB_STATE_FAILED,
+    "cancelled": jobs_pb2.JOB_STATE_CANCELLED,
+}
+_TASKS = {"regression": jobs_pb2.TASK_REGRESSION, "classification": jobs_pb2.TASK_CLASSIFICATION}
+
+T = TypeVar("T")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+EventCallback = Callable[[jobs_pb2.JobEvent], None]
+
+
+class _EventResponse(Protocol):
+    @property
+    def event(self) -> jobs_pb2.JobEvent: ...
+
+
+class _EventStream(Protocol):
+    """A server-streaming call whose responses each carry one JobEvent."""
+
+    def __iter__(self) -> Iterator[_EventResponse]: ...
+
+    def cancel(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing; pass ``next_page_token`` back for the next, empty on the last."""
+
+    items: tuple[T, ...]
+    next_page_token: str
+
+
+def _choice(table: Mapping[str, T], value: str | None, field: str, default: T) -> T:
+    if value is None or value == "":
+        return default
+    if value not in table:
+        raise InvalidArgument(
+            f"{field}: {value!r} is not one of {', '.join(table)}", "INVALID_ARGUMENT"
+        )
+    return table[value]
+
+
+class MLGateClient:
+    """A client of one mlgate gateway.
+
+    ``timeout`` bounds each short call (get, list, cancel, delete, upload, submit) in seconds;
+    train, predict and watch follow a job until it ends however long it runs, and if their
+    stream breaks with UNAVAILABLE they wait up to ``resume_timeout`` seconds for the gateway
+    and resume it where it left off. Use as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        *,
+        timeout: float | None = None,
+        resume_timeout: float = 30.0,
+    ) -> None:
+        self.address = address
+        self._timeout = timeout
+        self._resume_timeout = resume_timeout
+        self._channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", _MAX_MESSAGE)]
+        )
+        self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
+        self._models = models_pb2_grpc.ModelServiceStub(self._channel)
+        self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, timeout: float | None = None
+    ) -> Self:
+        """A client of ``$MLGATE_ADDRESS``, or of localhost:50051 when it is unset."""
+        env = os.environ if env is None else env
+        return cls(env.get("MLGATE_ADDRESS") or DEFAULT_ADDRESS, timeout=timeout)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Jobs
+
+    def train(
+        self,
+        dataset_id: str,
+        target: str,
+        features: Sequence[str] = (),
+        estimator: str = "",
+        params: Mapping[str, Any] | None = None,
+        task: str | None = None,
+        test_size: float | None = None,
+        random_seed: int | None = None,
+        on_event: EventCallback | None = None,
+    ) -> TrainResult:
+        """Train a model and wait for it; ``on_event`` sees every event of the job as it happens.
+
+        Raises JobFailed or JobCancelled when the job ends that way.
+        """
+        request = _train_request(
+            dataset_id, target, features, estimator, params, task, test_size, random_seed
+        )
+        final = self._finish(self._events(lambda: self._jobs.Train(request)), on_event)
+        return TrainResult.from_event(final)
+
+    def submit_train(
+        self,
+        dataset_id: str,
+        target: str,
+        features: Sequence[str] = (),
+        estimator: str = "",
+        params: Mapping[str, Any] | None = None,
+        task: str | None = None,
+        test_size: float | None = None,
+        random_seed: int | None = None,
+    ) -> str:
+        """Queue a training job and return its id without waiting; see ``wait`` and ``watch``."""
+        request = _train_request(
+            dataset_id, target, features, estimator, params, task, test_size, random_seed
+        )
+        call: _EventStream = self._jobs.Train(request, timeout=self._timeout)
+        try:
+            for response in call:
+                return response.event.job_id
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            # Closing the stream leaves the job running: it belongs to the server now.
+            call.cancel()
+        raise MLGateError("the Train stream ended before the job was queued", "INTERNAL")
+
+    def predict(
+        self,
+        model_id: str,
+        rows: Sequence[Mapping[str, Any]],
+        on_event: EventCallback | None = None,
+    ) -> PredictResult:
+        """Predict one value per row (rows are dicts keyed by feature name) and wait for them."""
+        request = jobs_pb2.PredictRequest(model_id=model_id, rows=[_struct(row, f"rows[{i}]") for i, row in enumerate(rows)])
+        final = self._finish(self._events(lambda: self._jobs.Predict(request)), on_event)
+        return PredictResult.from_event(final)
+
+    def wait(self, job_id: str, on_event: EventCallback | None = None) -> TrainResult | PredictResult:
+        """Wait for a job (for example one from ``submit_train``) to end and return its result."""
+        final = self._finish(self.watch(job_id), on_event)
+        if final.HasField("predict_result"):
+            return PredictResult.from_event(final)
+        return TrainResult.from_event(final)
+
+    def watch(self, job_id: str, after_seq: int = 0) -> Iterator[jobs_pb2.JobEvent]:
+        """The job's events after ``after_seq``, then the live ones, until it ends."""
+        request = jobs_pb2.WatchJobRequest(job_id=job_id, after_seq=after_seq)
+        return self._events(lambda: self._jobs.WatchJob(request), job_id, after_seq)
+
+    def get_job(self, job_id: str) -> Job:
+        response = self._unary(self._jobs.GetJob, jobs_pb2.GetJobRequest(job_id=job_id))
+        return Job.from_proto(response.job)
+
+    def list_jobs(
+        self, kind: str | None = None, state: str | None = None, page_size: int = 50
+    ) -> Iterator[Job]:
+        """Every job, newest first, optionally only one ``kind`` (train, predict) and ``state``
+        (queued, running, succeeded, failed, cancelled); pages are fetched as you iterate."""
+        return _all_pages(lambda token: self.list_jobs_page(kind, state, page_size, token))
+
+    def list_jobs_page(
+        self,
+        kind: str | None = None,
+        state: str | None = None,
+        page_size: int = 50,
+        page_token: str = "",
+    ) -> Page[Job]:
+        request = jobs_pb2.ListJobsRequest(
+            page_size=page_size,
+            page_token=page_token,
+            kind=_choice(_KINDS, kind, "kind", jobs_pb2.JOB_KIND_UNSPECIFIED),
+            state=_choice(_STATES, state, "state", jobs_pb2.JOB_STATE_UNSPECIFIED),
+        )
+        response = self._unary(self._jobs.ListJobs, request)
+        return Page(tuple(map(Job.from_proto, response.jobs)), response.next_page_token)
+
+    def cancel_job(self, job_id: str) -> Job:
+        """Cancel a job that has not ended; returns its record afterwards."""
+        response = self._unary(self._jobs.CancelJob, jobs_pb2.CancelJobRequest(job_id=job_id))
+        return Job.from_proto(response.job)
+
+    # Models
+
+    def get_model(self, model_id: str) -> Model:
+        response = self._unary(self._models.GetModel, models_pb2.GetModelRequest(model_id=model_id))
+        return Model.from_proto(response.model)
+
+    def list_models(self, page_size: int = 50) -> Iterator[Model]:
+        """Every model, newest first."""
+        return _all_pages(lambda token: self.list_models_page(page_size, token))
+
+    def list_models_page(self, page_size: int = 50, page_token: str = "") -> Page[Model]:
+        request = models_pb2.ListModelsRequest(page_size=page_size, page_token=page_token)
+        response = self._unary(self._models.ListModels, request)
+        return Page(tuple(map(Model.from_proto, response.models)), response.next_page_token)
+
+    def delete_model(self, model_id: str) -> None:
+        self._unary(self._models.DeleteModel, models_pb2.DeleteModelRequest(model_id=model_id))
+
+    # Datasets
+
+    def upload_dataset(
+        self, dataset_id: str, source: str | os.PathLike[str] | IO[bytes], chunk_size: int = CHUNK_SIZE
+    ) -> Dataset:
+        """Store a CSV file (a path or a binary file object) as ``dataset_id``, in chunks."""
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        # Opened here, not in the request iterator, so a missing file raises in the caller.
+        file = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source  # noqa: SIM115
+        try:
+            chunks = _upload_requests(dataset_id, file, chunk_size)
+            response = self._unary(self._datasets.UploadDataset, chunks)
+        finally:
+            if file is not source:
+                file.close()
+        return Dataset.from_proto(response.dataset)
+
+    def get_dataset(self, dataset_id: str) -> Dataset:
+        request = datasets_pb2.GetDatasetRequest(dataset_id=dataset_id)
+        return Dataset.from_proto(self._unary(self._datasets.GetDataset, request).dataset)
+
+    def list_datasets(self, page_size: int = 50) -> Iterator[Dataset]:
+        """Every dataset, the built-in ones included."""
+        return _all_pages(lambda token: self.list_datasets_page(page_size, token))
+
+    def list_datasets_page(self, page_size: int = 50, page_token: str = "") -> Page[Dataset]:
+        request = datasets_pb2.ListDatasetsRequest(page_size=page_size, page_token=page_token)
+        response = self._unary(self._datasets.ListDatasets, request)
+        return Page(tuple(map(Dataset.from_proto, response.datasets)), response.next_page_token)
+
+    # Plumbing
+
+    def _unary(self, method: Callable[..., Resp], request: Any) -> Resp:
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    def _events(
+        self,
+        open_stream: Callable[[], _EventStream],
+        job_id: str = "",
+        after_seq: int = 0,
+    ) -> Iterator[jobs_pb2.JobEvent]:
+        """One job's events until it ends; a stream that breaks once the job id is known is
+        resumed with WatchJob after the last event seen, so none is missed or repeated."""
+        last = after_seq
+        resumes = 0
+        call: _EventStream = open_stream()
+        try:
+            while True:
+                try:
+                    for response in call:
+                        seen = response.event
+                        job_id = job_id or seen.job_id
+                        if seen.seq <= last:
+                            continue
+                        last, resumes = seen.seq, 0
+                        yield seen
+                        if seen.state in _TERMINAL:
+                            return
+                    broken: MLGateError = Unavailable("the stream ended early", "UNAVAILABLE")
+                except grpc.RpcError as exc:
+                    broken = from_rpc_error(exc)
+                    broken.__cause__ = exc
+                if not (job_id and isinstance(broken, Unavailable)) or resumes >= _MAX_RESUMES:
+                    raise broken
+                resumes += 1
+                self._wait_for_gateway(broken)
+                call = self._jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_seq=last))
+        finally:
+            call.cancel()
+
+    def _wait_for_gateway(self, broken: MLGateError) -> None:
+        # Woken by the channel's connectivity changes, not by polling.
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            ready.result(timeout=self._resume_timeout)
+        except grpc.FutureTimeoutError:
+            ready.cancel()
+            raise ServerUnreachable(
+                f"lost the gateway at {self.address} and it did not come back within "
+                f"{self._resume_timeout:g}s ({broken.message})",
+                "UNAVAILABLE",
+            ) from broken
+
+    @staticmethod
+    def _finish(
+        events: Iterator[jobs_pb2.JobEvent], on_event: EventCallback | None
+    ) -> jobs_pb2.JobEvent:
+        """The terminal event, once the callback has seen every event; failure raises."""
+        final: jobs_pb2.JobEvent | None = None
+        for seen in events:
+            if on_event is not None:
+                on_event(seen)
+            final = seen
+        if final is None or final.state not in _TERMINAL:
+            raise MLGateError("the job's events ended before the job did", "INTERNAL")
+        if final.state == jobs_pb2.JOB_STATE_FAILED:
+            raise JobFailed(final.error.message, final.error.code or "UNKNOWN", final.job_id)
+        if final.state == jobs_pb2.JOB_STATE_CANCELLED:
+            raise JobCancelled(final.message or "the job was cancelled", final.job_id)
+        return final
+
+
+def _train_request(
+    dataset_id: str,
+    target: str,
+    features: Sequence[str],
+    estimator: str,
+    params: Mapping[str, Any] | None,
+    task: str | None,
+    test_size: float | None,
+    random_seed: int | None,
+) -> jobs_pb2.TrainRequest:
+    if isinstance(features, str):
+        raise TypeError("features must be a sequence of column names, not one string")
+    request = jobs_pb2.TrainRequest(
+        dataset_id=dataset_id,
+        target=target,
+        features=list(features),
+        estimator=estimator,
+        task=_choice(_TASKS, task, "task", jobs_pb2.TASK_UNSPECIFIED),
+    )
+    if params:
+        request.params.CopyFrom(_struct(params, "params"))
+    if test_size is not None:
+        request.test_size = test_size
+    if random_seed is not None:
+        request.random_seed = random_seed
+    return request
+
+
+def _struct(values: Mapping[str, Any], field: str) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    try:
+        struct.update(values)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidArgument(
+            f"{field}: only JSON values (numbers, strings, booleans, null, lists, objects) ({exc})",
+            "INVALID_ARGUMENT",
+        ) from exc
+    return struct
+
+
+def _upload_requests(
+    dataset_id: str, file: IO[bytes], chunk_size: int
+) -> Iterator[datasets_pb2.UploadDatasetRequest]:
+    # The first message names the dataset; an empty file still sends it.
+    first = datasets_pb2.UploadDatasetRequest(dataset_id=dataset_id, chunk=file.read(chunk_size))
+    yield first
+    if not first.chunk:
+        return
+    while chunk := file.read(chunk_size):
+        yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
+
+
+def _all_pages(fetch: Callable[[str], Page[T]]) -> Iterator[T]:
+    token = ""
+    while True:
+        page = fetch(token)
+        yield from page.items
+        if not page.next_page_token:
+            return
+        token = page.next_page_token
+

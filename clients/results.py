@@ -1,0 +1,246 @@
+"""Plain, typed views of what the server returns, built from the protobuf messages.
+
+Enums become short lowercase names (``"queued"``, ``"train"``, ``"fitting"``), timestamps become
+aware datetimes, ``google.protobuf.Value`` becomes the Python value. Each view keeps the message it
+came from in ``proto`` for anything the view leaves out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
+
+__all__ = [
+    "Column",
+    "Dataset",
+    "Job",
+    "Model",
+    "PredictResult",
+    "TrainResult",
+    "enum_name",
+    "from_value",
+    "kind_name",
+    "stage_name",
+    "state_name",
+    "task_name",
+    "timestamp",
+]
+
+
+def enum_name(full: str, prefix: str) -> str:
+    """``JOB_STATE_QUEUED`` → ``queued``; the UNSPECIFIED value → ``""``."""
+    short = full.removeprefix(prefix).lower()
+    return "" if short == "unspecified" else short
+
+
+def state_name(state: int) -> str:
+    return enum_name(jobs_pb2.JobState.Name(state), "JOB_STATE_")  # type: ignore[arg-type]
+
+
+def kind_name(kind: int) -> str:
+    return enum_name(jobs_pb2.JobKind.Name(kind), "JOB_KIND_")  # type: ignore[arg-type]
+
+
+def stage_name(stage: int) -> str:
+    return enum_name(jobs_pb2.Stage.Name(stage), "STAGE_")  # type: ignore[arg-type]
+
+
+def task_name(task: int) -> str:
+    return enum_name(jobs_pb2.Task.Name(task), "TASK_")  # type: ignore[arg-type]
+
+
+def timestamp(ts: Timestamp) -> datetime | None:
+    """An aware UTC datetime, or None for an unset timestamp."""
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+def from_value(value: struct_pb2.Value) -> Any:
+    """The Python value of a ``google.protobuf.Value`` (numbers come back as float)."""
+    return json_format.MessageToDict(value)
+
+
+def _label(value: Any) -> Any:
+    # Struct has only doubles; class labels that were integers (iris's 0, 1, 2) read better as ints.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Column:
+    """A dataset column or a model input feature."""
+
+    name: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished training job: the model it produced and its holdout metrics."""
+
+    job_id: str
+    model_id: str
+    metrics: Mapping[str, float]
+
+    @classmethod
+    def from_event(cls, event: jobs_pb2.JobEvent) -> TrainResult:
+        result = event.train_result
+        return cls(event.job_id, result.model_id, dict(result.metrics))
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """A finished prediction job: one prediction per row, and for classifiers the class labels and
+    each row's probabilities in the order of ``classes`` (empty when the model has none)."""
+
+    job_id: str
+    model_id: str
+    predictions: tuple[Any, ...]
+    classes: tuple[Any, ...] = ()
+    probabilities: tuple[tuple[float, ...], ...] = ()
+
+    @classmethod
+    def from_event(cls, event: jobs_pb2.JobEvent) -> PredictResult:
+        result = event.predict_result
+        classes = tuple(_label(from_value(v)) for v in result.classes)
+        predictions = tuple(from_value(v) for v in result.predictions)
+        if classes:
+            predictions = tuple(_label(p) for p in predictions)
+        return cls(
+            job_id=event.job_id,
+            model_id=result.model_id,
+            predictions=predictions,
+            classes=classes,
+            probabilities=tuple(tuple(row.values) for row in result.probabilities),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job's record: what it is, where it is, and how it ended."""
+
+    id: str
+    kind: str
+    state: str
+    stage: str
+    progress: float
+    message: str
+    attempt: int
+    create_time: datetime | None
+    update_time: datetime | None
+    # For training jobs, the dataset and target; for both, the model made or used.
+    dataset_id: str
+    target: str
+    model_id: str
+    metrics: Mapping[str, float]
+    error_code: str
+    error_message: str
+    proto: jobs_pb2.Job = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, job: jobs_pb2.Job) -> Job:
+        last = job.last_event
+        model_id = job.predict.model_id
+        if last.HasField("train_result"):
+            model_id = last.train_result.model_id
+        return cls(
+            id=job.id,
+            kind=kind_name(job.kind),
+            state=state_name(job.state),
+            stage=stage_name(last.stage),
+            progress=last.progress,
+            message=last.message,
+            attempt=last.attempt,
+            create_time=timestamp(job.create_time),
+            update_time=timestamp(job.update_time),
+            dataset_id=job.train.dataset_id,
+            target=job.train.target,
+            model_id=model_id,
+            metrics=dict(last.train_result.metrics),
+            error_code=last.error.code,
+            error_message=last.error.message,
+            proto=job,
+        )
+
+
+@dataclass(frozen=True)
+class Model:
+    """A trained model's record."""
+
+    id: str
+    job_id: str
+    dataset_id: str
+    target: str
+    task: str
+    estimator: str
+    features: tuple[Column, ...]
+    params: Mapping[str, Any]
+    metrics: Mapping[str, float]
+    classes: tuple[Any, ...]
+    train_rows: int
+    test_rows: int
+    sklearn_version: str
+    sha256: str
+    size_bytes: int
+    create_time: datetime | None
+    proto: models_pb2.Model = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, model: models_pb2.Model) -> Model:
+        return cls(
+            id=model.id,
+            job_id=model.job_id,
+            dataset_id=model.dataset_id,
+            target=model.target,
+            task=task_name(model.task),
+            estimator=model.estimator,
+            features=_columns(model.features),
+            params=json_format.MessageToDict(model.params),
+            metrics=dict(model.metrics),
+            classes=tuple(_label(from_value(v)) for v in model.classes),
+            train_rows=model.train_rows,
+            test_rows=model.test_rows,
+            sklearn_version=model.sklearn_version,
+            sha256=model.sha256,
+            size_bytes=model.size_bytes,
+            create_time=timestamp(model.create_time),
+            proto=model,
+        )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A stored dataset: its columns and size."""
+
+    id: str
+    columns: tuple[Column, ...]
+    rows: int
+    builtin: bool
+    size_bytes: int
+    create_time: datetime | None
+    proto: datasets_pb2.Dataset = field(repr=False, compare=False)
+
+    @classmethod
+    def from_proto(cls, dataset: datasets_pb2.Dataset) -> Dataset:
+        return cls(
+            id=dataset.id,
+            columns=_columns(dataset.columns),
+            rows=dataset.rows,
+            builtin=dataset.builtin,
+            size_bytes=dataset.size_bytes,
+            create_time=timestamp(dataset.create_time),
+            proto=dataset,
+        )
+
+
+def _columns(columns: Iterable[datasets_pb2.Column | models_pb2.Feature]) -> tuple[Column, ...]:
+    return tuple(Column(c.name, c.dtype) for c in columns)
