@@ -1,0 +1,58 @@
+"""Ids, settings and object-store keys: the guards every other component relies on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlgate.errors import InvalidArgument, NotFound, status_of
+from mlgate.ids import check_dataset_id, check_job_id, check_model_id, model_id_for_job, new_job_id
+from mlgate.settings import Settings, redact_url
+from storage.base import check_key
+from storage.local import LocalObjectStore
+
+
+def test_ids_round_trip_and_refuse_anything_path_like() -> None:
+    job_id = new_job_id()
+    assert check_job_id(job_id) == job_id
+    assert check_model_id(model_id_for_job(job_id)) == "mdl_" + job_id[4:]
+    for bad in ("", "job_../../x", "job_" + "g" * 32, job_id + "/", " " + job_id):
+        with pytest.raises(InvalidArgument):
+            check_job_id(bad)
+    for bad in ("..", "a/b", "A", "-x", "x" * 65, "a b", "%2e%2e"):
+        with pytest.raises(InvalidArgument):
+            check_dataset_id(bad)
+
+
+@pytest.mark.parametrize("key", ["../x", "/abs", "a/../../b", "A B", "a//b", "a/./b", ""])
+def test_storage_keys_are_checked(key: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        check_key(key)
+    with pytest.raises(ValueError):
+        LocalObjectStore(tmp_path).put(key, b"x")
+
+
+def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
+    env = {
+        "MLGATE_BROKER": "rabbitmq",
+        "MLGATE_PORT": "6000",
+        "MLGATE_DATA_DIR": str(tmp_path),
+        "MLGATE_BROKER_URL": "amqp://user:s3cret@rabbit:5672/%2F",
+    }
+    settings = Settings.from_env(env, data_dir=tmp_path / "override")
+    assert settings.broker == "rabbitmq" and settings.port == 6000
+    assert settings.data_dir == tmp_path / "override"
+    assert settings.store_url == f"sqlite:///{tmp_path / 'override' / 'jobs.db'}"
+    assert settings.storage_url.startswith("file://")
+    # Secrets never reach logs or reprs.
+    assert "s3cret" not in settings.describe()
+    assert "s3cret" not in repr(settings)
+    assert redact_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
+    with pytest.raises(ValueError, match="MLGATE_BROKER"):
+        Settings.from_env({"MLGATE_BROKER": "kafka"})
+
+
+def test_status_of_maps_domain_and_unexpected_errors() -> None:
+    assert status_of(NotFound("model x does not exist")) == ("NOT_FOUND", "model x does not exist")
+    assert status_of(ZeroDivisionError("boom")) == ("INTERNAL", "ZeroDivisionError: boom")

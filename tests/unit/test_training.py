@@ -1,0 +1,126 @@
+"""Training and prediction as plain functions, with no broker or storage involved."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+
+from mlgate.errors import FailedPrecondition, InvalidArgument
+from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
+from workers import prediction, training
+
+STAGES: list[tuple[int, float]] = []
+
+
+def _schema(frame: pd.DataFrame, dataset_id: str = "data") -> datasets_pb2.Dataset:
+    from storage.datasets import dtype_name
+
+    schema = datasets_pb2.Dataset(id=dataset_id, rows=len(frame))
+    for name, dtype in frame.dtypes.items():
+        schema.columns.add(name=str(name), dtype=dtype_name(dtype))
+    return schema
+
+
+def _fit(frame: pd.DataFrame, **fields: object) -> training.Trained:
+    request = jobs_pb2.TrainRequest(**fields)  # type: ignore[arg-type]
+    plan = training.plan(request, _schema(frame), {})
+    return training.fit(frame, plan, lambda stage, fraction: STAGES.append((stage, fraction)))
+
+
+def test_task_is_inferred_from_the_target() -> None:
+    assert training.infer_task(pd.Series([1.5, 2.0, 3.25])) == "regression"
+    assert training.infer_task(pd.Series([0, 1, 2, 1])) == "classification"
+    assert training.infer_task(pd.Series(range(100))) == "regression"
+    assert training.infer_task(pd.Series(["a", "b"])) == "classification"
+
+
+def test_plan_defaults_features_to_every_other_column() -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "y": [0.5, 1.5]})
+    plan = training.plan(jobs_pb2.TrainRequest(target="y"), _schema(frame), {})
+    assert plan.features == ("a", "b")
+    assert plan.task == "regression"
+    assert (plan.test_size, plan.seed) == (0.2, 42)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"target": ""}, "target"),
+        ({"target": "y", "features": ["a", "zzz"]}, "features[1]"),
+        ({"target": "y", "features": ["y"]}, "features[0]"),
+        ({"target": "y", "features": ["a", "a"]}, "features"),
+        ({"target": "y", "test_size": 0.0}, "test_size"),
+        ({"target": "y", "random_seed": -5}, "random_seed"),
+        ({"target": "b", "task": jobs_pb2.TASK_REGRESSION}, "task"),
+    ],
+)
+def test_plan_refuses_bad_requests_naming_the_field(fields: dict[str, object], field: str) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "y": [0.5, 1.5]})
+    with pytest.raises(InvalidArgument) as excinfo:
+        training.plan(jobs_pb2.TrainRequest(**fields), _schema(frame), {})  # type: ignore[arg-type]
+    assert excinfo.value.field == field
+
+
+def test_classification_metrics_and_classes() -> None:
+    frame = load_iris(as_frame=True).frame
+    trained = _fit(frame, target="target", estimator="logistic_regression")
+    assert trained.task == "classification"
+    assert trained.classes == [0, 1, 2]
+    assert set(trained.metrics) == {"accuracy", "f1_macro", "roc_auc", "log_loss"}
+    assert trained.metrics["accuracy"] > 0.9
+    assert trained.train_rows == 120 and trained.test_rows == 30
+
+
+def test_roc_auc_is_left_out_where_undefined() -> None:
+    # Classes the holdout lacks make ROC AUC undefined; the other metrics are still reported.
+    rows = [{"x": float(i), "label": "rare" if i == 0 else ("a" if i % 2 else "b")} for i in range(40)]
+    frame = pd.DataFrame(rows)
+    trained = _fit(frame, target="label", random_seed=3)
+    assert "accuracy" in trained.metrics
+    assert "roc_auc" not in trained.metrics
+
+
+def test_missing_values_and_single_class_fail_with_reasons() -> None:
+    with pytest.raises(InvalidArgument, match="missing values"):
+        _fit(pd.DataFrame({"x": [1.0, None, 3.0, 4.0, 5.0], "y": [1.0, 2.0, 3.0, 4.0, 5.0]}), target="y")
+    with pytest.raises(FailedPrecondition, match="two classes"):
+        _fit(pd.DataFrame({"x": [1, 2, 3, 4, 5], "y": ["a"] * 5}), target="y")
+
+
+def _record(*features: tuple[str, str]) -> models_pb2.Model:
+    record = models_pb2.Model()
+    for name, dtype in features:
+        record.features.add(name=name, dtype=dtype)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("rows", "field"),
+    [
+        ([], "rows"),
+        ([{"n": 1.0, "s": "a", "b": True}, {"n": 1.0, "s": "a"}], "rows[1].b"),
+        ([{"n": 1.0, "s": "a", "b": True, "extra": 1}], "rows[0].extra"),
+        ([{"n": "1", "s": "a", "b": True}], "rows[0].n"),
+        ([{"n": True, "s": "a", "b": True}], "rows[0].n"),
+        ([{"n": float("nan"), "s": "a", "b": True}], "rows[0].n"),
+        ([{"n": 1.0, "s": 3.0, "b": True}], "rows[0].s"),
+        ([{"n": 1.0, "s": "a", "b": 1.0}], "rows[0].b"),
+    ],
+)
+def test_row_checks_name_row_and_feature(rows: list[dict[str, object]], field: str) -> None:
+    record = _record(("n", "numeric"), ("s", "string"), ("b", "boolean"))
+    with pytest.raises(InvalidArgument) as excinfo:
+        prediction.check_rows(rows, record.features)
+    assert excinfo.value.field == field
+
+
+def test_predictions_keep_row_order() -> None:
+    frame = pd.DataFrame({"x": [float(i) for i in range(50)], "y": [2.0 * i for i in range(50)]})
+    trained = _fit(frame, target="y", estimator="linear")
+    record = _record(("x", "numeric"))
+    predicted, classes, probabilities = prediction.predict(
+        trained.estimator, record, [{"x": 3.0}, {"x": 1.0}, {"x": 2.0}]
+    )
+    assert predicted == pytest.approx([6.0, 2.0, 4.0])
+    assert classes == [] and probabilities == []
