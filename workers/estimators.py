@@ -153,6 +153,6 @@ def build(
 
 
 def _jsonable(value: Any) -> bool:
-    return (
-        value is None or (isinstance(value, (bool, int, float, str)) and not inspect.isclass(value))
+    return value is None or (
+        isinstance(value, (bool, int, float, str)) and not inspect.isclass(value)
     )

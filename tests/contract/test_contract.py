@@ -25,7 +25,9 @@ def _tool(name: str, package: str) -> str:
     path = BIN / name
     found = str(path) if path.exists() else shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is missing: install it with `pip install {package}` (make install does)")
+        pytest.fail(
+            f"{name} is missing: install it with `pip install {package}` (make install does)"
+        )
     return found
 
 
@@ -103,7 +105,10 @@ def test_grpcurl_lists_and_describes_with_no_proto_files(embedded_gateway: str) 
     ):
         assert name in listed
     described = _grpcurl(embedded_gateway, "describe", "mlgate.v1.JobService")
-    assert "rpc Train ( .mlgate.v1.TrainRequest ) returns ( stream .mlgate.v1.TrainResponse )" in described
+    assert (
+        "rpc Train ( .mlgate.v1.TrainRequest ) returns ( stream .mlgate.v1.TrainResponse )"
+        in described
+    )
     message = _grpcurl(embedded_gateway, "describe", "mlgate.v1.TrainRequest")
     for field in ("dataset_id", "features", "target", "estimator", "params", "test_size"):
         assert field in message

@@ -58,7 +58,9 @@ def test_train_streams_every_stage_and_reproduces_the_original_forest(channel) -
     expected = math.sqrt(mean_squared_error(y_test, forest.predict(X_test)))
     assert done.train_result.metrics["rmse"] == pytest.approx(expected, rel=1e-9)
 
-    model = models(channel).GetModel(models_pb2.GetModelRequest(model_id=done.train_result.model_id))
+    model = models(channel).GetModel(
+        models_pb2.GetModelRequest(model_id=done.train_result.model_id)
+    )
     record = model.model
     assert record.job_id == done.job_id
     assert record.dataset_id == "diabetes"

@@ -42,7 +42,9 @@ def test_struct_numbers_become_integers_where_the_estimator_wants_them() -> None
         ("ridge", REGRESSION, {"alpha": "lots"}, "params.alpha"),
     ],
 )
-def test_refusals_name_the_field(name: str, task: str, params: dict[str, object], field: str) -> None:
+def test_refusals_name_the_field(
+    name: str, task: str, params: dict[str, object], field: str
+) -> None:
     with pytest.raises(InvalidArgument) as excinfo:
         build(name, task, params, 42)
     assert excinfo.value.field == field

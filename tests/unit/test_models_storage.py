@@ -49,14 +49,18 @@ def test_every_allowlisted_estimator_loads_with_the_trusted_types_only() -> None
         for task in spec.classes:
             for kind in [task] if task == "regression" else ["classification", "binary"]:
                 X, y = data[kind]
-                estimator, _ = build(name, task, {"max_iter": 3000} if name == "logistic_regression" else {}, 0)
+                estimator, _ = build(
+                    name, task, {"max_iter": 3000} if name == "logistic_regression" else {}, 0
+                )
                 blob = sio.dumps(estimator.fit(X, y))
                 needed |= set(sio.get_untrusted_types(data=blob))
     X, y = data["regression"]
     X = X.assign(colour=["red" if v > 0 else "blue" for v in X["age"]])
     estimator, _ = build("ridge", "regression", {}, 0)
     dtypes = {**{c: "numeric" for c in X.columns}, "colour": "string"}
-    needed |= set(sio.get_untrusted_types(data=sio.dumps(_with_encoding(estimator, dtypes).fit(X, y))))
+    needed |= set(
+        sio.get_untrusted_types(data=sio.dumps(_with_encoding(estimator, dtypes).fit(X, y)))
+    )
     assert needed <= set(TRUSTED_TYPES)
 
 
@@ -97,7 +101,9 @@ def test_an_untrusted_type_is_refused_even_with_a_matching_digest(
         repo.load(saved.id)
 
 
-def test_another_sklearn_version_is_a_failed_precondition(repo: ModelRepository, tmp_path: Path) -> None:
+def test_another_sklearn_version_is_a_failed_precondition(
+    repo: ModelRepository, tmp_path: Path
+) -> None:
     saved = repo.save(_record(), _fitted())
     path = tmp_path / "objects" / "models" / saved.id / "manifest.json"
     manifest = json.loads(path.read_text())

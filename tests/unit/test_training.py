@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
@@ -74,7 +75,9 @@ def test_classification_metrics_and_classes() -> None:
 
 def test_roc_auc_is_left_out_where_undefined() -> None:
     # Classes the holdout lacks make ROC AUC undefined; the other metrics are still reported.
-    rows = [{"x": float(i), "label": "rare" if i == 0 else ("a" if i % 2 else "b")} for i in range(40)]
+    rows = [
+        {"x": float(i), "label": "rare" if i == 0 else ("a" if i % 2 else "b")} for i in range(40)
+    ]
     frame = pd.DataFrame(rows)
     trained = _fit(frame, target="label", random_seed=3)
     assert "accuracy" in trained.metrics
@@ -83,7 +86,10 @@ def test_roc_auc_is_left_out_where_undefined() -> None:
 
 def test_missing_values_and_single_class_fail_with_reasons() -> None:
     with pytest.raises(InvalidArgument, match="missing values"):
-        _fit(pd.DataFrame({"x": [1.0, None, 3.0, 4.0, 5.0], "y": [1.0, 2.0, 3.0, 4.0, 5.0]}), target="y")
+        _fit(
+            pd.DataFrame({"x": [1.0, None, 3.0, 4.0, 5.0], "y": [1.0, 2.0, 3.0, 4.0, 5.0]}),
+            target="y",
+        )
     with pytest.raises(FailedPrecondition, match="two classes"):
         _fit(pd.DataFrame({"x": [1, 2, 3, 4, 5], "y": ["a"] * 5}), target="y")
 
@@ -124,3 +130,20 @@ def test_predictions_keep_row_order() -> None:
     )
     assert predicted == pytest.approx([6.0, 2.0, 4.0])
     assert classes == [] and probabilities == []
+
+
+@pytest.mark.parametrize("name", ["random_forest", "extra_trees"])
+@pytest.mark.parametrize("dataset", ["diabetes", "iris", "breast_cancer"])
+def test_forest_predictions_match_scikit_learn_exactly(name: str, dataset: str) -> None:
+    from sklearn import datasets as sk
+
+    frame = getattr(sk, f"load_{dataset}")(as_frame=True).frame
+    trained = _fit(frame, target="target", estimator=name)
+    record = _record(*((str(c), "numeric") for c in frame.columns if c != "target"))
+    rows = frame.drop(columns="target").iloc[:40].to_dict("records")
+    predicted, _, probabilities = prediction.predict(trained.estimator, record, rows)
+    X = frame.drop(columns="target").iloc[:40]
+    assert predicted == list(trained.estimator.predict(X))  # type: ignore[attr-defined]
+    if trained.task == "classification":
+        expected = trained.estimator.predict_proba(X)  # type: ignore[attr-defined]
+        assert np.allclose(probabilities, expected, rtol=0, atol=1e-12)

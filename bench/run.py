@@ -1,0 +1,154 @@
+"""``make bench``: prediction latency and throughput, and training rate, through the real gateway.
+
+Each broker gets a fresh gateway with one in-process worker and a fresh data directory. The
+system runs in a child process; the client is a generated gRPC stub over one channel, as any
+user's would be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import grpc
+from google.protobuf import struct_pb2
+
+from mlgate.settings import BROKERS, Settings
+from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
+from server.background import BackgroundGateway
+
+FEATURES = ["age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
+ROW = {
+    "age": 0.038076,
+    "bmi": 0.061696,
+    "bp": 0.021872,
+    "s1": -0.044223,
+    "s2": -0.034821,
+    "s3": -0.043401,
+    "s4": -0.002592,
+    "s5": 0.019908,
+    "s6": -0.017646,
+}
+
+
+@dataclasses.dataclass
+class Result:
+    broker: str
+    p50_ms: float
+    p99_ms: float
+    predict_rps: float
+    train_per_s: float
+
+
+def _final(stream: object) -> jobs_pb2.JobEvent:
+    last = None
+    for response in stream:  # type: ignore[attr-defined]
+        last = response.event
+    assert last is not None and last.state == jobs_pb2.JOB_STATE_SUCCEEDED, last
+    return last
+
+
+def _settings(broker: str, data_dir: Path) -> Settings:
+    settings = Settings.from_env(env={"MLGATE_BROKER": broker}, data_dir=data_dir)
+    changes: dict[str, object] = {"host": "127.0.0.1", "port": 0}
+    if any(f.name == "namespace" for f in dataclasses.fields(settings)):
+        changes["namespace"] = f"mlgate-bench-{uuid.uuid4().hex[:8]}"
+    return settings.with_(**changes)
+
+
+def _timed(fn: Callable[[], object], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def _serve(settings: Settings, conn: Connection) -> None:
+    """The system under test, in its own process so the client does not share its GIL."""
+    gateway = BackgroundGateway(settings).start()
+    conn.send(gateway.address)
+    conn.recv()
+    gateway.stop()
+
+
+def run(broker: str, sequential: int, concurrent: int, clients: int, trains: int) -> Result:
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, theirs = multiprocessing.Pipe()
+        child = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(_settings(broker, Path(tmp)), theirs)
+        )
+        child.start()
+        try:
+            if not ours.poll(120):
+                raise RuntimeError(f"the {broker} gateway did not start")
+            address = ours.recv()
+            with grpc.insecure_channel(address) as channel:
+                stub = jobs_pb2_grpc.JobServiceStub(channel)
+                train = jobs_pb2.TrainRequest(
+                    dataset_id="diabetes", features=FEATURES, target="target"
+                )
+                model_id = _final(stub.Train(train)).train_result.model_id
+                row = struct_pb2.Struct()
+                row.update(ROW)
+                request = jobs_pb2.PredictRequest(model_id=model_id, rows=[row])
+
+                def predict() -> object:
+                    return _final(stub.Predict(request, timeout=30))
+
+                _timed(predict, 20)  # warm the model cache and the connections
+                samples = sorted(_timed(predict, sequential))
+                p50 = statistics.median(samples)
+                p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+
+                per_client = concurrent // clients
+                start = time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    for future in [
+                        pool.submit(_timed, predict, per_client) for _ in range(clients)
+                    ]:
+                        future.result()
+                rps = per_client * clients / (time.perf_counter() - start)
+
+                start = time.perf_counter()
+                with ThreadPoolExecutor(4) as pool:
+                    list(pool.map(lambda _: _final(stub.Train(train)), range(trains)))
+                train_rate = trains / (time.perf_counter() - start)
+        finally:
+            ours.send("stop")
+            child.join(60)
+    return Result(broker, p50 * 1000, p99 * 1000, rps, train_rate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--brokers", default=",".join(BROKERS), help="comma-separated")
+    parser.add_argument("--sequential", type=int, default=500, help="sequential predictions")
+    parser.add_argument("--concurrent", type=int, default=3200, help="predictions under load")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--trains", type=int, default=20, help="training jobs")
+    args = parser.parse_args(argv)
+    results = []
+    for broker in args.brokers.split(","):
+        print(f"benchmarking {broker} ...", file=sys.stderr, flush=True)
+        results.append(run(broker, args.sequential, args.concurrent, args.clients, args.trains))
+    print()
+    print("| broker | predict p50 | predict p99 | predict throughput (32 clients) | train jobs/s |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r.broker} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | "
+            f"{r.predict_rps:.0f} req/s | {r.train_per_s:.2f} |"
+        )
+    return 0

