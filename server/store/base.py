@@ -7,8 +7,8 @@ job has not ended, so redelivered or late events can neither duplicate nor regre
 from __future__ import annotations
 
 import abc
-import builtins
 import base64
+import builtins
 import json
 
 from mlgate.errors import InvalidArgument
