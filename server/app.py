@@ -12,7 +12,8 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from brokers import Broker, BrokerUnavailable, open_broker
+from brokers import PREDICT_QUEUE, TRAIN_QUEUE, Broker, BrokerUnavailable, Message, open_broker
+from mlgate.errors import MLGateError
 from mlgate.settings import Settings
 from mlgate.v1 import (
     datasets_pb2,
@@ -32,7 +33,7 @@ from server.store import JobStore, open_job_store
 from storage import open_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
-from workers.worker import Worker
+from workers.worker import MODEL_SHA_HEADER, Worker
 
 __all__ = ["SERVICE_NAMES", "Gateway", "serve"]
 
@@ -73,6 +74,8 @@ class Gateway:
         except BrokerUnavailable as exc:
             # Serve anyway: health says NOT_SERVING and submissions get UNAVAILABLE until it is back.
             log.warning("broker unavailable at start, serving NOT_SERVING: %s", exc)
+        if self.settings.broker == "memory":
+            await asyncio.to_thread(self._requeue_unfinished)
         loop = asyncio.get_running_loop()
         self._recorder = Recorder(self.broker, self.store, self.models, self.hub, loop)
         self._recorder.start()
@@ -108,6 +111,34 @@ class Gateway:
         self._watchdog = asyncio.create_task(self._watch_health())
         log.info("mlgate gateway on port %d (%s)", self.port, self.settings.describe())
         return self.port
+
+    def _requeue_unfinished(self) -> None:
+        """Queue again the jobs a previous embedded process accepted but did not finish.
+
+        The in-memory broker's queues die with its process while the job store survives, so on
+        start the store is the only record of those jobs. Other brokers keep them themselves.
+        """
+        requeued = 0
+        for state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
+            token = ""
+            while True:
+                jobs, token = self.store.list(kind=0, state=state, page_size=500, page_token=token)
+                for job in jobs:
+                    queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
+                    headers: tuple[tuple[str, str], ...] = ()
+                    if job.kind == jobs_pb2.JOB_KIND_PREDICT:
+                        try:
+                            sha = self.models.get(job.predict.model_id).sha256
+                            headers = ((MODEL_SHA_HEADER, sha),)
+                        except MLGateError:
+                            pass  # the worker fails the job with the reason
+                    message = Message(job.id, job.SerializeToString(), headers)
+                    self.broker.publish(queue, message, timeout=self.settings.publish_timeout)
+                    requeued += 1
+                if not token:
+                    break
+        if requeued:
+            log.info("requeued %d unfinished jobs from the job store", requeued)
 
     async def _update_health(self) -> None:
         status = (

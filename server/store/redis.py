@@ -17,8 +17,8 @@ and its indexes happens in one MULTI under WATCH of the record, so concurrent ga
 lose or half-apply an update.
 
 Finished jobs are deleted, with their events and index entries, ``retention`` seconds after they
-end (default 30 days; ``?retention=0`` keeps them forever). The sweep runs from the write path,
-at most once per ``min(retention, 60)`` seconds per store.
+end (default 30 days; ``?retention=0`` keeps them forever). The sweep runs when events are
+recorded, at most once per ``min(retention, 10)`` seconds per store, up to 10,000 jobs at a time.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ P = ParamSpec("P")
 
 DEFAULT_RETENTION = 30 * 24 * 3600.0
 _SWEEP_BATCH = 200
+_SWEEP_MAX_BATCHES = 50
+_MAX_TRANSACTION_TRIES = 100
 
 
 def _member(job: jobs_pb2.Job) -> str:
@@ -102,7 +104,7 @@ class RedisJobStore(JobStore):
         self._client = client
         self._keys = _Keys(namespace)
         self._retention = retention
-        self._sweep_every = min(retention, 60.0)
+        self._sweep_every = min(retention, 10.0)
         self._next_sweep = 0.0
         self._sweep_lock = threading.Lock()
 
@@ -118,7 +120,13 @@ class RedisJobStore(JobStore):
             socket_timeout=5.0,
             socket_connect_timeout=2.0,
             health_check_interval=10,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+            # Reconnects through a stale pooled connection (Redis restarted); timeouts are not
+            # retried, so a hung Redis answers UNAVAILABLE within the socket timeout.
+            retry=Retry(
+                ExponentialWithJitterBackoff(base=0.05, cap=1.0),
+                3,
+                supported_errors=(redis.ConnectionError,),
+            ),
         )
         return cls(client, namespace=namespace, retention=retention)
 
@@ -137,7 +145,7 @@ class RedisJobStore(JobStore):
         """Run ``write`` (reads, then ``multi()`` and queued writes) under WATCH of ``key``,
         again if another gateway changed ``key`` meanwhile."""
         with self._client.pipeline(transaction=True) as pipe:
-            while True:
+            for _ in range(_MAX_TRANSACTION_TRIES):
                 try:
                     pipe.watch(key)  # type: ignore[no-untyped-call]
                     result = write(pipe)
@@ -145,6 +153,7 @@ class RedisJobStore(JobStore):
                     return result
                 except redis.WatchError:
                     continue
+        raise Unavailable(f"the job store (Redis) kept changing {key} under this update")
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -166,7 +175,6 @@ class RedisJobStore(JobStore):
             self._expire_if_ended(pipe, job)
 
         self._call(self._transact, key, write)
-        self._maybe_sweep()
 
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         return self._update(event.job_id, lambda _job: event)
@@ -234,21 +242,24 @@ class RedisJobStore(JobStore):
 
     def _sweep(self) -> None:
         """Delete finished jobs past their retention, with their events and index entries."""
-        due: Any = self._client.zrangebyscore(
-            self._keys.expiry, "-inf", time.time(), 0, _SWEEP_BATCH
-        )
-        if not due:
-            return
-        with self._client.pipeline(transaction=True) as pipe:
-            for raw in due:
-                entry = raw.decode()
-                kind, state, member = entry.split(":", 2)
-                job_id = member.split(":", 1)[1]
-                pipe.delete(self._keys.job(job_id), self._keys.events(job_id))
-                for index in self._keys.indexes(int(kind), int(state)):
-                    pipe.zrem(index, member)
-                pipe.zrem(self._keys.expiry, entry)
-            pipe.execute()
+        for _ in range(_SWEEP_MAX_BATCHES):
+            due: Any = self._client.zrangebyscore(
+                self._keys.expiry, "-inf", time.time(), 0, _SWEEP_BATCH
+            )
+            if not due:
+                return
+            with self._client.pipeline(transaction=True) as pipe:
+                for raw in due:
+                    entry = raw.decode()
+                    kind, state, member = entry.split(":", 2)
+                    job_id = member.split(":", 1)[1]
+                    pipe.delete(self._keys.job(job_id), self._keys.events(job_id))
+                    for index in self._keys.indexes(int(kind), int(state)):
+                        pipe.zrem(index, member)
+                    pipe.zrem(self._keys.expiry, entry)
+                pipe.execute()
+            if len(due) < _SWEEP_BATCH:
+                return
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -405,3 +405,26 @@ def test_jobs_survive_a_gateway_restart(tmp_path) -> None:
             assert predicted[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
     finally:
         second.stop()
+
+
+def test_an_embedded_restart_finishes_the_jobs_it_had_accepted(tmp_path) -> None:
+    from tests.support.system import gateway_settings, running_gateway
+
+    settings = gateway_settings(tmp_path / "data")
+    # A gateway whose workers never ran: the job is accepted, then the process goes away.
+    first = running_gateway(settings, embedded_workers=False)
+    with grpc.insecure_channel(first.address) as ch:
+        stream = jobs(ch).Train(diabetes_request())
+        queued = next(stream).event
+        stream.cancel()
+    first.stop()
+    second = running_gateway(settings)
+    try:
+        with grpc.insecure_channel(second.address) as ch:
+            watched = [
+                r.event for r in jobs(ch).WatchJob(jobs_pb2.WatchJobRequest(job_id=queued.job_id))
+            ]
+        assert_well_formed(watched)
+        assert watched[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+    finally:
+        second.stop()
