@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,29 +79,78 @@ def predict(model: Any, record: models_pb2.Model, rows: Sequence[Mapping[str, An
     return predicted, classes, probabilities
 
 
-def _forest(model: BaseForest, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """A forest's predictions, as scikit-learn computes them, without its per-tree overhead.
+class _FlatForest:
+    """A fitted forest's trees laid end to end in flat arrays, walked for all trees at once.
 
     ``BaseForest.predict`` dispatches every tree through joblib and re-checks each one, which
     costs about 0.15 ms a tree even with one job: 15 ms per request for the default 100 trees.
-    Averaging the trees' raw outputs on a checked float32 matrix gives the same numbers (a test
-    holds them equal) several times faster.
+    Walking all trees together with a few numpy operations per level, then adding the trees'
+    leaf values in scikit-learn's order, gives the same numbers (a test holds them equal) in a
+    small fraction of the time.
     """
-    trees = [tree.tree_ for tree in model.estimators_]
-    if isinstance(model, ForestClassifier):
-        n_classes = len(model.classes_)
-        proba = np.zeros((X.shape[0], n_classes), dtype=np.float64)
-        for tree in trees:
-            votes = tree.predict(X)[:, :n_classes]
-            total = votes.sum(axis=1, keepdims=True)
+
+    def __init__(self, model: BaseForest) -> None:
+        trees = [estimator.tree_ for estimator in model.estimators_]
+        offsets = np.cumsum([0] + [tree.node_count for tree in trees[:-1]])
+        self.roots = offsets.astype(np.intp)
+        self.left = np.concatenate(
+            [
+                np.where(t.children_left >= 0, t.children_left + o, -1)
+                for t, o in zip(trees, offsets)
+            ]
+        ).astype(np.intp)
+        self.right = np.concatenate(
+            [
+                np.where(t.children_right >= 0, t.children_right + o, -1)
+                for t, o in zip(trees, offsets)
+            ]
+        ).astype(np.intp)
+        # Leaves have feature -2: clip so indexing is valid; their comparison is never used.
+        self.feature = np.concatenate([np.maximum(t.feature, 0) for t in trees]).astype(np.intp)
+        self.threshold = np.concatenate([t.threshold for t in trees])
+        self.depth = max(t.max_depth for t in trees)
+        self.classifier = isinstance(model, ForestClassifier)
+        if self.classifier:
+            n_classes = len(model.classes_)
+            values = np.concatenate([t.value[:, 0, :n_classes] for t in trees])
+            total = values.sum(axis=1, keepdims=True)
             total[total == 0.0] = 1.0
-            proba += votes / total
-        proba /= len(trees)
-        return model.classes_.take(np.argmax(proba, axis=1), axis=0), proba
-    values = np.zeros(X.shape[0], dtype=np.float64)
-    for tree in trees:
-        values += tree.predict(X)[:, 0]
-    return values / len(trees), None
+            self.value = values / total  # each tree's predict_proba at each leaf
+        else:
+            self.value = np.concatenate([t.value[:, 0, :1] for t in trees])
+        self.classes = getattr(model, "classes_", None)
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        rows = np.arange(X.shape[0])[:, None]
+        node = np.broadcast_to(self.roots, (X.shape[0], len(self.roots))).copy()
+        for _ in range(self.depth):
+            leaf = self.left[node] < 0
+            # float32 inputs against float64 thresholds, as scikit-learn's tree walk compares.
+            go_left = X[rows, self.feature[node]].astype(np.float64) <= self.threshold[node]
+            node = np.where(leaf, node, np.where(go_left, self.left[node], self.right[node]))
+        leaves = self.value[node]  # (rows, trees, outputs)
+        summed = np.zeros((X.shape[0], leaves.shape[2]), dtype=np.float64)
+        for tree in range(leaves.shape[1]):
+            summed += leaves[:, tree, :]
+        summed /= leaves.shape[1]
+        if self.classifier:
+            assert self.classes is not None
+            return self.classes.take(np.argmax(summed, axis=1), axis=0), summed
+        return summed[:, 0], None
+
+
+_FLAT: weakref.WeakKeyDictionary[BaseForest, _FlatForest] = weakref.WeakKeyDictionary()
+_FLAT_LOCK = threading.Lock()
+
+
+def _forest(model: BaseForest, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    with _FLAT_LOCK:
+        flat = _FLAT.get(model)
+    if flat is None:
+        flat = _FlatForest(model)
+        with _FLAT_LOCK:
+            _FLAT[model] = flat
+    return flat.predict(X)
 
 
 def plain(value: Any) -> Any:

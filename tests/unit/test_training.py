@@ -147,3 +147,28 @@ def test_forest_predictions_match_scikit_learn_exactly(name: str, dataset: str) 
     if trained.task == "classification":
         expected = trained.estimator.predict_proba(X)  # type: ignore[attr-defined]
         assert np.allclose(probabilities, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["random_forest", "extra_trees"])
+def test_deep_forests_agree_with_scikit_learn_at_the_thresholds(name: str) -> None:
+    from sklearn.datasets import load_wine
+
+    from workers.estimators import build
+
+    X, y = load_wine(return_X_y=True, as_frame=True)
+    for task, target in (("classification", y), ("regression", X["alcohol"])):
+        features = X.drop(columns="alcohol") if task == "regression" else X
+        model, _ = build(name, task, {"max_depth": None, "n_estimators": 30}, 7)
+        model.fit(features, target)
+        # Rows sitting exactly on split thresholds, where <= versus < would differ.
+        tree = model.estimators_[0].tree_
+        rows = features.iloc[:20].copy()
+        for i, (f, t) in enumerate(zip(tree.feature[:20], tree.threshold[:20], strict=True)):
+            if f >= 0:
+                rows.iloc[i, f] = float(np.float32(t))
+        record = _record(*((str(c), "numeric") for c in features.columns))
+        predicted, _, probabilities = prediction.predict(model, record, rows.to_dict("records"))
+        X32 = rows.astype(np.float32)
+        assert predicted == list(model.predict(X32))
+        if task == "classification":
+            assert np.allclose(probabilities, model.predict_proba(X32), rtol=0, atol=1e-12)
