@@ -96,13 +96,13 @@ class _FlatForest:
         self.left = np.concatenate(
             [
                 np.where(t.children_left >= 0, t.children_left + o, -1)
-                for t, o in zip(trees, offsets)
+                for t, o in zip(trees, offsets, strict=True)
             ]
         ).astype(np.intp)
         self.right = np.concatenate(
             [
                 np.where(t.children_right >= 0, t.children_right + o, -1)
-                for t, o in zip(trees, offsets)
+                for t, o in zip(trees, offsets, strict=True)
             ]
         ).astype(np.intp)
         # Leaves have feature -2: clip so indexing is valid; their comparison is never used.
