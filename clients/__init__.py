@@ -1,10 +1,10 @@
 """mlgate's Python client and the ``mlgate`` command line.
 
-    from clients import MLGateClient
+from clients import MLGateClient
 
-    with MLGateClient("localhost:50051") as client:
-        result = client.train("diabetes", target="target")
-        print(result.model_id, result.metrics)
+with MLGateClient("localhost:50051") as client:
+    result = client.train("diabetes", target="target")
+    print(result.model_id, result.metrics)
 """
 
 from clients.client import DEFAULT_ADDRESS, MLGateClient, Page

@@ -9,10 +9,9 @@ from types import TracebackType
 from typing import IO, Any, Generic, Protocol, Self, TypeVar
 
 import grpc
-from google.protobuf import struct_pb2
 
+from clients._requests import KINDS, STATES, choice, struct, train_request, upload_requests
 from clients.errors import (
-    InvalidArgument,
     JobCancelled,
     JobFailed,
     MLGateError,
@@ -42,18 +41,7 @@ _MAX_RESUMES = 5
 _TERMINAL = frozenset(
     {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
 )
-_KINDS = {"train": jobs_pb2.JOB_KIND_TRAIN, "predict": jobs_pb2.JOB_KIND_PREDICT}
-_STATES = {
-    "queued": jobs_pb2.JOB_STATE_QUEUED,
-    "running": jobs_pb2.JOB_STATE_RUNNING,
-    "succeeded": jobs_pb2.JOB_STATE_SUCCEEDED,
-    "failed": jobs_pb2.JOB_STATE_FAILED,
-    "cancelled": jobs_pb2.JOB_STATE_CANCELLED,
-}
-_TASKS = {"regression": jobs_pb2.TASK_REGRESSION, "classification": jobs_pb2.TASK_CLASSIFICATION}
-
 T = TypeVar("T")
-Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 EventCallback = Callable[[jobs_pb2.JobEvent], None]
 
@@ -77,16 +65,6 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     next_page_token: str
-
-
-def _choice(table: Mapping[str, T], value: str | None, field: str, default: T) -> T:
-    if value is None or value == "":
-        return default
-    if value not in table:
-        raise InvalidArgument(
-            f"{field}: {value!r} is not one of {', '.join(table)}", "INVALID_ARGUMENT"
-        )
-    return table[value]
 
 
 class MLGateClient:
@@ -155,7 +133,7 @@ class MLGateClient:
 
         Raises JobFailed or JobCancelled when the job ends that way.
         """
-        request = _train_request(
+        request = train_request(
             dataset_id, target, features, estimator, params, task, test_size, random_seed
         )
         final = self._finish(self._events(lambda: self._jobs.Train(request)), on_event)
@@ -173,7 +151,7 @@ class MLGateClient:
         random_seed: int | None = None,
     ) -> str:
         """Queue a training job and return its id without waiting; see ``wait`` and ``watch``."""
-        request = _train_request(
+        request = train_request(
             dataset_id, target, features, estimator, params, task, test_size, random_seed
         )
         call: _EventStream = self._jobs.Train(request, timeout=self._timeout)
@@ -194,11 +172,15 @@ class MLGateClient:
         on_event: EventCallback | None = None,
     ) -> PredictResult:
         """Predict one value per row (rows are dicts keyed by feature name) and wait for them."""
-        request = jobs_pb2.PredictRequest(model_id=model_id, rows=[_struct(row, f"rows[{i}]") for i, row in enumerate(rows)])
+        request = jobs_pb2.PredictRequest(
+            model_id=model_id, rows=[struct(row, f"rows[{i}]") for i, row in enumerate(rows)]
+        )
         final = self._finish(self._events(lambda: self._jobs.Predict(request)), on_event)
         return PredictResult.from_event(final)
 
-    def wait(self, job_id: str, on_event: EventCallback | None = None) -> TrainResult | PredictResult:
+    def wait(
+        self, job_id: str, on_event: EventCallback | None = None
+    ) -> TrainResult | PredictResult:
         """Wait for a job (for example one from ``submit_train``) to end and return its result."""
         final = self._finish(self.watch(job_id), on_event)
         if final.HasField("predict_result"):
@@ -231,8 +213,8 @@ class MLGateClient:
         request = jobs_pb2.ListJobsRequest(
             page_size=page_size,
             page_token=page_token,
-            kind=_choice(_KINDS, kind, "kind", jobs_pb2.JOB_KIND_UNSPECIFIED),
-            state=_choice(_STATES, state, "state", jobs_pb2.JOB_STATE_UNSPECIFIED),
+            kind=choice(KINDS, kind, "kind", jobs_pb2.JOB_KIND_UNSPECIFIED),
+            state=choice(STATES, state, "state", jobs_pb2.JOB_STATE_UNSPECIFIED),
         )
         response = self._unary(self._jobs.ListJobs, request)
         return Page(tuple(map(Job.from_proto, response.jobs)), response.next_page_token)
@@ -263,7 +245,10 @@ class MLGateClient:
     # Datasets
 
     def upload_dataset(
-        self, dataset_id: str, source: str | os.PathLike[str] | IO[bytes], chunk_size: int = CHUNK_SIZE
+        self,
+        dataset_id: str,
+        source: str | os.PathLike[str] | IO[bytes],
+        chunk_size: int = CHUNK_SIZE,
     ) -> Dataset:
         """Store a CSV file (a path or a binary file object) as ``dataset_id``, in chunks."""
         if chunk_size <= 0:
@@ -271,7 +256,7 @@ class MLGateClient:
         # Opened here, not in the request iterator, so a missing file raises in the caller.
         file = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source  # noqa: SIM115
         try:
-            chunks = _upload_requests(dataset_id, file, chunk_size)
+            chunks = upload_requests(dataset_id, file, chunk_size)
             response = self._unary(self._datasets.UploadDataset, chunks)
         finally:
             if file is not source:
@@ -366,58 +351,6 @@ class MLGateClient:
         return final
 
 
-def _train_request(
-    dataset_id: str,
-    target: str,
-    features: Sequence[str],
-    estimator: str,
-    params: Mapping[str, Any] | None,
-    task: str | None,
-    test_size: float | None,
-    random_seed: int | None,
-) -> jobs_pb2.TrainRequest:
-    if isinstance(features, str):
-        raise TypeError("features must be a sequence of column names, not one string")
-    request = jobs_pb2.TrainRequest(
-        dataset_id=dataset_id,
-        target=target,
-        features=list(features),
-        estimator=estimator,
-        task=_choice(_TASKS, task, "task", jobs_pb2.TASK_UNSPECIFIED),
-    )
-    if params:
-        request.params.CopyFrom(_struct(params, "params"))
-    if test_size is not None:
-        request.test_size = test_size
-    if random_seed is not None:
-        request.random_seed = random_seed
-    return request
-
-
-def _struct(values: Mapping[str, Any], field: str) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    try:
-        struct.update(values)
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise InvalidArgument(
-            f"{field}: only JSON values (numbers, strings, booleans, null, lists, objects) ({exc})",
-            "INVALID_ARGUMENT",
-        ) from exc
-    return struct
-
-
-def _upload_requests(
-    dataset_id: str, file: IO[bytes], chunk_size: int
-) -> Iterator[datasets_pb2.UploadDatasetRequest]:
-    # The first message names the dataset; an empty file still sends it.
-    first = datasets_pb2.UploadDatasetRequest(dataset_id=dataset_id, chunk=file.read(chunk_size))
-    yield first
-    if not first.chunk:
-        return
-    while chunk := file.read(chunk_size):
-        yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
-
-
 def _all_pages(fetch: Callable[[str], Page[T]]) -> Iterator[T]:
     token = ""
     while True:
@@ -426,4 +359,3 @@ def _all_pages(fetch: Callable[[str], Page[T]]) -> Iterator[T]:
         if not page.next_page_token:
             return
         token = page.next_page_token
-

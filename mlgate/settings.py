@@ -17,6 +17,9 @@ _DEFAULT_BROKER_URLS = {
     "rabbitmq": "amqp://guest:guest@localhost:5672/%2F",
     "redis": "redis://localhost:6379/0",
 }
+# Per-broker URLs let a deployment name both brokers and switch with MLGATE_BROKER alone;
+# MLGATE_BROKER_URL, when set, wins.
+_BROKER_URL_VARIABLES = {"rabbitmq": "MLGATE_RABBITMQ_URL", "redis": "MLGATE_REDIS_URL"}
 
 
 def redact_url(url: str) -> str:
@@ -55,6 +58,14 @@ class Settings:
     publish_timeout: float = 10.0
     # Bounds a client's request; larger CSVs go through UploadDataset in chunks.
     max_predict_rows: int = 10_000
+    # Prefix of every broker queue, exchange, stream and key: several deployments (or test runs)
+    # can share one RabbitMQ or Redis.
+    namespace: str = "mlgate"
+    # Redis broker (MLGATE_BROKER=redis): key prefix, crash-recovery thresholds, retention (s).
+    redis_heartbeat_ttl: float = 15.0
+    redis_reclaim_interval: float = 5.0
+    redis_event_retention: float = 24 * 3600.0
+    redis_dead_letter_retention: float = 14 * 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
@@ -72,7 +83,9 @@ class Settings:
             "broker": broker,
             "data_dir": data_dir,
             "port": int(env.get("MLGATE_PORT", "50051")),
-            "broker_url": env.get("MLGATE_BROKER_URL") or _DEFAULT_BROKER_URLS[broker],
+            "broker_url": env.get("MLGATE_BROKER_URL")
+            or env.get(_BROKER_URL_VARIABLES.get(broker, ""))
+            or _DEFAULT_BROKER_URLS[broker],
             "store_url": env.get("MLGATE_STORE_URL") or f"sqlite:///{data_dir / 'jobs.db'}",
             "storage_url": env.get("MLGATE_STORAGE_URL") or (data_dir / "storage").as_uri(),
             "max_attempts": int(env.get("MLGATE_MAX_ATTEMPTS", "3")),
@@ -80,6 +93,13 @@ class Settings:
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
             "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
             "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
+            "namespace": env.get("MLGATE_NAMESPACE", "mlgate"),
+            "redis_heartbeat_ttl": float(env.get("MLGATE_REDIS_HEARTBEAT_TTL", "15")),
+            "redis_reclaim_interval": float(env.get("MLGATE_REDIS_RECLAIM_INTERVAL", "5")),
+            "redis_event_retention": float(env.get("MLGATE_REDIS_EVENT_RETENTION", "86400")),
+            "redis_dead_letter_retention": float(
+                env.get("MLGATE_REDIS_DEAD_LETTER_RETENTION", "1209600")
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -145,6 +145,8 @@ class Worker:
         if job.id in self._cancelled:
             delivery.ack()
             return
+        if job.kind == jobs_pb2.JOB_KIND_TRAIN:
+            log.info("running train job %s (attempt %d)", job.id, delivery.attempt)
         try:
             result = run(job, events, delivery)
         except Cancelled:

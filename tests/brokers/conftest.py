@@ -30,6 +30,24 @@ def _memory() -> Iterator[BrokerFactory]:
 BACKENDS: dict[str, Callable[[], Iterator[BrokerFactory]]] = {"memory": _memory}
 
 
+def _redis() -> Iterator[BrokerFactory]:
+    from tests.support.redis import redis_brokers
+
+    yield from redis_brokers()
+
+
+BACKENDS["redis"] = _redis
+
+
+def _rabbitmq() -> Iterator[BrokerFactory]:
+    from tests.support.rabbitmq import rabbitmq_brokers
+
+    yield from rabbitmq_brokers()
+
+
+BACKENDS["rabbitmq"] = _rabbitmq
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def make_broker(request: pytest.FixtureRequest) -> Iterator[BrokerFactory]:
     """A factory of started brokers that all talk to one fresh namespace on the same server."""

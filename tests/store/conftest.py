@@ -30,6 +30,15 @@ def _sqlite(tmp_path: Path) -> Iterator[StoreFactory]:
 BACKENDS: dict[str, Callable[[Path], Iterator[StoreFactory]]] = {"sqlite": _sqlite}
 
 
+def _redis(tmp_path: Path) -> Iterator[StoreFactory]:
+    from tests.support.redis import redis_stores
+
+    yield from redis_stores()
+
+
+BACKENDS["redis"] = _redis
+
+
 @pytest.fixture(params=sorted(BACKENDS))
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     yield from BACKENDS[request.param](tmp_path)

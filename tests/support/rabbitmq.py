@@ -20,6 +20,7 @@ from brokers._rabbitmq_topology import Topology
 from brokers.rabbitmq import RabbitMQBroker
 
 __all__ = [
+    "DEPLOY",
     "SHARED_URL",
     "PrivateNode",
     "delete_namespace",
@@ -34,6 +35,7 @@ SHARED_URL = os.environ.get("MLGATE_TEST_RABBITMQ_URL", "amqp://guest:guest@127.
 START_HINT = "start it with: rabbitmq-server -detached   (or: make services)"
 # The Debian wrappers in /usr/sbin switch to the rabbitmq user; a private node runs as us.
 _BIN_DIRS = ("/usr/lib/rabbitmq/bin",)
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "rabbitmq"
 
 
 def require_rabbitmq(url: str = SHARED_URL) -> str:
@@ -129,7 +131,12 @@ class PrivateNode:
         self._process: subprocess.Popen[bytes] | None = None
         for path in ("plugins", "env.conf"):
             (root / path).write_text("")
-        (root / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
+        # The node runs the configuration operators are given, so the tests vouch for it.
+        shipped = (DEPLOY / "rabbitmq.conf").read_text()
+        shipped = shipped.replace(
+            "/etc/rabbitmq/definitions.json", str(DEPLOY / "definitions.json")
+        )
+        (root / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n{shipped}")
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
         self._env.update(
             {
@@ -163,9 +170,24 @@ class PrivateNode:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        # `wait` returns once the node has written its pid file and finished booting.
-        self.ctl("wait", str(self.root / "node.pid"), "--timeout", "120", timeout=130)
-        require_rabbitmq(self.url)
+        # The node takes seconds to boot and nothing signals it: a login is the test of readiness.
+        deadline = time.monotonic() + 120
+        while not self.answers():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                log = (self.root / "server.out").read_text(errors="replace")[-2000:]
+                pytest.fail(f"private RabbitMQ node did not start:\n{log}", pytrace=False)
+            time.sleep(0.1)
+
+    def answers(self) -> bool:
+        """Whether the node accepts a login now."""
+        parameters = pika.URLParameters(self.url)
+        parameters.socket_timeout = 1
+        parameters.connection_attempts = 1
+        try:
+            pika.BlockingConnection(parameters).close()
+        except pika.exceptions.AMQPError:
+            return False
+        return True
 
     def stop(self) -> None:
         process, self._process = self._process, None

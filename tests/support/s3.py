@@ -3,6 +3,7 @@ ports with its own data directory, one bucket and one access key, for the whole 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import socket
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,8 +53,13 @@ class S3Server:
             "AWS_REGION": self.region,
         }
 
+    @functools.cached_property
+    def shared_client(self) -> S3Client:
+        """One client for the session's stores: making a client costs a good part of a second."""
+        return self.client()
+
     def client(self) -> S3Client:
-        """A boto3 client of the test's own, for checking what the store wrote."""
+        """A new boto3 client with the server's credentials."""
         return make_client(
             self.endpoint_url, credentials=(self.access_key, self.secret_key), region=self.region
         )
@@ -67,7 +73,7 @@ class S3Server:
     ) -> S3ObjectStore:
         """A store under a fresh prefix (or ``prefix``), so tests never see each other's keys."""
         return S3ObjectStore(
-            self.client(),
+            self.shared_client,
             self.bucket,
             prefix if prefix is not None else f"test-{uuid.uuid4().hex[:12]}",
             transfer=transfer,
@@ -115,7 +121,7 @@ def _command(weed: str, directory: Path, config: Path, ports: dict[str, int]) ->
         f"-s3.localSocket={directory / 's3.sock'}",
         "-master.telemetry=false",
         # Small and quick: few volumes of a few MB, no grace period on stop.
-        "-volume.max=4",
+        "-volume.max=16",
         "-master.volumeSizeLimitMB=64",
         "-volume.preStopSeconds=0",
     ]  # fmt: skip
@@ -129,14 +135,19 @@ def _s3_answers(server: S3Server, process: subprocess.Popen[bytes], log: Path) -
         tail = log.read_text(errors="replace")[-3000:]
         pytest.fail(f"weed server exited with {process.returncode} while starting:\n{tail}")
     try:
-        server.client().create_bucket(Bucket=server.bucket)
+        client = server.shared_client
+        client.create_bucket(Bucket=server.bucket)
+        # Ready means writable: the first write also waits for the volumes to be allocated.
+        client.put_object(Bucket=server.bucket, Key="ready", Body=b"ready")
+        client.delete_object(Bucket=server.bucket, Key="ready")
     except (BotoCoreError, ClientError):
         return False
     return True
 
 
-def start_seaweedfs(directory: Path) -> tuple[S3Server, subprocess.Popen[bytes]]:
-    """Start ``weed server -s3`` in ``directory``; returns once the bucket has been created."""
+def start_seaweedfs(directory: Path) -> tuple[S3Server, Callable[[], None]]:
+    """Start ``weed server -s3`` in ``directory``; returns once the bucket has been created,
+    with the function that stops it."""
     weed = _weed()
     names = [f"{c}{grpc}" for c in _COMPONENTS for grpc in ("", ".grpc")]
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
@@ -167,26 +178,26 @@ def start_seaweedfs(directory: Path) -> tuple[S3Server, subprocess.Popen[bytes]]
                 pytest.fail(f"weed server -s3 did not answer within {_STARTUP_TIMEOUT}s:\n{tail}")
             time.sleep(0.1)
     except BaseException:
-        stop(process)
+        stop(process, ports)
         raise
-    return server, process
+    return server, lambda: stop(process, ports)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server; its data is thrown away, so a filer still flushing need not be waited for."""
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def stop(process: subprocess.Popen[bytes], ports: dict[str, int]) -> None:
+    """Kill the server: its data is thrown away, and on SIGTERM its filer waits seconds to flush
+    logs to volumes that have already stopped. SeaweedFS leaves a gRPC socket per component in
+    /tmp, named by port, which a killed server cannot remove itself."""
+    process.kill()
+    process.wait()
+    for name in _COMPONENTS:
+        Path(f"/tmp/seaweedfs-{name}-grpc-{ports[name + '.grpc']}.sock").unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A private SeaweedFS S3 server with bucket ``mlgate-test``, shared by the session."""
-    server, process = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    server, stop_server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
     try:
         yield server
     finally:
-        stop(process)
+        stop_server()

@@ -1,0 +1,334 @@
+"""The Redis Streams broker: work queues and job events as streams read through consumer groups.
+
+* **Work queues**: one stream per queue, read by the ``workers`` group. An entry is acknowledged
+  and deleted (XACK + XDEL) only when its handler settles it, so a work stream holds exactly the
+  jobs not yet settled. Crash recovery works by heartbeats (see ``_redis_consumer``).
+* **Dead letters**: a stream per queue holding the entry and the reason, trimmed by age and length.
+* **Events**: one stream, trimmed by age and length. ``consume_events`` reads it through the
+  ``gateways`` group (each event to one gateway, which acknowledges it after recording it);
+  ``watch_events`` reads it with plain XREAD, so every watcher sees every new event.
+
+Delivery is at least once: a publish retried after a lost reply, or a job whose worker died after
+recording its outcome, is delivered again, which the workers and the job store already tolerate.
+Durability is Redis's own: run it with ``appendonly yes`` for jobs to survive a Redis restart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.typing import EncodableT, FieldT
+
+from brokers._redis_consumer import StreamConsumer
+from brokers._redis_keys import EVENT_GROUP, WORK_GROUP, Keys
+from brokers._redis_link import Backoff, Entry, Link, RedisOptions, stream_entries
+from brokers._redis_watch import StreamWatcher
+from brokers.base import (
+    QUEUES,
+    Broker,
+    Delivery,
+    DeliveryHandler,
+    EventDelivery,
+    EventHandler,
+    Message,
+    Subscription,
+    WatchHandler,
+)
+from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable
+
+if TYPE_CHECKING:
+    from mlgate.settings import Settings
+
+__all__ = ["RedisBroker", "RedisOptions"]
+
+log = logging.getLogger(__name__)
+
+#: How long a read for the caller (dead letters) waits for Redis.
+_READ_TIMEOUT = 5.0
+
+
+def _encode(message: Message) -> dict[FieldT, EncodableT]:
+    fields: dict[FieldT, EncodableT] = {"job": message.job_id, "body": message.body}
+    if message.headers:
+        fields["headers"] = json.dumps([list(pair) for pair in message.headers])
+    return fields
+
+
+def _decode(fields: dict[bytes, bytes]) -> Message:
+    headers: tuple[tuple[str, str], ...] = ()
+    if raw := fields.get(b"headers"):
+        try:
+            headers = tuple((str(k), str(v)) for k, v in json.loads(raw))
+        except ValueError:
+            log.warning("ignoring malformed headers %r", raw[:100])
+    job_id = fields.get(b"job", b"").decode(errors="replace")
+    return Message(job_id, fields.get(b"body", b""), headers)
+
+
+class _WorkDelivery(Delivery):
+    def __init__(
+        self, consumer: StreamConsumer, broker: RedisBroker, queue: str, entry: Entry
+    ) -> None:
+        self.message = _decode(entry.fields)
+        self.attempt = entry.attempt
+        self.settled = False
+        self._consumer = consumer
+        self._broker = broker
+        self._queue = queue
+        self._entry_id = entry.id
+
+    def ack(self) -> None:
+        if not self.settled:
+            self._consumer.ack(self._entry_id, delete=True)
+            self.settled = True
+
+    def dead_letter(self, reason: str) -> None:
+        if self.settled:
+            return
+        self._broker._dead_letter(self._consumer, self._queue, self._entry_id, self, reason)
+        self.settled = True
+
+
+class _EventDelivery(EventDelivery):
+    def __init__(self, consumer: StreamConsumer, entry: Entry) -> None:
+        self.body = entry.fields.get(b"body", b"")
+        self.settled = False
+        self._consumer = consumer
+        self._entry_id = entry.id
+
+    def ack(self) -> None:
+        # Not deleted: watchers read the same stream, which is trimmed by age and length instead.
+        if not self.settled:
+            self._consumer.ack(self._entry_id, delete=False)
+            self.settled = True
+
+
+class RedisBroker(Broker):
+    """A broker on one Redis server (``redis://`` or ``rediss://``), its keys under ``namespace``."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        namespace: str = "mlgate",
+        options: RedisOptions | None = None,
+    ) -> None:
+        self._keys = Keys(namespace)
+        self._options = options or RedisOptions()
+        self._link = Link(url, self._keys, self._options)
+        self._lock = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+        self._declarer: threading.Thread | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisBroker:
+        """The broker ``MLGATE_BROKER_URL`` and the ``MLGATE_REDIS_*`` settings describe."""
+        options = RedisOptions(
+            heartbeat_ttl=settings.redis_heartbeat_ttl,
+            reclaim_interval=settings.redis_reclaim_interval,
+            event_retention=settings.redis_event_retention,
+            dead_letter_retention=settings.redis_dead_letter_retention,
+        )
+        return cls(settings.broker_url, namespace=settings.namespace, options=options)
+
+    def __repr__(self) -> str:
+        return f"RedisBroker({self._link.where()!r}, namespace={self._keys.namespace!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _streams(self) -> list[tuple[str, str]]:
+        return [(self._keys.queue(q), WORK_GROUP) for q in QUEUES] + [
+            (self._keys.events, EVENT_GROUP)
+        ]
+
+    def _declare(self) -> None:
+        def create() -> None:
+            for stream, group in self._streams():
+                self._link.ensure_group(stream, group)
+
+        self._link.call("declare the streams", create, timeout=0)
+
+    def start(self) -> None:
+        self._link.check_open()
+        self._link.start_monitor()
+        try:
+            self._declare()
+        except BrokerUnavailable:
+            with self._lock:
+                if self._declarer is None or not self._declarer.is_alive():
+                    self._declarer = threading.Thread(
+                        target=self._keep_declaring, name="redis-declare", daemon=True
+                    )
+                    self._declarer.start()
+            raise
+
+    def _keep_declaring(self) -> None:
+        backoff = Backoff(cap=10.0)
+        while not self._link.closed.is_set():
+            try:
+                self._declare()
+                log.info("Redis at %s is reachable; streams declared", self._link.where())
+                return
+            except BrokerClosed:
+                return
+            except BrokerUnavailable:
+                backoff.wait(self._link.closed)
+            except BrokerError as exc:  # e.g. a key of the wrong type: say so, keep trying
+                log.error("cannot declare the streams: %s", exc)
+                backoff.wait(self._link.closed)
+
+    def close(self) -> None:
+        with self._lock:
+            subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            subscription.cancel(timeout=5)
+        self._link.close()
+
+    def healthy(self) -> bool:
+        # No round trip: callers (the gateway's health service) may run on an event loop.
+        return self._link.reachable and not self._link.closed.is_set()
+
+    def _track(self, subscription: Subscription) -> None:
+        with self._lock:
+            self._subscriptions.append(subscription)
+
+    def _untrack(self, subscription: Subscription) -> None:
+        with self._lock:
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
+
+    def _stream(self, queue: str) -> str:
+        if queue not in QUEUES:
+            raise ValueError(f"unknown queue {queue!r}; queues are {QUEUES}")
+        return self._keys.queue(queue)
+
+    # -- work queues -------------------------------------------------------------------------
+
+    def publish(self, queue: str, message: Message, *, timeout: float) -> None:
+        stream = self._stream(queue)
+        fields = _encode(message)
+        self._link.call(
+            f"publish job {message.job_id}",
+            lambda: self._link.client.xadd(stream, fields),
+            timeout=timeout,
+        )
+
+    def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
+        self._link.check_open()
+        stream = self._stream(queue)
+
+        def run(consumer: StreamConsumer, entry: Entry) -> bool:
+            delivery = _WorkDelivery(consumer, self, queue, entry)
+            try:
+                handler(delivery)
+            except Exception:
+                log.exception(
+                    "handler failed on job %s; it will be redelivered", delivery.message.job_id
+                )
+            return delivery.settled
+
+        return self._subscribe(
+            lambda: StreamConsumer(
+                self._link,
+                stream,
+                WORK_GROUP,
+                run,
+                prefetch=prefetch,
+                pause_before_retry=False,
+                on_cancel=self._untrack,
+            ).start()
+        )
+
+    def _subscribe(self, make: Callable[[], Subscription]) -> Subscription:
+        subscription = make()
+        self._track(subscription)
+        return subscription
+
+    def _dead_letter(
+        self,
+        consumer: StreamConsumer,
+        queue: str,
+        entry_id: bytes,
+        delivery: _WorkDelivery,
+        reason: str,
+    ) -> None:
+        message = delivery.message
+        fields: dict[str, bytes | str] = {
+            "job": message.job_id,
+            "body": message.body,
+            "headers": json.dumps([list(pair) for pair in message.headers]),
+            "reason": reason,
+            "attempt": str(delivery.attempt),
+        }
+        self._link.call(
+            f"dead-letter job {message.job_id}",
+            lambda: self._link.dead_letter(
+                consumer.stream, consumer.group, entry_id, self._keys.dead(queue), fields
+            ),
+            timeout=self._options.settle_timeout,
+        )
+        log.warning("dead-lettered job %s from %s: %s", message.job_id, queue, reason)
+
+    def dead_letters(self, queue: str, *, limit: int = 100) -> list[Message]:
+        self._stream(queue)
+        cutoff_ms = int((time.time() - self._options.dead_letter_retention) * 1000)
+        reply: Any = self._link.call(
+            "read dead letters",
+            lambda: self._link.client.xrange(
+                self._keys.dead(queue), min=f"{max(cutoff_ms, 0)}-0", max="+", count=limit
+            ),
+            timeout=_READ_TIMEOUT,
+        )
+        return [_decode(fields) for _id, fields in stream_entries(reply)]
+
+    # -- events ------------------------------------------------------------------------------
+
+    def publish_event(self, body: bytes, *, timeout: float) -> None:
+        options = self._options
+        events = self._keys.events
+
+        def send() -> None:
+            cutoff_ms = int((time.time() - options.event_retention) * 1000)
+            with self._link.client.pipeline(transaction=False) as pipe:
+                pipe.xadd(events, {"body": body}, maxlen=options.event_max_len)
+                pipe.xtrim(events, minid=f"{max(cutoff_ms, 0)}-0")
+                pipe.execute()
+
+        self._link.call("publish an event", send, timeout=timeout)
+
+    def consume_events(self, handler: EventHandler) -> Subscription:
+        self._link.check_open()
+
+        def run(consumer: StreamConsumer, entry: Entry) -> bool:
+            delivery = _EventDelivery(consumer, entry)
+            try:
+                handler(delivery)
+            except Exception:
+                log.exception("event handler failed; the event will be redelivered")
+            return delivery.settled
+
+        # One runner: a gateway records events in the order they were published.
+        return self._subscribe(
+            lambda: StreamConsumer(
+                self._link,
+                self._keys.events,
+                EVENT_GROUP,
+                run,
+                prefetch=1,
+                pause_before_retry=True,
+                on_cancel=self._untrack,
+            ).start()
+        )
+
+    def watch_events(self, handler: WatchHandler) -> Subscription:
+        self._link.check_open()
+        return self._subscribe(
+            lambda: StreamWatcher(
+                self._link, self._keys.events, handler, on_cancel=self._untrack
+            ).start()
+        )

@@ -1,0 +1,204 @@
+"""What the client commands do: call MLGateClient, print text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from clients._format import (
+    Progress,
+    dataset_block,
+    datasets_table,
+    event_dict,
+    event_line,
+    job_block,
+    jobs_table,
+    model_block,
+    models_table,
+    predictions_table,
+    to_json,
+    train_summary,
+)
+from clients._input import UsageError, parse_features, parse_params, parse_rows
+from clients.client import MLGateClient
+from clients.errors import JobCancelled, JobFailed
+from mlgate.v1 import jobs_pb2
+
+__all__ = [
+    "cmd_datasets_get",
+    "cmd_datasets_list",
+    "cmd_datasets_upload",
+    "cmd_jobs_cancel",
+    "cmd_jobs_get",
+    "cmd_jobs_list",
+    "cmd_jobs_watch",
+    "cmd_models_delete",
+    "cmd_models_get",
+    "cmd_models_list",
+    "cmd_predict",
+    "cmd_train",
+    "err",
+    "out",
+]
+
+
+def out(text: str) -> None:
+    print(text, flush=True)
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# Jobs
+
+
+def cmd_train(args: argparse.Namespace, client: MLGateClient) -> int:
+    request: dict[str, Any] = {
+        "dataset_id": args.dataset,
+        "target": args.target,
+        "features": parse_features(args.features or ()),
+        "estimator": args.estimator or "",
+        "params": parse_params(args.param or ()),
+        "task": args.task,
+        "test_size": args.test_size,
+        "random_seed": args.seed,
+    }
+    if args.detach:
+        job_id = client.submit_train(**request)
+        out(to_json({"job_id": job_id}) if args.json else job_id)
+        return 0
+    result = _follow(lambda on_event: client.train(**request, on_event=on_event))
+    out(to_json(result) if args.json else train_summary(result))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace, client: MLGateClient) -> int:
+    rows = _read_rows(args)
+    result = _follow(lambda on_event: client.predict(args.model_id, rows, on_event=on_event))
+    out(to_json(result) if args.json else predictions_table(result))
+    return 0
+
+
+def _follow(run: Callable[[Callable[[jobs_pb2.JobEvent], None]], Any]) -> Any:
+    """Run a job with a progress bar on a terminal's stderr; on Ctrl-C say how to pick it up."""
+    progress = Progress(sys.stderr)
+    job_ids: list[str] = []
+
+    def on_event(event: jobs_pb2.JobEvent) -> None:
+        if not job_ids:
+            job_ids.append(event.job_id)
+        progress.update(event)
+
+    try:
+        return run(on_event)
+    except KeyboardInterrupt:
+        progress.clear()
+        if job_ids:
+            err(f"interrupted; job {job_ids[0]} keeps running: mlgate jobs watch {job_ids[0]}")
+        raise
+    finally:
+        progress.clear()
+
+
+def _read_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    sources = [bool(args.row), args.rows_file is not None, args.stdin is not None]
+    if sum(sources) != 1:
+        raise UsageError("give the rows one way: --row JSON (repeatable), --rows-file FILE, or -")
+    if args.row:
+        return [row for i, text in enumerate(args.row, 1) for row in parse_rows(text, f"--row {i}")]
+    if args.stdin is not None or args.rows_file == "-":
+        return parse_rows(sys.stdin.read(), "stdin")
+    path = Path(args.rows_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return parse_rows(text, str(path))
+
+
+def cmd_jobs_list(args: argparse.Namespace, client: MLGateClient) -> int:
+    limit = args.limit if args.limit > 0 else None
+    page_size = min(limit or 200, 1000)
+    jobs = list(itertools.islice(client.list_jobs(args.kind, args.state, page_size), limit))
+    out(to_json(jobs) if args.json else jobs_table(jobs))
+    return 0
+
+
+def cmd_jobs_get(args: argparse.Namespace, client: MLGateClient) -> int:
+    job = client.get_job(args.job_id)
+    out(to_json(job) if args.json else job_block(job))
+    return 0
+
+
+def cmd_jobs_watch(args: argparse.Namespace, client: MLGateClient) -> int:
+    last: jobs_pb2.JobEvent | None = None
+    for event in client.watch(args.job_id, args.after_seq):
+        out(to_json(event_dict(event)) if args.json else event_line(event))
+        last = event
+    if last is not None and last.state == jobs_pb2.JOB_STATE_FAILED:
+        raise JobFailed(last.error.message, last.error.code or "UNKNOWN", last.job_id)
+    if last is not None and last.state == jobs_pb2.JOB_STATE_CANCELLED:
+        raise JobCancelled(last.message or "the job was cancelled", last.job_id)
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace, client: MLGateClient) -> int:
+    job = client.cancel_job(args.job_id)
+    if args.json:
+        out(to_json(job))
+    elif job.state == "cancelled":
+        out(f"{job.id} cancelled")
+    else:
+        out(f"{job.id} had already ended: {job.state}")
+    return 0
+
+
+# Models and datasets
+
+
+def cmd_models_list(args: argparse.Namespace, client: MLGateClient) -> int:
+    models = list(client.list_models())
+    out(to_json(models) if args.json else models_table(models))
+    return 0
+
+
+def cmd_models_get(args: argparse.Namespace, client: MLGateClient) -> int:
+    model = client.get_model(args.model_id)
+    out(to_json(model) if args.json else model_block(model))
+    return 0
+
+
+def cmd_models_delete(args: argparse.Namespace, client: MLGateClient) -> int:
+    client.delete_model(args.model_id)
+    out(to_json({"deleted": args.model_id}) if args.json else f"{args.model_id} deleted")
+    return 0
+
+
+def cmd_datasets_upload(args: argparse.Namespace, client: MLGateClient) -> int:
+    path = Path(args.file)
+    dataset_id = args.id or path.stem.lower()
+    try:
+        file = path.open("rb")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with file:
+        dataset = client.upload_dataset(dataset_id, file)
+    out(to_json(dataset) if args.json else dataset_block(dataset))
+    return 0
+
+
+def cmd_datasets_list(args: argparse.Namespace, client: MLGateClient) -> int:
+    datasets = list(client.list_datasets())
+    out(to_json(datasets) if args.json else datasets_table(datasets))
+    return 0
+
+
+def cmd_datasets_get(args: argparse.Namespace, client: MLGateClient) -> int:
+    dataset = client.get_dataset(args.dataset_id)
+    out(to_json(dataset) if args.json else dataset_block(dataset))
+    return 0

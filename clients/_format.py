@@ -1,0 +1,301 @@
+"""Output for people (aligned tables, key: value blocks, a progress bar) and for machines (JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TextIO
+
+from clients.results import (
+    Dataset,
+    Job,
+    Model,
+    PredictResult,
+    TrainResult,
+    stage_name,
+    state_name,
+    timestamp,
+)
+from mlgate.v1 import jobs_pb2
+
+__all__ = [
+    "Progress",
+    "dataset_block",
+    "datasets_table",
+    "event_dict",
+    "event_line",
+    "job_block",
+    "jobs_table",
+    "jsonable",
+    "metrics_text",
+    "model_block",
+    "models_table",
+    "number",
+    "predictions_table",
+    "table",
+    "to_json",
+    "train_summary",
+]
+
+
+def jsonable(value: Any) -> Any:
+    """A value ``json.dumps`` accepts: views become dicts (without ``proto``), times ISO 8601."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: jsonable(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name != "proto"
+        }
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(jsonable(value), sort_keys=True)
+
+
+def number(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return number(value)
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    cells = [list(header), *([_cell(v) for v in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def _block(pairs: Sequence[tuple[str, Any]]) -> str:
+    width = max(len(key) for key, _ in pairs)
+    return "\n".join(f"{key + ':':<{width + 1}} {_cell(value)}" for key, value in pairs)
+
+
+def metrics_text(metrics: Mapping[str, float]) -> str:
+    return "  ".join(f"{name}={number(value)}" for name, value in sorted(metrics.items()))
+
+
+def _percent(progress: float) -> str:
+    return f"{progress:.0%}"
+
+
+def train_summary(result: TrainResult) -> str:
+    return _block(
+        [
+            ("job", result.job_id),
+            ("model", result.model_id),
+            ("metrics", metrics_text(result.metrics)),
+        ]
+    )
+
+
+def predictions_table(result: PredictResult) -> str:
+    header = ["row", "prediction"]
+    if result.probabilities:
+        header += [f"p({label})" for label in result.classes]
+    rows = []
+    for i, prediction in enumerate(result.predictions):
+        row: list[Any] = [i, prediction]
+        if i < len(result.probabilities):
+            row += [f"{p:.3f}" for p in result.probabilities[i]]
+        rows.append(row)
+    return table(header, rows)
+
+
+def jobs_table(jobs: Sequence[Job]) -> str:
+    rows = [
+        [
+            job.id,
+            job.kind,
+            job.state,
+            job.stage or "-",
+            _percent(job.progress),
+            job.create_time,
+            job.dataset_id or "-",
+            job.model_id or "-",
+        ]
+        for job in jobs
+    ]
+    header = ["ID", "KIND", "STATE", "STAGE", "PROGRESS", "CREATED", "DATASET", "MODEL"]
+    return table(header, rows)
+
+
+def job_block(job: Job) -> str:
+    pairs: list[tuple[str, Any]] = [
+        ("id", job.id),
+        ("kind", job.kind),
+        ("state", job.state),
+    ]
+    if job.stage:
+        pairs.append(("stage", job.stage))
+    pairs += [("progress", _percent(job.progress)), ("attempt", job.attempt)]
+    spec = job.proto
+    if spec.HasField("train"):
+        pairs += [
+            ("dataset", spec.train.dataset_id),
+            ("target", spec.train.target),
+            ("features", ", ".join(spec.train.features) or "(all but the target)"),
+            ("estimator", spec.train.estimator or "(default)"),
+        ]
+    if spec.HasField("predict"):
+        pairs.append(("rows", len(spec.predict.rows)))
+    if job.model_id:
+        pairs.append(("model", job.model_id))
+    if job.metrics:
+        pairs.append(("metrics", metrics_text(job.metrics)))
+    if job.error_code:
+        pairs.append(("error", f"{job.error_code}: {job.error_message}"))
+    elif job.message:
+        pairs.append(("message", job.message))
+    pairs += [("created", job.create_time), ("updated", job.update_time)]
+    return _block(pairs)
+
+
+def models_table(models: Sequence[Model]) -> str:
+    rows = [
+        [
+            m.id,
+            m.task,
+            m.estimator or "-",
+            m.dataset_id,
+            m.target,
+            m.create_time,
+            metrics_text(m.metrics),
+        ]
+        for m in models
+    ]
+    return table(["ID", "TASK", "ESTIMATOR", "DATASET", "TARGET", "CREATED", "METRICS"], rows)
+
+
+def model_block(model: Model) -> str:
+    pairs: list[tuple[str, Any]] = [
+        ("id", model.id),
+        ("job", model.job_id),
+        ("dataset", model.dataset_id),
+        ("target", model.target),
+        ("task", model.task),
+        ("estimator", model.estimator),
+        ("features", ", ".join(f"{c.name} ({c.dtype})" for c in model.features)),
+        ("params", ", ".join(f"{k}={v}" for k, v in sorted(model.params.items()))),
+        ("metrics", metrics_text(model.metrics)),
+    ]
+    if model.classes:
+        pairs.append(("classes", ", ".join(str(c) for c in model.classes)))
+    pairs += [
+        ("rows", f"{model.train_rows} train, {model.test_rows} test"),
+        ("sklearn", model.sklearn_version),
+        ("sha256", model.sha256),
+        ("size", f"{model.size_bytes} bytes"),
+        ("created", model.create_time),
+    ]
+    return _block(pairs)
+
+
+def datasets_table(datasets: Sequence[Dataset]) -> str:
+    rows = [
+        [d.id, d.rows, len(d.columns), "yes" if d.builtin else "no", d.size_bytes, d.create_time]
+        for d in datasets
+    ]
+    return table(["ID", "ROWS", "COLUMNS", "BUILTIN", "BYTES", "CREATED"], rows)
+
+
+def dataset_block(dataset: Dataset) -> str:
+    head = _block(
+        [
+            ("id", dataset.id),
+            ("rows", dataset.rows),
+            ("builtin", "yes" if dataset.builtin else "no"),
+            ("size", f"{dataset.size_bytes} bytes"),
+            ("created", dataset.create_time),
+        ]
+    )
+    columns = table(["COLUMN", "DTYPE"], [[c.name, c.dtype] for c in dataset.columns])
+    return f"{head}\n\n{columns}"
+
+
+def event_dict(event: jobs_pb2.JobEvent) -> dict[str, Any]:
+    """A job event as plain JSON values, enums as short names."""
+    out: dict[str, Any] = {
+        "job_id": event.job_id,
+        "seq": event.seq,
+        "state": state_name(event.state),
+        "stage": stage_name(event.stage),
+        "progress": event.progress,
+        "attempt": event.attempt,
+        "message": event.message,
+        "time": jsonable(timestamp(event.time)),
+    }
+    if event.HasField("error"):
+        out["error"] = {"code": event.error.code, "message": event.error.message}
+    if event.HasField("train_result"):
+        out["train_result"] = jsonable(TrainResult.from_event(event))
+    if event.HasField("predict_result"):
+        out["predict_result"] = jsonable(PredictResult.from_event(event))
+    return out
+
+
+def event_line(event: jobs_pb2.JobEvent) -> str:
+    """One event on one line: seq, state, stage, progress, and what it says."""
+    parts = [f"{event.seq:>3}", f"{state_name(event.state):<9}"]
+    parts.append(f"{stage_name(event.stage) or '-':<13}")
+    parts.append(f"{_percent(event.progress):>4}")
+    if event.HasField("error"):
+        parts.append(f"{event.error.code}: {event.error.message}")
+    elif event.HasField("train_result"):
+        result = event.train_result
+        parts.append(f"model {result.model_id}  {metrics_text(result.metrics)}")
+    elif event.HasField("predict_result"):
+        count = len(event.predict_result.predictions)
+        parts.append(f"{count} prediction{'s' if count != 1 else ''}")
+    elif event.message:
+        parts.append(event.message)
+    return "  ".join(parts).rstrip()
+
+
+class Progress:
+    """A one-line progress bar redrawn in place on a terminal; silent on anything else."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._live = stream.isatty()
+        self._drawn = False
+
+    def update(self, event: jobs_pb2.JobEvent) -> None:
+        if not self._live:
+            return
+        state = state_name(event.state)
+        if event.state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
+            filled = round(self.WIDTH * max(0.0, min(1.0, event.progress)))
+            bar = "#" * filled + "." * (self.WIDTH - filled)
+            label = stage_name(event.stage) or state
+            self._stream.write(f"\r\x1b[K[{bar}] {_percent(event.progress):>4}  {label}")
+            self._stream.flush()
+            self._drawn = True
+        else:
+            self.clear()
+
+    def clear(self) -> None:
+        if self._drawn:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+            self._drawn = False

@@ -1,0 +1,90 @@
+"""Building request messages from plain Python values, with the client-side checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any, TypeVar
+
+from google.protobuf import struct_pb2
+
+from clients.errors import InvalidArgument
+from mlgate.v1 import datasets_pb2, jobs_pb2
+
+__all__ = ["KINDS", "STATES", "TASKS", "choice", "struct", "train_request", "upload_requests"]
+
+T = TypeVar("T")
+
+KINDS = {"train": jobs_pb2.JOB_KIND_TRAIN, "predict": jobs_pb2.JOB_KIND_PREDICT}
+STATES = {
+    "queued": jobs_pb2.JOB_STATE_QUEUED,
+    "running": jobs_pb2.JOB_STATE_RUNNING,
+    "succeeded": jobs_pb2.JOB_STATE_SUCCEEDED,
+    "failed": jobs_pb2.JOB_STATE_FAILED,
+    "cancelled": jobs_pb2.JOB_STATE_CANCELLED,
+}
+TASKS = {"regression": jobs_pb2.TASK_REGRESSION, "classification": jobs_pb2.TASK_CLASSIFICATION}
+
+
+def choice(table: Mapping[str, T], value: str | None, field: str, default: T) -> T:
+    """The enum value for a short name; None or "" means ``default``."""
+    if value is None or value == "":
+        return default
+    if value not in table:
+        raise InvalidArgument(
+            f"{field}: {value!r} is not one of {', '.join(table)}", "INVALID_ARGUMENT"
+        )
+    return table[value]
+
+
+def train_request(
+    dataset_id: str,
+    target: str,
+    features: Sequence[str],
+    estimator: str,
+    params: Mapping[str, Any] | None,
+    task: str | None,
+    test_size: float | None,
+    random_seed: int | None,
+) -> jobs_pb2.TrainRequest:
+    """A TrainRequest; optional fields stay unset when None so the server's defaults apply."""
+    if isinstance(features, str):
+        raise TypeError("features must be a sequence of column names, not one string")
+    request = jobs_pb2.TrainRequest(
+        dataset_id=dataset_id,
+        target=target,
+        features=list(features),
+        estimator=estimator,
+        task=choice(TASKS, task, "task", jobs_pb2.TASK_UNSPECIFIED),
+    )
+    if params:
+        request.params.CopyFrom(struct(params, "params"))
+    if test_size is not None:
+        request.test_size = test_size
+    if random_seed is not None:
+        request.random_seed = random_seed
+    return request
+
+
+def struct(values: Mapping[str, Any], field: str) -> struct_pb2.Struct:
+    """A Struct of JSON-like values; anything else is an InvalidArgument naming ``field``."""
+    message = struct_pb2.Struct()
+    try:
+        message.update(values)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise InvalidArgument(
+            f"{field}: only JSON values (numbers, strings, booleans, null, lists, objects) ({exc})",
+            "INVALID_ARGUMENT",
+        ) from exc
+    return message
+
+
+def upload_requests(
+    dataset_id: str, file: IO[bytes], chunk_size: int
+) -> Iterator[datasets_pb2.UploadDatasetRequest]:
+    # The first message names the dataset; an empty file still sends it.
+    first = datasets_pb2.UploadDatasetRequest(dataset_id=dataset_id, chunk=file.read(chunk_size))
+    yield first
+    if not first.chunk:
+        return
+    while chunk := file.read(chunk_size):
+        yield datasets_pb2.UploadDatasetRequest(chunk=chunk)

@@ -1,0 +1,245 @@
+"""The ``mlgate`` command line: run the server parts, and drive a gateway through MLGateClient.
+
+Exit status: 0 success; 1 an error (a failed or cancelled job, NOT_FOUND, INTERNAL, ...);
+2 a usage error or INVALID_ARGUMENT (from the gateway or a job's error); 3 UNAVAILABLE (no
+gateway at the address, or its broker or storage is down); 130 interrupted by Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from clients._commands import (
+    cmd_datasets_get,
+    cmd_datasets_list,
+    cmd_datasets_upload,
+    cmd_jobs_cancel,
+    cmd_jobs_get,
+    cmd_jobs_list,
+    cmd_jobs_watch,
+    cmd_models_delete,
+    cmd_models_get,
+    cmd_models_list,
+    cmd_predict,
+    cmd_train,
+    err,
+)
+from clients._input import UsageError
+from clients.client import DEFAULT_ADDRESS, MLGateClient
+from clients.errors import JobError, MLGateError, ServerUnreachable
+from mlgate.settings import Settings
+
+__all__ = ["EXIT_CODES", "build_parser", "exit_code", "main"]
+
+# The one table from a status code name to the exit status; any other code exits 1.
+EXIT_CODES = {"INVALID_ARGUMENT": 2, "UNAVAILABLE": 3}
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[argparse.Namespace, MLGateClient], int]
+ServerCommand = Callable[[argparse.Namespace], int]
+
+
+def exit_code(error: MLGateError) -> int:
+    return EXIT_CODES.get(error.code, 1)
+
+
+# Server processes
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        # Storage URLs are file URIs, which need an absolute path.
+        data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
+        return Settings.from_env(port=getattr(args, "port", None), data_dir=data_dir)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from server.app import serve
+
+    settings = _settings(args)
+    _logging()
+    serve(settings, embedded_workers=True)
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from server.app import serve
+
+    settings = _settings(args)
+    _logging()
+    serve(settings)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.main import run_worker
+
+    settings = _settings(args)
+    _logging()
+    run_worker(settings)
+    return 0
+
+
+# The parser
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The whole command line; ``env`` supplies MLGATE_ADDRESS's default."""
+    # The global options are accepted before or after the command; SUPPRESS keeps a subcommand's
+    # absent copy from overwriting one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--address", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    parser = argparse.ArgumentParser(
+        prog="mlgate", description="Train and use scikit-learn models through an mlgate gateway."
+    )
+    parser.add_argument(
+        "--address",
+        default=env.get("MLGATE_ADDRESS") or DEFAULT_ADDRESS,
+        help="gateway host:port (default: $MLGATE_ADDRESS or %(default)s)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds allowed for each short call"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        group: Any, name: str, func: Command | ServerCommand | None, help: str, server: bool = False
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(
+            name, help=help, description=help, parents=[common]
+        )
+        if func is not None:
+            sub.set_defaults(func=func, server=server)
+        return sub
+
+    for name, func, help in (
+        ("serve", cmd_serve, "run a gateway and workers in one process (embedded broker)"),
+        ("gateway", cmd_gateway, "run the gateway only; workers run separately"),
+        ("worker", cmd_worker, "run a worker that consumes jobs from the broker"),
+    ):
+        sub = add(commands, name, func, help, server=True)
+        if name != "worker":
+            sub.add_argument(
+                "--port", type=int, help="port to listen on (default: $MLGATE_PORT or 50051)"
+            )
+        sub.add_argument("--data-dir", help="job store and storage directory ($MLGATE_DATA_DIR)")
+
+    train = add(commands, "train", cmd_train, "train a model and wait for it")
+    train.add_argument(
+        "dataset", help="dataset id: diabetes, iris, wine, breast_cancer or uploaded"
+    )
+    train.add_argument("--target", required=True, help="column to predict")
+    train.add_argument(
+        "-f",
+        "--features",
+        action="append",
+        metavar="NAMES",
+        help="feature columns, comma-separated or repeated (default: all but the target)",
+    )
+    train.add_argument("--estimator", help="estimator name (default: random_forest)")
+    train.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="hyperparameter, value read as JSON or else as a string; repeatable",
+    )
+    train.add_argument("--task", choices=["regression", "classification"])
+    train.add_argument("--test-size", type=float, help="held-out fraction (default 0.2)")
+    train.add_argument("--seed", type=int, help="random seed (default 42)")
+    train.add_argument("--detach", action="store_true", help="print the job id and return")
+
+    predict = add(commands, "predict", cmd_predict, "predict with a model")
+    predict.add_argument("model_id")
+    predict.add_argument("stdin", nargs="?", choices=["-"], help="read rows from stdin")
+    predict.add_argument("--row", action="append", metavar="JSON", help="one row; repeatable")
+    predict.add_argument("--rows-file", metavar="FILE", help="JSON list of rows or JSON Lines")
+
+    jobs = add(commands, "jobs", None, "list, inspect, watch and cancel jobs")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    listing = add(jobs_commands, "list", cmd_jobs_list, "list jobs, newest first")
+    listing.add_argument("--kind", choices=["train", "predict"])
+    listing.add_argument(
+        "--state", choices=["queued", "running", "succeeded", "failed", "cancelled"]
+    )
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most N jobs; 0 for all (default 50)"
+    )
+    add(jobs_commands, "get", cmd_jobs_get, "show a job").add_argument("job_id")
+    watch = add(jobs_commands, "watch", cmd_jobs_watch, "print a job's events until it ends")
+    watch.add_argument("job_id")
+    watch.add_argument("--after-seq", type=int, default=0, help="skip events up to this seq")
+    add(jobs_commands, "cancel", cmd_jobs_cancel, "cancel a job").add_argument("job_id")
+
+    models = add(commands, "models", None, "list, inspect and delete models")
+    models_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    add(models_commands, "list", cmd_models_list, "list models, newest first")
+    add(models_commands, "get", cmd_models_get, "show a model").add_argument("model_id")
+    add(models_commands, "delete", cmd_models_delete, "delete a model").add_argument("model_id")
+
+    datasets = add(commands, "datasets", None, "upload, list and inspect datasets")
+    datasets_commands = datasets.add_subparsers(
+        dest="datasets_command", required=True, metavar="COMMAND"
+    )
+    upload = add(datasets_commands, "upload", cmd_datasets_upload, "upload a CSV file")
+    upload.add_argument("file")
+    upload.add_argument("--id", help="dataset id (default: the file name without its extension)")
+    add(datasets_commands, "list", cmd_datasets_list, "list datasets")
+    add(datasets_commands, "get", cmd_datasets_get, "show a dataset").add_argument("dataset_id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status."""
+    parser = build_parser(os.environ)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
+    try:
+        if args.server:
+            return int(args.func(args))
+        with MLGateClient(args.address, timeout=args.timeout) as client:
+            return int(args.func(args, client))
+    except UsageError as exc:
+        err(f"mlgate: error: {exc}")
+        return EXIT_USAGE
+    except MLGateError as exc:
+        _report(exc, args.address)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        err(f"error: {exc}")
+        return 1
+
+
+def _report(error: MLGateError, address: str) -> None:
+    text = f"error: {error.code}: {error.message}"
+    if isinstance(error, JobError):
+        text += f" (job {error.job_id})"
+    err(text)
+    if isinstance(error, ServerUnreachable):
+        err(
+            f"hint: no mlgate gateway answers at {address}; start one with `mlgate serve`, "
+            "or point --address / MLGATE_ADDRESS at a running one"
+        )

@@ -1,0 +1,107 @@
+"""mlgate as operators run it: separate gateway and worker processes over RabbitMQ or Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from mlgate.v1 import jobs_pb2, models_pb2
+from tests.e2e.helpers import (
+    README_ROW,
+    assert_well_formed,
+    diabetes_request,
+    events_of,
+    jobs,
+    models,
+    rows,
+    train,
+)
+from tests.support.cluster import Cluster
+
+BROKERS = ["rabbitmq", "redis"]
+# Slow enough to be caught mid-fit on a 2-core machine, fast enough to finish a test.
+SLOW_FIT = {"n_estimators": 500, "max_depth": 12}
+# Redis reclaims a dead worker's jobs once its heartbeat has expired: keep that short here.
+FAST_RECLAIM = {"MLGATE_REDIS_HEARTBEAT_TTL": "3", "MLGATE_REDIS_RECLAIM_INTERVAL": "1"}
+
+
+@pytest.fixture(params=BROKERS)
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    running = Cluster(tmp_path, request.param, {"MLGATE_MAX_ATTEMPTS": "2", **FAST_RECLAIM})
+    yield running
+    running.stop()
+
+
+@pytest.mark.slow
+def test_gateway_and_two_workers_train_and_predict(cluster: Cluster) -> None:
+    address = cluster.start_gateway()
+    one, two = cluster.start_worker(), cluster.start_worker()
+    with grpc.insecure_channel(address) as channel:
+        stub = jobs(channel)
+        first = stub.Train(diabetes_request(params=SLOW_FIT))
+        second = stub.Train(diabetes_request(params=SLOW_FIT))
+        done = [events_of(first), events_of(second)]
+        for events in done:
+            assert_well_formed(events)
+            assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+        # Prefetch 1 for training: the second job went to the idle worker, not behind the first.
+        ran = {p.pid for p in (one, two) if "running train job" in cluster.log(p)}
+        assert ran == {one.pid, two.pid}
+
+        model_id = done[0][-1].train_result.model_id
+        predicted = events_of(
+            stub.Predict(jobs_pb2.PredictRequest(model_id=model_id, rows=rows(README_ROW)))
+        )
+        assert predicted[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+        assert len(predicted[-1].predict_result.predictions) == 1
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_training_loses_nothing(cluster: Cluster) -> None:
+    address = cluster.start_gateway()
+    cluster.start_worker()
+    cluster.start_worker()
+    with grpc.insecure_channel(address) as channel:
+        stream = jobs(channel).Train(diabetes_request(params=SLOW_FIT), timeout=300)
+        queued = next(stream).event
+        victim = cluster.wait_running(queued.job_id, attempt=1)
+        cluster.kill(victim)
+        killed_at = time.monotonic()
+        events = [queued, *events_of(stream)]
+        print(
+            f"\n{cluster.env['MLGATE_BROKER']}: job finished {time.monotonic() - killed_at:.1f}s after SIGKILL"
+        )
+        assert_well_formed(events)
+        assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+        assert events[-1].attempt == 2
+        survivor = cluster.worker_running(queued.job_id, attempt=2)
+        assert survivor is not None and survivor.pid != victim.pid
+        listed = models(channel).ListModels(models_pb2.ListModelsRequest()).models
+        assert [m.job_id for m in listed] == [queued.job_id]
+
+
+@pytest.mark.slow
+def test_a_job_that_kills_every_worker_is_dead_lettered(cluster: Cluster) -> None:
+    address = cluster.start_gateway()
+    cluster.start_worker()
+    with grpc.insecure_channel(address) as channel:
+        stream = jobs(channel).Train(diabetes_request(params=SLOW_FIT), timeout=300)
+        queued = next(stream).event
+        for attempt in (1, 2):  # MLGATE_MAX_ATTEMPTS=2
+            victim = cluster.wait_running(queued.job_id, attempt)
+            cluster.kill(victim)
+            cluster.start_worker()
+        events = [queued, *events_of(stream)]
+        assert_well_formed(events)
+        failed = events[-1]
+        assert failed.state == jobs_pb2.JOB_STATE_FAILED
+        assert "dead-lettered after 2 attempts" in failed.error.message
+        # The worker that dead-lettered it is alive and takes the next job.
+        assert train(channel, diabetes_request())[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+        assert models(channel).ListModels(models_pb2.ListModelsRequest()).models[0].job_id != (
+            queued.job_id
+        )
