@@ -29,11 +29,27 @@ SLOW_FIT = {"n_estimators": 500, "max_depth": 12}
 FAST_RECLAIM = {"MLGATE_REDIS_HEARTBEAT_TTL": "3", "MLGATE_REDIS_RECLAIM_INTERVAL": "1"}
 
 
+def _cleanup(broker: str, namespace: str) -> None:
+    if broker == "redis":
+        from tests.support.redis import SHARED_URL, delete_namespace
+
+        delete_namespace(SHARED_URL, namespace)
+    else:
+        from tests.support.rabbitmq import delete_namespace as delete_rabbitmq_namespace
+
+        delete_rabbitmq_namespace(namespace)
+
+
 @pytest.fixture(params=BROKERS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    if request.param == "redis":
+        from tests.support.redis import require_redis
+
+        require_redis()
     running = Cluster(tmp_path, request.param, {"MLGATE_MAX_ATTEMPTS": "2", **FAST_RECLAIM})
     yield running
     running.stop()
+    _cleanup(request.param, running.namespace)
 
 
 @pytest.mark.slow
@@ -105,3 +121,34 @@ def test_a_job_that_kills_every_worker_is_dead_lettered(cluster: Cluster) -> Non
         assert models(channel).ListModels(models_pb2.ListModelsRequest()).models[0].job_id != (
             queued.job_id
         )
+
+
+@pytest.mark.slow
+def test_two_gateways_share_a_redis_job_store(tmp_path: Path) -> None:
+    from tests.support.redis import SHARED_URL, delete_namespace, require_redis
+
+    require_redis()
+    cluster = Cluster(tmp_path, "redis", FAST_RECLAIM)
+    store = f"{cluster.namespace}-jobs"
+    cluster.env["MLGATE_STORE_URL"] = f"{SHARED_URL}?namespace={store}"
+    try:
+        one = cluster.start_gateway()
+        two = cluster.start_gateway()
+        cluster.start_worker()
+        with grpc.insecure_channel(one) as first, grpc.insecure_channel(two) as second:
+            stream = jobs(first).Train(diabetes_request(params=SLOW_FIT))
+            queued = next(stream).event
+            stream.cancel()  # the client moves to the other gateway
+            watched = [
+                r.event
+                for r in jobs(second).WatchJob(jobs_pb2.WatchJobRequest(job_id=queued.job_id))
+            ]
+            assert_well_formed(watched)
+            assert watched[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+            assert jobs(first).GetJob(jobs_pb2.GetJobRequest(job_id=queued.job_id)).job == (
+                jobs(second).GetJob(jobs_pb2.GetJobRequest(job_id=queued.job_id)).job
+            )
+    finally:
+        cluster.stop()
+        delete_namespace(SHARED_URL, cluster.namespace)
+        delete_namespace(SHARED_URL, store)
