@@ -46,6 +46,10 @@ from mlgate.settings import Settings, redact_url
 __all__ = ["DEFAULT_URL", "RabbitMQBroker"]
 
 log = logging.getLogger("brokers.rabbitmq")
+# pika logs every socket and handshake step at INFO; our own logger reports what matters
+# (connection lost, back, blocked). A logging configuration that sets "pika" explicitly wins.
+if logging.getLogger("pika").level == logging.NOTSET:
+    logging.getLogger("pika").setLevel(logging.WARNING)
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 _PERSISTENT = pika.DeliveryMode.Persistent

