@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
@@ -50,9 +51,9 @@ class Result:
     train_per_s: float
 
 
-def _final(stream: object) -> jobs_pb2.JobEvent:
-    last = None
-    for response in stream:  # type: ignore[attr-defined]
+def _final(stream: Any) -> jobs_pb2.JobEvent:
+    last: jobs_pb2.JobEvent | None = None
+    for response in stream:
         last = response.event
     assert last is not None and last.state == jobs_pb2.JOB_STATE_SUCCEEDED, last
     return last

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -83,7 +84,7 @@ def _grpcurl(address: str, *args: str, flags: tuple[str, ...] = ()) -> str:
     return result.stdout
 
 
-def _json_stream(text: str) -> list[dict[str, object]]:
+def _json_stream(text: str) -> list[Any]:
     decoder = json.JSONDecoder()
     items, index = [], 0
     while index < len(text):
@@ -123,9 +124,9 @@ def test_grpcurl_walkthrough_trains_then_predicts(embedded_gateway: str) -> None
     events = _json_stream(
         _grpcurl(embedded_gateway, "mlgate.v1.JobService/Train", flags=("-d", json.dumps(train)))
     )
-    states = [e["event"]["state"] for e in events]  # type: ignore[index]
+    states = [e["event"]["state"] for e in events]
     assert states[0] == "JOB_STATE_QUEUED" and states[-1] == "JOB_STATE_SUCCEEDED"
-    result = events[-1]["event"]["train_result"]  # type: ignore[index]
+    result = events[-1]["event"]["train_result"]
     assert result["metrics"]["rmse"] > 0
     predict = {"model_id": result["model_id"], "rows": [README_ROW]}
     events = _json_stream(
@@ -133,7 +134,7 @@ def test_grpcurl_walkthrough_trains_then_predicts(embedded_gateway: str) -> None
             embedded_gateway, "mlgate.v1.JobService/Predict", flags=("-d", json.dumps(predict))
         )
     )
-    final = events[-1]["event"]  # type: ignore[index]
+    final = events[-1]["event"]
     assert final["state"] == "JOB_STATE_SUCCEEDED"
     (prediction,) = final["predict_result"]["predictions"]
     assert 100 < prediction < 300

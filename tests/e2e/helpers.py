@@ -67,6 +67,17 @@ def events_of(stream: Iterable[Any]) -> list[jobs_pb2.JobEvent]:
     return [response.event for response in stream]
 
 
+def first_event(stream: Any) -> jobs_pb2.JobEvent:
+    """The next event of a server-streaming call (grpc's stubs type these calls loosely)."""
+    event: jobs_pb2.JobEvent = next(stream).event
+    return event
+
+
+def hang_up(stream: Any) -> None:
+    """Close a server-streaming call from the client side, as a client that goes away would."""
+    stream.cancel()
+
+
 def train(channel: grpc.Channel, request: jobs_pb2.TrainRequest) -> list[jobs_pb2.JobEvent]:
     return events_of(jobs(channel).Train(request, timeout=120))
 

@@ -15,6 +15,8 @@ from tests.e2e.helpers import (
     assert_well_formed,
     diabetes_request,
     events_of,
+    first_event,
+    hang_up,
     jobs,
     models,
     rows,
@@ -35,9 +37,10 @@ def _cleanup(broker: str, namespace: str) -> None:
 
         delete_namespace(SHARED_URL, namespace)
     else:
+        from tests.support.rabbitmq import SHARED_URL as RABBITMQ_URL
         from tests.support.rabbitmq import delete_namespace as delete_rabbitmq_namespace
 
-        delete_rabbitmq_namespace(namespace)
+        delete_rabbitmq_namespace(RABBITMQ_URL, namespace)
 
 
 @pytest.fixture(params=BROKERS)
@@ -46,6 +49,10 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         from tests.support.redis import require_redis
 
         require_redis()
+    else:
+        from tests.support.rabbitmq import require_rabbitmq
+
+        require_rabbitmq()
     running = Cluster(tmp_path, request.param, {"MLGATE_MAX_ATTEMPTS": "2", **FAST_RECLAIM})
     yield running
     running.stop()
@@ -83,7 +90,7 @@ def test_a_worker_killed_mid_training_loses_nothing(cluster: Cluster) -> None:
     cluster.start_worker()
     with grpc.insecure_channel(address) as channel:
         stream = jobs(channel).Train(diabetes_request(params=SLOW_FIT), timeout=300)
-        queued = next(stream).event
+        queued = first_event(stream)
         victim = cluster.wait_running(queued.job_id, attempt=1)
         cluster.kill(victim)
         killed_at = time.monotonic()
@@ -106,7 +113,7 @@ def test_a_job_that_kills_every_worker_is_dead_lettered(cluster: Cluster) -> Non
     cluster.start_worker()
     with grpc.insecure_channel(address) as channel:
         stream = jobs(channel).Train(diabetes_request(params=SLOW_FIT), timeout=300)
-        queued = next(stream).event
+        queued = first_event(stream)
         for attempt in (1, 2):  # MLGATE_MAX_ATTEMPTS=2
             victim = cluster.wait_running(queued.job_id, attempt)
             cluster.kill(victim)
@@ -137,8 +144,8 @@ def test_two_gateways_share_a_redis_job_store(tmp_path: Path) -> None:
         cluster.start_worker()
         with grpc.insecure_channel(one) as first, grpc.insecure_channel(two) as second:
             stream = jobs(first).Train(diabetes_request(params=SLOW_FIT))
-            queued = next(stream).event
-            stream.cancel()  # the client moves to the other gateway
+            queued = first_event(stream)
+            hang_up(stream)  # the client moves to the other gateway
             watched = [
                 r.event
                 for r in jobs(second).WatchJob(jobs_pb2.WatchJobRequest(job_id=queued.job_id))

@@ -20,6 +20,8 @@ from tests.e2e.helpers import (
     datasets,
     diabetes_request,
     events_of,
+    first_event,
+    hang_up,
     jobs,
     models,
     rows,
@@ -29,7 +31,11 @@ from tests.e2e.helpers import (
 
 
 def _code(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:
-    return excinfo.value.code()  # type: ignore[no-any-return]
+    return excinfo.value.code()
+
+
+def _details(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> str:
+    return excinfo.value.details() or ""
 
 
 def test_train_streams_every_stage_and_reproduces_the_original_forest(channel) -> None:
@@ -138,7 +144,7 @@ def test_bad_training_requests_are_refused_naming_the_field(channel, request_fie
     with pytest.raises(grpc.RpcError) as excinfo:
         train(channel, diabetes_request(**request_fields))
     assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
-    assert excinfo.value.details().startswith(field)  # type: ignore[attr-defined]
+    assert _details(excinfo).startswith(field)
     # Nothing was queued for a refused request.
     listed = jobs(channel).ListJobs(jobs_pb2.ListJobsRequest())
     assert list(listed.jobs) == []
@@ -175,7 +181,7 @@ def test_bad_rows_are_refused_naming_row_and_feature(channel, row, field) -> Non
             )
         )
     assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
-    assert excinfo.value.details().startswith(field)  # type: ignore[attr-defined]
+    assert _details(excinfo).startswith(field)
 
 
 def test_malformed_ids_are_invalid_arguments(channel) -> None:
@@ -192,9 +198,9 @@ def test_malformed_ids_are_invalid_arguments(channel) -> None:
 def test_watch_resumes_after_a_sequence_number_without_gaps_or_duplicates(channel) -> None:
     stub = jobs(channel)
     stream = stub.Train(diabetes_request())
-    first = next(stream).event
+    first = first_event(stream)
     assert first.state == jobs_pb2.JOB_STATE_QUEUED
-    stream.cancel()  # the client lost its stream; the job goes on
+    hang_up(stream)  # the client lost its stream; the job goes on
 
     watched = [r.event for r in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=first.job_id))]
     assert_well_formed(watched)
@@ -227,9 +233,9 @@ def test_cancel_a_queued_job(embedded, channel) -> None:
     stub = jobs(channel)
     # Hold the only training slot with a slow job, so the next one waits in the queue.
     slow = stub.Train(diabetes_request(params={"n_estimators": 400, "max_depth": 12}))
-    slow_first = next(slow).event
+    slow_first = first_event(slow)
     waiting = stub.Train(diabetes_request())
-    queued = next(waiting).event
+    queued = first_event(waiting)
     cancelled = stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=queued.job_id)).job
     assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED
     rest = [r.event for r in waiting]
@@ -415,8 +421,8 @@ def test_an_embedded_restart_finishes_the_jobs_it_had_accepted(tmp_path) -> None
     first = running_gateway(settings, embedded_workers=False)
     with grpc.insecure_channel(first.address) as ch:
         stream = jobs(ch).Train(diabetes_request())
-        queued = next(stream).event
-        stream.cancel()
+        queued = first_event(stream)
+        hang_up(stream)
     first.stop()
     second = running_gateway(settings)
     try:

@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlgate.v1 import jobs_pb2
-from tests.e2e.helpers import assert_well_formed, diabetes_request, jobs
+from tests.e2e.helpers import assert_well_formed, diabetes_request, first_event, jobs
 
 
 def _free_port() -> int:
@@ -55,7 +55,7 @@ def test_sigterm_lets_a_running_stream_finish_then_exits_cleanly(served) -> None
         stream = jobs(channel).Train(
             diabetes_request(params={"n_estimators": 300, "max_depth": 8}), timeout=60
         )
-        events = [next(stream).event]
+        events = [first_event(stream)]
         process.send_signal(signal.SIGTERM)
         events += [response.event for response in stream]
     assert_well_formed(events)

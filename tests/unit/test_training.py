@@ -143,9 +143,9 @@ def test_forest_predictions_match_scikit_learn_exactly(name: str, dataset: str) 
     rows = frame.drop(columns="target").iloc[:40].to_dict("records")
     predicted, _, probabilities = prediction.predict(trained.estimator, record, rows)
     X = frame.drop(columns="target").iloc[:40]
-    assert predicted == list(trained.estimator.predict(X))  # type: ignore[attr-defined]
+    assert predicted == list(trained.estimator.predict(X))
     if trained.task == "classification":
-        expected = trained.estimator.predict_proba(X)  # type: ignore[attr-defined]
+        expected = trained.estimator.predict_proba(X)
         assert np.allclose(probabilities, expected, rtol=0, atol=1e-12)
 
 
