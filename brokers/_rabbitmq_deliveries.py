@@ -108,7 +108,8 @@ class WorkSubscriber(Subscriber):
         return tag
 
     def owns(self, item: Item) -> bool:
-        return item.epoch == self.epoch and not self.cancelled
+        """Whether ``item``'s channel is still open (read without the IO thread: a hint)."""
+        return item.epoch == self.epoch
 
     def _process(self, item: Item) -> None:
         if item.epoch != self.epoch:
