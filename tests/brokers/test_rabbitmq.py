@@ -93,6 +93,7 @@ def test_definitions_file_is_the_topology_the_code_declares() -> None:
     )
 
 
+@pytest.mark.slow  # starts the private node
 def test_preloaded_definitions_agree_with_what_the_code_declares(
     private_rabbitmq: PrivateNode,
 ) -> None:
@@ -426,6 +427,7 @@ def test_dead_letters_keep_their_reason_and_order_and_listing_leaves_them(
         assert properties.headers["x-mlgate-attempts"] == 1
 
 
+@pytest.mark.slow  # starts the private node
 def test_a_broker_keeps_two_connections_whatever_it_does(
     private_rabbitmq: PrivateNode,
 ) -> None:

@@ -15,9 +15,9 @@ import pytest
 from storage.base import ObjectStore
 from storage.local import LocalObjectStore
 from storage.s3 import default_transfer
-from tests.support.s3 import S3Server, s3_server
+from tests.support.s3 import S3Server
 
-__all__ = ["PART_SIZE", "StoreFactory", "make_store", "s3_server", "store"]
+__all__ = ["PART_SIZE", "StoreFactory", "make_store", "store"]
 
 StoreFactory = Callable[[], ObjectStore]
 
