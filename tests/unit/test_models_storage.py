@@ -148,3 +148,15 @@ def test_cache_loads_each_model_once_and_respects_its_byte_bound(repo: ModelRepo
     # A digest that differs from the cached one (the model was rewritten) forces a reload.
     cache.get(second.id, sha256="0" * 64)
     assert cache.loads == 3
+
+
+def test_a_deleted_model_leaves_the_cache_at_its_next_check(repo: ModelRepository) -> None:
+    saved = repo.save(_record(), _fitted())
+    cache = ModelCache(repo, max_bytes=10 * saved.size_bytes, revalidate_after=0.0)
+    cache.get(saved.id)
+    assert saved.id in cache
+    repo.delete(saved.id)
+    with pytest.raises(NotFound):
+        cache.get(saved.id)
+    assert saved.id not in cache
+    assert cache.size_bytes == 0
