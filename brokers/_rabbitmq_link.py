@@ -225,5 +225,14 @@ class Link:
 
 
 def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}" if text != type(error).__name__ else text
+    """The cause of a connection failure, which pika nests a few levels deep."""
+    for _ in range(5):
+        inner: Any = getattr(error, "exceptions", None) or None  # a failed connection workflow
+        inner = inner[-1] if inner else getattr(error, "exception", None)  # a failed connector
+        if inner is None and error.args and isinstance(error.args[0], BaseException):
+            inner = error.args[0]
+        if not isinstance(inner, BaseException):
+            break
+        error = inner
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else repr(error)

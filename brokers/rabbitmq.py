@@ -45,11 +45,11 @@ from mlgate.settings import Settings, redact_url
 
 __all__ = ["DEFAULT_URL", "RabbitMQBroker"]
 
-log = logging.getLogger("brokers.rabbitmq")
-# pika logs every socket and handshake step at INFO; our own logger reports what matters
-# (connection lost, back, blocked). A logging configuration that sets "pika" explicitly wins.
+# pika logs every socket and handshake step at INFO, and each failed connection attempt as a
+# handful of ERRORs; "brokers.rabbitmq" reports what matters (a connection or channel lost, back,
+# blocked, with the cause). A logging configuration that sets the "pika" logger's level wins.
 if logging.getLogger("pika").level == logging.NOTSET:
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 _PERSISTENT = pika.DeliveryMode.Persistent

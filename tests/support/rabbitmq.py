@@ -180,6 +180,10 @@ class PrivateNode:
 
     def answers(self) -> bool:
         """Whether the node accepts a login now."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False  # not listening yet: no need for pika (and its error logs)
         parameters = pika.URLParameters(self.url)
         parameters.socket_timeout = 1
         parameters.connection_attempts = 1
