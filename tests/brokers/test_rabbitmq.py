@@ -26,13 +26,11 @@ from tests.support.rabbitmq import (
     SHARED_URL,
     PrivateNode,
     delete_namespace,
-    private_rabbitmq,
     rabbitmq_brokers,
     unique_namespace,
     wait_for,
 )
 
-__all__ = ["private_rabbitmq"]  # the session fixture, imported so pytest finds it here
 
 WAIT = 30.0
 ROOT = Path(__file__).resolve().parents[2]
