@@ -31,7 +31,6 @@ from tests.support.rabbitmq import (
     wait_for,
 )
 
-
 WAIT = 30.0
 ROOT = Path(__file__).resolve().parents[2]
 Factory = Callable[[], RabbitMQBroker]

@@ -26,7 +26,7 @@ class Outage:
     broker: str
     url: str
     stop: Callable[[], None]
-    start: Callable[[], None]
+    start: Callable[[], object]
 
 
 @pytest.fixture(params=["rabbitmq", "redis"])
