@@ -14,7 +14,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -63,7 +62,7 @@ def _settings(broker: str, data_dir: Path) -> Settings:
     settings = Settings.from_env(env={"MLGATE_BROKER": broker}, data_dir=data_dir)
     changes: dict[str, object] = {"host": "127.0.0.1", "port": 0}
     if any(f.name == "namespace" for f in dataclasses.fields(settings)):
-        changes["namespace"] = f"mlgate-bench-{uuid.uuid4().hex[:8]}"
+        changes["namespace"] = "mlgate-bench"  # reused: every run leaves its queues empty
     return settings.with_(**changes)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from mlgate.v1 import jobs_pb2
@@ -51,25 +53,31 @@ class SQLiteJobStore(JobStore):
             return cls(Path(path))
         return cls(Path(path))
 
-    def create(self, job: jobs_pb2.Job) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction, under the lock; rolled back if the body raises."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(
-                    "INSERT INTO jobs (id, kind, state, create_ns, record) VALUES (?, ?, ?, ?, ?)",
-                    (
-                        job.id,
-                        job.kind,
-                        job.state,
-                        job.create_time.ToNanoseconds(),
-                        job.SerializeToString(),
-                    ),
-                )
-                self._insert_event(job.last_event)
-                self._db.execute("COMMIT")
+                yield
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._db.execute("COMMIT")
+
+    def create(self, job: jobs_pb2.Job) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO jobs (id, kind, state, create_ns, record) VALUES (?, ?, ?, ?, ?)",
+                (
+                    job.id,
+                    job.kind,
+                    job.state,
+                    job.create_time.ToNanoseconds(),
+                    job.SerializeToString(),
+                ),
+            )
+            self._insert_event(job.last_event)
 
     def _insert_event(self, event: jobs_pb2.JobEvent) -> None:
         self._db.execute(
@@ -120,20 +128,13 @@ class SQLiteJobStore(JobStore):
         return jobs, token
 
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                job = self._load(event.job_id)
-                if job is None or not apply_event(job, event):
-                    self._db.execute("ROLLBACK")
-                    return None
-                self._save(job)
-                self._insert_event(event)
-                self._db.execute("COMMIT")
-                return job
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            job = self._load(event.job_id)
+            if job is None or not apply_event(job, event):
+                return None
+            self._save(job)
+            self._insert_event(event)
+            return job
 
     def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
         with self._lock:
@@ -144,22 +145,15 @@ class SQLiteJobStore(JobStore):
         return [jobs_pb2.JobEvent.FromString(row[0]) for row in rows]
 
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                job = self._load(job_id)
-                if job is None:
-                    self._db.execute("ROLLBACK")
-                    return None
-                event.seq = job.last_event.seq + 1
-                if apply_event(job, event):
-                    self._save(job)
-                    self._insert_event(event)
-                self._db.execute("COMMIT")
-                return job
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            job = self._load(job_id)
+            if job is None:
+                return None
+            event.seq = job.last_event.seq + 1
+            if apply_event(job, event):
+                self._save(job)
+                self._insert_event(event)
+            return job
 
     def close(self) -> None:
         with self._lock:

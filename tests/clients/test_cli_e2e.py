@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from clients.cli import main
-from tests.clients.samples import DIABETES_FEATURES, DOC_ROW, HOUSES_CSV, IRIS_ROW
+from tests.support.samples import DIABETES_FEATURES, DOC_ROW, HOUSES_CSV, IRIS_ROW
 
 FEATURES = ",".join(DIABETES_FEATURES)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from clients import MLGateClient, TrainResult
-from tests.clients.samples import DIABETES_FEATURES, DOC_ROW
+from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 
 MLGATE = Path(sys.executable).parent / "mlgate"
 

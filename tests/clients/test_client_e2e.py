@@ -10,7 +10,7 @@ import pytest
 from clients import MLGateClient, PredictResult, TrainResult, errors
 from mlgate.v1 import jobs_pb2
 from tests.clients.proxy import Proxy
-from tests.clients.samples import (
+from tests.support.samples import (
     DIABETES_FEATURES,
     DOC_ROW,
     HOUSES_CSV,

@@ -14,19 +14,10 @@ from mlgate.v1 import (
     jobs_pb2_grpc,
     models_pb2_grpc,
 )
+from tests.support.samples import DIABETES_FEATURES as DIABETES_FEATURES
+from tests.support.samples import DOC_ROW
 
-DIABETES_FEATURES = ["age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-README_ROW = {
-    "age": 0.038076,
-    "bmi": 0.061696,
-    "bp": 0.021872,
-    "s1": -0.044223,
-    "s2": -0.034821,
-    "s3": -0.043401,
-    "s4": -0.002592,
-    "s5": 0.019908,
-    "s6": -0.017646,
-}
+README_ROW = DOC_ROW
 TERMINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
 
 

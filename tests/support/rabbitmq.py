@@ -18,6 +18,7 @@ import pytest
 
 from brokers._rabbitmq_topology import Topology
 from brokers.rabbitmq import RabbitMQBroker
+from tests.support.waiting import wait_for
 
 __all__ = [
     "DEPLOY",
@@ -67,15 +68,6 @@ def delete_namespace(url: str, namespace: str) -> None:
             channel.exchange_delete(exchange.name)
     finally:
         connection.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait until ``condition()`` holds (a state in another process that nothing signals)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout}s")
-        time.sleep(0.05)
 
 
 def rabbitmq_brokers(

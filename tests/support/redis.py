@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -18,6 +17,7 @@ import redis
 
 from brokers.redis import RedisBroker, RedisOptions
 from server.store.redis import RedisJobStore
+from tests.support.waiting import wait_for
 
 __all__ = [
     "FAST",
@@ -66,15 +66,6 @@ def delete_namespace(url: str, namespace: str) -> None:
             client.unlink(*keys)
     finally:
         client.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait until ``condition()`` holds (a state in another process that nothing signals)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {timeout}s")
-        time.sleep(0.05)
 
 
 def redis_brokers(

@@ -1,4 +1,4 @@
-"""Inputs the client tests share: the documented diabetes example and a tiny CSV."""
+"""Inputs the tests share: the documented diabetes example and a tiny CSV."""
 
 from __future__ import annotations
 
