@@ -17,12 +17,14 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
+from brokers.errors import BrokerError
 from mlgate.errors import MLGateError, status_of
 from mlgate.events import PREDICT_SEQ, TRAIN_SEQ, event, terminal_seq
 from mlgate.ids import model_id_for_job
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage.datasets import DatasetCatalog
+from storage.errors import StorageUnavailable
 from storage.models import ModelRepository
 from workers import prediction, training
 from workers.cache import ModelCache
@@ -52,7 +54,14 @@ class _Events:
         self._broker.publish_event(body.SerializeToString(), timeout=self._timeout)
 
     def running(self, seq: int, stage: int, progress: float, message: str = "") -> None:
-        self.send(seq, jobs_pb2.JOB_STATE_RUNNING, stage=stage, progress=progress, message=message)
+        # Progress is informative: a broker outage must not fail the job over it. Only the
+        # terminal event decides the outcome, and it is retried by redelivery, not skipped.
+        try:
+            self.send(
+                seq, jobs_pb2.JOB_STATE_RUNNING, stage=stage, progress=progress, message=message
+            )
+        except BrokerError as exc:
+            log.warning("job %s: progress event not published: %s", self._job.id, exc)
 
     def failed(self, code: str, message: str) -> None:
         self.send(
@@ -152,6 +161,8 @@ class Worker:
         except Cancelled:
             delivery.ack()
             return
+        except (BrokerError, StorageUnavailable):
+            raise  # the outcome cannot be recorded now: leave the job for redelivery
         except MLGateError as exc:
             events.failed(*status_of(exc))
         except Exception as exc:

@@ -1,0 +1,94 @@
+"""The worker on the in-memory broker, with the broker made to fail at chosen moments."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from brokers.base import TRAIN_QUEUE, EventDelivery, Message
+from brokers.errors import BrokerUnavailable
+from brokers.memory import MemoryBroker
+from mlgate.ids import new_job_id
+from mlgate.settings import Settings
+from mlgate.v1 import jobs_pb2
+from storage.datasets import DatasetCatalog
+from storage.local import LocalObjectStore
+from storage.models import ModelRepository
+from workers.worker import Worker
+
+
+class FlakyBroker(MemoryBroker):
+    """A memory broker whose event publishes fail while ``failing`` says so."""
+
+    def __init__(self, failing: Callable[[jobs_pb2.JobEvent], bool]) -> None:
+        super().__init__()
+        self._failing = failing
+        self.refused: list[jobs_pb2.JobEvent] = []
+        self._lock2 = threading.Lock()
+
+    def publish_event(self, body: bytes, *, timeout: float) -> None:
+        event = jobs_pb2.JobEvent.FromString(body)
+        with self._lock2:
+            if self._failing(event):
+                self.refused.append(event)
+                raise BrokerUnavailable("broker down for the test")
+        super().publish_event(body, timeout=timeout)
+
+
+def _run(broker: FlakyBroker, tmp_path: Path) -> tuple[list[jobs_pb2.JobEvent], ModelRepository]:
+    store = LocalObjectStore(tmp_path / "objects")
+    models = ModelRepository(store)
+    settings = Settings.from_env(env={}, data_dir=tmp_path)
+    broker.start()
+    worker = Worker(broker, DatasetCatalog(store), models, settings)
+    worker.start()
+    seen: queue.Queue[jobs_pb2.JobEvent] = queue.Queue()
+
+    def record(delivery: EventDelivery) -> None:
+        seen.put(jobs_pb2.JobEvent.FromString(delivery.body))
+        delivery.ack()
+
+    broker.consume_events(record)
+    job = jobs_pb2.Job(id=new_job_id(), kind=jobs_pb2.JOB_KIND_TRAIN)
+    job.train.dataset_id = "diabetes"
+    job.train.target = "target"
+    broker.publish(TRAIN_QUEUE, Message(job.id, job.SerializeToString()), timeout=5)
+    events: list[jobs_pb2.JobEvent] = []
+    while not events or events[-1].state == jobs_pb2.JOB_STATE_RUNNING:
+        events.append(seen.get(timeout=60))
+    worker.stop(10)
+    broker.close()
+    return events, models
+
+
+def test_progress_events_lost_to_an_outage_do_not_fail_the_job(tmp_path: Path) -> None:
+    broker = FlakyBroker(lambda e: e.state == jobs_pb2.JOB_STATE_RUNNING)
+    events, models = _run(broker, tmp_path)
+    assert [e.state for e in events] == [jobs_pb2.JOB_STATE_SUCCEEDED]
+    assert len(broker.refused) == 4
+    assert models.exists(events[-1].train_result.model_id)
+
+
+def test_a_terminal_event_that_cannot_be_published_leaves_the_job_for_redelivery(
+    tmp_path: Path,
+) -> None:
+    failures = iter([True, True])
+    broker = FlakyBroker(lambda e: e.state != jobs_pb2.JOB_STATE_RUNNING and next(failures, False))
+    events, models = _run(broker, tmp_path)
+    final = events[-1]
+    # Two attempts could not record their outcome; the third did, reusing the saved model.
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    assert final.attempt == 3
+    assert [e.state for e in broker.refused] == [jobs_pb2.JOB_STATE_SUCCEEDED] * 2
+    assert [m.job_id for m in models.list()] == [final.job_id]
+
+
+def test_a_job_beyond_max_attempts_is_dead_lettered_and_failed(tmp_path: Path) -> None:
+    broker = FlakyBroker(lambda e: e.state == jobs_pb2.JOB_STATE_SUCCEEDED)
+    events, _ = _run(broker, tmp_path)
+    assert events[-1].state == jobs_pb2.JOB_STATE_FAILED
+    assert events[-1].error.code == "ABORTED"
+    assert "dead-lettered after 3 attempts" in events[-1].error.message
+    assert [m.job_id for m in broker.dead_letters(TRAIN_QUEUE)] == [events[-1].job_id]
