@@ -62,7 +62,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
 @pytest.mark.slow
 def test_gateway_and_two_workers_train_and_predict(cluster: Cluster) -> None:
     address = cluster.start_gateway()
-    one, two = cluster.start_worker(), cluster.start_worker()
+    one, two = cluster.start_workers(2)
     with grpc.insecure_channel(address) as channel:
         stub = jobs(channel)
         first = stub.Train(diabetes_request(params=SLOW_FIT))
@@ -86,8 +86,7 @@ def test_gateway_and_two_workers_train_and_predict(cluster: Cluster) -> None:
 @pytest.mark.slow
 def test_a_worker_killed_mid_training_loses_nothing(cluster: Cluster) -> None:
     address = cluster.start_gateway()
-    cluster.start_worker()
-    cluster.start_worker()
+    cluster.start_workers(2)
     with grpc.insecure_channel(address) as channel:
         stream = jobs(channel).Train(diabetes_request(params=SLOW_FIT), timeout=300)
         queued = first_event(stream)

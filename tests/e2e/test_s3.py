@@ -86,8 +86,7 @@ def test_gateway_and_workers_on_s3(
     cluster = Cluster(tmp_path, broker, {"MLGATE_STORAGE_URL": f"s3://{s3_server.bucket}/{s3_env}"})
     try:
         address = cluster.start_gateway()
-        cluster.start_worker()
-        cluster.start_worker()
+        cluster.start_workers(2)
         _walkthrough(address, s3_server, s3_env)
     finally:
         cluster.stop()
@@ -136,8 +135,7 @@ def test_a_training_job_redelivered_while_saving_leaves_exactly_one_model(
     )
     try:
         address = cluster.start_gateway()
-        cluster.start_worker()
-        cluster.start_worker()
+        cluster.start_workers(2)
         with grpc.insecure_channel(address) as channel:
             request = diabetes_request(params={"n_estimators": 500, "max_depth": 12})
             stream = jobs(channel).Train(request, timeout=300)

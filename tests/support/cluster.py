@@ -86,9 +86,24 @@ class Cluster:
         pytest.fail(f"gateway at {address} not SERVING after {timeout}s:\n{self.log(process)}")
 
     def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
-        process = self._spawn(["worker"], "worker", env)
-        self.workers.append(process)
+        """A worker process, returned once it has subscribed to the queues."""
+        (process,) = self.start_workers(1, **env)
         return process
+
+    def start_workers(self, count: int, **env: str) -> list[subprocess.Popen[bytes]]:
+        """``count`` worker processes started together, returned once each has subscribed."""
+        started = [self._spawn(["worker"], "worker", env) for _ in range(count)]
+        self.workers += started
+        for process in started:
+            self._wait_worker(process)
+        return started
+
+    def _wait_worker(self, process: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 60
+        while "mlgate worker running" not in self.log(process):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker did not start:\n{self.log(process)}")
+            time.sleep(0.1)  # its log is the only signal a separate process gives
 
     def worker_running(self, job_id: str, attempt: int) -> subprocess.Popen[bytes] | None:
         """The live worker whose log says it is running ``job_id`` on that attempt."""
