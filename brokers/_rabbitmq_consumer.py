@@ -21,7 +21,7 @@ from typing import Any
 
 import pika
 
-from brokers._rabbitmq_link import IOThread, Link, backoff
+from brokers._rabbitmq_link import AmqpLink, IOThread, backoff
 from brokers._rabbitmq_topology import Topology
 from brokers.base import Subscription
 from brokers.errors import BrokerClosed, BrokerUnavailable
@@ -48,7 +48,7 @@ class Consumers:
 
     def __init__(self, io: IOThread, parameters: pika.ConnectionParameters) -> None:
         self.io = io
-        self.link = Link(io, parameters, "consumer", self._on_open, self._on_lost)
+        self.link = AmqpLink(io, parameters, "consumer", self._on_open, self._on_lost)
         self._subscribers: set[Subscriber] = set()  # IO thread only
 
     def add(self, subscriber: Subscriber) -> None:

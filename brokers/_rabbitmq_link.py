@@ -20,7 +20,7 @@ from pika.adapters.select_connection import IOLoop
 
 from brokers.errors import BrokerClosed, BrokerUnavailable
 
-__all__ = ["IOThread", "Link", "backoff"]
+__all__ = ["AmqpLink", "IOThread", "backoff"]
 
 log = logging.getLogger("brokers.rabbitmq")
 T = TypeVar("T")
@@ -116,7 +116,7 @@ def _guarded(fn: Callable[[], None]) -> Callable[[], None]:
     return guarded
 
 
-class Link:
+class AmqpLink:
     """One AMQP connection that reopens itself, with backoff and jitter, whenever it is lost.
 
     ``on_open(connection)`` and ``on_lost()`` run on the IO thread each time the connection comes

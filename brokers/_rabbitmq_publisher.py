@@ -20,7 +20,7 @@ from typing import Any
 import pika
 from pika import spec
 
-from brokers._rabbitmq_link import IOThread, Link, backoff
+from brokers._rabbitmq_link import AmqpLink, IOThread, backoff
 from brokers._rabbitmq_topology import Topology
 from brokers.errors import BrokerUnavailable, PublishNotConfirmed
 
@@ -58,7 +58,7 @@ class Publisher:
     def __init__(
         self, io: IOThread, parameters: pika.ConnectionParameters, topology: Topology
     ) -> None:
-        self.link = Link(io, parameters, "publisher", self._on_open, self._on_lost)
+        self.link = AmqpLink(io, parameters, "publisher", self._on_open, self._on_lost)
         self.ready = threading.Event()
         self._io = io
         self._topology = topology

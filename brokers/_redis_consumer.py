@@ -37,7 +37,7 @@ from brokers._redis_link import (
     UNAVAILABLE,
     Backoff,
     Entry,
-    Link,
+    RedisLink,
     is_missing_group,
     stream_entries,
 )
@@ -61,7 +61,7 @@ class StreamConsumer(Subscription):
 
     def __init__(
         self,
-        link: Link,
+        link: RedisLink,
         stream: str,
         group: str,
         run: Runner,

@@ -28,7 +28,7 @@ __all__ = [
     "UNAVAILABLE",
     "Backoff",
     "Entry",
-    "Link",
+    "RedisLink",
     "RedisOptions",
     "is_missing_group",
     "stream_entries",
@@ -175,7 +175,7 @@ return acked
 """
 
 
-class Link:
+class RedisLink:
     """A long-lived connection pool to one Redis server, shared by a broker's threads."""
 
     def __init__(self, url: str, keys: Keys, options: RedisOptions) -> None:
@@ -205,7 +205,7 @@ class Link:
         self._monitor_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Link({redact_url(self.url)!r}, namespace={self.keys.namespace!r})"
+        return f"RedisLink({redact_url(self.url)!r}, namespace={self.keys.namespace!r})"
 
     def where(self) -> str:
         return redact_url(self.url)

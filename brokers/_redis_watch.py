@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import redis
 
-from brokers._redis_link import MAX_BLOCK, UNAVAILABLE, Backoff, Link, stream_entries
+from brokers._redis_link import MAX_BLOCK, UNAVAILABLE, Backoff, RedisLink, stream_entries
 from brokers.base import Subscription, WatchHandler
 
 __all__ = ["StreamWatcher"]
@@ -28,7 +28,7 @@ class StreamWatcher(Subscription):
 
     def __init__(
         self,
-        link: Link,
+        link: RedisLink,
         stream: str,
         handler: WatchHandler,
         *,

@@ -26,7 +26,7 @@ from redis.typing import EncodableT, FieldT
 
 from brokers._redis_consumer import StreamConsumer
 from brokers._redis_keys import EVENT_GROUP, WORK_GROUP, Keys
-from brokers._redis_link import Backoff, Entry, Link, RedisOptions, stream_entries
+from brokers._redis_link import Backoff, Entry, RedisLink, RedisOptions, stream_entries
 from brokers._redis_watch import StreamWatcher
 from brokers.base import (
     QUEUES,
@@ -120,7 +120,7 @@ class RedisBroker(Broker):
     ) -> None:
         self._keys = Keys(namespace)
         self._options = options or RedisOptions()
-        self._link = Link(url, self._keys, self._options)
+        self._link = RedisLink(url, self._keys, self._options)
         self._lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
         self._declarer: threading.Thread | None = None

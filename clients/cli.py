@@ -8,7 +8,6 @@ gateway at the address, or its broker or storage is down); 130 interrupted by Ct
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,6 @@ from clients._commands import (
 from clients._input import UsageError
 from clients.client import DEFAULT_ADDRESS, MLGateClient
 from clients.errors import JobError, MLGateError, ServerUnreachable
-from mlgate.settings import Settings
 
 __all__ = ["EXIT_CODES", "build_parser", "exit_code", "main"]
 
@@ -49,49 +47,43 @@ def exit_code(error: MLGateError) -> int:
     return EXIT_CODES.get(error.code, 1)
 
 
-# Server processes
+# Server processes: the CLI only dispatches to the part it launches; imports are lazy so client
+# commands never load the server or scikit-learn.
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    # Storage URLs are file URIs, which need an absolute path.
+    return Path(args.data_dir).expanduser().resolve() if args.data_dir else None
+
+
+def _launch(run: Callable[[], None]) -> int:
     try:
-        # Storage URLs are file URIs, which need an absolute path.
-        data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
-        return Settings.from_env(port=getattr(args, "port", None), data_dir=data_dir)
-    except ValueError as exc:
+        run()
+    except ValueError as exc:  # a bad setting, reported before anything starts
         raise UsageError(str(exc)) from exc
-
-
-def _logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import serve
+    from server.main import run_gateway
 
-    settings = _settings(args)
-    _logging()
-    serve(settings, embedded_workers=True)
-    return 0
+    return _launch(
+        lambda: run_gateway(port=args.port, data_dir=_data_dir(args), embedded_workers=True)
+    )
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from server.app import serve
+    from server.main import run_gateway
 
-    settings = _settings(args)
-    _logging()
-    serve(settings)
-    return 0
+    return _launch(
+        lambda: run_gateway(port=args.port, data_dir=_data_dir(args), embedded_workers=False)
+    )
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.main import run_worker
+    from workers.main import main as run_worker
 
-    settings = _settings(args)
-    _logging()
-    run_worker(settings)
-    return 0
+    return _launch(lambda: run_worker(data_dir=_data_dir(args)))
 
 
 # The parser

@@ -26,11 +26,11 @@ from mlgate.v1 import (
 from server.datasets import DatasetServicer
 from server.hub import Hub
 from server.jobs import JobServicer
+from server.jobstore import JobStore, open_job_store
 from server.manifests import ManifestCache
 from server.models import ModelServicer
 from server.recorder import Recorder
-from server.store import JobStore, open_job_store
-from storage import open_store
+from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
 from workers.worker import MODEL_SHA_HEADER, Worker
@@ -54,7 +54,7 @@ class Gateway:
         self.settings = settings
         self.broker: Broker = open_broker(settings)
         self.store: JobStore = open_job_store(settings.store_url)
-        objects = open_store(settings.storage_url)
+        objects = open_object_store(settings.storage_url)
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects)
         self.hub = Hub()

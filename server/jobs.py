@@ -19,10 +19,10 @@ from mlgate.ids import check_job_id, check_model_id, new_job_id
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
+from server.jobstore.base import JobStore, is_terminal
 from server.manifests import ManifestCache
 from server.paging import page_size
 from server.status import abort_with, grpc_errors
-from server.store.base import JobStore, is_terminal
 from storage.datasets import DatasetCatalog
 from workers import prediction, training
 from workers.worker import MODEL_SHA_HEADER

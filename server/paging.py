@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from mlgate.errors import InvalidArgument
-from server.store.base import decode_page_token, encode_page_token
+from server.jobstore.base import decode_page_token, encode_page_token
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "page_size", "paginate"]
 

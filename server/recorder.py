@@ -17,7 +17,7 @@ from brokers.base import Broker, EventDelivery, Subscription
 from mlgate.errors import NotFound
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
-from server.store.base import JobStore
+from server.jobstore.base import JobStore
 from storage.models import ModelRepository
 
 __all__ = ["Recorder"]

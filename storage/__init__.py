@@ -1,7 +1,7 @@
 """Storage: the object store contract (``base``) with ``local`` and ``s3`` backends, and what mlgate
 keeps in it: datasets (``datasets``) and model artifacts with their manifests (``models``).
 
-``open_store`` is the one place a backend is chosen, from ``MLGATE_STORAGE_URL``.
+``open_object_store`` is the one place a backend is chosen, from ``MLGATE_STORAGE_URL``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ __all__ = [
     "ObjectStore",
     "StorageError",
     "StorageUnavailable",
-    "open_store",
+    "open_object_store",
 ]
 
 
-def open_store(url: str) -> ObjectStore:
+def open_object_store(url: str) -> ObjectStore:
     """The object store a ``file://`` or ``s3://bucket/prefix`` URL names."""
     if url.startswith("file://"):
         from storage.local import LocalObjectStore

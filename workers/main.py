@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 from brokers import BrokerUnavailable, open_broker
+from mlgate.logs import configure_logging
 from mlgate.settings import Settings
-from storage import open_store
+from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
 from workers.worker import Worker
 
-__all__ = ["run_worker"]
+__all__ = ["main", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ def run_worker(settings: Settings) -> None:
         broker.start()
     except BrokerUnavailable as exc:
         log.warning("broker unavailable at start; retrying in the background: %s", exc)
-    objects = open_store(settings.storage_url)
+    objects = open_object_store(settings.storage_url)
     worker = Worker(broker, DatasetCatalog(objects), ModelRepository(objects), settings)
     worker.start()
     stopping = threading.Event()
@@ -44,3 +46,10 @@ def run_worker(settings: Settings) -> None:
     log.info("stopping: finishing running jobs for up to %.0f s", STOP_GRACE)
     worker.stop(STOP_GRACE)
     broker.close()
+
+
+def main(*, data_dir: Path | None) -> None:
+    """``mlgate worker``: settings from the environment, then consume until stopped."""
+    settings = Settings.from_env(data_dir=data_dir)
+    configure_logging()
+    run_worker(settings)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from boto3.s3.transfer import TransferConfig
 
-from storage import open_store
+from storage import open_object_store
 from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
 from storage.s3 import S3ObjectStore, default_transfer, make_client
 from tests.storage.conftest import PART_SIZE
@@ -61,7 +61,7 @@ def test_storage_url_and_environment_select_the_bucket_and_prefix(
     s3_server: S3Server, env: pytest.MonkeyPatch, variable: str
 ) -> None:
     _use(s3_server, env, variable)
-    store = open_store(f"s3://{s3_server.bucket}/team-a/mlgate")
+    store = open_object_store(f"s3://{s3_server.bucket}/team-a/mlgate")
     assert isinstance(store, S3ObjectStore)
     store.put("datasets/iris.json", b"{}")
     stored = s3_server.shared_client.get_object(

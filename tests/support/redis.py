@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from brokers.redis import RedisBroker, RedisOptions
-from server.store.redis import RedisJobStore
+from server.jobstore.redis import RedisJobStore
 from tests.support.waiting import wait_for
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.store.base import JobStore
+from server.jobstore.base import JobStore
 
 __all__ = ["JobStore", "open_job_store"]
 
@@ -10,11 +10,11 @@ __all__ = ["JobStore", "open_job_store"]
 def open_job_store(url: str) -> JobStore:
     """The job store ``MLGATE_STORE_URL`` names: ``sqlite:///path.db`` or ``redis://host:port/db``."""
     if url.startswith("sqlite://"):
-        from server.store.sqlite import SQLiteJobStore
+        from server.jobstore.sqlite import SQLiteJobStore
 
         return SQLiteJobStore.from_url(url)
     if url.startswith(("redis://", "rediss://")):
-        from server.store.redis import RedisJobStore
+        from server.jobstore.redis import RedisJobStore
 
         return RedisJobStore.from_url(url)
     raise ValueError(f"MLGATE_STORE_URL must start with sqlite:// or redis://, not {url[:20]!r}")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.store.base import JobStore
-from server.store.sqlite import SQLiteJobStore
+from server.jobstore.base import JobStore
+from server.jobstore.sqlite import SQLiteJobStore
 
 StoreFactory = Callable[[], JobStore]
 

@@ -37,7 +37,7 @@ from redis.retry import Retry
 
 from mlgate.errors import AlreadyExists, Unavailable
 from mlgate.v1 import jobs_pb2
-from server.store.base import (
+from server.jobstore.base import (
     JobStore,
     apply_event,
     decode_page_token,

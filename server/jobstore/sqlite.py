@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlgate.v1 import jobs_pb2
-from server.store.base import JobStore, apply_event, decode_page_token, encode_page_token
+from server.jobstore.base import JobStore, apply_event, decode_page_token, encode_page_token
 
 __all__ = ["SQLiteJobStore"]
 

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.errors import InvalidArgument
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
-from tests.store.conftest import StoreFactory
+from tests.jobstore.conftest import StoreFactory
 
 
 def _job(

@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
-from server.store.redis import RedisJobStore
+from server.jobstore.redis import RedisJobStore
 from tests.support.redis import redis_stores, require_redis, wait_for
 
 

@@ -1,0 +1,18 @@
+"""The gateway's entry points: ``mlgate serve`` (gateway and workers) and ``mlgate gateway``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlgate.logs import configure_logging
+from mlgate.settings import Settings
+from server.app import serve
+
+__all__ = ["run_gateway"]
+
+
+def run_gateway(*, port: int | None, data_dir: Path | None, embedded_workers: bool) -> None:
+    """Serve until SIGTERM or SIGINT. Raises ``ValueError`` for a bad setting, before serving."""
+    settings = Settings.from_env(port=port, data_dir=data_dir)
+    configure_logging()
+    serve(settings, embedded_workers=embedded_workers)
