@@ -26,19 +26,10 @@ from google.protobuf import struct_pb2
 from mlgate.settings import BROKERS, Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.background import BackgroundGateway
+from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 
-FEATURES = ["age", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"]
-ROW = {
-    "age": 0.038076,
-    "bmi": 0.061696,
-    "bp": 0.021872,
-    "s1": -0.044223,
-    "s2": -0.034821,
-    "s3": -0.043401,
-    "s4": -0.002592,
-    "s5": 0.019908,
-    "s6": -0.017646,
-}
+FEATURES = DIABETES_FEATURES
+ROW = DOC_ROW
 
 
 @dataclasses.dataclass

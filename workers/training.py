@@ -152,9 +152,8 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress) -> Trained:
     task = plan.task or infer_task(y)
     estimator, params = build(plan.estimator, task, plan.params, plan.seed)
     model = _with_encoding(estimator, plan.dtypes)
-    stratify = None
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=plan.test_size, random_state=plan.seed, stratify=stratify
+        X, y, test_size=plan.test_size, random_state=plan.seed
     )
     if len(X_train) == 0 or len(X_test) == 0:
         raise InvalidArgument("test_size", f"leaves no rows to train or test on ({len(X)} rows)")
