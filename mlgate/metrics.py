@@ -1,0 +1,126 @@
+"""mlgate's Prometheus metrics: every name in one place, so the dashboard and docs can check them.
+
+Counters and histograms are updated in-process where the event happens (a dictionary lookup and an
+add: cheap enough for the hot path). Gauges that describe the broker (workers alive, queue depth)
+are read from it when Prometheus scrapes, never polled. ``serve_metrics`` starts the HTTP endpoint;
+without it the metrics cost nothing but those adds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "BROKER_RECONNECTS",
+    "INFERENCE_BATCH_ROWS",
+    "INFERENCE_REQUESTS",
+    "JOBS_FINISHED",
+    "JOBS_SUBMITTED",
+    "JOB_DURATION",
+    "JOB_QUEUE_TIME",
+    "METRIC_NAMES",
+    "MODEL_CACHE_BYTES",
+    "MODEL_CACHE_HITS",
+    "MODEL_CACHE_MISSES",
+    "STREAMS_OPEN",
+    "BrokerCollector",
+    "serve_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+# Jobs run from milliseconds (a prediction) to hours (a large fit).
+_JOB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200)
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384, 65536)
+
+JOBS_SUBMITTED = Counter("mlgate_jobs_submitted", "Jobs accepted by a gateway.", ["kind"])
+JOBS_FINISHED = Counter(
+    "mlgate_jobs_finished", "Jobs that reached an end state.", ["kind", "state"]
+)
+JOB_DURATION = Histogram(
+    "mlgate_job_duration_seconds",
+    "From submission to the job's end state.",
+    ["kind"],
+    buckets=_JOB_BUCKETS,
+)
+JOB_QUEUE_TIME = Histogram(
+    "mlgate_job_queue_seconds",
+    "From submission to the job's first RUNNING event.",
+    ["kind"],
+    buckets=_JOB_BUCKETS,
+)
+INFERENCE_REQUESTS = Counter(
+    "mlgate_inference_requests", "Prediction calls answered, by gRPC status code.", ["code"]
+)
+INFERENCE_BATCH_ROWS = Histogram(
+    "mlgate_inference_batch_rows", "Rows per model evaluation in a worker.", buckets=_ROW_BUCKETS
+)
+MODEL_CACHE_HITS = Counter("mlgate_model_cache_hits", "Models served from a worker's cache.")
+MODEL_CACHE_MISSES = Counter("mlgate_model_cache_misses", "Models loaded from storage.")
+MODEL_CACHE_BYTES = Gauge("mlgate_model_cache_bytes", "Bytes of models held in a worker's cache.")
+BROKER_RECONNECTS = Counter("mlgate_broker_reconnects", "Connections re-established to the broker.")
+STREAMS_OPEN = Gauge("mlgate_streams_open", "Job event streams open on a gateway.")
+
+#: Every mlgate metric as Prometheus exposes it (counters gain ``_total``), for the dashboard test.
+METRIC_NAMES = frozenset(
+    {
+        "mlgate_jobs_submitted_total",
+        "mlgate_jobs_finished_total",
+        "mlgate_job_duration_seconds",
+        "mlgate_job_queue_seconds",
+        "mlgate_inference_requests_total",
+        "mlgate_inference_batch_rows",
+        "mlgate_model_cache_hits_total",
+        "mlgate_model_cache_misses_total",
+        "mlgate_model_cache_bytes",
+        "mlgate_broker_reconnects_total",
+        "mlgate_streams_open",
+        "mlgate_workers",
+        "mlgate_queue_depth",
+    }
+)
+
+
+class BrokerCollector(Collector):
+    """``mlgate_workers`` and ``mlgate_queue_depth``, read from the broker at scrape time."""
+
+    def __init__(self, read: Callable[[], tuple[int, Mapping[str, int]]]) -> None:
+        # ``read`` returns (workers alive, {queue: messages waiting}).
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        workers = GaugeMetricFamily("mlgate_workers", "Workers consuming jobs, as the broker sees.")
+        depth = GaugeMetricFamily(
+            "mlgate_queue_depth", "Jobs waiting in a broker queue.", labels=["queue"]
+        )
+        try:
+            alive, queues = self._read()
+        except Exception as exc:  # a scrape during an outage shows the gap, not an error page
+            log.debug("broker figures unavailable for /metrics: %s", exc)
+            return []
+        workers.add_metric([], alive)
+        for queue, count in sorted(queues.items()):
+            depth.add_metric([queue], count)
+        return [workers, depth]
+
+
+_registered: BrokerCollector | None = None
+
+
+def serve_metrics(port: int, host: str, broker_figures: BrokerCollector | None = None) -> int:
+    """Serve ``/metrics`` on ``host:port`` (port 0 picks one); returns the port."""
+    global _registered
+    if broker_figures is not None:
+        if _registered is not None:
+            REGISTRY.unregister(_registered)
+        REGISTRY.register(broker_figures)
+        _registered = broker_figures
+    server, _thread = start_http_server(port, addr=host)
+    bound = int(server.server_address[1])
+    log.info("metrics on http://%s:%d/metrics", host, bound)
+    return bound

@@ -1,0 +1,118 @@
+"""OpenTelemetry traces across the broker: off and free unless ``OTEL_*`` variables turn them on.
+
+The gateway starts a span per RPC (the gRPC instrumentation) and opens child spans for validate and
+publish; the trace context rides in the job message's headers (W3C ``traceparent``) to the worker,
+whose spans (queue wait, load, fit, score, save, or the prediction) join the same trace, and back in
+its events' headers. With tracing off, ``span`` is an empty context manager and no OpenTelemetry
+module is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = [
+    "configure_tracing",
+    "enabled",
+    "extract",
+    "inject",
+    "server_interceptors",
+    "span",
+    "tracing_requested",
+]
+
+log = logging.getLogger(__name__)
+
+_tracer: Any = None  # an opentelemetry Tracer once configured
+
+
+def tracing_requested(env: Mapping[str, str] | None = None) -> bool:
+    """Whether the standard variables ask for traces (an OTLP endpoint, or an explicit exporter)."""
+    env = os.environ if env is None else env
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").lower()
+    if exporter == "none":
+        return False
+    return bool(
+        exporter
+        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def configure_tracing(service: str, *, exporter: Any = None) -> bool:
+    """Set up the tracer provider for this process; returns whether tracing is on.
+
+    ``exporter`` (tests: an in-memory exporter) replaces the OTLP exporter the variables configure.
+    """
+    global _tracer
+    if exporter is None and not tracing_requested():
+        return False
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
+    )
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _tracer = provider.get_tracer("mlgate")
+    log.info("tracing on: spans exported over OTLP as service %s", service)
+    return True
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def server_interceptors() -> list[Any]:
+    """The gRPC server instrumentation when tracing is on, else nothing."""
+    if _tracer is None:
+        return []
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+    return [aio_server_interceptor()]  # type: ignore[no-untyped-call]
+
+
+def inject(headers: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
+    """``headers`` plus the current trace context (unchanged when tracing is off)."""
+    if _tracer is None:
+        return headers
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return (*headers, *carrier.items())
+
+
+def extract(headers: tuple[tuple[str, str], ...]) -> Any:
+    """The trace context carried by message ``headers`` (None when tracing is off)."""
+    if _tracer is None:
+        return None
+    from opentelemetry import propagate
+
+    return propagate.extract(dict(headers))
+
+
+@contextlib.contextmanager
+def span(name: str, *, parent: Any = None, **attributes: Any) -> Iterator[None]:
+    """A span named ``name``, a child of the current one or of ``parent`` (from ``extract``)."""
+    if _tracer is None:
+        yield
+        return
+    with _tracer.start_as_current_span(
+        name, context=parent, attributes={k: str(v) for k, v in attributes.items()}
+    ):
+        yield
