@@ -21,6 +21,7 @@ from clients.errors import (
     from_rpc_error,
 )
 from clients.results import Dataset, Job, Model, PredictResult, TrainResult
+from mlgate.events import TERMINAL_STATES
 from mlgate.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -39,9 +40,6 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 # A broken stream is resumed this many times in a row without a new event before giving up.
 _MAX_RESUMES = 5
 
-_TERMINAL = frozenset(
-    {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
-)
 T = TypeVar("T")
 Resp = TypeVar("Resp")
 EventCallback = Callable[[jobs_pb2.JobEvent], None]
@@ -306,7 +304,7 @@ class MLGateClient:
                             continue
                         last, resumes = seen.seq, 0
                         yield seen
-                        if seen.state in _TERMINAL:
+                        if seen.state in TERMINAL_STATES:
                             return
                     broken: MLGateError = Unavailable("the stream ended early", "UNAVAILABLE")
                 except grpc.RpcError as exc:
@@ -345,7 +343,7 @@ class MLGateClient:
                 if on_event is not None:
                     on_event(seen)
                 final = seen
-        if final is None or final.state not in _TERMINAL:
+        if final is None or final.state not in TERMINAL_STATES:
             raise MLGateError("the job's events ended before the job did", "INTERNAL")
         if final.state == jobs_pb2.JOB_STATE_FAILED:
             raise JobFailed(final.error.message, final.error.code or "UNKNOWN", final.job_id)

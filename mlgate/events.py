@@ -11,8 +11,20 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.v1 import jobs_pb2
 
-__all__ = ["PREDICT_SEQ", "QUEUED_SEQ", "TRAIN_SEQ", "event", "terminal_seq"]
+__all__ = [
+    "PREDICT_SEQ",
+    "QUEUED_SEQ",
+    "TERMINAL_STATES",
+    "TRAIN_SEQ",
+    "event",
+    "is_terminal",
+    "terminal_seq",
+]
 
+# A job in one of these states has ended: nothing moves it out, and no event follows.
+TERMINAL_STATES = frozenset(
+    {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
+)
 QUEUED_SEQ = 1
 TRAIN_SEQ: dict[int, int] = {
     jobs_pb2.STAGE_LOADING_DATA: 2,
@@ -24,6 +36,10 @@ PREDICT_SEQ: dict[int, int] = {
     jobs_pb2.STAGE_LOADING_MODEL: 2,
     jobs_pb2.STAGE_PREDICTING: 3,
 }
+
+
+def is_terminal(state: int) -> bool:
+    return state in TERMINAL_STATES
 
 
 def terminal_seq(kind: int) -> int:

@@ -33,11 +33,3 @@ class Hub:
     def notify(self, job_id: str) -> None:
         for flag in self._waiters.get(job_id, ()):
             flag.set()
-
-    def notify_all(self) -> None:
-        for waiters in self._waiters.values():
-            for flag in waiters:
-                flag.set()
-
-    def watching(self, job_id: str) -> bool:
-        return job_id in self._waiters

@@ -14,12 +14,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Message
 from brokers.errors import BrokerError
 from mlgate.errors import InvalidArgument, MLGateError, NotFound, ResourceExhausted
-from mlgate.events import QUEUED_SEQ, event
+from mlgate.events import QUEUED_SEQ, event, is_terminal
 from mlgate.ids import check_job_id, check_model_id, new_job_id
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
-from server.jobstore.base import JobStore, is_terminal
+from server.jobstore.base import JobStore
 from server.manifests import ManifestCache
 from server.paging import page_size
 from server.status import abort_with, grpc_errors

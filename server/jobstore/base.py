@@ -12,28 +12,15 @@ import builtins
 import json
 
 from mlgate.errors import InvalidArgument
+from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
 
 __all__ = [
-    "TERMINAL_STATES",
     "JobStore",
     "apply_event",
     "decode_page_token",
     "encode_page_token",
-    "is_terminal",
 ]
-
-TERMINAL_STATES = frozenset(
-    {
-        jobs_pb2.JOB_STATE_SUCCEEDED,
-        jobs_pb2.JOB_STATE_FAILED,
-        jobs_pb2.JOB_STATE_CANCELLED,
-    }
-)
-
-
-def is_terminal(state: int) -> bool:
-    return state in TERMINAL_STATES
 
 
 def encode_page_token(create_ns: int, job_id: str) -> str:

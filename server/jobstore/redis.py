@@ -36,14 +36,9 @@ from redis.client import Pipeline
 from redis.retry import Retry
 
 from mlgate.errors import AlreadyExists, Unavailable
+from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
-from server.jobstore.base import (
-    JobStore,
-    apply_event,
-    decode_page_token,
-    encode_page_token,
-    is_terminal,
-)
+from server.jobstore.base import JobStore, apply_event, decode_page_token, encode_page_token
 
 __all__ = ["RedisJobStore"]
 

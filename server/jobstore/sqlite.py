@@ -48,10 +48,7 @@ class SQLiteJobStore(JobStore):
     @classmethod
     def from_url(cls, url: str) -> SQLiteJobStore:
         """``sqlite:///absolute/path.db`` or ``sqlite://relative/path.db``."""
-        path = url.removeprefix("sqlite://")
-        if path.startswith("/") and url.startswith("sqlite:///"):
-            return cls(Path(path))
-        return cls(Path(path))
+        return cls(Path(url.removeprefix("sqlite://")))
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from mlgate.events import TERMINAL_STATES
 from mlgate.v1 import (
     datasets_pb2_grpc,
     jobs_pb2,
@@ -18,7 +19,6 @@ from tests.support.samples import DIABETES_FEATURES as DIABETES_FEATURES
 from tests.support.samples import DOC_ROW
 
 README_ROW = DOC_ROW
-TERMINAL = {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
 
 
 def jobs(channel: grpc.Channel) -> jobs_pb2_grpc.JobServiceStub:
@@ -86,5 +86,5 @@ def assert_well_formed(events: list[jobs_pb2.JobEvent]) -> None:
     assert events[0].seq == 1
     seqs = [e.seq for e in events]
     assert seqs == sorted(set(seqs)), f"seq not strictly increasing: {seqs}"
-    assert [e.state in TERMINAL for e in events] == [False] * (len(events) - 1) + [True]
+    assert [e.state in TERMINAL_STATES for e in events] == [False] * (len(events) - 1) + [True]
     assert len({e.job_id for e in events}) == 1
