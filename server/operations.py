@@ -1,0 +1,108 @@
+"""What an operator asks a gateway: is it healthy, which of its dependencies is not, how many
+workers are alive, how many jobs wait. Behind ``GetStatus``, ``mlgate status``, the health service
+and the ``mlgate_workers`` / ``mlgate_queue_depth`` metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from importlib import metadata
+from typing import Any
+
+import grpc
+
+from brokers.base import Broker, BrokerStats
+from mlgate.settings import Settings
+from mlgate.v1 import status_pb2, status_pb2_grpc
+from server.jobstore.base import JobStore
+from storage.base import ObjectStore
+
+__all__ = ["Dependencies", "StatusServicer"]
+
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("mlgate")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _scheme(url: str) -> str:
+    return url.split(":", 1)[0] or "file"
+
+
+class Dependencies:
+    """Checks the broker, the job store and the object storage, each by a cheap call."""
+
+    def __init__(
+        self, settings: Settings, broker: Broker, store: JobStore, objects: ObjectStore
+    ) -> None:
+        self._broker = broker
+        self._store = store
+        self._objects = objects
+        self._kinds = {
+            "broker": settings.broker,
+            "job_store": _scheme(settings.store_url),
+            "storage": _scheme(settings.storage_url),
+        }
+
+    def check(self) -> list[status_pb2.Dependency]:
+        """One entry per dependency; blocking (a network round trip each at most)."""
+        found = []
+        for name, probe in (
+            ("broker", self._probe_broker),
+            ("job_store", self._store.ping),
+            ("storage", self._objects.check),
+        ):
+            detail = ""
+            try:
+                probe()
+            except Exception as exc:  # each backend raises its own tree; the text names it
+                detail = str(exc) or type(exc).__name__
+            found.append(
+                status_pb2.Dependency(
+                    name=name, kind=self._kinds[name], healthy=not detail, detail=detail
+                )
+            )
+        return found
+
+    def _probe_broker(self) -> None:
+        if not self._broker.healthy():
+            raise ConnectionError(f"the {self._kinds['broker']} broker is unreachable")
+
+    def broker_figures(self) -> tuple[int, Mapping[str, int]]:
+        """(workers alive, {queue: depth}) for the metrics collector."""
+        stats = self._broker.stats()
+        return _workers(stats), {q.name: q.depth for q in stats.queues}
+
+
+def _workers(stats: BrokerStats) -> int:
+    # Every worker consumes every queue, so the busiest queue's consumer count is the worker count.
+    return max((q.consumers for q in stats.queues), default=0)
+
+
+class StatusServicer(status_pb2_grpc.StatusServiceServicer):
+    def __init__(self, dependencies: Dependencies, broker: Broker) -> None:
+        self._dependencies = dependencies
+        self._broker = broker
+
+    async def GetStatus(
+        self,
+        request: status_pb2.GetStatusRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> status_pb2.GetStatusResponse:
+        response = status_pb2.GetStatusResponse(version=_version())
+        response.dependencies.extend(await asyncio.to_thread(self._dependencies.check))
+        try:
+            stats = await asyncio.to_thread(self._broker.stats)
+        except Exception as exc:  # the broker entry above already says it is down
+            log.debug("queue figures unavailable: %s", exc)
+        else:
+            response.workers = _workers(stats)
+            for queue in stats.queues:
+                response.queues.add(name=queue.name, depth=queue.depth, consumers=queue.consumers)
+        return response
