@@ -267,6 +267,48 @@ class Publisher:
 
         connection.channel(on_open_callback=on_open)
 
+    def queue_figures(self, queues: list[str], timeout: float) -> list[tuple[int, int]]:
+        """(messages ready, consumers) of each queue, by passive declares on a channel of their
+        own (an operator's query: a missing queue closes that channel, not the publishing one)."""
+        if not self.ready.wait(timeout):
+            raise BrokerUnavailable(f"RabbitMQ is unreachable: {self.link.last_error}")
+        result: Future[list[tuple[int, int]]] = Future()
+        self._io.call(lambda: self._queue_figures(queues, result))
+        try:
+            return result.result(timeout)
+        except TimeoutError:
+            raise BrokerUnavailable(f"RabbitMQ did not answer in {timeout}s") from None
+
+    def _queue_figures(self, queues: list[str], result: Future[list[tuple[int, int]]]) -> None:
+        connection = self.link.connection
+        if connection is None or not connection.is_open:
+            result.set_exception(BrokerUnavailable("RabbitMQ connection lost"))
+            return
+        found: list[tuple[int, int]] = []
+
+        def on_open(channel: Any) -> None:
+            def on_closed(_channel: Any, reason: BaseException) -> None:
+                if not result.done():
+                    result.set_exception(
+                        BrokerUnavailable(f"RabbitMQ closed the channel: {reason}")
+                    )
+
+            def next_queue() -> None:
+                if len(found) == len(queues):
+                    result.set_result(list(found))
+                    channel.close()
+                else:
+                    channel.queue_declare(queues[len(found)], passive=True, callback=on_declared)
+
+            def on_declared(frame: Any) -> None:
+                found.append((int(frame.method.message_count), int(frame.method.consumer_count)))
+                next_queue()
+
+            channel.add_on_close_callback(on_closed)
+            next_queue()
+
+        connection.channel(on_open_callback=on_open)
+
 
 def _check_version(connection: Any) -> None:
     raw = (connection.server_properties or {}).get("version", b"")

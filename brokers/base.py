@@ -26,9 +26,11 @@ __all__ = [
     "QUEUES",
     "TRAIN_QUEUE",
     "Broker",
+    "BrokerStats",
     "Delivery",
     "EventDelivery",
     "Message",
+    "QueueStats",
     "Subscription",
 ]
 
@@ -44,6 +46,22 @@ class Message:
     job_id: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One work queue as the broker sees it."""
+
+    name: str
+    #: Messages waiting for a worker (not yet delivered).
+    depth: int
+    #: Consumers attached to the queue: one per live worker process.
+    consumers: int
+
+
+@dataclass(frozen=True)
+class BrokerStats:
+    queues: tuple[QueueStats, ...]
 
 
 class Delivery(abc.ABC):
@@ -126,3 +144,8 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[Message]:
         """The messages dead-lettered from ``queue``, oldest first, without removing them."""
+
+    @abc.abstractmethod
+    def stats(self) -> BrokerStats:
+        """Each work queue's depth and consumers, for ``mlgate status`` and the metrics.
+        An operator's query, not a hot path; raises ``BrokerUnavailable`` if it cannot answer."""

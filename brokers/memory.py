@@ -16,11 +16,13 @@ from typing import Generic, TypeVar
 from brokers.base import (
     QUEUES,
     Broker,
+    BrokerStats,
     Delivery,
     DeliveryHandler,
     EventDelivery,
     EventHandler,
     Message,
+    QueueStats,
     Subscription,
     WatchHandler,
 )
@@ -87,6 +89,10 @@ class _Runner(Subscription, Generic[T]):
                 return
             self._work(item)
 
+    @property
+    def cancelled(self) -> bool:
+        return self._stopped.is_set()
+
     def cancel(self, timeout: float | None = None) -> None:
         self._stopped.set()
         self._queue.wake_all()
@@ -133,6 +139,7 @@ class MemoryBroker(Broker):
         self._events: _Queue[bytes] = _Queue()
         self._watchers: list[_Queue[bytes]] = []
         self._subscriptions: list[Subscription] = []
+        self._consumers: dict[str, list[_Runner[tuple[Message, int]]]] = {q: [] for q in QUEUES}
 
     def start(self) -> None:
         self._check_open()
@@ -180,7 +187,10 @@ class MemoryBroker(Broker):
             if not delivery.settled:
                 source.put((message, delivery.attempt), front=True)
 
-        return self._track(_Runner(f"memory-{queue}", source, work, max(1, prefetch)))
+        runner = _Runner(f"memory-{queue}", source, work, max(1, prefetch))
+        with self._lock:
+            self._consumers[queue].append(runner)
+        return self._track(runner)
 
     def publish_event(self, body: bytes, *, timeout: float) -> None:
         self._check_open()
@@ -233,3 +243,12 @@ class MemoryBroker(Broker):
         self._queue(queue)
         with self._lock:
             return list(self._dead[queue][:limit])
+
+    def stats(self) -> BrokerStats:
+        with self._lock:
+            consumers = {
+                q: sum(not r.cancelled for r in runners) for q, runners in self._consumers.items()
+            }
+        return BrokerStats(
+            tuple(QueueStats(q, len(self._queues[q].snapshot()), consumers[q]) for q in QUEUES)
+        )

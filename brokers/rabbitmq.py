@@ -34,9 +34,11 @@ from brokers._rabbitmq_topology import Topology
 from brokers.base import (
     QUEUES,
     Broker,
+    BrokerStats,
     DeliveryHandler,
     EventHandler,
     Message,
+    QueueStats,
     Subscription,
     WatchHandler,
 )
@@ -205,6 +207,17 @@ class RabbitMQBroker(Broker):
             self.topology.dead_queue(queue), limit, self._connect_timeout
         )
         return [decode(properties, body) for properties, body in found]
+
+    def stats(self) -> BrokerStats:
+        self._check_open()
+        names = [self.topology.work_queue(queue) for queue in QUEUES]
+        figures = self._publisher.queue_figures(names, self._connect_timeout)
+        return BrokerStats(
+            tuple(
+                QueueStats(queue, depth, consumers)
+                for queue, (depth, consumers) in zip(QUEUES, figures, strict=True)
+            )
+        )
 
     # --- events ---
 

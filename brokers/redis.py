@@ -15,6 +15,7 @@ Durability is Redis's own: run it with ``appendonly yes`` for jobs to survive a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import redis
 from redis.typing import EncodableT, FieldT
 
 from brokers._redis_consumer import StreamConsumer
@@ -31,11 +33,13 @@ from brokers._redis_watch import StreamWatcher
 from brokers.base import (
     QUEUES,
     Broker,
+    BrokerStats,
     Delivery,
     DeliveryHandler,
     EventDelivery,
     EventHandler,
     Message,
+    QueueStats,
     Subscription,
     WatchHandler,
 )
@@ -286,6 +290,27 @@ class RedisBroker(Broker):
         )
         return [_decode(fields) for _id, fields in stream_entries(reply)]
 
+    def stats(self) -> BrokerStats:
+        def read() -> list[QueueStats]:
+            client = self._link.client
+            found = []
+            for queue in QUEUES:
+                stream = self._keys.queue(queue)
+                waiting = 0
+                with contextlib.suppress(redis.ResponseError):  # no stream or group yet
+                    for group in client.xinfo_groups(stream):
+                        if _text(group["name"]) == WORK_GROUP:
+                            # ``lag``: entries the group has not delivered yet (Redis 7).
+                            lag = group.get("lag")
+                            waiting = int(lag) if lag is not None else client.xlen(stream)
+                alive = sum(1 for _ in client.scan_iter(match=Keys.heartbeat(stream, "*")))
+                found.append(QueueStats(queue, waiting, alive))
+            return found
+
+        return BrokerStats(
+            tuple(self._link.call("read queue figures", read, timeout=_READ_TIMEOUT))
+        )
+
     # -- events ------------------------------------------------------------------------------
 
     def publish_event(self, body: bytes, *, timeout: float) -> None:
@@ -332,3 +357,7 @@ class RedisBroker(Broker):
                 self._link, self._keys.events, handler, on_cancel=self._untrack
             ).start()
         )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

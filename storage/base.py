@@ -53,3 +53,8 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str) -> Iterator[str]:
         """The keys that start with ``prefix`` (a folder ending in '/'), in no set order."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Whether the store is usable now: raises ``StorageUnavailable`` if it cannot be reached,
+        ``StorageMisconfigured`` if it is not set up as configured (for health and status)."""

@@ -3,12 +3,19 @@
 StorageError
 ├── ObjectNotFound     no object under that key
 ├── IntegrityError     an artifact does not match its manifest (digest, missing manifest)
-└── StorageUnavailable the backing store cannot be reached
+├── StorageUnavailable the backing store cannot be reached
+└── StorageMisconfigured the store is reachable but not usable as configured (a missing bucket)
 """
 
 from __future__ import annotations
 
-__all__ = ["IntegrityError", "ObjectNotFound", "StorageError", "StorageUnavailable"]
+__all__ = [
+    "IntegrityError",
+    "ObjectNotFound",
+    "StorageError",
+    "StorageMisconfigured",
+    "StorageUnavailable",
+]
 
 
 class StorageError(Exception):
@@ -25,3 +32,7 @@ class IntegrityError(StorageError):
 
 class StorageUnavailable(StorageError):
     """The backing store cannot be reached now."""
+
+
+class StorageMisconfigured(StorageError):
+    """The store answers but cannot be used as configured (a missing bucket): an operator's fix."""

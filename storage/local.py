@@ -11,7 +11,7 @@ from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from storage.base import ObjectStore, check_key
-from storage.errors import ObjectNotFound
+from storage.errors import ObjectNotFound, StorageUnavailable
 
 __all__ = ["LocalObjectStore"]
 
@@ -28,6 +28,10 @@ class LocalObjectStore(ObjectStore):
     @classmethod
     def from_url(cls, url: str) -> LocalObjectStore:
         return cls(Path(unquote(urlsplit(url).path)))
+
+    def check(self) -> None:
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)):
+            raise StorageUnavailable("local storage: the data directory is missing or not writable")
 
     def _path(self, key: str) -> Path:
         path = (self.root / check_key(key)).resolve()

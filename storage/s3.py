@@ -31,7 +31,12 @@ from s3transfer.exceptions import RetriesExceededError
 
 from mlgate.settings import redact_url
 from storage.base import ObjectStore, check_key
-from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
+from storage.errors import (
+    ObjectNotFound,
+    StorageError,
+    StorageMisconfigured,
+    StorageUnavailable,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -234,6 +239,18 @@ class S3ObjectStore(ObjectStore):
             raise StorageUnavailable(f"S3 at {self._where} cannot be reached: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"S3 failed on {key!r}: {exc}") from exc
+
+    def check(self) -> None:
+        with self._errors(""):
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchBucket"}:
+                    raise StorageMisconfigured(
+                        f"S3 bucket {self.bucket!r} does not exist: create it "
+                        "(`python -m storage.s3 create-bucket`) or fix MLGATE_STORAGE_URL"
+                    ) from None
+                raise
 
     def ensure_bucket(self) -> bool:
         """Create the bucket unless it exists; whether it was created. For deployments and tests:

@@ -80,5 +80,9 @@ class JobStore(abc.ABC):
         Returns the job as it is afterwards, or None if there is no such job."""
 
     @abc.abstractmethod
+    def ping(self) -> None:
+        """A cheap round trip; raises if the store cannot answer now (for health and status)."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections."""

@@ -305,6 +305,12 @@ class RedisJobStore(JobStore):
         seqs = sorted((int(seq), body) for seq, body in stored.items() if int(seq) > after_seq)
         return [jobs_pb2.JobEvent.FromString(body) for _seq, body in seqs]
 
+    def ping(self) -> None:
+        try:
+            self._client.ping()
+        except redis.RedisError:
+            raise ConnectionError("the job store (redis) is unreachable") from None
+
     def close(self) -> None:
         self._client.close()
         self._client.connection_pool.disconnect()

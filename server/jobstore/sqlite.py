@@ -152,6 +152,10 @@ class SQLiteJobStore(JobStore):
                 self._insert_event(event)
             return job
 
+    def ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
