@@ -22,6 +22,8 @@ from mlgate.v1 import (
     jobs_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
 )
 from server.datasets import DatasetServicer
 from server.hub import Hub
@@ -29,6 +31,7 @@ from server.jobs import JobServicer
 from server.jobstore import JobStore, open_job_store
 from server.manifests import ManifestCache
 from server.models import ModelServicer
+from server.operations import Dependencies, StatusServicer
 from server.recorder import Recorder
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
@@ -43,8 +46,10 @@ SERVICE_NAMES = (
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
+    status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
 )
-_HEALTH_INTERVAL = 1.0
+# Each check is a round trip to the job store and the storage; often enough for orchestrators.
+_HEALTH_INTERVAL = 2.0
 
 
 class Gateway:
@@ -55,6 +60,7 @@ class Gateway:
         self.broker: Broker = open_broker(settings)
         self.store: JobStore = open_job_store(settings.store_url)
         objects = open_object_store(settings.storage_url)
+        self.dependencies = Dependencies(settings, self.broker, self.store, objects)
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects)
         self.hub = Hub()
@@ -66,6 +72,7 @@ class Gateway:
         self._recorder: Recorder | None = None
         self._health = health_aio.HealthServicer()
         self._watchdog: asyncio.Task[None] | None = None
+        self._unhealthy: list[status_pb2.Dependency] = []
 
     async def start(self) -> int:
         """Connect, start serving and return the bound port (useful with port 0)."""
@@ -97,6 +104,9 @@ class Gateway:
         )
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
             DatasetServicer(self.catalog), server
+        )
+        status_pb2_grpc.add_StatusServiceServicer_to_server(
+            StatusServicer(self.dependencies, self.broker), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -141,16 +151,24 @@ class Gateway:
             log.info("requeued %d unfinished jobs from the job store", requeued)
 
     async def _update_health(self) -> None:
+        # SERVING only while every dependency answers: the broker, the job store and the storage.
+        found = await asyncio.to_thread(self.dependencies.check)
+        unhealthy = [d for d in found if not d.healthy]
+        if unhealthy != self._unhealthy:
+            for dependency in unhealthy:
+                log.warning("not serving: %s: %s", dependency.name, dependency.detail)
+            if not unhealthy and self._unhealthy:
+                log.info("serving again: every dependency answers")
+            self._unhealthy = unhealthy
         status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if self.broker.healthy()
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if unhealthy
+            else health_pb2.HealthCheckResponse.SERVING
         )
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, status)
 
     async def _watch_health(self) -> None:
-        # healthy() reads the broker's own connection state; no network round trip per check.
         while True:
             await asyncio.sleep(_HEALTH_INTERVAL)
             await self._update_health()

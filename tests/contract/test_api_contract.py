@@ -60,6 +60,7 @@ def test_server_reflects_exactly_the_declared_services(channel: grpc.Channel) ->
     assert _declared_services() == {
         "mlgate.v1.JobService",
         "mlgate.v1.ModelService",
+        "mlgate.v1.StatusService",
         "mlgate.v1.DatasetService",
     }
     assert standard <= reflected
