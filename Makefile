@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PROTOS := $(wildcard protos/mlgate/v1/*.proto)
 GEN := mlgate/v1/__init__.py
 PORT ?= 50051
+HOST ?= 127.0.0.1
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
@@ -36,7 +37,7 @@ $(GEN): $(STAMP) $(PROTOS)
 gen: $(GEN)
 
 run: gen
-	$(BIN)/mlgate serve --port $(PORT) --data-dir $(DATA_DIR)
+	$(BIN)/mlgate serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: gen
 	$(BIN)/ruff check .

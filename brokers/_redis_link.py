@@ -22,7 +22,7 @@ from redis.retry import Retry
 
 from brokers._redis_keys import Keys
 from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable
-from mlgate.settings import redact_url
+from mlgate.urls import redact_url, tls_options
 
 __all__ = [
     "UNAVAILABLE",
@@ -68,6 +68,8 @@ class RedisOptions:
     dead_letter_max_len: int = 10_000
     #: How long ``ack``/``dead_letter`` keep retrying while Redis is unreachable.
     settle_timeout: float = 60.0
+    #: CA file trusted for a ``rediss://`` URL; None: the system's trust store.
+    ca_file: str | None = None
 
     def __post_init__(self) -> None:
         if self.reclaim_interval <= 0 or self.heartbeat_ttl <= 0:
@@ -183,6 +185,7 @@ class RedisLink:
         self.keys = keys
         self.options = options
         self.closed = threading.Event()
+        self._tls = tls_options(url, options.ca_file)
         # One quick retry on a fresh connection hides a pooled connection that went stale
         # (Redis restarted); longer outages are the callers' business, with their deadlines.
         self.client = redis.Redis.from_url(
@@ -195,6 +198,7 @@ class RedisLink:
                 1,
                 supported_errors=(redis.ConnectionError,),
             ),
+            **self._tls,
         )
         self._claim = self.client.register_script(_CLAIM)
         self._forget = self.client.register_script(_FORGET)
@@ -218,6 +222,7 @@ class RedisLink:
             socket_timeout=MAX_BLOCK + 10.0,
             socket_connect_timeout=2.0,
             retry=Retry(NoBackoff(), 0),
+            **self._tls,
         )
 
     def start_monitor(self) -> None:
@@ -240,6 +245,7 @@ class RedisLink:
                         socket_timeout=HEALTH_INTERVAL,
                         socket_connect_timeout=HEALTH_INTERVAL,
                         retry=Retry(NoBackoff(), 0),
+                        **self._tls,
                     )
                 self.reachable = bool(conn.ping())
             except redis.RedisError:

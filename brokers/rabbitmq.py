@@ -20,6 +20,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from typing import Self
@@ -71,6 +72,7 @@ class RabbitMQBroker(Broker):
         namespace: str = "mlgate",
         connect_timeout: float = 5.0,
         consumer_timeout: float = _DEFAULT_CONSUMER_TIMEOUT,
+        ca_file: str | None = None,
     ) -> None:
         self.topology = Topology(namespace)
         self._url = url
@@ -78,9 +80,9 @@ class RabbitMQBroker(Broker):
         self._consumer_timeout_ms = int(consumer_timeout * 1000)
         self._io = IOThread(f"rabbitmq-io-{namespace}")
         self._publisher = Publisher(
-            self._io, _parameters(url, namespace, "publisher"), self.topology
+            self._io, _parameters(url, namespace, "publisher", ca_file), self.topology
         )
-        self._consumers = Consumers(self._io, _parameters(url, namespace, "consumer"))
+        self._consumers = Consumers(self._io, _parameters(url, namespace, "consumer", ca_file))
         self._lock = threading.Lock()
         self._started = False
         self._closed = False
@@ -89,8 +91,13 @@ class RabbitMQBroker(Broker):
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         """The broker at ``settings.broker_url`` (``MLGATE_BROKER_URL``), its queues and exchanges
-        under ``settings.namespace`` (``MLGATE_NAMESPACE``)."""
-        return cls(settings.broker_url or DEFAULT_URL, namespace=settings.namespace)
+        under ``settings.namespace`` (``MLGATE_NAMESPACE``); an amqps:// URL trusts
+        ``settings.broker_ca`` (``MLGATE_BROKER_CA``) when set."""
+        return cls(
+            settings.broker_url or DEFAULT_URL,
+            namespace=settings.namespace,
+            ca_file=settings.broker_ca or None,
+        )
 
     def __repr__(self) -> str:
         return f"RabbitMQBroker({redact_url(self._url)!r}, namespace={self.topology.namespace!r})"
@@ -247,8 +254,11 @@ class RabbitMQBroker(Broker):
         return subscriber
 
 
-def _parameters(url: str, namespace: str, role: str) -> pika.URLParameters:
+def _parameters(url: str, namespace: str, role: str, ca_file: str | None) -> pika.URLParameters:
     parameters = pika.URLParameters(url)
+    if parameters.ssl_options is not None and ca_file:
+        context = ssl.create_default_context(cafile=ca_file)
+        parameters.ssl_options = pika.SSLOptions(context, server_hostname=parameters.host)
     # Shown by `rabbitmqctl list_connections client_properties` and the management UI.
     parameters.client_properties = {"connection_name": f"mlgate {namespace} {role}"}
     return parameters

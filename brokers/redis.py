@@ -137,6 +137,7 @@ class RedisBroker(Broker):
             reclaim_interval=settings.redis_reclaim_interval,
             event_retention=settings.redis_event_retention,
             dead_letter_retention=settings.redis_dead_letter_retention,
+            ca_file=settings.broker_ca or None,
         )
         return cls(settings.broker_url, namespace=settings.namespace, options=options)
 

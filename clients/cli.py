@@ -68,7 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.main import run_gateway
 
     return _launch(
-        lambda: run_gateway(port=args.port, data_dir=_data_dir(args), embedded_workers=True)
+        lambda: run_gateway(
+            port=args.port, data_dir=_data_dir(args), embedded_workers=True, host=args.host
+        )
     )
 
 
@@ -76,7 +78,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from server.main import run_gateway
 
     return _launch(
-        lambda: run_gateway(port=args.port, data_dir=_data_dir(args), embedded_workers=False)
+        lambda: run_gateway(
+            port=args.port, data_dir=_data_dir(args), embedded_workers=False, host=args.host
+        )
     )
 
 
@@ -133,6 +137,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         if name != "worker":
             sub.add_argument(
                 "--port", type=int, help="port to listen on (default: $MLGATE_PORT or 50051)"
+            )
+            sub.add_argument(
+                "--host",
+                help="address to listen on (default: $MLGATE_HOST or 127.0.0.1; "
+                "0.0.0.0 or [::] for every interface)",
             )
         sub.add_argument("--data-dir", help="job store and storage directory ($MLGATE_DATA_DIR)")
 

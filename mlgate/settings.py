@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit, urlunsplit
+
+from mlgate.urls import check_url, redact_url
 
 __all__ = ["BROKERS", "Settings", "redact_url"]
 
@@ -20,16 +21,7 @@ _DEFAULT_BROKER_URLS = {
 # Per-broker URLs let a deployment name both brokers and switch with MLGATE_BROKER alone;
 # MLGATE_BROKER_URL, when set, wins.
 _BROKER_URL_VARIABLES = {"rabbitmq": "MLGATE_RABBITMQ_URL", "redis": "MLGATE_REDIS_URL"}
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced, for logs and reprs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+_BROKER_SCHEMES = {"rabbitmq": ("amqp", "amqps"), "redis": ("redis", "rediss")}
 
 
 def _default_data_dir() -> Path:
@@ -42,7 +34,8 @@ class Settings:
     """Everything the gateway and workers are configured with."""
 
     port: int = 50051
-    host: str = "[::]"
+    # Loopback unless the operator chooses otherwise (0.0.0.0 or [::] for every interface).
+    host: str = "127.0.0.1"
     data_dir: Path = field(default_factory=_default_data_dir)
     broker: str = "memory"
     broker_url: str = field(default="memory://", repr=False)
@@ -66,6 +59,16 @@ class Settings:
     redis_reclaim_interval: float = 5.0
     redis_event_retention: float = 24 * 3600.0
     redis_dead_letter_retention: float = 14 * 24 * 3600.0
+    # PEM paths: a certificate and key make the gateway serve TLS only; a client CA makes it
+    # require client certificates that CA signed (mTLS).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Token roles (see server/tokens.py); empty: an open gateway, as without authentication.
+    auth_tokens_file: str = ""
+    # CA trusted for amqps:// and rediss:// connections (the broker and a Redis job store);
+    # empty: the system's trust store.
+    broker_ca: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
@@ -89,11 +92,12 @@ class Settings:
             "broker": broker,
             "data_dir": data_dir,
             "port": int(env.get("MLGATE_PORT", "50051")),
-            "broker_url": env.get("MLGATE_BROKER_URL")
-            or env.get(_BROKER_URL_VARIABLES.get(broker, ""))
-            or _DEFAULT_BROKER_URLS[broker],
-            "store_url": env.get("MLGATE_STORE_URL") or f"sqlite:///{data_dir / 'jobs.db'}",
-            "storage_url": env.get("MLGATE_STORAGE_URL") or (data_dir / "storage").as_uri(),
+            "host": env.get("MLGATE_HOST") or "127.0.0.1",
+            "broker_url": _broker_url(broker, env),
+            "store_url": _checked(env, "MLGATE_STORE_URL", ("sqlite", "redis", "rediss"))
+            or f"sqlite:///{data_dir / 'jobs.db'}",
+            "storage_url": _checked(env, "MLGATE_STORAGE_URL", ("file", "s3"))
+            or (data_dir / "storage").as_uri(),
             "max_attempts": int(env.get("MLGATE_MAX_ATTEMPTS", "3")),
             "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
@@ -106,9 +110,30 @@ class Settings:
             "redis_dead_letter_retention": float(
                 env.get("MLGATE_REDIS_DEAD_LETTER_RETENTION", "1209600")
             ),
+            "tls_cert": env.get("MLGATE_TLS_CERT", ""),
+            "tls_key": env.get("MLGATE_TLS_KEY", ""),
+            "tls_client_ca": env.get("MLGATE_TLS_CLIENT_CA", ""),
+            "auth_tokens_file": env.get("MLGATE_AUTH_TOKENS_FILE", ""),
+            "broker_ca": env.get("MLGATE_BROKER_CA", ""),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check_tls()
+        return settings
+
+    def check_tls(self) -> None:
+        """``ValueError`` for TLS settings that cannot work together."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("MLGATE_TLS_CERT and MLGATE_TLS_KEY go together: set both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError(
+                "MLGATE_TLS_CLIENT_CA needs MLGATE_TLS_CERT and MLGATE_TLS_KEY: "
+                "client certificates are only asked for over TLS"
+            )
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -120,3 +145,22 @@ class Settings:
             f"store={redact_url(self.store_url)} storage={redact_url(self.storage_url)} "
             f"data_dir={self.data_dir}"
         )
+
+
+def _checked(env: Mapping[str, str], variable: str, schemes: tuple[str, ...]) -> str:
+    """The variable's URL, checked (one-line ``ValueError``), or "" when it is unset."""
+    url = env.get(variable, "")
+    if not url:
+        return ""
+    scheme = url.split("://", 1)[0]
+    # A file:// or sqlite:/// URL names a path, not a host.
+    return check_url(variable, url, schemes, host=scheme not in ("file", "sqlite"))
+
+
+def _broker_url(broker: str, env: Mapping[str, str]) -> str:
+    if broker not in _BROKER_SCHEMES:
+        return _DEFAULT_BROKER_URLS[broker]
+    for variable in ("MLGATE_BROKER_URL", _BROKER_URL_VARIABLES[broker]):
+        if env.get(variable):
+            return _checked(env, variable, _BROKER_SCHEMES[broker])
+    return _DEFAULT_BROKER_URLS[broker]

@@ -33,6 +33,7 @@ from server.manifests import ManifestCache
 from server.models import ModelServicer
 from server.operations import Dependencies, StatusServicer
 from server.recorder import Recorder
+from server.transport import listen
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
@@ -58,7 +59,9 @@ class Gateway:
     def __init__(self, settings: Settings, *, embedded_workers: bool = False) -> None:
         self.settings = settings
         self.broker: Broker = open_broker(settings)
-        self.store: JobStore = open_job_store(settings.store_url)
+        self.store: JobStore = open_job_store(
+            settings.store_url, ca_file=settings.broker_ca or None
+        )
         objects = open_object_store(settings.storage_url)
         self.dependencies = Dependencies(settings, self.broker, self.store, objects)
         self.catalog = DatasetCatalog(objects)
@@ -112,9 +115,7 @@ class Gateway:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
-        if self.port == 0:
-            raise OSError(f"cannot listen on port {self.settings.port}: is it in use?")
+        self.port = listen(server, self.settings)
         await server.start()
         self._server = server
         await self._update_health()

@@ -22,7 +22,7 @@ from server.hub import Hub
 from server.jobstore.base import JobStore
 from server.manifests import ManifestCache
 from server.paging import page_size
-from server.status import abort_with, grpc_errors
+from server.status import abort_with, grpc_errors, translate
 from storage.datasets import DatasetCatalog
 from workers import prediction, training
 from workers.worker import MODEL_SHA_HEADER
@@ -111,11 +111,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             try:
                 await self._call(lambda: self._broker.publish(queue, message, timeout=timeout))
             except BrokerError as exc:
+                reason = translate(exc)[1]
                 failed = event(
                     job.id,
                     QUEUED_SEQ + 1,
                     jobs_pb2.JOB_STATE_FAILED,
-                    error=jobs_pb2.JobError(code="UNAVAILABLE", message=f"not queued: {exc}"),
+                    error=jobs_pb2.JobError(code="UNAVAILABLE", message=f"not queued: {reason}"),
                 )
                 await self._call(self._store.cancel, job.id, failed)
                 await abort_with(context, exc)

@@ -11,8 +11,10 @@ from server.app import serve
 __all__ = ["run_gateway"]
 
 
-def run_gateway(*, port: int | None, data_dir: Path | None, embedded_workers: bool) -> None:
+def run_gateway(
+    *, port: int | None, data_dir: Path | None, embedded_workers: bool, host: str | None = None
+) -> None:
     """Serve until SIGTERM or SIGINT. Raises ``ValueError`` for a bad setting, before serving."""
-    settings = Settings.from_env(port=port, data_dir=data_dir)
+    settings = Settings.from_env(port=port, data_dir=data_dir, host=host)
     configure_logging()
     serve(settings, embedded_workers=embedded_workers)

@@ -37,7 +37,10 @@ def translate(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         return grpc.StatusCode[exc.code], exc.message
     for kind, code, message in _FOREIGN:
         if isinstance(exc, kind):
-            return grpc.StatusCode[code], f"{message} ({exc})"
+            # The detail names hosts (and, mistyped, could name more): the operator's log gets
+            # it, the caller gets the service.
+            log.warning("%s: %s", message, exc)
+            return grpc.StatusCode[code], message
     log.exception("unexpected error in the gateway", exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
 

@@ -29,7 +29,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.exceptions import RetriesExceededError
 
-from mlgate.settings import redact_url
+from mlgate.urls import check_url, redact_url
 from storage.base import ObjectStore, check_key
 from storage.errors import (
     ObjectNotFound,
@@ -69,12 +69,30 @@ def default_transfer(part_size: int = 8 * _MIB) -> TransferConfig:
 
 
 def endpoint_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    """The S3-compatible endpoint the environment names, if any; mlgate's own variable wins."""
+    """The S3-compatible endpoint the environment names, if any; mlgate's own variable wins.
+
+    ``ValueError`` (one line, naming the variable) for a malformed endpoint or one that carries
+    credentials: botocore would repeat it whole in its errors.
+    """
     env = os.environ if env is None else env
     for name in ("MLGATE_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
         if env.get(name):
-            return env[name]
+            url = check_url(name, env[name], ("http", "https"))
+            parts = urlsplit(url)
+            if "@" in parts.netloc or parts.query:
+                raise ValueError(
+                    f"{name} must be just https://host[:port]: credentials do not belong in it "
+                    "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use a profile or role)"
+                )
+            return url
     return None
+
+
+def ca_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """The CA bundle ``MLGATE_S3_CA`` names for an https:// endpoint; None: the system's, or
+    botocore's own ``AWS_CA_BUNDLE``."""
+    env = os.environ if env is None else env
+    return env.get("MLGATE_S3_CA") or None
 
 
 def make_client(
@@ -83,10 +101,12 @@ def make_client(
     credentials: tuple[str, str] | None = None,
     region: str | None = None,
     max_pool: int = 10,
+    ca_file: str | None = None,
 ) -> S3Client:
     """A boto3 S3 client: path-style addressing and conservative checksums for custom endpoints.
 
-    Without ``credentials`` (key id, secret) boto3's standard chain finds them.
+    Without ``credentials`` (key id, secret) boto3's standard chain finds them; ``ca_file``
+    is the CA bundle trusted for an https:// endpoint.
     """
     options: dict[str, object] = {
         "retries": {"mode": "standard", "max_attempts": 4},
@@ -105,7 +125,8 @@ def make_client(
     session = boto3.session.Session(
         aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
     )
-    return session.client("s3", endpoint_url=endpoint_url, config=Config(**options))  # type: ignore[arg-type]
+    config = Config(**options)  # type: ignore[arg-type]
+    return session.client("s3", endpoint_url=endpoint_url, config=config, verify=ca_file)
 
 
 class _FullReader:
@@ -198,7 +219,11 @@ class S3ObjectStore(ObjectStore):
             raise ValueError("an S3 storage URL looks like s3://bucket/prefix")
         endpoint = endpoint_url or endpoint_from_env()
         store_transfer = transfer or default_transfer()
-        client = make_client(endpoint, max_pool=max(10, store_transfer.max_request_concurrency))
+        client = make_client(
+            endpoint,
+            max_pool=max(10, store_transfer.max_request_concurrency),
+            ca_file=ca_from_env(),
+        )
         return cls(client, parts.netloc, parts.path, transfer=store_transfer)
 
     def __repr__(self) -> str:
@@ -219,12 +244,10 @@ class S3ObjectStore(ObjectStore):
             if code in _NOT_FOUND:
                 raise ObjectNotFound(key) from None
             if code == "NoSuchBucket":
-                raise StorageError(
-                    f"S3 bucket {self.bucket!r} does not exist at {self._where}"
-                ) from None
+                raise StorageError(f"S3 bucket {self.bucket!r} does not exist") from None
             if code in _DENIED or status == 403:
                 raise StorageError(
-                    f"S3 at {self._where} refused access to bucket {self.bucket!r} ({code}); "
+                    f"S3 refused access to bucket {self.bucket!r} ({code}); "
                     "check the AWS credentials mlgate runs with"
                 ) from None
             if code in _BUSY or status >= 500:

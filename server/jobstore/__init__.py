@@ -7,8 +7,9 @@ from server.jobstore.base import JobStore
 __all__ = ["JobStore", "open_job_store"]
 
 
-def open_job_store(url: str) -> JobStore:
-    """The job store ``MLGATE_STORE_URL`` names: ``sqlite:///path.db`` or ``redis://host:port/db``."""
+def open_job_store(url: str, *, ca_file: str | None = None) -> JobStore:
+    """The job store ``MLGATE_STORE_URL`` names: ``sqlite:///path.db`` or ``redis://host:port/db``
+    (``rediss://`` for TLS, trusting ``ca_file`` when given)."""
     if url.startswith("sqlite://"):
         from server.jobstore.sqlite import SQLiteJobStore
 
@@ -16,5 +17,5 @@ def open_job_store(url: str) -> JobStore:
     if url.startswith(("redis://", "rediss://")):
         from server.jobstore.redis import RedisJobStore
 
-        return RedisJobStore.from_url(url)
+        return RedisJobStore.from_url(url, ca_file=ca_file)
     raise ValueError(f"MLGATE_STORE_URL must start with sqlite:// or redis://, not {url[:20]!r}")

@@ -24,6 +24,7 @@ recorded, at most once per ``min(retention, 10)`` seconds per store, up to 10,00
 from __future__ import annotations
 
 import builtins
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ from redis.retry import Retry
 
 from mlgate.errors import AlreadyExists, Unavailable
 from mlgate.events import is_terminal
+from mlgate.urls import tls_options
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore, apply_event, decode_page_token, encode_page_token
 
@@ -44,6 +46,7 @@ __all__ = ["RedisJobStore"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
+log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = 30 * 24 * 3600.0
 _SWEEP_BATCH = 200
@@ -104,8 +107,9 @@ class RedisJobStore(JobStore):
         self._sweep_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> RedisJobStore:
-        """``redis://[:password@]host:port/db[?namespace=mlgate&retention=seconds]``."""
+    def from_url(cls, url: str, *, ca_file: str | None = None) -> RedisJobStore:
+        """``redis://[:password@]host:port/db[?namespace=mlgate&retention=seconds]``, or
+        ``rediss://`` for TLS, trusting ``ca_file`` when given."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         namespace = query.pop("namespace", "mlgate")
@@ -122,6 +126,7 @@ class RedisJobStore(JobStore):
                 3,
                 supported_errors=(redis.ConnectionError,),
             ),
+            **tls_options(url, ca_file),
         )
         return cls(client, namespace=namespace, retention=retention)
 
@@ -134,7 +139,8 @@ class RedisJobStore(JobStore):
         try:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise Unavailable(f"the job store (Redis) is unavailable: {exc}") from exc
+            log.warning("the job store (Redis) is unavailable: %s", exc)
+            raise Unavailable("the job store (Redis) is unavailable; try again shortly") from exc
 
     def _transact(self, key: str, write: Callable[[Pipeline], T]) -> T:
         """Run ``write`` (reads, then ``multi()`` and queued writes) under WATCH of ``key``,

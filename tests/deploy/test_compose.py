@@ -128,7 +128,10 @@ def test_gateway_publishes_its_port_and_checks_its_health_over_grpc(
     args = build_parser({}).parse_args(gateway["command"])
     assert args.command == "gateway"
     assert any(str(p).endswith(f":{args.port}") for p in gateway["ports"])
-    assert any(str(p).startswith("50051:") for p in gateway["ports"])
+    assert any(str(p).startswith("127.0.0.1:50051:") for p in gateway["ports"])
+    # Inside the compose network the gateway listens on every interface of its container.
+    settings = Settings.from_env(environment(gateway))
+    assert settings.host == "0.0.0.0"
     test = gateway["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     assert f"127.0.0.1:{args.port}" in test[3]
@@ -215,6 +218,13 @@ def test_mounted_files_exist_and_rabbitmq_loads_the_definitions(compose: dict[st
     loaded = re.findall(r"^\s*(?:management\.)?load_definitions\s*=\s*(\S+)", conf, re.M)
     assert loaded and loaded[-1] == definitions[0]
     assert any("15672:" in str(p) for p in compose["services"]["rabbitmq"]["ports"])
+
+
+def test_published_ports_are_on_loopback_unless_the_operator_says_otherwise() -> None:
+    for env, address in (({}, "127.0.0.1"), ({"MLGATE_PUBLISH_ADDRESS": "0.0.0.0"}, "0.0.0.0")):
+        for name, service in load(env)["services"].items():
+            for port in service.get("ports", []):
+                assert str(port).startswith(f"{address}:"), f"{name} publishes {port}"
 
 
 def test_dockerfile_generates_the_grpc_code_and_copies_every_package() -> None:

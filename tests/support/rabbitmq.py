@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pika
 import pytest
@@ -71,7 +72,7 @@ def delete_namespace(url: str, namespace: str) -> None:
 
 
 def rabbitmq_brokers(
-    url: str = SHARED_URL, **options: float
+    url: str = SHARED_URL, **options: Any
 ) -> Iterator[Callable[[], RabbitMQBroker]]:
     """A factory of started brokers (each with its own connections, like separate processes)
     sharing one fresh namespace on ``url``; closes them and deletes the namespace afterwards."""

@@ -122,7 +122,8 @@ class PrivateRedis:
     """A ``redis-server --appendonly yes`` of the test's own, on a free port, in ``directory``;
     it can be stopped and started again on the same port with the same data."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *args: str) -> None:
+        """``args`` are more ``redis-server`` options (``--requirepass``, TLS ports…)."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail(
@@ -132,6 +133,7 @@ class PrivateRedis:
         self.directory = directory
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.args = args
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrivateRedis:
@@ -145,6 +147,7 @@ class PrivateRedis:
                 "--appendonly", "yes",
                 "--save", "",
                 "--logfile", "redis.log",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -162,6 +165,8 @@ class PrivateRedis:
             pytest.fail(f"redis-server exited with {self._process.returncode}:\n{log}")
         try:
             return bool(client.ping())
+        except redis.AuthenticationError:
+            return True  # it answers; the test's own clients bring the password
         except redis.RedisError:
             return False
 

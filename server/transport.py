@@ -1,0 +1,84 @@
+"""How the gateway listens: its bind address, and plaintext, TLS or mTLS from PEM files."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from pathlib import Path
+
+import grpc
+
+from mlgate.settings import Settings
+
+__all__ = ["bind_address", "listen", "server_credentials"]
+
+log = logging.getLogger(__name__)
+
+
+def bind_address(host: str, port: int) -> str:
+    """``host:port`` as gRPC wants it, with an IPv6 literal in brackets."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_pem(variable: str, path: str, marker: bytes) -> bytes:
+    """The file's bytes; ``ValueError`` naming the variable when it is missing or not PEM."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{variable}: cannot read {path} ({exc.strerror})") from None
+    if marker not in data:
+        raise ValueError(f"{variable}: {path} holds no PEM {marker.decode().strip('-')}")
+    return data
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from ``MLGATE_TLS_CERT`` and ``MLGATE_TLS_KEY``, requiring client
+    certificates signed by ``MLGATE_TLS_CLIENT_CA`` when it is set; None for plaintext."""
+    settings.check_tls()
+    if not settings.tls:
+        return None
+    cert = _read_pem("MLGATE_TLS_CERT", settings.tls_cert, b"-----BEGIN CERTIFICATE-----")
+    key = _read_pem("MLGATE_TLS_KEY", settings.tls_key, b"PRIVATE KEY-----")
+    client_ca = (
+        _read_pem("MLGATE_TLS_CLIENT_CA", settings.tls_client_ca, b"-----BEGIN CERTIFICATE-----")
+        if settings.tls_client_ca
+        else None
+    )
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def listen(server: grpc.aio.Server, settings: Settings) -> int:
+    """Bind the server as the settings say (TLS only, when configured); returns the port."""
+    address = bind_address(settings.host, settings.port)
+    credentials = server_credentials(settings)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError as exc:  # grpc raises it when the address cannot be bound
+        raise OSError(f"cannot listen on {address}: {exc}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: is the port in use?")
+    mode = "mTLS" if settings.tls_client_ca else "TLS" if credentials else "plaintext"
+    log.info("listening on %s (%s)", bind_address(settings.host, port), mode)
+    if credentials is None and not is_loopback(settings.host):
+        log.warning(
+            "serving plaintext on %s, beyond this machine: anyone on the network can read "
+            "the calls; set MLGATE_TLS_CERT and MLGATE_TLS_KEY",
+            settings.host,
+        )
+    return port
