@@ -14,6 +14,7 @@ import json
 from mlgate.errors import InvalidArgument
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
+from server.jobstore.registry import ModelRegistry
 
 __all__ = [
     "JobStore",
@@ -68,7 +69,14 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         """Apply an event; the updated job, or None if it was a duplicate, stale or for an
-        unknown or ended job."""
+        unknown or ended job. A training job that succeeds with a ``model_name`` registers its
+        model as that name's next version in the same transaction; the recorded terminal event
+        (the job's ``last_event``) then carries the name and version."""
+
+    @property
+    @abc.abstractmethod
+    def registry(self) -> ModelRegistry:
+        """Model names, versions, aliases and metadata, kept with the job records."""
 
     @abc.abstractmethod
     def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:

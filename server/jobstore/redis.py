@@ -41,6 +41,7 @@ from mlgate.events import is_terminal
 from mlgate.urls import tls_options
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore, apply_event, decode_page_token, encode_page_token
+from server.jobstore.redis_registry import RedisModelRegistry
 
 __all__ = ["RedisJobStore"]
 
@@ -105,6 +106,7 @@ class RedisJobStore(JobStore):
         self._sweep_every = min(retention, 10.0)
         self._next_sweep = 0.0
         self._sweep_lock = threading.Lock()
+        self._registry = RedisModelRegistry(client, namespace, self._call, self._transact)
 
     @classmethod
     def from_url(cls, url: str, *, ca_file: str | None = None) -> RedisJobStore:
@@ -177,6 +179,10 @@ class RedisJobStore(JobStore):
 
         self._call(self._transact, key, write)
 
+    @property
+    def registry(self) -> RedisModelRegistry:
+        return self._registry
+
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         return self._update(event.job_id, lambda _job: event)
 
@@ -207,9 +213,15 @@ class RedisJobStore(JobStore):
             event = make_event(job)
             if not apply_event(job, event):
                 return job if keep_unchanged else None
+            # The version is allocated in the transaction that ends the job, so exactly once.
+            register = self._registry.prepare_registration(pipe, job)
             pipe.multi()
             pipe.set(key, job.SerializeToString())
-            pipe.hsetnx(self._keys.events(job_id), str(event.seq), event.SerializeToString())
+            pipe.hsetnx(
+                self._keys.events(job_id), str(event.seq), job.last_event.SerializeToString()
+            )
+            if register is not None:
+                register(pipe)
             if job.state != before:
                 member = _member(job)
                 for index in self._keys.indexes(job.kind, before):

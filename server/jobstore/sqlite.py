@@ -11,6 +11,8 @@ from pathlib import Path
 
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore, apply_event, decode_page_token, encode_page_token
+from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
+from server.jobstore.sqlite_registry import SQLiteModelRegistry
 
 __all__ = ["SQLiteJobStore"]
 
@@ -44,6 +46,8 @@ class SQLiteJobStore(JobStore):
         # NORMAL under WAL survives a process crash; only an OS crash can lose the last commits.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(REGISTRY_SCHEMA)
+        self._registry = SQLiteModelRegistry(self._db, self._lock, self._transaction)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteJobStore:
@@ -124,13 +128,19 @@ class SQLiteJobStore(JobStore):
             token = encode_page_token(last.create_time.ToNanoseconds(), last.id)
         return jobs, token
 
+    @property
+    def registry(self) -> SQLiteModelRegistry:
+        return self._registry
+
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         with self._transaction():
             job = self._load(event.job_id)
             if job is None or not apply_event(job, event):
                 return None
+            # The version is allocated in the transaction that ends the job, so exactly once.
+            self._registry.register_in_transaction(job)
             self._save(job)
-            self._insert_event(event)
+            self._insert_event(job.last_event)
             return job
 
     def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:

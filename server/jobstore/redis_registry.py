@@ -1,0 +1,247 @@
+"""The model registry in the Redis job store, shared by every gateway on it.
+
+Keys, under the job store's namespace:
+
+    {ns}:registry:name:{name}            hash: "last" -> last version given; "{version}" -> model id
+    {ns}:registry:name:{name}:latest     sorted set: model ids scored by version
+    {ns}:registry:name:{name}:aliases    hash: alias -> "{version} {model id}"
+    {ns}:registry:model:{id}             hash: name, version, description, tags (JSON)
+
+An alias stores its version's model id beside the version, so resolving it is one read: safe
+because a version's model never changes and deleting a version deletes its aliases with it.
+Every write runs under WATCH of the keys it read, like the job records, so concurrent gateways
+allocate distinct consecutive versions and never half-apply a change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import redis
+from redis.client import Pipeline
+
+from mlgate.errors import NotFound
+from mlgate.refs import ModelRef
+from mlgate.v1 import jobs_pb2
+from server.jobstore.registry import (
+    AliasChange,
+    ModelRegistry,
+    RegistryEntry,
+    aliased,
+    merge_tags,
+    stamp_version,
+    to_register,
+    unknown,
+)
+
+__all__ = ["RedisModelRegistry"]
+
+T = TypeVar("T")
+Call = Callable[..., Any]
+Transact = Callable[[str, Callable[[Pipeline], T]], T]
+QueuedWrite = Callable[[Pipeline], None]
+
+
+class _Keys:
+    def __init__(self, namespace: str) -> None:
+        self.ns = f"{namespace}:registry"
+
+    def name(self, name: str) -> str:
+        return f"{self.ns}:name:{name}"
+
+    def latest(self, name: str) -> str:
+        return f"{self.ns}:name:{name}:latest"
+
+    def aliases(self, name: str) -> str:
+        return f"{self.ns}:name:{name}:aliases"
+
+    def of_name(self, name: str) -> list[str]:
+        return [self.name(name), self.latest(name), self.aliases(name)]
+
+    def model(self, model_id: str) -> str:
+        return f"{self.ns}:model:{model_id}"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _alias_target(raw: Any) -> tuple[int, str]:
+    version, model_id = _text(raw).split(" ", 1)
+    return int(version), model_id
+
+
+class RedisModelRegistry(ModelRegistry):
+    """Uses the job store's client, its error translation (``call``) and its WATCH loop
+    (``transact``)."""
+
+    def __init__(
+        self, client: redis.Redis, namespace: str, call: Call, transact: Transact[Any]
+    ) -> None:
+        self._client = client
+        self._keys = _Keys(namespace)
+        self._call = call
+        self._transact = transact
+
+    def prepare_registration(self, pipe: Pipeline, job: jobs_pb2.Job) -> QueuedWrite | None:
+        """Inside the store's transaction that records ``job`` SUCCEEDED, before MULTI: watch and
+        read the name, stamp the job with its version, and return the writes to queue."""
+        found = to_register(job)
+        if found is None:
+            return None
+        name, model_id = found
+        pipe.watch(self._keys.name(name), self._keys.model(model_id))  # type: ignore[no-untyped-call]
+        last: Any = pipe.hget(self._keys.name(name), "last")
+        version = int(last or 0) + 1
+        stamp_version(job, name, version)
+
+        def write(queued: Pipeline) -> None:
+            queued.hset(self._keys.name(name), mapping={"last": version, str(version): model_id})
+            queued.zadd(self._keys.latest(name), {model_id: version})
+            queued.hset(self._keys.model(model_id), mapping={"name": name, "version": version})
+
+        return write
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def resolve(self, ref: ModelRef) -> str:
+        if ref.model_id:
+            return ref.model_id
+        found: Any
+        if ref.alias:
+            found = self._call(self._client.hget, self._keys.aliases(ref.name), ref.alias)
+            model_id = _alias_target(found)[1] if found is not None else None
+        elif ref.version:
+            found = self._call(self._client.hget, self._keys.name(ref.name), str(ref.version))
+            model_id = _text(found) if found is not None else None
+        else:
+            found = self._call(self._client.zrevrange, self._keys.latest(ref.name), 0, 0)
+            model_id = _text(found[0]) if found else None
+        if model_id is not None:
+            return model_id
+        exists = self._call(self._client.exists, self._keys.name(ref.name))
+        raise unknown(ref, bool(exists))
+
+    def entries(self, model_ids: Sequence[str]) -> dict[str, RegistryEntry]:
+        if not model_ids:
+            return {}
+        with self._client.pipeline(transaction=False) as pipe:
+            for model_id in model_ids:
+                pipe.hgetall(self._keys.model(model_id))
+            rows: Any = self._call(pipe.execute)
+        fields = [{_text(k): _text(v) for k, v in row.items()} for row in rows]
+        names = sorted({row["name"] for row in fields if row.get("name")})
+        aliases: dict[tuple[str, int], list[str]] = {}
+        if names:
+            with self._client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self._keys.aliases(name))
+                listed: Any = self._call(pipe.execute)
+            for name, table in zip(names, listed, strict=True):
+                for alias, target in table.items():
+                    version = _alias_target(target)[0]
+                    aliases.setdefault((name, version), []).append(_text(alias))
+        return {
+            model_id: self._entry(model_id, row, aliases)
+            for model_id, row in zip(model_ids, fields, strict=True)
+        }
+
+    @staticmethod
+    def _entry(
+        model_id: str, row: Mapping[str, str], aliases: Mapping[tuple[str, int], list[str]]
+    ) -> RegistryEntry:
+        name, version = row.get("name", ""), int(row.get("version", 0))
+        return RegistryEntry(
+            model_id,
+            name,
+            version,
+            tuple(sorted(aliases.get((name, version), ()))),
+            row.get("description", ""),
+            json.loads(row.get("tags", "{}")),
+        )
+
+    def versions(self, name: str) -> list[RegistryEntry]:
+        ids: Any = self._call(self._client.zrevrange, self._keys.latest(name), 0, -1)
+        model_ids = [_text(model_id) for model_id in ids]
+        found = self.entries(model_ids)
+        return [found[model_id] for model_id in model_ids]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+        def write(pipe: Pipeline) -> AliasChange:
+            pipe.watch(*self._keys.of_name(name))  # type: ignore[no-untyped-call]
+            model_id: Any = pipe.hget(self._keys.name(name), str(version))
+            if model_id is None:
+                exists = pipe.exists(self._keys.name(name))
+                raise unknown(ModelRef(name=name, version=version), bool(exists))
+            previous: Any = pipe.hget(self._keys.aliases(name), alias)
+            pipe.multi()
+            pipe.hset(self._keys.aliases(name), alias, f"{version} {_text(model_id)}")
+            before = _alias_target(previous)[0] if previous is not None else 0
+            return AliasChange(name, alias, version, _text(model_id), before)
+
+        change: AliasChange = self._call(self._transact, self._keys.name(name), write)
+        return change
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        deleted = self._call(self._client.hdel, self._keys.aliases(name), alias)
+        if not deleted:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+
+    def update(
+        self,
+        model_id: str,
+        description: str | None,
+        set_tags: Mapping[str, str],
+        remove_tags: Sequence[str],
+    ) -> RegistryEntry:
+        key = self._keys.model(model_id)
+
+        def write(pipe: Pipeline) -> None:
+            row: Any = pipe.hgetall(key)
+            current = {_text(k): _text(v) for k, v in row.items()}
+            tags = merge_tags(json.loads(current.get("tags", "{}")), set_tags, remove_tags)
+            changes = {"tags": json.dumps(tags, sort_keys=True)}
+            if description is not None:
+                changes["description"] = description
+            pipe.multi()
+            pipe.hset(key, mapping=changes)  # type: ignore[arg-type]
+
+        self._call(self._transact, key, write)
+        return self.entry(model_id)
+
+    def forget(self, model_id: str, *, force: bool) -> RegistryEntry:
+        key = self._keys.model(model_id)
+
+        def write(pipe: Pipeline) -> RegistryEntry:
+            row: Any = pipe.hgetall(key)
+            current = {_text(k): _text(v) for k, v in row.items()}
+            name = current.get("name", "")
+            pointing: list[str] = []
+            if name:
+                pipe.watch(*self._keys.of_name(name))  # type: ignore[no-untyped-call]
+                table: Any = pipe.hgetall(self._keys.aliases(name))
+                version = int(current["version"])
+                pointing = sorted(
+                    _text(alias)
+                    for alias, target in table.items()
+                    if _alias_target(target)[0] == version
+                )
+                if pointing and not force:
+                    raise aliased(model_id, name, version, pointing)
+            pipe.multi()
+            pipe.delete(key)
+            if name:
+                pipe.hdel(self._keys.name(name), current["version"])
+                pipe.zrem(self._keys.latest(name), model_id)
+                if pointing:
+                    pipe.hdel(self._keys.aliases(name), *pointing)
+            return self._entry(
+                model_id, current, {(name, int(current.get("version", 0))): pointing}
+            )
+
+        entry: RegistryEntry = self._call(self._transact, key, write)
+        return entry

@@ -1,0 +1,169 @@
+"""The model registry contract: names, versions, aliases and metadata, kept with the job records.
+
+A training job with a ``model_name`` registers its model as the name's next version in the same
+transaction that records the job SUCCEEDED (``JobStore.record``), so versions are allocated once
+per job, in order, with no gaps, however many gateways record at once. Version numbers are never
+reused: deleting version 3 leaves 1, 2 and 4, and ``NAME/3`` is NOT_FOUND from then on.
+
+The registry never reads storage; the gateway joins its entries with the model manifests.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from mlgate.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlgate.refs import ModelRef
+from mlgate.v1 import jobs_pb2
+
+__all__ = [
+    "MAX_DESCRIPTION",
+    "MAX_TAGS",
+    "AliasChange",
+    "ModelRegistry",
+    "RegistryEntry",
+    "aliased",
+    "merge_tags",
+    "stamp_version",
+    "to_register",
+    "unknown",
+]
+
+MAX_DESCRIPTION = 1024
+MAX_TAGS = 64
+_MAX_TAG_VALUE = 256
+_TAG_KEY = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """What the registry knows of one model; an unnamed model without metadata has only its id."""
+
+    model_id: str
+    name: str = ""
+    version: int = 0
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """An alias as it is after ``set_alias``, and the version it pointed at before (0: new)."""
+
+    name: str
+    alias: str
+    version: int
+    model_id: str
+    previous_version: int
+
+
+def to_register(job: jobs_pb2.Job) -> tuple[str, str] | None:
+    """(name, model id) if ``job`` just succeeded as a training job that names its model."""
+    if (
+        job.kind != jobs_pb2.JOB_KIND_TRAIN
+        or job.state != jobs_pb2.JOB_STATE_SUCCEEDED
+        or not job.train.model_name
+        or not job.last_event.train_result.model_id
+    ):
+        return None
+    return job.train.model_name, job.last_event.train_result.model_id
+
+
+def stamp_version(job: jobs_pb2.Job, name: str, version: int) -> None:
+    """Put the registered name and version into the job's terminal event, which is recorded."""
+    job.last_event.train_result.model_name = name
+    job.last_event.train_result.model_version = version
+
+
+def unknown(ref: ModelRef, name_exists: bool) -> NotFound:
+    """The NOT_FOUND for a name reference that resolved to nothing."""
+    if not name_exists:
+        return NotFound(f"no model is named {ref.name!r}")
+    if ref.version:
+        return NotFound(f"model {ref.name!r} has no version {ref.version}")
+    if ref.alias:
+        return NotFound(f"model {ref.name!r} has no alias {ref.alias!r}")
+    return NotFound(f"model {ref.name!r} has no versions left")
+
+
+def aliased(model_id: str, name: str, version: int, aliases: Sequence[str]) -> FailedPrecondition:
+    """The refusal to delete a version that aliases point at."""
+    which = ", ".join(f"{name}@{alias}" for alias in sorted(aliases))
+    return FailedPrecondition(
+        f"model {model_id} is {name}/{version}, which {which} point(s) at; move the alias first, "
+        "or delete with force to remove the alias too"
+    )
+
+
+def merge_tags(
+    current: Mapping[str, str], set_tags: Mapping[str, str], remove_tags: Iterable[str]
+) -> dict[str, str]:
+    """``current`` with ``set_tags`` applied, then ``remove_tags`` removed; checks every key and
+    value and the count."""
+    tags = dict(current)
+    for key, value in set_tags.items():
+        if not _TAG_KEY.fullmatch(key):
+            raise InvalidArgument(
+                f"set_tags[{key[:40]!r}]",
+                "tag keys are lowercase letters, digits, '-', '_' and '.', at most 64",
+            )
+        if len(value) > _MAX_TAG_VALUE:
+            raise InvalidArgument(f"set_tags[{key!r}]", f"is over {_MAX_TAG_VALUE} characters")
+        tags[key] = value
+    for key in remove_tags:
+        if key in set_tags:
+            raise InvalidArgument("remove_tags", f"{key[:40]!r} is also in set_tags")
+        tags.pop(key, None)
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument("set_tags", f"a model has at most {MAX_TAGS} tags")
+    return tags
+
+
+class ModelRegistry(abc.ABC):
+    """Names, versions, aliases and metadata of models. Blocking and thread-safe; every write
+    is one transaction, shared by every gateway on the same job store."""
+
+    @abc.abstractmethod
+    def resolve(self, ref: ModelRef) -> str:
+        """The model id a name reference means now (an id reference is returned as it is);
+        raises NotFound for an unknown name, version or alias."""
+
+    @abc.abstractmethod
+    def entries(self, model_ids: Sequence[str]) -> dict[str, RegistryEntry]:
+        """Every given model's entry, by id (a bare entry for models the registry has not seen)."""
+
+    def entry(self, model_id: str) -> RegistryEntry:
+        return self.entries([model_id])[model_id]
+
+    @abc.abstractmethod
+    def versions(self, name: str) -> list[RegistryEntry]:
+        """The name's registered versions, highest first; empty for an unknown name."""
+
+    @abc.abstractmethod
+    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+        """Point ``name@alias`` at ``version``, creating or moving it; raises NotFound for a
+        version that is not registered."""
+
+    @abc.abstractmethod
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``name@alias``; raises NotFound if there is no such alias."""
+
+    @abc.abstractmethod
+    def update(
+        self,
+        model_id: str,
+        description: str | None,
+        set_tags: Mapping[str, str],
+        remove_tags: Sequence[str],
+    ) -> RegistryEntry:
+        """Set the description (when not None) and change tags (see ``merge_tags``)."""
+
+    @abc.abstractmethod
+    def forget(self, model_id: str, *, force: bool) -> RegistryEntry:
+        """Remove the model's version, metadata and (with ``force``) the aliases pointing at it;
+        returns the entry as it was. Raises FailedPrecondition if aliases point at it and
+        ``force`` is not set, leaving everything as it was."""

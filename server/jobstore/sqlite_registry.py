@@ -1,0 +1,211 @@
+"""The model registry in the SQLite job store's database, on the store's own connection."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+
+from mlgate.errors import NotFound
+from mlgate.refs import ModelRef
+from mlgate.v1 import jobs_pb2
+from server.jobstore.registry import (
+    AliasChange,
+    ModelRegistry,
+    RegistryEntry,
+    aliased,
+    merge_tags,
+    stamp_version,
+    to_register,
+    unknown,
+)
+
+__all__ = ["SCHEMA", "SQLiteModelRegistry"]
+
+# last_version only grows, so a deleted version's number is never given to another model.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS model_names (
+    name TEXT PRIMARY KEY,
+    last_version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS model_entries (
+    model_id TEXT PRIMARY KEY,
+    name TEXT,
+    version INTEGER,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS model_entries_by_version ON model_entries (name, version);
+CREATE TABLE IF NOT EXISTS model_aliases (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (name, alias)
+) WITHOUT ROWID;
+"""
+
+Transaction = Callable[[], contextlib.AbstractContextManager[None]]
+_ROW = "SELECT model_id, name, version, description, tags FROM model_entries"
+
+
+class SQLiteModelRegistry(ModelRegistry):
+    """Shares the job store's connection, lock and write transactions."""
+
+    def __init__(
+        self, db: sqlite3.Connection, lock: threading.Lock, transaction: Transaction
+    ) -> None:
+        self._db = db
+        self._lock = lock
+        self._transaction = transaction
+
+    def register_in_transaction(self, job: jobs_pb2.Job) -> None:
+        """Inside the store's transaction that records ``job`` SUCCEEDED: allocate the version."""
+        found = to_register(job)
+        if found is None:
+            return
+        name, model_id = found
+        (version,) = self._db.execute(
+            "INSERT INTO model_names (name, last_version) VALUES (?, 1) ON CONFLICT (name) "
+            "DO UPDATE SET last_version = last_version + 1 RETURNING last_version",
+            (name,),
+        ).fetchone()
+        self._db.execute(
+            "INSERT INTO model_entries (model_id, name, version) VALUES (?, ?, ?) "
+            "ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, version = excluded.version",
+            (model_id, name, version),
+        )
+        stamp_version(job, name, version)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def resolve(self, ref: ModelRef) -> str:
+        if ref.model_id:
+            return ref.model_id
+        with self._lock:
+            if ref.alias:
+                row = self._db.execute(
+                    "SELECT e.model_id FROM model_aliases a JOIN model_entries e "
+                    "ON e.name = a.name AND e.version = a.version WHERE a.name = ? AND a.alias = ?",
+                    (ref.name, ref.alias),
+                ).fetchone()
+            elif ref.version:
+                row = self._db.execute(
+                    "SELECT model_id FROM model_entries WHERE name = ? AND version = ?",
+                    (ref.name, ref.version),
+                ).fetchone()
+            else:
+                row = self._db.execute(
+                    "SELECT model_id FROM model_entries WHERE name = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (ref.name,),
+                ).fetchone()
+            if row is not None:
+                return str(row[0])
+            exists = self._db.execute(
+                "SELECT 1 FROM model_names WHERE name = ?", (ref.name,)
+            ).fetchone()
+        raise unknown(ref, exists is not None)
+
+    def entries(self, model_ids: Sequence[str]) -> dict[str, RegistryEntry]:
+        found = {model_id: RegistryEntry(model_id) for model_id in model_ids}
+        with self._lock:
+            for start in range(0, len(model_ids), 500):
+                batch = list(model_ids[start : start + 500])
+                marks = ",".join("?" * len(batch))
+                rows = self._db.execute(f"{_ROW} WHERE model_id IN ({marks})", batch).fetchall()
+                for row in rows:
+                    found[row[0]] = self._entry(row)
+        return found
+
+    def versions(self, name: str) -> list[RegistryEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                f"{_ROW} WHERE name = ? ORDER BY version DESC", (name,)
+            ).fetchall()
+            return [self._entry(row) for row in rows]
+
+    def _entry(self, row: tuple[str, str | None, int | None, str, str]) -> RegistryEntry:
+        """An entry from a row; the caller holds the lock."""
+        model_id, name, version, description, tags = row
+        aliases: tuple[str, ...] = ()
+        if name:
+            aliases = tuple(
+                alias
+                for (alias,) in self._db.execute(
+                    "SELECT alias FROM model_aliases WHERE name = ? AND version = ? ORDER BY alias",
+                    (name, version),
+                )
+            )
+        return RegistryEntry(
+            model_id, name or "", version or 0, aliases, description, json.loads(tags)
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT model_id FROM model_entries WHERE name = ? AND version = ?",
+                (name, version),
+            ).fetchone()
+            if row is None:
+                exists = self._db.execute(
+                    "SELECT 1 FROM model_names WHERE name = ?", (name,)
+                ).fetchone()
+                raise unknown(ModelRef(name=name, version=version), exists is not None)
+            previous = self._db.execute(
+                "SELECT version FROM model_aliases WHERE name = ? AND alias = ?", (name, alias)
+            ).fetchone()
+            self._db.execute(
+                "INSERT INTO model_aliases (name, alias, version) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
+                (name, alias, version),
+            )
+        return AliasChange(name, alias, version, row[0], previous[0] if previous else 0)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._transaction():
+            deleted = self._db.execute(
+                "DELETE FROM model_aliases WHERE name = ? AND alias = ?", (name, alias)
+            ).rowcount
+        if not deleted:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+
+    def update(
+        self,
+        model_id: str,
+        description: str | None,
+        set_tags: Mapping[str, str],
+        remove_tags: Sequence[str],
+    ) -> RegistryEntry:
+        with self._transaction():
+            row = self._db.execute(f"{_ROW} WHERE model_id = ?", (model_id,)).fetchone()
+            current = self._entry(row) if row else RegistryEntry(model_id)
+            tags = merge_tags(current.tags, set_tags, remove_tags)
+            text = current.description if description is None else description
+            self._db.execute(
+                "INSERT INTO model_entries (model_id, description, tags) VALUES (?, ?, ?) "
+                "ON CONFLICT (model_id) DO UPDATE SET description = excluded.description, "
+                "tags = excluded.tags",
+                (model_id, text, json.dumps(tags, sort_keys=True)),
+            )
+            return self._entry(
+                self._db.execute(f"{_ROW} WHERE model_id = ?", (model_id,)).fetchone()
+            )
+
+    def forget(self, model_id: str, *, force: bool) -> RegistryEntry:
+        with self._transaction():
+            row = self._db.execute(f"{_ROW} WHERE model_id = ?", (model_id,)).fetchone()
+            if row is None:
+                return RegistryEntry(model_id)
+            entry = self._entry(row)
+            if entry.aliases and not force:
+                raise aliased(model_id, entry.name, entry.version, entry.aliases)
+            self._db.execute(
+                "DELETE FROM model_aliases WHERE name = ? AND version = ?",
+                (entry.name, entry.version),
+            )
+            self._db.execute("DELETE FROM model_entries WHERE model_id = ?", (model_id,))
+        return entry
