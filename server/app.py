@@ -33,6 +33,7 @@ from server.manifests import ManifestCache
 from server.models import ModelServicer
 from server.operations import Dependencies, StatusServicer
 from server.recorder import Recorder
+from server.registry import ModelCatalog
 from server.transport import listen
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
@@ -97,14 +98,12 @@ class Gateway:
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ]
         )
-        manifests = ManifestCache(self.models)
+        models = ModelCatalog(self.store.registry, self.models, ManifestCache(self.models))
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(self.settings, self.broker, self.store, self.catalog, manifests, self.hub),
+            JobServicer(self.settings, self.broker, self.store, self.catalog, models, self.hub),
             server,
         )
-        models_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(self.models, manifests), server
-        )
+        models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), server)
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
             DatasetServicer(self.catalog), server
         )

@@ -34,10 +34,14 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
             try:
                 dataset_id = ""
+                replace = False
                 size = 0
                 async for message in request_iterator:
                     if not dataset_id:
                         dataset_id = check_dataset_id(message.dataset_id)
+                        replace = message.replace
+                        if not replace:  # refuse before the client sends the whole file
+                            await asyncio.to_thread(self._catalog.refuse_existing, dataset_id)
                     elif message.dataset_id and message.dataset_id != dataset_id:
                         raise InvalidArgument("dataset_id", "must not change between messages")
                     size += len(message.chunk)
@@ -50,7 +54,9 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                     raise InvalidArgument("dataset_id", "is required on the first message")
                 spool.seek(0)
                 dataset = await asyncio.to_thread(
-                    self._catalog.upload_file, dataset_id, cast(BinaryIO, spool)
+                    lambda: self._catalog.upload_file(
+                        dataset_id, cast(BinaryIO, spool), replace=replace
+                    )
                 )
             except (MLGateError, StorageError) as exc:
                 await abort_with(context, exc)
@@ -73,3 +79,10 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         ordered = sorted(found, key=lambda d: d.id, reverse=True)
         page, token = paginate(ordered, lambda d: (0, d.id), request.page_size, request.page_token)
         return datasets_pb2.ListDatasetsResponse(datasets=page, next_page_token=token)
+
+    @grpc_errors
+    async def DeleteDataset(
+        self, request: datasets_pb2.DeleteDatasetRequest, context: Context
+    ) -> datasets_pb2.DeleteDatasetResponse:
+        await asyncio.to_thread(self._catalog.delete, request.dataset_id)
+        return datasets_pb2.DeleteDatasetResponse()

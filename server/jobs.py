@@ -15,13 +15,14 @@ from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Message
 from brokers.errors import BrokerError
 from mlgate.errors import InvalidArgument, MLGateError, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event, is_terminal
-from mlgate.ids import check_job_id, check_model_id, new_job_id
+from mlgate.ids import check_job_id, new_job_id
+from mlgate.refs import check_model_name
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
 from server.jobstore.base import JobStore
-from server.manifests import ManifestCache
 from server.paging import page_size
+from server.registry import ModelCatalog
 from server.status import abort_with, grpc_errors, translate
 from storage.datasets import DatasetCatalog
 from workers import prediction, training
@@ -42,14 +43,14 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         broker: Broker,
         store: JobStore,
         catalog: DatasetCatalog,
-        manifests: ManifestCache,
+        models: ModelCatalog,
         hub: Hub,
     ) -> None:
         self._settings = settings
         self._broker = broker
         self._store = store
         self._catalog = catalog
-        self._manifests = manifests
+        self._models = models
         self._hub = hub
 
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:
@@ -64,6 +65,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             schema = await self._call(self._catalog.describe, request.dataset_id)
             params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
             training.plan(request, schema, params)
+            if request.model_name:
+                check_model_name(request.model_name)
             job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
             job.train.CopyFrom(request)
         except (MLGateError, BrokerError) as exc:
@@ -75,17 +78,20 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.PredictRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.PredictResponse]:
         try:
-            check_model_id(request.model_id)
+            model_id = await self._models.resolve(request.model_id)
             if len(request.rows) > self._settings.max_predict_rows:
                 raise ResourceExhausted(
                     f"{len(request.rows)} rows is over the limit of "
                     f"{self._settings.max_predict_rows} per request; split the request"
                 )
-            record = await self._manifests.get(request.model_id)
+            record = await self._models.manifest(model_id)
             rows = [json_format.MessageToDict(row) for row in request.rows]
             prediction.check_rows(rows, record.features)
             job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
             job.predict.CopyFrom(request)
+            # Workers get the id the reference means now: an alias moved later changes nothing
+            # for this job, and the result names the model that answered.
+            job.predict.model_id = model_id
         except Exception as exc:
             await abort_with(context, exc)
         headers = ((MODEL_SHA_HEADER, record.sha256),)

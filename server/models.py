@@ -1,56 +1,95 @@
-"""The ModelService servicer: model records read from the manifests in storage."""
+"""The ModelService servicer: model records, names, aliases and exports, through the catalog."""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from mlgate.ids import check_model_id
+from mlgate.errors import MLGateError
 from mlgate.v1 import models_pb2, models_pb2_grpc
-from server.manifests import ManifestCache
-from server.paging import paginate
-from server.status import grpc_errors
-from storage.models import ModelRepository
+from server.paging import page_size
+from server.registry import ModelCatalog
+from server.status import abort_with, grpc_errors
+from storage.errors import StorageError
+from storage.models import FORMAT
 
 __all__ = ["ModelServicer"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
+_EXPORT_CHUNK = 1024 * 1024
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
-    def __init__(self, models: ModelRepository, manifests: ManifestCache) -> None:
-        self._models = models
-        self._manifests = manifests
+    def __init__(self, catalog: ModelCatalog) -> None:
+        self._catalog = catalog
 
     @grpc_errors
     async def GetModel(
         self, request: models_pb2.GetModelRequest, context: Context
     ) -> models_pb2.GetModelResponse:
-        check_model_id(request.model_id)
-        return models_pb2.GetModelResponse(
-            model=await asyncio.to_thread(self._models.get, request.model_id)
-        )
+        return models_pb2.GetModelResponse(model=await self._catalog.get(request.model_id))
 
     @grpc_errors
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
-        records = await asyncio.to_thread(self._models.list)
-        page, token = paginate(
-            records,
-            lambda m: (m.create_time.ToNanoseconds(), m.id),
-            request.page_size,
-            request.page_token,
+        found, token = await self._catalog.list_page(
+            request.name, page_size(request.page_size), request.page_token
         )
-        return models_pb2.ListModelsResponse(models=page, next_page_token=token)
+        return models_pb2.ListModelsResponse(models=found, next_page_token=token)
 
     @grpc_errors
     async def DeleteModel(
         self, request: models_pb2.DeleteModelRequest, context: Context
     ) -> models_pb2.DeleteModelResponse:
-        check_model_id(request.model_id)
-        await asyncio.to_thread(self._models.delete, request.model_id)
-        self._manifests.forget(request.model_id)
-        return models_pb2.DeleteModelResponse()
+        entry = await self._catalog.delete(request.model_id, force=request.force)
+        return models_pb2.DeleteModelResponse(
+            model_id=entry.model_id, removed_aliases=entry.aliases
+        )
+
+    @grpc_errors
+    async def UpdateModel(
+        self, request: models_pb2.UpdateModelRequest, context: Context
+    ) -> models_pb2.UpdateModelResponse:
+        description = request.description if request.HasField("description") else None
+        model = await self._catalog.update(
+            request.model_id, description, dict(request.set_tags), list(request.remove_tags)
+        )
+        return models_pb2.UpdateModelResponse(model=model)
+
+    @grpc_errors
+    async def SetModelAlias(
+        self, request: models_pb2.SetModelAliasRequest, context: Context
+    ) -> models_pb2.SetModelAliasResponse:
+        change = await self._catalog.set_alias(request.name, request.alias, request.version)
+        alias = models_pb2.ModelAlias(
+            name=change.name, alias=change.alias, version=change.version, model_id=change.model_id
+        )
+        return models_pb2.SetModelAliasResponse(
+            alias=alias, previous_version=change.previous_version
+        )
+
+    @grpc_errors
+    async def DeleteModelAlias(
+        self, request: models_pb2.DeleteModelAliasRequest, context: Context
+    ) -> models_pb2.DeleteModelAliasResponse:
+        await self._catalog.delete_alias(request.name, request.alias)
+        return models_pb2.DeleteModelAliasResponse()
+
+    async def ExportModel(
+        self, request: models_pb2.ExportModelRequest, context: Context
+    ) -> AsyncIterator[models_pb2.ExportModelResponse]:
+        # Spooled to a temporary file and checked against its digest before the first byte goes
+        # out, so a client never receives an artifact that fails its integrity check.
+        with tempfile.TemporaryFile() as spool:
+            try:
+                model = await self._catalog.export(request.model_id, spool)
+            except (MLGateError, StorageError) as exc:
+                await abort_with(context, exc)
+            yield models_pb2.ExportModelResponse(model=model, format=FORMAT)
+            while chunk := await asyncio.to_thread(spool.read, _EXPORT_CHUNK):
+                yield models_pb2.ExportModelResponse(chunk=chunk)

@@ -1,12 +1,14 @@
 """Datasets: the built-in ones scikit-learn ships, and uploaded CSVs kept in the object store.
 
 An uploaded dataset is two objects: ``datasets/<id>.csv`` (the bytes as sent) and
-``datasets/<id>.json`` (its schema, written last, so a dataset is visible only once complete).
+``datasets/<id>.json`` (its schema and the sha256 of those bytes, written last, so a dataset is
+visible only once complete). A built-in dataset's sha256 is that of its CSV rendering.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import tempfile
 import threading
 from collections.abc import Callable
@@ -16,7 +18,7 @@ import pandas as pd
 from google.protobuf import json_format
 from sklearn import datasets as sk_datasets
 
-from mlgate.errors import AlreadyExists, InvalidArgument, NotFound
+from mlgate.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from mlgate.ids import BUILTIN_DATASETS, check_dataset_id
 from mlgate.v1 import datasets_pb2
 from storage.base import ObjectStore
@@ -52,6 +54,20 @@ def _builtin_frame(dataset_id: str) -> pd.DataFrame:
     return frame
 
 
+@functools.cache
+def _builtin_digest(dataset_id: str) -> str:
+    rendering = _builtin_frame(dataset_id).to_csv(index=False).encode()
+    return hashlib.sha256(rendering).hexdigest()
+
+
+def _digest(source: BinaryIO) -> str:
+    """The sha256 of what ``source`` reads from where it is to its end; it is left there."""
+    digest = hashlib.sha256()
+    while piece := source.read(1024 * 1024):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
 def _describe(
     dataset_id: str, frame: pd.DataFrame, *, builtin: bool, size: int
 ) -> datasets_pb2.Dataset:
@@ -81,7 +97,9 @@ class DatasetCatalog:
         check_dataset_id(dataset_id)
         if dataset_id in BUILTIN_DATASETS:
             frame = _builtin_frame(dataset_id)
-            return _describe(dataset_id, frame, builtin=True, size=0)
+            dataset = _describe(dataset_id, frame, builtin=True, size=0)
+            dataset.sha256 = _builtin_digest(dataset_id)
+            return dataset
         try:
             raw = self._store.get(_meta_key(dataset_id))
         except ObjectNotFound:
@@ -108,9 +126,14 @@ class DatasetCatalog:
 
     def load(self, dataset_id: str) -> pd.DataFrame:
         """The dataset as a DataFrame; raises NotFound."""
+        return self.load_with_digest(dataset_id)[0]
+
+    def load_with_digest(self, dataset_id: str) -> tuple[pd.DataFrame, str]:
+        """The dataset as a DataFrame and the sha256 of the very bytes it was read from, which
+        a model records as the data it was trained on; raises NotFound."""
         check_dataset_id(dataset_id)
         if dataset_id in BUILTIN_DATASETS:
-            return _builtin_frame(dataset_id).copy()
+            return _builtin_frame(dataset_id).copy(), _builtin_digest(dataset_id)
         self.describe(dataset_id)
         with tempfile.TemporaryFile() as spool:
             try:
@@ -118,10 +141,15 @@ class DatasetCatalog:
             except ObjectNotFound:
                 raise NotFound(f"dataset {dataset_id!r} has no data") from None
             spool.seek(0)
-            return pd.read_csv(spool)
+            digest = _digest(spool)
+            spool.seek(0)
+            return pd.read_csv(spool), digest
 
-    def upload_file(self, dataset_id: str, source: BinaryIO) -> datasets_pb2.Dataset:
-        """Check that ``source`` is a usable CSV, then store it and its schema."""
+    def upload_file(
+        self, dataset_id: str, source: BinaryIO, *, replace: bool = False
+    ) -> datasets_pb2.Dataset:
+        """Check that ``source`` is a usable CSV, then store it and its schema. An existing
+        dataset is ALREADY_EXISTS unless ``replace``: models trained on it keep its digest."""
         check_dataset_id(dataset_id)
         if dataset_id in BUILTIN_DATASETS:
             raise AlreadyExists(f"dataset {dataset_id!r} is built in and cannot be replaced")
@@ -131,10 +159,36 @@ class DatasetCatalog:
         dataset = _describe(dataset_id, frame, builtin=False, size=size)
         dataset.create_time.GetCurrentTime()
         source.seek(start)
+        dataset.sha256 = _digest(source)
+        source.seek(start)
         with self._lock:
+            if not replace:
+                self.refuse_existing(dataset_id)
             self._store.put_stream(_csv_key(dataset_id), source)
             self._store.put(_meta_key(dataset_id), json_format.MessageToJson(dataset).encode())
         return dataset
+
+    def refuse_existing(self, dataset_id: str) -> None:
+        """Raise AlreadyExists if ``dataset_id`` is built in or uploaded."""
+        if dataset_id in BUILTIN_DATASETS:
+            raise AlreadyExists(f"dataset {dataset_id!r} is built in and cannot be replaced")
+        if self._store.exists(_meta_key(check_dataset_id(dataset_id))):
+            raise AlreadyExists(
+                f"dataset {dataset_id!r} already exists; upload with replace to replace its "
+                "data (models trained on it keep the digest of the data they were trained on)"
+            )
+
+    def delete(self, dataset_id: str) -> None:
+        """Remove an uploaded dataset, its schema first so it disappears whole; raises NotFound,
+        or FailedPrecondition for a built-in one."""
+        check_dataset_id(dataset_id)
+        if dataset_id in BUILTIN_DATASETS:
+            raise FailedPrecondition(f"dataset {dataset_id!r} is built in and cannot be deleted")
+        with self._lock:
+            if not self._store.exists(_meta_key(dataset_id)):
+                raise NotFound(f"dataset {dataset_id!r} does not exist")
+            self._store.delete(_meta_key(dataset_id))
+            self._store.delete(_csv_key(dataset_id))
 
 
 def _parse_csv(source: BinaryIO) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, BinaryIO
 
 import sklearn
 import skops.io as sio
@@ -142,3 +142,23 @@ class ModelRepository:
         for key in list(self._store.list(f"models/{model_id}/")):
             self._store.delete(key)
         del record
+
+    def export(self, model_id: str, target: BinaryIO) -> models_pb2.Model:
+        """Write the model's artifact into ``target`` exactly as stored; the record. Raises
+        DataLoss if the bytes are missing or do not match the manifest's digest."""
+        record = self.get(model_id)
+        start = target.tell()
+        try:
+            self._store.download(_artifact_key(model_id, record.sha256), target)
+        except ObjectNotFound:
+            raise DataLoss(f"model {model_id} has a manifest but no artifact") from None
+        target.seek(start)
+        digest = hashlib.sha256()
+        while piece := target.read(1024 * 1024):
+            digest.update(piece)
+        if digest.hexdigest() != record.sha256:
+            raise DataLoss(
+                f"model {model_id} failed its integrity check: the sha256 does not match"
+            )
+        target.seek(start)
+        return record

@@ -28,6 +28,7 @@ from storage.errors import StorageUnavailable
 from storage.models import ModelRepository
 from workers import prediction, training
 from workers.cache import ModelCache
+from workers.importances import feature_importances
 
 __all__ = ["Worker"]
 
@@ -189,7 +190,7 @@ class Worker:
         schema = self._catalog.describe(request.dataset_id)
         params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
         plan = training.plan(request, schema, params)
-        frame = self._catalog.load(request.dataset_id)
+        frame, dataset_sha256 = self._catalog.load_with_digest(request.dataset_id)
 
         def progress(stage: int, fraction: float) -> None:
             self._check_cancelled(job)
@@ -202,6 +203,7 @@ class Worker:
             id=model_id,
             job_id=job.id,
             dataset_id=plan.dataset_id,
+            dataset_sha256=dataset_sha256,
             target=plan.target,
             task=jobs_pb2.TASK_REGRESSION
             if trained.task == "regression"
@@ -216,6 +218,7 @@ class Worker:
             record.features.add(name=name, dtype=plan.dtypes[name])
         record.params.update(trained.params)
         record.classes.extend(_values(trained.classes))
+        record.feature_importances.update(feature_importances(trained.estimator, plan.features))
         saved = self._models.save(record, trained.estimator)
         return {"train_result": jobs_pb2.TrainResult(model_id=saved.id, metrics=saved.metrics)}
 

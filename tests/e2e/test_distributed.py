@@ -158,3 +158,46 @@ def test_two_gateways_share_a_redis_job_store(tmp_path: Path) -> None:
         cluster.stop()
         delete_namespace(SHARED_URL, cluster.namespace)
         delete_namespace(SHARED_URL, store)
+
+
+@pytest.mark.slow
+def test_two_gateways_on_one_redis_job_store_share_names_and_aliases(tmp_path: Path) -> None:
+    from tests.support.redis import SHARED_URL, delete_namespace, require_redis
+
+    require_redis()
+    cluster = Cluster(tmp_path, "redis", FAST_RECLAIM)
+    store = f"{cluster.namespace}-jobs"
+    cluster.env["MLGATE_STORE_URL"] = f"{SHARED_URL}?namespace={store}"
+    try:
+        addresses = [cluster.start_gateway(), cluster.start_gateway()]
+        cluster.start_workers(2)
+        channels = [grpc.insecure_channel(address) for address in addresses]
+        try:
+            # Both gateways record trainings of one name at once: versions 1..6, no gap.
+            streams = [
+                jobs(channels[i % 2]).Train(
+                    diabetes_request(model_name="shared", params={"n_estimators": 10}),
+                    timeout=180,
+                )
+                for i in range(6)
+            ]
+            results = [events_of(stream)[-1] for stream in streams]
+            assert all(r.state == jobs_pb2.JOB_STATE_SUCCEEDED for r in results), results
+            by_version = {r.train_result.model_version: r.train_result.model_id for r in results}
+            assert sorted(by_version) == [1, 2, 3, 4, 5, 6]
+
+            # An alias moved through one gateway is what the other resolves next.
+            for version in (2, 5):
+                models(channels[0]).SetModelAlias(
+                    models_pb2.SetModelAliasRequest(name="shared", alias="live", version=version)
+                )
+                request = jobs_pb2.PredictRequest(model_id="shared@live", rows=rows(README_ROW))
+                done = events_of(jobs(channels[1]).Predict(request, timeout=60))[-1]
+                assert done.predict_result.model_id == by_version[version]
+        finally:
+            for channel in channels:
+                channel.close()
+    finally:
+        cluster.stop()
+        delete_namespace(SHARED_URL, cluster.namespace)
+        delete_namespace(SHARED_URL, store)

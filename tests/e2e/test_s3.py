@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     rows,
     train,
 )
+from tests.e2e.registry_steps import walk_the_registry
 from tests.support.cluster import Cluster
 from tests.support.s3 import S3Server
 from tests.support.system import gateway_settings, running_gateway
@@ -159,3 +160,21 @@ def test_a_training_job_redelivered_while_saving_leaves_exactly_one_model(
         ]
     finally:
         cluster.stop()
+
+
+def test_the_registry_on_s3(s3_server: S3Server, s3_env: str, tmp_path: Path) -> None:
+    settings = gateway_settings(tmp_path / "data", storage_url=f"s3://{s3_server.bucket}/{s3_env}")
+    gateway = running_gateway(settings)
+
+    def stored(model_id: str, sha: str) -> bytes:
+        key = f"{s3_env}/models/{model_id}/{sha}.skops"
+        body: bytes = s3_server.shared_client.get_object(Bucket=s3_server.bucket, Key=key)[
+            "Body"
+        ].read()
+        return body
+
+    try:
+        with grpc.insecure_channel(gateway.address) as channel:
+            walk_the_registry(channel, stored)
+    finally:
+        gateway.stop()
