@@ -47,6 +47,8 @@ class Settings:
     predict_prefetch: int = 16
     train_concurrency: int = 1
     model_cache_bytes: int = 512 * 1024 * 1024
+    # The largest model a worker saves or loads, counted unpacked: a bound on a crafted artifact.
+    max_model_bytes: int = 512 * 1024 * 1024
     # How long a gateway publish may wait for the broker before UNAVAILABLE.
     publish_timeout: float = 10.0
     # Bounds a client's request; larger CSVs go through UploadDataset in chunks.
@@ -102,6 +104,7 @@ class Settings:
             "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
             "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
+            "max_model_bytes": int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
             "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
             "namespace": env.get("MLGATE_NAMESPACE", "mlgate"),
             "redis_heartbeat_ttl": float(env.get("MLGATE_REDIS_HEARTBEAT_TTL", "15")),

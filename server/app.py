@@ -66,7 +66,7 @@ class Gateway:
         objects = open_object_store(settings.storage_url)
         self.dependencies = Dependencies(settings, self.broker, self.store, objects)
         self.catalog = DatasetCatalog(objects)
-        self.models = ModelRepository(objects)
+        self.models = ModelRepository(objects, settings.max_model_bytes)
         self.hub = Hub()
         self.workers = (
             [Worker(self.broker, self.catalog, self.models, settings)] if embedded_workers else []

@@ -9,22 +9,31 @@ redelivered training job) never exposes a half-written artifact because the dige
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
+from collections.abc import Sequence
 from typing import Any, BinaryIO
 
 import sklearn
 import skops.io as sio
 from google.protobuf import json_format
 
-from mlgate.errors import DataLoss, FailedPrecondition, NotFound
+from mlgate.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted
 from mlgate.ids import check_model_id
 from mlgate.v1 import models_pb2
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound
+from storage.fitted import InvalidModel, check_fitted
 
-__all__ = ["FORMAT", "TRUSTED_TYPES", "ModelRepository"]
+__all__ = ["DEFAULT_MAX_MODEL_BYTES", "FORMAT", "TRUSTED_TYPES", "ModelRepository"]
 
 FORMAT = "skops"
+DEFAULT_MAX_MODEL_BYTES = 512 * 1024 * 1024
+# mlgate stores its artifacts uncompressed; real arrays never deflate anywhere near this much,
+# zeros crafted to inflate a small file into gigabytes do.
+_MAX_RATIO = 100
+_RATIO_FROM_BYTES = 1024 * 1024
 
 # Types beyond skops' own safe defaults that mlgate's allowlisted estimators contain. Loading
 # fails closed: an artifact holding any other type is refused, whatever the manifest says.
@@ -47,27 +56,71 @@ def dumps(estimator: Any) -> bytes:
     return data
 
 
-def loads(data: bytes, model_id: str) -> Any:
-    """Deserialise with skops, trusting only TRUSTED_TYPES beyond skops' defaults."""
+def _check_unpacked_size(data: bytes, model_id: str, max_bytes: int) -> None:
+    """Refuse before unpacking an archive that would inflate past ``max_bytes`` or implausibly.
+
+    zipfile never inflates a member beyond its declared size, so the declared sizes bound memory.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise DataLoss(f"model {model_id} is not a readable skops archive: {exc}") from None
+    for member in members:
+        if member.file_size > _RATIO_FROM_BYTES and member.file_size > _MAX_RATIO * max(
+            member.compress_size, 1
+        ):
+            raise DataLoss(
+                f"model {model_id} is not a model mlgate saved: {member.filename} would inflate "
+                f"{member.compress_size} bytes to {member.file_size}; it was not loaded"
+            )
+    total = sum(member.file_size for member in members)
+    if total > max_bytes:
+        raise ResourceExhausted(
+            f"model {model_id} unpacks to {total / 2**20:.0f} MiB, over this worker's limit of "
+            f"{max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES); it was not loaded"
+        )
+
+
+def loads(data: bytes, model_id: str, features: Sequence[str], max_bytes: int) -> Any:
+    """Deserialise with skops, trusting only TRUSTED_TYPES beyond skops' defaults, then check
+    the fitted structure, so nothing crafted reaches scikit-learn's unchecked code."""
+    _check_unpacked_size(data, model_id, max_bytes)
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
         raise DataLoss(
             f"model {model_id} contains types mlgate does not trust ({', '.join(untrusted)}); "
             "it was not loaded"
         )
-    return sio.loads(data, trusted=TRUSTED_TYPES)
+    try:
+        model = sio.loads(data, trusted=TRUSTED_TYPES)
+        check_fitted(model, features)
+    except InvalidModel as exc:
+        raise DataLoss(f"model {model_id} is not a valid model: {exc}; it was not loaded") from None
+    except Exception as exc:
+        # A valid artifact loads; whatever else skops or scikit-learn trip over is damage.
+        raise DataLoss(f"model {model_id} could not be loaded: {exc}") from None
+    return model
 
 
 class ModelRepository:
     """Saves, reads, loads and deletes models by id."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, max_bytes: int = DEFAULT_MAX_MODEL_BYTES) -> None:
         self._store = store
+        self._max_bytes = max_bytes
 
     def save(self, record: models_pb2.Model, estimator: Any) -> models_pb2.Model:
         """Store the artifact, then the manifest; returns the record with digest and size set."""
         check_model_id(record.id)
         data = dumps(estimator)
+        if len(data) > self._max_bytes:
+            # Saving it would store a model no worker may load.
+            raise ResourceExhausted(
+                f"the trained model is {len(data) / 2**20:.0f} MiB, over the limit of "
+                f"{self._max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES); train a smaller "
+                "model (fewer or shallower trees) or raise the limit"
+            )
         digest = hashlib.sha256(data).hexdigest()
         saved = models_pb2.Model()
         saved.CopyFrom(record)
@@ -125,6 +178,11 @@ class ModelRepository:
                 f"model {model_id} was saved with scikit-learn {record.sklearn_version} but this "
                 f"worker runs {sklearn.__version__}; retrain it"
             )
+        if record.size_bytes > self._max_bytes:
+            raise ResourceExhausted(
+                f"model {model_id} is {record.size_bytes / 2**20:.0f} MiB, over this worker's "
+                f"limit of {self._max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES)"
+            )
         try:
             data = self._store.get(_artifact_key(model_id, record.sha256))
         except ObjectNotFound:
@@ -133,7 +191,7 @@ class ModelRepository:
             raise DataLoss(
                 f"model {model_id} failed its integrity check: the sha256 does not match"
             )
-        return record, loads(data, model_id)
+        return record, loads(data, model_id, [f.name for f in record.features], self._max_bytes)
 
     def delete(self, model_id: str) -> None:
         """Remove the manifest first, so the model is gone before its bytes are; raises NotFound."""

@@ -32,7 +32,12 @@ def run_worker(settings: Settings) -> None:
     except BrokerUnavailable as exc:
         log.warning("broker unavailable at start; retrying in the background: %s", exc)
     objects = open_object_store(settings.storage_url)
-    worker = Worker(broker, DatasetCatalog(objects), ModelRepository(objects), settings)
+    worker = Worker(
+        broker,
+        DatasetCatalog(objects),
+        ModelRepository(objects, settings.max_model_bytes),
+        settings,
+    )
     worker.start()
     stopping = threading.Event()
 

@@ -35,6 +35,8 @@ def _fitted(name: str = "random_forest") -> object:
 def _record() -> models_pb2.Model:
     record = models_pb2.Model(id=model_id_for_job(new_job_id()), estimator="random_forest")
     record.create_time.GetCurrentTime()
+    for name in load_diabetes(as_frame=True).data.columns:
+        record.features.add(name=str(name), dtype="numeric")
     return record
 
 

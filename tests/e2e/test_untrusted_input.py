@@ -1,0 +1,45 @@
+"""What a crafted artifact or an awkward input does to the embedded system: a clear error, and
+the worker lives on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+
+from mlgate.v1 import jobs_pb2
+from server.background import BackgroundGateway
+from tests.e2e.helpers import (
+    README_ROW,
+    diabetes_request,
+    events_of,
+    jobs,
+    rows,
+    trained_model,
+)
+from tests.support.artifacts import aim_child_outside, rewrite_model
+
+
+def _objects(embedded: BackgroundGateway) -> Path:
+    return embedded.settings.data_dir / "storage"
+
+
+def _predict(channel: grpc.Channel, model_id: str) -> jobs_pb2.JobEvent:
+    request = jobs_pb2.PredictRequest(model_id=model_id, rows=rows(README_ROW))
+    return events_of(jobs(channel).Predict(request, timeout=60))[-1]
+
+
+def test_a_crafted_tree_fails_its_prediction_as_data_loss_and_the_worker_lives_on(
+    embedded: BackgroundGateway, channel: grpc.Channel
+) -> None:
+    crafted = trained_model(channel, diabetes_request(estimator="decision_tree"))
+    forest = trained_model(channel, diabetes_request(params={"n_estimators": 5}))
+    # Unchecked, either model reads far outside its tree and kills the process.
+    for model_id in (crafted, forest):
+        rewrite_model(_objects(embedded), model_id, aim_child_outside)
+        failed = _predict(channel, model_id)
+        assert failed.state == jobs_pb2.JOB_STATE_FAILED
+        assert failed.error.code == "DATA_LOSS"
+        assert "outside the tree" in failed.error.message
+    sound = trained_model(channel)
+    assert _predict(channel, sound).state == jobs_pb2.JOB_STATE_SUCCEEDED

@@ -1,0 +1,119 @@
+"""Crafted model artifacts: a stored model rewritten as someone with write access could.
+
+Each helper rewrites the artifact and then its manifest's digest, so the sha256 check passes and
+only the structure and size checks stand between the artifact and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import skops.io as sio
+
+from storage.models import TRUSTED_TYPES
+
+__all__ = [
+    "aim_child_outside",
+    "inflating_zip",
+    "replace_artifact",
+    "rewrite_model",
+    "set_tree_nodes",
+    "with_schema_value",
+]
+
+
+def replace_artifact(objects: Path, model_id: str, data: bytes) -> None:
+    """Store ``data`` as the model's artifact and point its manifest at it."""
+    folder = objects / "models" / model_id
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    digest = hashlib.sha256(data).hexdigest()
+    (folder / f"{manifest['model']['sha256']}.skops").unlink()
+    (folder / f"{digest}.skops").write_bytes(data)
+    manifest["model"]["sha256"] = digest
+    manifest["model"]["sizeBytes"] = str(len(data))
+    manifest_path.write_text(json.dumps(manifest))
+
+
+def rewrite_model(objects: Path, model_id: str, mutate: Callable[[Any], None]) -> None:
+    """Load the stored estimator, let ``mutate`` change it in place, and store it back."""
+    folder = objects / "models" / model_id
+    manifest = json.loads((folder / "manifest.json").read_text())
+    data = (folder / f"{manifest['model']['sha256']}.skops").read_bytes()
+    estimator = sio.loads(data, trusted=TRUSTED_TYPES)
+    mutate(estimator)
+    replace_artifact(objects, model_id, sio.dumps(estimator))
+
+
+def set_tree_nodes(tree: Any, change: Callable[[np.ndarray], None]) -> None:
+    """Change a fitted scikit-learn Tree's node array through its own ``__setstate__``."""
+    state = tree.__getstate__()
+    nodes = state["nodes"].copy()
+    change(nodes)
+    state["nodes"] = nodes
+    tree.__setstate__(state)
+
+
+def aim_child_outside(estimator: Any) -> None:
+    """Point the root's left child far outside the tree: unchecked, predicting reads wild memory."""
+    target = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    tree = target.estimators_[0].tree_ if hasattr(target, "estimators_") else target.tree_
+
+    def far(nodes: np.ndarray) -> None:
+        nodes["left_child"][0] = 10**9
+
+    set_tree_nodes(tree, far)
+
+
+def inflating_zip(data: bytes, member: str, size: int) -> bytes:
+    """The archive with ``member`` replaced by a .npy array of ``size`` zero bytes, deflated."""
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            if info.filename == member:
+                array = io.BytesIO()
+                np.save(array, np.zeros(size // 8, dtype=np.float64), allow_pickle=False)
+                target.writestr(member, array.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
+            else:
+                target.writestr(info, source.read(info))
+    return out.getvalue()
+
+
+def with_schema_value(data: bytes, key: str, value: object) -> bytes:
+    """The archive with the first ``key`` of its skops schema set to the JSON ``value``.
+
+    For what the object's own ``__setstate__`` would not let through, such as a Tree whose node
+    count disagrees with its arrays.
+    """
+    source = zipfile.ZipFile(io.BytesIO(data))
+    schema = json.loads(source.read("schema.json"))
+
+    def visit(node: object) -> bool:
+        if isinstance(node, dict):
+            if key in node and isinstance(node[key], dict) and "content" in node[key]:
+                node[key]["content"] = json.dumps(value)
+                # skops memoises values by id: a fresh id keeps an equal value elsewhere unchanged.
+                node[key]["__id__"] = 1
+                return True
+            return any(visit(child) for child in node.values())
+        if isinstance(node, list):
+            return any(visit(child) for child in node)
+        return False
+
+    assert visit(schema), f"no {key} in the schema"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            body = (
+                json.dumps(schema).encode() if info.filename == "schema.json" else source.read(info)
+            )
+            target.writestr(info, body)
+    return out.getvalue()

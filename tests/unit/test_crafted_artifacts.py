@@ -1,0 +1,234 @@
+"""Artifacts built only from trusted types but crafted to break scikit-learn: refused on load.
+
+Every case stores a real model, rewrites its artifact and the manifest's digest to match, and
+expects DATA_LOSS (or RESOURCE_EXHAUSTED past the size limit) from loading, not a crash later.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+import zipfile
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.linear_model import Lasso
+
+from mlgate.errors import DataLoss, ResourceExhausted
+from mlgate.ids import model_id_for_job, new_job_id
+from mlgate.v1 import models_pb2
+from storage.fitted import CHECKED_TYPES
+from storage.local import LocalObjectStore
+from storage.models import ModelRepository, dumps
+from tests.support.artifacts import (
+    aim_child_outside,
+    inflating_zip,
+    replace_artifact,
+    rewrite_model,
+    set_tree_nodes,
+    with_schema_value,
+)
+from workers.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION, build
+from workers.training import _with_encoding
+
+
+def _data(task: str) -> tuple[pd.DataFrame, pd.Series]:
+    loader = load_diabetes if task == REGRESSION else load_iris
+    X, y = loader(return_X_y=True, as_frame=True)
+    return X, y
+
+
+# Small ensembles: the checks' cost and coverage do not depend on the number of trees.
+_SMALL = {
+    "random_forest": {"n_estimators": 5},
+    "extra_trees": {"n_estimators": 5},
+    "gradient_boosting": {"n_estimators": 5},
+    "hist_gradient_boosting": {"max_iter": 5},
+}
+
+
+def _store(
+    tmp_path: Path, name: str, task: str = REGRESSION, **params: Any
+) -> tuple[ModelRepository, str]:
+    X, y = _data(task)
+    estimator, _ = build(name, task, {**_SMALL.get(name, {}), **params}, 0)
+    estimator.fit(X, y)
+    repo = ModelRepository(LocalObjectStore(tmp_path / "objects"))
+    record = models_pb2.Model(id=model_id_for_job(new_job_id()), estimator=name)
+    for column in X.columns:
+        record.features.add(name=str(column), dtype="numeric")
+    repo.save(record, estimator)
+    return repo, record.id
+
+
+def test_every_allowlisted_estimator_class_has_a_structure_check() -> None:
+    allowlisted = {cls for spec in ESTIMATORS.values() for cls in spec.classes.values()}
+    assert allowlisted == CHECKED_TYPES
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_every_estimator_mlgate_trains_passes_the_checks(tmp_path: Path, name: str) -> None:
+    for task in ESTIMATORS[name].classes:
+        repo, model_id = _store(tmp_path / task, name, task)
+        _, model = repo.load(model_id)
+        X, _ = _data(task)
+        assert len(model.predict(X.iloc[:3])) == 3
+
+
+def _tree_of(estimator: Any) -> Any:
+    return estimator.estimators_[0].tree_ if hasattr(estimator, "estimators_") else estimator.tree_
+
+
+def _nodes(change: Callable[[np.ndarray], None]) -> Callable[[Any], None]:
+    return lambda estimator: set_tree_nodes(_tree_of(estimator), change)
+
+
+def _field(name: str, value: int, node: int = 0) -> Callable[[np.ndarray], None]:
+    def change(nodes: np.ndarray) -> None:
+        nodes[name][node] = value
+
+    return change
+
+
+def _cycle(nodes: np.ndarray) -> None:
+    # Node 1 is internal in these trees; send its left child back to the root.
+    nodes["left_child"][1] = 0
+
+
+def _one_child(nodes: np.ndarray) -> None:
+    leaf = int(np.flatnonzero(nodes["left_child"] == -1)[0])
+    nodes["left_child"][leaf] = leaf + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "reason"),
+    [
+        ("decision_tree", aim_child_outside, "outside the tree"),
+        ("random_forest", aim_child_outside, "outside the tree"),
+        ("decision_tree", _nodes(_field("right_child", -5)), "outside the tree"),
+        ("decision_tree", _nodes(_cycle), "outside the tree or backwards"),
+        ("decision_tree", _nodes(_one_child), "one child"),
+        ("extra_trees", _nodes(_field("feature", 10**6)), "feature the model does not have"),
+        ("decision_tree", _nodes(_field("feature", -3)), "feature the model does not have"),
+        ("decision_tree", lambda m: setattr(m.tree_, "max_depth", 10**9), "max_depth"),
+        (
+            "gradient_boosting",
+            lambda m: setattr(m, "estimators_", np.hstack([m.estimators_, m.estimators_])),
+            "stages",
+        ),
+        (
+            "hist_gradient_boosting",
+            lambda m: m._predictors[0][0].nodes["left"].__setitem__(0, 10**9),
+            "outside the tree",
+        ),
+        (
+            "hist_gradient_boosting",
+            lambda m: m._predictors[1][0].nodes["feature_idx"].__setitem__(0, 99),
+            "feature the model does not have",
+        ),
+        ("ridge", lambda m: setattr(m, "coef_", np.zeros(3)), "coef_"),
+        ("linear", lambda m: setattr(m, "n_features_in_", 4), "coef_"),
+    ],
+)
+def test_a_crafted_structure_is_data_loss(
+    tmp_path: Path, name: str, mutate: Callable[[Any], None], reason: str
+) -> None:
+    repo, model_id = _store(tmp_path, name)
+    rewrite_model(tmp_path / "objects", model_id, mutate)
+    with pytest.raises(DataLoss, match=reason):
+        repo.load(model_id)
+
+
+def test_a_model_whose_inputs_disagree_with_its_manifest_is_refused(tmp_path: Path) -> None:
+    repo, model_id = _store(tmp_path, "ridge")
+    path = tmp_path / "objects" / "models" / model_id / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["model"]["features"] = manifest["model"]["features"][:4]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(DataLoss, match="disagrees with its manifest"):
+        repo.load(model_id)
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_a_node_count_that_disagrees_with_the_tree_arrays_is_refused(
+    tmp_path: Path, count: int
+) -> None:
+    repo, model_id = _store(tmp_path, "decision_tree")
+    (artifact,) = (tmp_path / "objects" / "models" / model_id).glob("*.skops")
+    crafted = with_schema_value(artifact.read_bytes(), "node_count", count)
+    replace_artifact(tmp_path / "objects", model_id, crafted)
+    with pytest.raises(DataLoss, match="node count"):
+        repo.load(model_id)
+
+
+def test_a_trusted_estimator_mlgate_never_trains_is_refused(tmp_path: Path) -> None:
+    repo, model_id = _store(tmp_path, "linear")
+    X, y = _data(REGRESSION)
+    replace_artifact(tmp_path / "objects", model_id, dumps(Lasso().fit(X, y)))
+    with pytest.raises(DataLoss, match="Lasso is not an estimator mlgate trains"):
+        repo.load(model_id)
+
+
+def test_a_classifier_whose_trees_disagree_on_the_classes_is_refused(tmp_path: Path) -> None:
+    repo, model_id = _store(tmp_path, "random_forest", CLASSIFICATION)
+    rewrite_model(tmp_path / "objects", model_id, lambda m: setattr(m, "classes_", m.classes_[:2]))
+    with pytest.raises(DataLoss, match="class count"):
+        repo.load(model_id)
+
+
+def test_the_encoding_pipeline_is_checked_too(tmp_path: Path) -> None:
+    X, y = _data(REGRESSION)
+    X = X.assign(colour=["red" if v > 0 else "blue" for v in X["age"]])
+    estimator, _ = build("decision_tree", REGRESSION, {}, 0)
+    model = _with_encoding(estimator, {**{c: "numeric" for c in X.columns}, "colour": "string"})
+    model.fit(X, y)
+    repo = ModelRepository(LocalObjectStore(tmp_path / "objects"))
+    record = models_pb2.Model(id=model_id_for_job(new_job_id()), estimator="decision_tree")
+    for column in X.columns:
+        record.features.add(name=str(column), dtype="numeric")
+    repo.save(record, model)
+    repo.load(record.id)
+    rewrite_model(tmp_path / "objects", record.id, lambda m: aim_child_outside(m))
+    with pytest.raises(DataLoss, match="outside the tree"):
+        repo.load(record.id)
+
+
+def test_an_artifact_that_inflates_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
+    repo, model_id = _store(tmp_path, "linear")
+    folder = tmp_path / "objects" / "models" / model_id
+    (artifact,) = folder.glob("*.skops")
+    data = artifact.read_bytes()
+    member = next(
+        name for name in zipfile.ZipFile(BytesIO(data)).namelist() if name.endswith(".npy")
+    )
+    bomb = inflating_zip(data, member, 64 * 1024 * 1024)
+    assert len(bomb) < 1024 * 1024
+    replace_artifact(tmp_path / "objects", model_id, bomb)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataLoss, match="inflate"):
+            repo.load(model_id)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 1024 * 1024
+
+
+def test_a_model_past_the_size_limit_is_neither_saved_nor_loaded(tmp_path: Path) -> None:
+    repo, model_id = _store(tmp_path, "random_forest", n_estimators=20)
+    size = repo.get(model_id).size_bytes
+    small = ModelRepository(LocalObjectStore(tmp_path / "objects"), max_bytes=size // 2)
+    with pytest.raises(ResourceExhausted, match="MLGATE_MAX_MODEL_BYTES"):
+        small.load(model_id)
+    X, y = _data(REGRESSION)
+    estimator, _ = build("random_forest", REGRESSION, {"n_estimators": 20}, 0)
+    record = models_pb2.Model(id=model_id_for_job(new_job_id()))
+    with pytest.raises(ResourceExhausted, match="MLGATE_MAX_MODEL_BYTES"):
+        small.save(record, estimator.fit(X, y))
+    assert not small.exists(record.id)
