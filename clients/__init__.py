@@ -7,6 +7,7 @@ with MLGateClient("localhost:50051") as client:
     print(result.model_id, result.metrics)
 """
 
+from clients._security import TLS
 from clients.client import DEFAULT_ADDRESS, MLGateClient, Page
 from clients.errors import (
     AlreadyExists,
@@ -20,14 +21,17 @@ from clients.errors import (
     JobFailed,
     MLGateError,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     ServerUnreachable,
+    Unauthenticated,
     Unavailable,
 )
 from clients.results import Column, Dataset, Job, Model, PredictResult, TrainResult
 
 __all__ = [
     "DEFAULT_ADDRESS",
+    "TLS",
     "AlreadyExists",
     "Column",
     "DataLoss",
@@ -45,9 +49,11 @@ __all__ = [
     "Model",
     "NotFound",
     "Page",
+    "PermissionDenied",
     "PredictResult",
     "ResourceExhausted",
     "ServerUnreachable",
     "TrainResult",
+    "Unauthenticated",
     "Unavailable",
 ]

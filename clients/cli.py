@@ -29,6 +29,7 @@ from clients._commands import (
     err,
 )
 from clients._input import UsageError
+from clients._security import tls_from_env, token_from_env
 from clients.client import DEFAULT_ADDRESS, MLGateClient
 from clients.errors import JobError, MLGateError, ServerUnreachable
 
@@ -103,6 +104,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     common.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument(
+        "--tls", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    common.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="mlgate", description="Train and use scikit-learn models through an mlgate gateway."
@@ -115,6 +120,17 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument(
         "--timeout", type=float, default=None, help="seconds allowed for each short call"
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect over TLS ($MLGATE_TLS; implied by $MLGATE_TLS_CA, trusted CA file, and "
+        "$MLGATE_TLS_CLIENT_CERT / $MLGATE_TLS_CLIENT_KEY, a client certificate for mTLS)",
+    )
+    parser.add_argument(
+        "--token",
+        help="bearer token for a gateway with token roles (default: $MLGATE_TOKEN, which "
+        "unlike a flag does not show in the process list)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -219,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.server:
             return int(args.func(args))
-        with MLGateClient(args.address, timeout=args.timeout) as client:
+        with _client(args, os.environ) as client:
             return int(args.func(args, client))
     except UsageError as exc:
         err(f"mlgate: error: {exc}")
@@ -234,6 +250,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _client(args: argparse.Namespace, env: Mapping[str, str]) -> MLGateClient:
+    """The client the global options and the environment describe."""
+    try:
+        tls = tls_from_env(env, tls=args.tls)
+        return MLGateClient(
+            args.address,
+            timeout=args.timeout,
+            tls=tls or False,
+            token=args.token or token_from_env(env),
+        )
+    except ValueError as exc:  # an unreadable or half-given TLS file
+        raise UsageError(str(exc)) from exc
+
+
 def _report(error: MLGateError, address: str) -> None:
     text = f"error: {error.code}: {error.message}"
     if isinstance(error, JobError):
@@ -244,3 +274,6 @@ def _report(error: MLGateError, address: str) -> None:
             f"hint: no mlgate gateway answers at {address}; start one with `mlgate serve`, "
             "or point --address / MLGATE_ADDRESS at a running one"
         )
+        err("hint: a gateway that serves TLS needs --tls (or MLGATE_TLS=1) and MLGATE_TLS_CA")
+    elif error.code == "UNAUTHENTICATED":
+        err("hint: this gateway wants a token: set MLGATE_TOKEN (or pass --token)")

@@ -12,6 +12,7 @@ from typing import IO, Any, Generic, Protocol, Self, TypeVar
 import grpc
 
 from clients._requests import KINDS, STATES, choice, struct, train_request, upload_requests
+from clients._security import TLS, open_channel, tls_from_env, token_from_env
 from clients.errors import (
     JobCancelled,
     JobFailed,
@@ -72,7 +73,9 @@ class MLGateClient:
     ``timeout`` bounds each short call (get, list, cancel, delete, upload, submit) in seconds;
     train, predict and watch follow a job until it ends however long it runs, and if their
     stream breaks with UNAVAILABLE they wait up to ``resume_timeout`` seconds for the gateway
-    and resume it where it left off. Use as a context manager, or call ``close()``.
+    and resume it where it left off. ``tls`` (True, or a ``TLS`` naming the CA and a client
+    certificate) connects over TLS; ``token`` is sent as ``authorization: Bearer <token>``.
+    Use as a context manager, or call ``close()``.
     """
 
     def __init__(
@@ -81,12 +84,17 @@ class MLGateClient:
         *,
         timeout: float | None = None,
         resume_timeout: float = 30.0,
+        tls: TLS | bool = False,
+        token: str | None = None,
     ) -> None:
         self.address = address
         self._timeout = timeout
         self._resume_timeout = resume_timeout
-        self._channel = grpc.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", _MAX_MESSAGE)]
+        self._channel = open_channel(
+            address,
+            TLS() if tls is True else tls or None,
+            token,
+            [("grpc.max_receive_message_length", _MAX_MESSAGE)],
         )
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
@@ -96,9 +104,15 @@ class MLGateClient:
     def from_env(
         cls, env: Mapping[str, str] | None = None, *, timeout: float | None = None
     ) -> Self:
-        """A client of ``$MLGATE_ADDRESS``, or of localhost:50051 when it is unset."""
+        """A client of ``$MLGATE_ADDRESS``, or of localhost:50051 when it is unset, with the
+        token of ``$MLGATE_TOKEN`` and TLS as ``$MLGATE_TLS`` and ``$MLGATE_TLS_*`` say."""
         env = os.environ if env is None else env
-        return cls(env.get("MLGATE_ADDRESS") or DEFAULT_ADDRESS, timeout=timeout)
+        return cls(
+            env.get("MLGATE_ADDRESS") or DEFAULT_ADDRESS,
+            timeout=timeout,
+            tls=tls_from_env(env) or False,
+            token=token_from_env(env),
+        )
 
     def close(self) -> None:
         self._channel.close()

@@ -10,6 +10,8 @@
     ├── Unavailable              UNAVAILABLE
     │   └── ServerUnreachable    no connection to the gateway at all
     ├── DataLoss                 DATA_LOSS
+    ├── Unauthenticated          UNAUTHENTICATED (no token, or one the gateway does not know)
+    ├── PermissionDenied         PERMISSION_DENIED (the token's role does not allow the call)
     ├── Internal                 INTERNAL, UNKNOWN
     └── JobError                 the RPC worked but the job did not succeed
         ├── JobFailed            the job ended FAILED; ``code`` is the job's error code
@@ -34,8 +36,10 @@ __all__ = [
     "JobFailed",
     "MLGateError",
     "NotFound",
+    "PermissionDenied",
     "ResourceExhausted",
     "ServerUnreachable",
+    "Unauthenticated",
     "Unavailable",
     "error_for_code",
     "from_rpc_error",
@@ -107,6 +111,14 @@ class JobError(MLGateError):
         self.job_id = job_id
 
 
+class Unauthenticated(MLGateError):
+    """The gateway wants a token (``MLGATE_TOKEN``) and got none, or one it does not know."""
+
+
+class PermissionDenied(MLGateError):
+    """The token is known but its role does not allow the call; the message names the role."""
+
+
 class JobFailed(JobError):
     """The job ended FAILED; ``code`` and ``message`` are the job's recorded error."""
 
@@ -127,6 +139,8 @@ _BY_CODE: dict[str, type[MLGateError]] = {
     "DEADLINE_EXCEEDED": DeadlineExceeded,
     "UNAVAILABLE": Unavailable,
     "DATA_LOSS": DataLoss,
+    "UNAUTHENTICATED": Unauthenticated,
+    "PERMISSION_DENIED": PermissionDenied,
     "INTERNAL": Internal,
     "UNKNOWN": Internal,
 }

@@ -31,14 +31,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _read_pem(variable: str, path: str, marker: bytes) -> bytes:
+_CERTIFICATE = (b"-----BEGIN CERTIFICATE-----", "certificate")
+_PRIVATE_KEY = (b"PRIVATE KEY-----", "private key")
+
+
+def _read_pem(variable: str, path: str, kind: tuple[bytes, str]) -> bytes:
     """The file's bytes; ``ValueError`` naming the variable when it is missing or not PEM."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ValueError(f"{variable}: cannot read {path} ({exc.strerror})") from None
+    marker, what = kind
     if marker not in data:
-        raise ValueError(f"{variable}: {path} holds no PEM {marker.decode().strip('-')}")
+        raise ValueError(f"{variable}: {path} holds no PEM {what}")
     return data
 
 
@@ -48,10 +53,10 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     settings.check_tls()
     if not settings.tls:
         return None
-    cert = _read_pem("MLGATE_TLS_CERT", settings.tls_cert, b"-----BEGIN CERTIFICATE-----")
-    key = _read_pem("MLGATE_TLS_KEY", settings.tls_key, b"PRIVATE KEY-----")
+    cert = _read_pem("MLGATE_TLS_CERT", settings.tls_cert, _CERTIFICATE)
+    key = _read_pem("MLGATE_TLS_KEY", settings.tls_key, _PRIVATE_KEY)
     client_ca = (
-        _read_pem("MLGATE_TLS_CLIENT_CA", settings.tls_client_ca, b"-----BEGIN CERTIFICATE-----")
+        _read_pem("MLGATE_TLS_CLIENT_CA", settings.tls_client_ca, _CERTIFICATE)
         if settings.tls_client_ca
         else None
     )

@@ -251,7 +251,7 @@ class S3ObjectStore(ObjectStore):
                     "check the AWS credentials mlgate runs with"
                 ) from None
             if code in _BUSY or status >= 500:
-                raise StorageUnavailable(f"S3 at {self._where} is unavailable ({code})") from exc
+                raise StorageUnavailable(f"S3 is unavailable ({code})") from exc
             raise StorageError(f"S3 failed on {key!r}: {code} {error.get('Message', '')}") from exc
         except NoCredentialsError:
             raise StorageError(
@@ -259,7 +259,9 @@ class S3ObjectStore(ObjectStore):
                 "(or use a profile or role)"
             ) from None
         except (BotoConnectionError, HTTPClientError, RetriesExceededError) as exc:
-            raise StorageUnavailable(f"S3 at {self._where} cannot be reached: {exc}") from exc
+            # Messages reach callers (job errors, GetStatus): the endpoint stays in the log, which
+            # shows it at start and in this error's cause.
+            raise StorageUnavailable(f"S3 cannot be reached ({type(exc).__name__})") from exc
         except BotoCoreError as exc:
             raise StorageError(f"S3 failed on {key!r}: {exc}") from exc
 

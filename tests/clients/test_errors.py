@@ -24,7 +24,9 @@ from clients.cli import exit_code
         ("DATA_LOSS", errors.DataLoss),
         ("INTERNAL", errors.Internal),
         ("UNKNOWN", errors.Internal),
-        ("PERMISSION_DENIED", errors.MLGateError),
+        ("UNAUTHENTICATED", errors.Unauthenticated),
+        ("PERMISSION_DENIED", errors.PermissionDenied),
+        ("ABORTED", errors.MLGateError),
     ],
 )
 def test_each_status_code_has_its_class(code, cls) -> None:
