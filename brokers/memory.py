@@ -28,9 +28,21 @@ from brokers.base import (
 )
 from brokers.errors import BrokerClosed
 
-__all__ = ["MemoryBroker"]
+__all__ = ["PRIOR_ATTEMPTS_HEADER", "MemoryBroker"]
 
 log = logging.getLogger(__name__)
+
+#: Read on publish by this broker only: how many deliveries the job already had in an earlier
+#: process. Its queues die with the process, so an embedded restart that requeues a job from the
+#: job store says where counting stopped, and max_attempts still applies across restarts.
+PRIOR_ATTEMPTS_HEADER = "prior-attempts"
+
+
+def _prior_attempts(message: Message) -> int:
+    value = dict(message.headers).get(PRIOR_ATTEMPTS_HEADER, "0")
+    return int(value) if value.isdigit() else 0
+
+
 T = TypeVar("T")
 
 
@@ -171,7 +183,7 @@ class MemoryBroker(Broker):
 
     def publish(self, queue: str, message: Message, *, timeout: float) -> None:
         self._check_open()
-        self._queue(queue).put((message, 0))
+        self._queue(queue).put((message, _prior_attempts(message)))
 
     def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
         self._check_open()

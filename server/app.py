@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from brokers import PREDICT_QUEUE, TRAIN_QUEUE, Broker, BrokerUnavailable, Message, open_broker
+from brokers.memory import PRIOR_ATTEMPTS_HEADER
 from mlgate.errors import MLGateError
 from mlgate.settings import Settings
 from mlgate.v1 import (
@@ -135,11 +136,13 @@ class Gateway:
                 jobs, token = self.store.list(kind=0, state=state, page_size=500, page_token=token)
                 for job in jobs:
                     queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
-                    headers: tuple[tuple[str, str], ...] = ()
+                    # A job a worker had started counts that delivery: attempts go on from there.
+                    prior = max(job.attempt, job.last_event.attempt)
+                    headers: tuple[tuple[str, str], ...] = ((PRIOR_ATTEMPTS_HEADER, str(prior)),)
                     if job.kind == jobs_pb2.JOB_KIND_PREDICT:
                         try:
                             sha = self.models.get(job.predict.model_id).sha256
-                            headers = ((MODEL_SHA_HEADER, sha),)
+                            headers += ((MODEL_SHA_HEADER, sha),)
                         except MLGateError:
                             pass  # the worker fails the job with the reason
                     message = Message(job.id, job.SerializeToString(), headers)

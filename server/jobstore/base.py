@@ -1,7 +1,8 @@
 """The job store contract: job records and their event logs, shared by the gateway's servicers.
 
 Recording is idempotent: an event is applied only if its seq is above the job's last one and the
-job has not ended, so redelivered or late events can neither duplicate nor regress a job.
+job has not ended, so redelivered or late events can neither duplicate nor regress a job. A
+redelivered event still raises the job's ``attempt``, the one thing it adds.
 """
 
 from __future__ import annotations
@@ -41,8 +42,16 @@ def decode_page_token(token: str) -> tuple[int, str]:
 
 def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
     """Apply ``event`` to ``job`` in place if it moves the job forward; whether it did."""
-    if is_terminal(job.state) or event.seq <= job.last_event.seq:
+    if is_terminal(job.state):
         return False
+    if event.seq <= job.last_event.seq:
+        # A redelivery repeats steps already recorded: only its attempt number is news. Kept, so
+        # an embedded restart that requeues the job goes on counting toward max_attempts.
+        if event.attempt > job.attempt:
+            job.attempt = event.attempt
+            return True
+        return False
+    job.attempt = max(job.attempt, event.attempt)
     job.state = event.state
     job.update_time.CopyFrom(event.time)
     job.last_event.CopyFrom(event)

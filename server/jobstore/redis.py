@@ -217,8 +217,11 @@ class RedisJobStore(JobStore):
             register = self._registry.prepare_registration(pipe, job)
             pipe.multi()
             pipe.set(key, job.SerializeToString())
+            # Keyed by the last event's seq: an event that only raised the attempt adds nothing.
             pipe.hsetnx(
-                self._keys.events(job_id), str(event.seq), job.last_event.SerializeToString()
+                self._keys.events(job_id),
+                str(job.last_event.seq),
+                job.last_event.SerializeToString(),
             )
             if register is not None:
                 register(pipe)

@@ -141,3 +141,20 @@ def test_two_store_clients_share_records(make_store: StoreFactory) -> None:
     seen = one.get(job.id)
     assert seen is not None
     assert seen.state == jobs_pb2.JOB_STATE_RUNNING
+
+
+def test_a_redelivered_duplicate_still_raises_the_jobs_attempt(make_store: StoreFactory) -> None:
+    store = make_store()
+    job = _job()
+    store.create(job)
+    first = _event(job.id, 3, jobs_pb2.JOB_STATE_RUNNING, attempt=1)
+    assert store.record(first) is not None
+    # The second delivery repeats seq 2 (lost the first time) and 3: neither is recorded again,
+    # but the job now knows a second delivery started.
+    assert store.record(_event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING, attempt=2)) is not None
+    assert store.record(_event(job.id, 3, jobs_pb2.JOB_STATE_RUNNING, attempt=2)) is None
+    again = store.get(job.id)
+    assert again is not None
+    assert again.attempt == 2
+    assert again.last_event == first
+    assert store.events(job.id, 0) == [job.last_event, first]
