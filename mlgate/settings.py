@@ -46,6 +46,8 @@ class Settings:
     # Predictions are short: a worker takes several at once. Training takes one at a time.
     predict_prefetch: int = 16
     train_concurrency: int = 1
+    # Cores one fit may use: caps n_jobs. 0 shares this machine's cores among train_concurrency.
+    fit_cores: int = 0
     model_cache_bytes: int = 512 * 1024 * 1024
     # The largest model a worker saves or loads, counted unpacked: a bound on a crafted artifact.
     max_model_bytes: int = 512 * 1024 * 1024
@@ -103,6 +105,7 @@ class Settings:
             "max_attempts": int(env.get("MLGATE_MAX_ATTEMPTS", "3")),
             "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
+            "fit_cores": int(env.get("MLGATE_FIT_CORES", "0")),
             "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
             "max_model_bytes": int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
             "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +32,15 @@ class ModelCache:
     """
 
     def __init__(
-        self, models: ModelRepository, max_bytes: int, revalidate_after: float = 30.0
+        self,
+        models: ModelRepository,
+        max_bytes: int,
+        revalidate_after: float = 30.0,
+        prepare: Callable[[Any], object] | None = None,
     ) -> None:
         self._models = models
+        # Runs once on each loaded estimator before any request uses it.
+        self._prepare = prepare
         self._max_bytes = max_bytes
         self._revalidate_after = revalidate_after
         self._lock = threading.Lock()
@@ -63,6 +70,8 @@ class ModelCache:
                 if entry is not None:
                     return entry.record, entry.estimator
             record, estimator = self._models.load(model_id)
+            if self._prepare is not None:
+                self._prepare(estimator)
             with self._lock:
                 self.loads += 1
                 self._loading.pop(model_id, None)

@@ -18,6 +18,7 @@ from sklearn.preprocessing import OneHotEncoder
 from mlgate.errors import FailedPrecondition, InvalidArgument
 from mlgate.v1 import datasets_pb2, jobs_pb2
 from workers.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION, build
+from workers.parallelism import cap_jobs
 from workers.prediction import plain
 
 __all__ = ["Plan", "Trained", "fit", "infer_task", "metrics_for", "plan"]
@@ -137,8 +138,9 @@ def _with_encoding(estimator: BaseEstimator, dtypes: Mapping[str, str]) -> BaseE
     return Pipeline([("encode", encode), ("estimator", estimator)])
 
 
-def fit(frame: pd.DataFrame, plan: Plan, progress: Progress) -> Trained:
-    """Split, fit and evaluate as the plan says; ``progress(stage, fraction)`` reports each step."""
+def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) -> Trained:
+    """Split, fit and evaluate as the plan says; ``progress(stage, fraction)`` reports each step.
+    Parallelism parameters are capped at ``cores``, and the model's record says so."""
     missing = [c for c in (*plan.features, plan.target) if c not in frame.columns]
     if missing:
         raise FailedPrecondition(f"dataset {plan.dataset_id} no longer has the columns {missing}")
@@ -152,6 +154,8 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress) -> Trained:
     task = plan.task or infer_task(y)
     estimator, params = build(plan.estimator, task, plan.params, plan.seed)
     model = _with_encoding(estimator, plan.dtypes)
+    params.update(cap_jobs(estimator, cores))
+    cap_jobs(model, cores)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=plan.test_size, random_state=plan.seed
     )

@@ -29,6 +29,7 @@ from storage.models import ModelRepository
 from workers import prediction, training
 from workers.cache import ModelCache
 from workers.importances import feature_importances
+from workers.parallelism import cap_jobs, fit_cores
 
 __all__ = ["Worker"]
 
@@ -102,7 +103,11 @@ class Worker:
         self._catalog = catalog
         self._models = models
         self._settings = settings
-        self.cache = ModelCache(models, settings.model_cache_bytes)
+        self._cores = fit_cores(settings.fit_cores, settings.train_concurrency)
+        # A stored model's n_jobs is capped too: it was capped when trained, unless crafted.
+        self.cache = ModelCache(
+            models, settings.model_cache_bytes, prepare=lambda model: cap_jobs(model, self._cores)
+        )
         self._cancelled = _Recent()
         self._subscriptions: list[Subscription] = []
 
@@ -196,7 +201,7 @@ class Worker:
             self._check_cancelled(job)
             events.running(TRAIN_SEQ[stage], stage, fraction)
 
-        trained = training.fit(frame, plan, progress)
+        trained = training.fit(frame, plan, progress, cores=self._cores)
         self._check_cancelled(job)
         events.running(TRAIN_SEQ[jobs_pb2.STAGE_SAVING], jobs_pb2.STAGE_SAVING, 0.9)
         record = models_pb2.Model(

@@ -7,17 +7,19 @@ from pathlib import Path
 
 import grpc
 
-from mlgate.v1 import jobs_pb2
+from mlgate.v1 import jobs_pb2, models_pb2
 from server.background import BackgroundGateway
 from tests.e2e.helpers import (
     README_ROW,
     diabetes_request,
     events_of,
     jobs,
+    models,
     rows,
     trained_model,
 )
 from tests.support.artifacts import aim_child_outside, rewrite_model
+from workers.parallelism import fit_cores
 
 
 def _objects(embedded: BackgroundGateway) -> Path:
@@ -43,3 +45,12 @@ def test_a_crafted_tree_fails_its_prediction_as_data_loss_and_the_worker_lives_o
         assert "outside the tree" in failed.error.message
     sound = trained_model(channel)
     assert _predict(channel, sound).state == jobs_pb2.JOB_STATE_SUCCEEDED
+
+
+def test_n_jobs_from_a_request_is_capped_by_the_worker_and_recorded_as_run(
+    embedded: BackgroundGateway, channel: grpc.Channel
+) -> None:
+    model_id = trained_model(channel, diabetes_request(params={"n_jobs": 1000}))
+    record = models(channel).GetModel(models_pb2.GetModelRequest(model_id=model_id)).model
+    settings = embedded.settings
+    assert record.params["n_jobs"] == fit_cores(settings.fit_cores, settings.train_concurrency)

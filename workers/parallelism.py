@@ -1,0 +1,42 @@
+"""How much parallelism a fit may use: the worker decides, whatever a request's parameters say.
+
+A request may name ``n_jobs`` (forests, linear and logistic regression, the encoder's column
+transformer); scikit-learn starts that many threads, so ``n_jobs=1000`` would start a thousand.
+The worker caps every such parameter at the cores it gives one fit.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = ["cap_jobs", "fit_cores"]
+
+
+def fit_cores(configured: int, train_concurrency: int) -> int:
+    """``configured`` if set, else this process's cores shared among its concurrent fits."""
+    if configured > 0:
+        return configured
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not every platform has affinity masks
+        available = os.cpu_count() or 1
+    return max(1, available // max(1, train_concurrency))
+
+
+def cap_jobs(model: Any, cores: int) -> dict[str, int]:
+    """Cap every ``n_jobs`` of ``model`` and its steps at ``cores``; the parameters changed.
+
+    Negative values mean "all cores but k" to scikit-learn, which is the machine, not the share
+    this worker gives a fit, so they are capped too. ``None`` means one job and stays.
+    """
+    changed = {
+        name: cores
+        for name, value in model.get_params(deep=True).items()
+        if (name == "n_jobs" or name.endswith("__n_jobs"))
+        and isinstance(value, int)
+        and (value < 0 or value > cores)
+    }
+    if changed:
+        model.set_params(**changed)
+    return changed
