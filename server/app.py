@@ -28,6 +28,7 @@ from mlgate.v1 import (
 )
 from server.datasets import DatasetServicer
 from server.hub import Hub
+from server.interceptors import edge_chain
 from server.jobs import JobServicer
 from server.jobstore import JobStore, open_job_store
 from server.manifests import ManifestCache
@@ -94,10 +95,11 @@ class Gateway:
         for worker in self.workers:
             worker.start()
         server = grpc.aio.server(
+            interceptors=edge_chain(self.settings),
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ]
+            ],
         )
         models = ModelCatalog(self.store.registry, self.models, ManifestCache(self.models))
         jobs_pb2_grpc.add_JobServiceServicer_to_server(

@@ -9,13 +9,11 @@ from typing import Any, BinaryIO, cast
 
 import grpc
 
-from mlgate.errors import InvalidArgument, MLGateError, ResourceExhausted
+from mlgate.errors import InvalidArgument, ResourceExhausted
 from mlgate.ids import check_dataset_id
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc
 from server.paging import paginate
-from server.status import abort_with, grpc_errors
 from storage.datasets import MAX_UPLOAD_BYTES, DatasetCatalog
-from storage.errors import StorageError
 
 __all__ = ["DatasetServicer"]
 
@@ -32,37 +30,33 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.UploadDatasetResponse:
         # Spool to disk as chunks arrive, so a large upload never sits whole in memory.
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
-            try:
-                dataset_id = ""
-                replace = False
-                size = 0
-                async for message in request_iterator:
-                    if not dataset_id:
-                        dataset_id = check_dataset_id(message.dataset_id)
-                        replace = message.replace
-                        if not replace:  # refuse before the client sends the whole file
-                            await asyncio.to_thread(self._catalog.refuse_existing, dataset_id)
-                    elif message.dataset_id and message.dataset_id != dataset_id:
-                        raise InvalidArgument("dataset_id", "must not change between messages")
-                    size += len(message.chunk)
-                    if size > MAX_UPLOAD_BYTES:
-                        raise ResourceExhausted(
-                            f"dataset is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it"
-                        )
-                    await asyncio.to_thread(spool.write, message.chunk)
+            dataset_id = ""
+            replace = False
+            size = 0
+            async for message in request_iterator:
                 if not dataset_id:
-                    raise InvalidArgument("dataset_id", "is required on the first message")
-                spool.seek(0)
-                dataset = await asyncio.to_thread(
-                    lambda: self._catalog.upload_file(
-                        dataset_id, cast(BinaryIO, spool), replace=replace
+                    dataset_id = check_dataset_id(message.dataset_id)
+                    replace = message.replace
+                    if not replace:  # refuse before the client sends the whole file
+                        await asyncio.to_thread(self._catalog.refuse_existing, dataset_id)
+                elif message.dataset_id and message.dataset_id != dataset_id:
+                    raise InvalidArgument("dataset_id", "must not change between messages")
+                size += len(message.chunk)
+                if size > MAX_UPLOAD_BYTES:
+                    raise ResourceExhausted(
+                        f"dataset is larger than {MAX_UPLOAD_BYTES // 2**20} MiB; split it"
                     )
+                await asyncio.to_thread(spool.write, message.chunk)
+            if not dataset_id:
+                raise InvalidArgument("dataset_id", "is required on the first message")
+            spool.seek(0)
+            dataset = await asyncio.to_thread(
+                lambda: self._catalog.upload_file(
+                    dataset_id, cast(BinaryIO, spool), replace=replace
                 )
-            except (MLGateError, StorageError) as exc:
-                await abort_with(context, exc)
+            )
         return datasets_pb2.UploadDatasetResponse(dataset=dataset)
 
-    @grpc_errors
     async def GetDataset(
         self, request: datasets_pb2.GetDatasetRequest, context: Context
     ) -> datasets_pb2.GetDatasetResponse:
@@ -70,7 +64,6 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
             dataset=await asyncio.to_thread(self._catalog.describe, request.dataset_id)
         )
 
-    @grpc_errors
     async def ListDatasets(
         self, request: datasets_pb2.ListDatasetsRequest, context: Context
     ) -> datasets_pb2.ListDatasetsResponse:
@@ -80,7 +73,6 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         page, token = paginate(ordered, lambda d: (0, d.id), request.page_size, request.page_token)
         return datasets_pb2.ListDatasetsResponse(datasets=page, next_page_token=token)
 
-    @grpc_errors
     async def DeleteDataset(
         self, request: datasets_pb2.DeleteDatasetRequest, context: Context
     ) -> datasets_pb2.DeleteDatasetResponse:

@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Message
 from brokers.errors import BrokerError
-from mlgate.errors import InvalidArgument, MLGateError, NotFound, ResourceExhausted
+from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event, is_terminal
 from mlgate.ids import check_job_id, new_job_id
 from mlgate.refs import check_model_name
@@ -23,7 +23,6 @@ from server.hub import Hub
 from server.jobstore.base import JobStore
 from server.paging import page_size
 from server.registry import ModelCatalog
-from server.status import abort_with, grpc_errors, translate
 from storage.datasets import DatasetCatalog
 from workers import prediction, training
 from workers.worker import MODEL_SHA_HEADER
@@ -59,41 +58,35 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def Train(
         self, request: jobs_pb2.TrainRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.TrainResponse]:
-        try:
-            if not request.dataset_id:
-                raise InvalidArgument("dataset_id", "is required")
-            schema = await self._call(self._catalog.describe, request.dataset_id)
-            params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
-            training.plan(request, schema, params)
-            if request.model_name:
-                check_model_name(request.model_name)
-            job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
-            job.train.CopyFrom(request)
-        except (MLGateError, BrokerError) as exc:
-            await abort_with(context, exc)
+        if not request.dataset_id:
+            raise InvalidArgument("dataset_id", "is required")
+        schema = await self._call(self._catalog.describe, request.dataset_id)
+        params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
+        training.plan(request, schema, params)
+        if request.model_name:
+            check_model_name(request.model_name)
+        job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
+        job.train.CopyFrom(request)
         async for seen in self._submit(job, TRAIN_QUEUE, (), context):
             yield jobs_pb2.TrainResponse(event=seen)
 
     async def Predict(
         self, request: jobs_pb2.PredictRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.PredictResponse]:
-        try:
-            model_id = await self._models.resolve(request.model_id)
-            if len(request.rows) > self._settings.max_predict_rows:
-                raise ResourceExhausted(
-                    f"{len(request.rows)} rows is over the limit of "
-                    f"{self._settings.max_predict_rows} per request; split the request"
-                )
-            record = await self._models.manifest(model_id)
-            rows = [json_format.MessageToDict(row) for row in request.rows]
-            prediction.check_rows(rows, record.features)
-            job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
-            job.predict.CopyFrom(request)
-            # Workers get the id the reference means now: an alias moved later changes nothing
-            # for this job, and the result names the model that answered.
-            job.predict.model_id = model_id
-        except Exception as exc:
-            await abort_with(context, exc)
+        model_id = await self._models.resolve(request.model_id)
+        if len(request.rows) > self._settings.max_predict_rows:
+            raise ResourceExhausted(
+                f"{len(request.rows)} rows is over the limit of "
+                f"{self._settings.max_predict_rows} per request; split the request"
+            )
+        record = await self._models.manifest(model_id)
+        rows = [json_format.MessageToDict(row) for row in request.rows]
+        prediction.check_rows(rows, record.features)
+        job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
+        job.predict.CopyFrom(request)
+        # Workers get the id the reference means now: an alias moved later changes nothing
+        # for this job, and the result names the model that answered.
+        job.predict.model_id = model_id
         headers = ((MODEL_SHA_HEADER, record.sha256),)
         async for seen in self._submit(job, PREDICT_QUEUE, headers, context):
             yield jobs_pb2.PredictResponse(event=seen)
@@ -116,16 +109,21 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 timeout = max(0.1, min(timeout, remaining))
             try:
                 await self._call(lambda: self._broker.publish(queue, message, timeout=timeout))
-            except BrokerError as exc:
-                reason = translate(exc)[1]
+            except BrokerError:
+                # The record says what happened; the broker's own text (addresses) is logged
+                # by the status interceptor, never stored where clients read it.
                 failed = event(
                     job.id,
                     QUEUED_SEQ + 1,
                     jobs_pb2.JOB_STATE_FAILED,
-                    error=jobs_pb2.JobError(code="UNAVAILABLE", message=f"not queued: {reason}"),
+                    error=jobs_pb2.JobError(
+                        code="UNAVAILABLE",
+                        message=f"not queued: the job broker ({self._settings.broker}) "
+                        "did not take it; submit it again",
+                    ),
                 )
                 await self._call(self._store.cancel, job.id, failed)
-                await abort_with(context, exc)
+                raise
             async for seen in self._follow(job.id, 0, flag):
                 yield seen
         finally:
@@ -145,7 +143,6 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                     return
             await flag.wait()
 
-    @grpc_errors
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: Context
     ) -> jobs_pb2.GetJobResponse:
@@ -158,7 +155,6 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise NotFound(f"job {job_id} does not exist")
         return job
 
-    @grpc_errors
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: Context
     ) -> jobs_pb2.ListJobsResponse:
@@ -177,7 +173,6 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
         return jobs_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
 
-    @grpc_errors
     async def CancelJob(
         self, request: jobs_pb2.CancelJobRequest, context: Context
     ) -> jobs_pb2.CancelJobResponse:
@@ -201,12 +196,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
-        try:
-            if request.after_seq < 0:
-                raise InvalidArgument("after_seq", "must not be negative")
-            job = await self._job(request.job_id)
-        except MLGateError as exc:
-            await abort_with(context, exc)
+        if request.after_seq < 0:
+            raise InvalidArgument("after_seq", "must not be negative")
+        job = await self._job(request.job_id)
         flag = self._hub.subscribe(job.id)
         try:
             async for seen in self._follow(job.id, request.after_seq, flag):

@@ -9,12 +9,9 @@ from typing import Any
 
 import grpc
 
-from mlgate.errors import MLGateError
 from mlgate.v1 import models_pb2, models_pb2_grpc
 from server.paging import page_size
 from server.registry import ModelCatalog
-from server.status import abort_with, grpc_errors
-from storage.errors import StorageError
 from storage.models import FORMAT
 
 __all__ = ["ModelServicer"]
@@ -27,13 +24,11 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     def __init__(self, catalog: ModelCatalog) -> None:
         self._catalog = catalog
 
-    @grpc_errors
     async def GetModel(
         self, request: models_pb2.GetModelRequest, context: Context
     ) -> models_pb2.GetModelResponse:
         return models_pb2.GetModelResponse(model=await self._catalog.get(request.model_id))
 
-    @grpc_errors
     async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Context
     ) -> models_pb2.ListModelsResponse:
@@ -42,7 +37,6 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         )
         return models_pb2.ListModelsResponse(models=found, next_page_token=token)
 
-    @grpc_errors
     async def DeleteModel(
         self, request: models_pb2.DeleteModelRequest, context: Context
     ) -> models_pb2.DeleteModelResponse:
@@ -51,7 +45,6 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
             model_id=entry.model_id, removed_aliases=entry.aliases
         )
 
-    @grpc_errors
     async def UpdateModel(
         self, request: models_pb2.UpdateModelRequest, context: Context
     ) -> models_pb2.UpdateModelResponse:
@@ -61,7 +54,6 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         )
         return models_pb2.UpdateModelResponse(model=model)
 
-    @grpc_errors
     async def SetModelAlias(
         self, request: models_pb2.SetModelAliasRequest, context: Context
     ) -> models_pb2.SetModelAliasResponse:
@@ -73,7 +65,6 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
             alias=alias, previous_version=change.previous_version
         )
 
-    @grpc_errors
     async def DeleteModelAlias(
         self, request: models_pb2.DeleteModelAliasRequest, context: Context
     ) -> models_pb2.DeleteModelAliasResponse:
@@ -86,10 +77,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         # Spooled to a temporary file and checked against its digest before the first byte goes
         # out, so a client never receives an artifact that fails its integrity check.
         with tempfile.TemporaryFile() as spool:
-            try:
-                model = await self._catalog.export(request.model_id, spool)
-            except (MLGateError, StorageError) as exc:
-                await abort_with(context, exc)
+            model = await self._catalog.export(request.model_id, spool)
             yield models_pb2.ExportModelResponse(model=model, format=FORMAT)
             while chunk := await asyncio.to_thread(spool.read, _EXPORT_CHUNK):
                 yield models_pb2.ExportModelResponse(chunk=chunk)

@@ -1,17 +1,35 @@
-"""Page sizes and in-memory pagination for the list RPCs."""
+"""Page sizes, page tokens and in-memory pagination for the list RPCs.
+
+A page token is an opaque keyset cursor: the last item's (creation time in ns, id). Tokens come
+back from clients, so one is checked in full here before any store sees it: a forged token is an
+INVALID_ARGUMENT, never a number too large for SQLite or a huge string to parse.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from mlgate.errors import InvalidArgument
-from server.jobstore.base import decode_page_token, encode_page_token
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "page_size", "paginate"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "decode_page_token",
+    "encode_page_token",
+    "page_size",
+    "paginate",
+]
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# Far above any token this server issues (about 80 characters), far below anything costly.
+_MAX_TOKEN_CHARS = 256
+_MAX_ID_CHARS = 128
+_MAX_NS = 2**63 - 1
 
 T = TypeVar("T")
 
@@ -20,6 +38,31 @@ def page_size(requested: int) -> int:
     if requested < 0:
         raise InvalidArgument("page_size", "must not be negative")
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def encode_page_token(create_ns: int, item_id: str) -> str:
+    raw = json.dumps([create_ns, item_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[int, str]:
+    """The cursor a token this server issued holds; raises InvalidArgument for anything else."""
+    forged = InvalidArgument(
+        "page_token", "is not a token this server issued; send the next_page_token of a reply"
+    )
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise forged
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        cursor = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error):  # UnicodeError and JSONDecodeError are ValueErrors
+        raise forged from None
+    match cursor:
+        case [int() as create_ns, str() as item_id] if (
+            0 <= create_ns <= _MAX_NS and 0 < len(item_id) <= _MAX_ID_CHARS
+        ):
+            return create_ns, item_id
+    raise forged
 
 
 def paginate(

@@ -22,7 +22,7 @@ from mlgate.errors import AlreadyExists, FailedPrecondition, InvalidArgument, No
 from mlgate.ids import BUILTIN_DATASETS, check_dataset_id
 from mlgate.v1 import datasets_pb2
 from storage.base import ObjectStore
-from storage.errors import ObjectNotFound
+from storage.errors import IntegrityError, ObjectNotFound
 
 __all__ = ["DatasetCatalog", "dtype_name"]
 
@@ -107,7 +107,14 @@ class DatasetCatalog:
                 f"dataset {dataset_id!r} does not exist; built-in datasets are "
                 f"{', '.join(BUILTIN_DATASETS)}, others must be uploaded first"
             ) from None
-        return json_format.Parse(raw, datasets_pb2.Dataset())
+        except IntegrityError as exc:
+            raise IntegrityError(f"dataset {dataset_id!r} has a corrupt schema: {exc}") from exc
+        try:
+            return json_format.Parse(raw, datasets_pb2.Dataset())
+        except json_format.ParseError as exc:
+            raise IntegrityError(
+                f"dataset {dataset_id!r} has a corrupt schema: it is not the JSON mlgate writes"
+            ) from exc
 
     def list(self) -> list[datasets_pb2.Dataset]:
         """Built-in datasets first, then uploaded ones by id."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from storage.base import ObjectStore, check_key
-from storage.errors import ObjectNotFound, StorageUnavailable
+from storage.errors import IntegrityError, ObjectNotFound, StorageUnavailable
 
 __all__ = ["LocalObjectStore"]
 
@@ -19,7 +19,10 @@ _CHUNK = 1024 * 1024
 
 
 class LocalObjectStore(ObjectStore):
-    """Objects as files under ``root``; writes go to a temporary file renamed into place."""
+    """Objects as files under ``root``; writes go to a temporary file renamed into place.
+
+    File system errors become the storage error tree here, naming keys, never server paths.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -39,20 +42,52 @@ class LocalObjectStore(ObjectStore):
             raise ValueError(f"invalid storage key {key!r}")
         return path
 
+    def _check_root(self) -> None:
+        # A removed storage directory is an outage, not a store that has emptied.
+        if not self.root.is_dir():
+            raise StorageUnavailable("the storage directory is missing")
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Translate the file system's errors into the storage error tree at this one boundary."""
+        try:
+            yield
+        except FileNotFoundError:
+            self._check_root()
+            raise ObjectNotFound(key) from None
+        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            raise IntegrityError(
+                f"{key} is not a stored object: something else is in its place"
+            ) from exc
+        except PermissionError as exc:
+            raise StorageUnavailable(f"the storage directory refused access to {key}") from exc
+        except OSError as exc:
+            raise StorageUnavailable(
+                f"the storage directory failed on {key}: {exc.strerror or exc}"
+            ) from exc
+
     def _write(self, key: str, fill: BinaryIO | bytes) -> int:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        self._check_root()
+        with self._errors(key):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(fill, bytes):
-                    out.write(fill)
+                    with self._errors(key):
+                        out.write(fill)
                 else:
-                    shutil.copyfileobj(fill, out, _CHUNK)
-                out.flush()
-                os.fsync(out.fileno())
+                    # The source's own errors (a client that went away) pass through as they are.
+                    while chunk := fill.read(_CHUNK):
+                        with self._errors(key):
+                            out.write(chunk)
+                with self._errors(key):
+                    out.flush()
+                    os.fsync(out.fileno())
                 size = out.tell()
-            os.replace(tmp, path)
+            with self._errors(key):
+                os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -65,32 +100,46 @@ class LocalObjectStore(ObjectStore):
         return self._write(key, source)
 
     def get(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
+        path = self._path(key)
+        with self._errors(key):
+            return path.read_bytes()
 
     def download(self, key: str, target: BinaryIO) -> int:
-        try:
-            with self._path(key).open("rb") as source:
-                shutil.copyfileobj(source, target, _CHUNK)
-                return source.tell()
-        except FileNotFoundError:
-            raise ObjectNotFound(key) from None
+        path = self._path(key)
+        size = 0
+        with self._errors(key):
+            source = path.open("rb")
+        with source:
+            while True:
+                with self._errors(key):
+                    chunk = source.read(_CHUNK)
+                if not chunk:
+                    return size
+                target.write(chunk)  # the caller's own errors pass through as they are
+                size += len(chunk)
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        path = self._path(key)
+        with self._errors(key):
+            if path.is_file():
+                return True
+        self._check_root()
+        return False
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        with self._errors(key):
+            path.unlink(missing_ok=True)
 
     def list(self, prefix: str) -> Iterator[str]:
+        self._check_root()
         base = self.root / prefix if prefix else self.root
         folder = base if prefix.endswith("/") or not prefix else base.parent
-        if not folder.is_dir():
-            return
-        for path in folder.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    yield key
+        with self._errors(prefix):
+            if not folder.is_dir():
+                return
+            for path in folder.rglob("*"):
+                if path.is_file() and not path.name.startswith(".tmp-"):
+                    key = path.relative_to(self.root).as_posix()
+                    if key.startswith(prefix):
+                        yield key

@@ -19,11 +19,12 @@ import sklearn
 import skops.io as sio
 from google.protobuf import json_format
 
-from mlgate.errors import DataLoss, FailedPrecondition, NotFound, ResourceExhausted
+from mlgate.errors import FailedPrecondition, NotFound, ResourceExhausted
 from mlgate.ids import check_model_id
+from mlgate.quoting import listing, quote
 from mlgate.v1 import models_pb2
 from storage.base import ObjectStore
-from storage.errors import ObjectNotFound
+from storage.errors import IntegrityError, ObjectNotFound
 from storage.fitted import InvalidModel, check_fitted
 
 __all__ = ["DEFAULT_MAX_MODEL_BYTES", "FORMAT", "TRUSTED_TYPES", "ModelRepository"]
@@ -65,12 +66,12 @@ def _check_unpacked_size(data: bytes, model_id: str, max_bytes: int) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, ValueError) as exc:
-        raise DataLoss(f"model {model_id} is not a readable skops archive: {exc}") from None
+        raise IntegrityError(f"model {model_id} is not a readable skops archive: {exc}") from None
     for member in members:
         if member.file_size > _RATIO_FROM_BYTES and member.file_size > _MAX_RATIO * max(
             member.compress_size, 1
         ):
-            raise DataLoss(
+            raise IntegrityError(
                 f"model {model_id} is not a model mlgate saved: {member.filename} would inflate "
                 f"{member.compress_size} bytes to {member.file_size}; it was not loaded"
             )
@@ -88,18 +89,20 @@ def loads(data: bytes, model_id: str, features: Sequence[str], max_bytes: int) -
     _check_unpacked_size(data, model_id, max_bytes)
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
-        raise DataLoss(
-            f"model {model_id} contains types mlgate does not trust ({', '.join(untrusted)}); "
+        raise IntegrityError(
+            f"model {model_id} contains types mlgate does not trust ({listing(untrusted)}); "
             "it was not loaded"
         )
     try:
         model = sio.loads(data, trusted=TRUSTED_TYPES)
         check_fitted(model, features)
     except InvalidModel as exc:
-        raise DataLoss(f"model {model_id} is not a valid model: {exc}; it was not loaded") from None
+        raise IntegrityError(
+            f"model {model_id} is not a valid model: {exc}; it was not loaded"
+        ) from None
     except Exception as exc:
         # A valid artifact loads; whatever else skops or scikit-learn trip over is damage.
-        raise DataLoss(f"model {model_id} could not be loaded: {exc}") from None
+        raise IntegrityError(f"model {model_id} could not be loaded: {exc}") from None
     return model
 
 
@@ -140,13 +143,23 @@ class ModelRepository:
             raw = self._store.get(_manifest_key(model_id))
         except ObjectNotFound:
             return None
+        except IntegrityError as exc:
+            raise IntegrityError(f"model {model_id} has a corrupt manifest: {exc}") from exc
+        corrupt = f"model {model_id} has a corrupt manifest: it is not the JSON mlgate writes"
         try:
             manifest = json.loads(raw)
-            if manifest.get("format") != FORMAT:
-                raise DataLoss(f"model {model_id} has an unknown format {manifest.get('format')!r}")
+        except ValueError as exc:
+            raise IntegrityError(corrupt) from exc
+        if not isinstance(manifest, dict):
+            raise IntegrityError(corrupt)
+        if manifest.get("format") != FORMAT:
+            raise IntegrityError(
+                f"model {model_id} has an unknown format {quote(manifest.get('format'))}"
+            )
+        try:
             return json_format.ParseDict(manifest["model"], models_pb2.Model())
-        except (ValueError, KeyError, json_format.ParseError) as exc:
-            raise DataLoss(f"model {model_id} has a corrupt manifest: {exc}") from None
+        except (KeyError, TypeError, AttributeError, json_format.ParseError) as exc:
+            raise IntegrityError(corrupt) from exc
 
     def get(self, model_id: str) -> models_pb2.Model:
         """The model's record; raises NotFound."""
@@ -186,9 +199,9 @@ class ModelRepository:
         try:
             data = self._store.get(_artifact_key(model_id, record.sha256))
         except ObjectNotFound:
-            raise DataLoss(f"model {model_id} has a manifest but no artifact") from None
+            raise IntegrityError(f"model {model_id} has a manifest but no artifact") from None
         if hashlib.sha256(data).hexdigest() != record.sha256:
-            raise DataLoss(
+            raise IntegrityError(
                 f"model {model_id} failed its integrity check: the sha256 does not match"
             )
         return record, loads(data, model_id, [f.name for f in record.features], self._max_bytes)
@@ -203,19 +216,19 @@ class ModelRepository:
 
     def export(self, model_id: str, target: BinaryIO) -> models_pb2.Model:
         """Write the model's artifact into ``target`` exactly as stored; the record. Raises
-        DataLoss if the bytes are missing or do not match the manifest's digest."""
+        IntegrityError if the bytes are missing or do not match the manifest's digest."""
         record = self.get(model_id)
         start = target.tell()
         try:
             self._store.download(_artifact_key(model_id, record.sha256), target)
         except ObjectNotFound:
-            raise DataLoss(f"model {model_id} has a manifest but no artifact") from None
+            raise IntegrityError(f"model {model_id} has a manifest but no artifact") from None
         target.seek(start)
         digest = hashlib.sha256()
         while piece := target.read(1024 * 1024):
             digest.update(piece)
         if digest.hexdigest() != record.sha256:
-            raise DataLoss(
+            raise IntegrityError(
                 f"model {model_id} failed its integrity check: the sha256 does not match"
             )
         target.seek(start)

@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
 from mlgate.errors import InvalidArgument
+from mlgate.quoting import quote, shorten
 
 __all__ = [
     "CLASSIFICATION",
@@ -121,7 +122,7 @@ def build(
     if spec is None:
         raise InvalidArgument(
             "estimator",
-            f"unknown estimator {name!r}; choose one of {', '.join(sorted(ESTIMATORS))}",
+            f"unknown estimator {quote(name)}; choose one of {', '.join(sorted(ESTIMATORS))}",
         )
     cls = spec.classes.get(task)
     if cls is None:
@@ -133,8 +134,9 @@ def build(
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise InvalidArgument(
-            f"params.{unknown[0]}",
-            f"{cls.__name__} has no hyperparameter {unknown[0]!r}; it has {', '.join(sorted(defaults))}",
+            f"params.{shorten(unknown[0])}",
+            f"{cls.__name__} has no hyperparameter {quote(unknown[0])}; "
+            f"it has {', '.join(sorted(defaults))}",
         )
     chosen: dict[str, Any] = dict(spec.defaults)
     if "random_state" in defaults:

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.ensemble._forest import BaseForest, ForestClassifier
 
 from mlgate.errors import InvalidArgument
+from mlgate.quoting import listing, quote, shorten
 from mlgate.v1 import models_pb2
 
 __all__ = ["Predictions", "check_rows", "plain", "predict"]
@@ -34,8 +35,8 @@ def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.
         for name in row:
             if name not in expected:
                 raise InvalidArgument(
-                    f"rows[{i}].{name}",
-                    f"is not a feature of this model; features: {', '.join(expected)}",
+                    f"rows[{i}].{shorten(name)}",
+                    f"is not a feature of this model; features: {listing(expected)}",
                 )
         for name, dtype in expected.items():
             if name not in row:
@@ -48,7 +49,7 @@ def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.
                 ok = False
             if not ok:
                 raise InvalidArgument(
-                    f"rows[{i}].{name}", f"must be a finite {dtype} value, not {value!r}"
+                    f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote(value)}"
                 )
 
 

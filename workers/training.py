@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlgate.errors import FailedPrecondition, InvalidArgument
+from mlgate.quoting import listing, quote
 from mlgate.v1 import datasets_pb2, jobs_pb2
 from workers.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION, build
 from workers.parallelism import cap_jobs
@@ -71,12 +72,12 @@ def plan(
     if request.target not in columns:
         raise InvalidArgument(
             "target",
-            f"{request.target!r} is not a column of {schema.id}; columns: {', '.join(columns)}",
+            f"{quote(request.target)} is not a column of {schema.id}; columns: {listing(columns)}",
         )
     features = tuple(request.features) or tuple(c for c in columns if c != request.target)
     for i, name in enumerate(features):
         if name not in columns:
-            raise InvalidArgument(f"features[{i}]", f"{name!r} is not a column of {schema.id}")
+            raise InvalidArgument(f"features[{i}]", f"{quote(name)} is not a column of {schema.id}")
         if name == request.target:
             raise InvalidArgument(f"features[{i}]", "the target cannot also be a feature")
     if len(set(features)) != len(features):
@@ -148,7 +149,7 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     if data.isna().to_numpy().any():
         bad = [str(c) for c in data.columns if data[c].isna().any()]
         raise InvalidArgument(
-            "features", f"columns with missing values cannot be used: {', '.join(bad)}"
+            "features", f"columns with missing values cannot be used: {listing(bad)}"
         )
     X, y = data[list(plan.features)], data[plan.target]
     task = plan.task or infer_task(y)

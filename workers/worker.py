@@ -24,7 +24,7 @@ from mlgate.ids import model_id_for_job
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage.datasets import DatasetCatalog
-from storage.errors import StorageUnavailable
+from storage.errors import IntegrityError, StorageUnavailable
 from storage.models import ModelRepository
 from workers import prediction, training
 from workers.cache import ModelCache
@@ -171,6 +171,8 @@ class Worker:
             raise  # the outcome cannot be recorded now: leave the job for redelivery
         except MLGateError as exc:
             events.failed(*status_of(exc))
+        except IntegrityError as exc:
+            events.failed("DATA_LOSS", str(exc))
         except Exception as exc:
             log.exception("job %s failed", job.id)
             events.failed(*status_of(exc))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from server.jobstore.base import JobStore
+from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 
-__all__ = ["JobStore", "open_job_store"]
+__all__ = ["JobStore", "JobStoreError", "JobStoreUnavailable", "open_job_store"]
 
 
 def open_job_store(url: str, *, ca_file: str | None = None) -> JobStore:

@@ -8,11 +8,8 @@ redelivered event still raises the job's ``attempt``, the one thing it adds.
 from __future__ import annotations
 
 import abc
-import base64
 import builtins
-import json
 
-from mlgate.errors import InvalidArgument
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
 from server.jobstore.registry import ModelRegistry
@@ -20,24 +17,7 @@ from server.jobstore.registry import ModelRegistry
 __all__ = [
     "JobStore",
     "apply_event",
-    "decode_page_token",
-    "encode_page_token",
 ]
-
-
-def encode_page_token(create_ns: int, job_id: str) -> str:
-    """An opaque keyset cursor: the last item's (creation time, id)."""
-    raw = json.dumps([create_ns, job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> tuple[int, str]:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        create_ns, job_id = json.loads(base64.urlsafe_b64decode(padded))
-        return int(create_ns), str(job_id)
-    except (ValueError, TypeError) as exc:
-        raise InvalidArgument("page_token", "is not a token this server issued") from exc
 
 
 def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:

@@ -24,7 +24,6 @@ recorded, at most once per ``min(retention, 10)`` seconds per store, up to 10,00
 from __future__ import annotations
 
 import builtins
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -36,18 +35,19 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
 
-from mlgate.errors import AlreadyExists, Unavailable
+from mlgate.errors import AlreadyExists
 from mlgate.events import is_terminal
 from mlgate.urls import tls_options
 from mlgate.v1 import jobs_pb2
-from server.jobstore.base import JobStore, apply_event, decode_page_token, encode_page_token
+from server.jobstore.base import JobStore, apply_event
+from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.redis_registry import RedisModelRegistry
+from server.paging import decode_page_token, encode_page_token
 
 __all__ = ["RedisJobStore"]
 
 T = TypeVar("T")
 P = ParamSpec("P")
-log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = 30 * 24 * 3600.0
 _SWEEP_BATCH = 200
@@ -138,11 +138,14 @@ class RedisJobStore(JobStore):
         return f"RedisJobStore({where!r}, namespace={self._keys.ns!r})"
 
     def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` with redis' errors translated at this one boundary."""
         try:
             return fn(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("the job store (Redis) is unavailable: %s", exc)
-            raise Unavailable("the job store (Redis) is unavailable; try again shortly") from exc
+        except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
+            # Down, hung, still loading its data, or a replica after a failover: all pass.
+            raise JobStoreUnavailable(f"the Redis job store is unreachable: {exc}") from exc
+        except redis.RedisError as exc:
+            raise JobStoreError(f"the Redis job store failed: {exc}") from exc
 
     def _transact(self, key: str, write: Callable[[Pipeline], T]) -> T:
         """Run ``write`` (reads, then ``multi()`` and queued writes) under WATCH of ``key``,
@@ -156,7 +159,7 @@ class RedisJobStore(JobStore):
                     return result
                 except redis.WatchError:
                     continue
-        raise Unavailable(f"the job store (Redis) kept changing {key} under this update")
+        raise JobStoreUnavailable(f"the Redis job store kept changing {key} under this update")
 
     # -- writes ------------------------------------------------------------------------------
 

@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlgate.v1 import jobs_pb2
-from server.jobstore.base import JobStore, apply_event, decode_page_token, encode_page_token
+from server.jobstore.base import JobStore, apply_event
+from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
 from server.jobstore.sqlite_registry import SQLiteModelRegistry
+from server.paging import decode_page_token, encode_page_token
 
 __all__ = ["SQLiteJobStore"]
 
@@ -47,7 +49,7 @@ class SQLiteJobStore(JobStore):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._db.executescript(REGISTRY_SCHEMA)
-        self._registry = SQLiteModelRegistry(self._db, self._lock, self._transaction)
+        self._registry = SQLiteModelRegistry(self._db, self._locked, self._transaction)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteJobStore:
@@ -55,14 +57,28 @@ class SQLiteJobStore(JobStore):
         return cls(Path(url.removeprefix("sqlite://")))
 
     @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection, under the lock, with sqlite3's errors translated at this one boundary."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.IntegrityError as exc:
+                raise JobStoreError(f"the SQLite job store refused a write: {exc}") from exc
+            except sqlite3.Error as exc:
+                # Locked, read-only, disk full or I/O errors, a closed connection: all transient
+                # or the operator's to fix, and none of them the caller's request.
+                raise JobStoreUnavailable(f"the SQLite job store failed: {exc}") from exc
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction, under the lock; rolled back if the body raises."""
-        with self._lock:
+        with self._locked():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
@@ -97,7 +113,7 @@ class SQLiteJobStore(JobStore):
         )
 
     def get(self, job_id: str) -> jobs_pb2.Job | None:
-        with self._lock:
+        with self._locked():
             return self._load(job_id)
 
     def list(
@@ -119,7 +135,7 @@ class SQLiteJobStore(JobStore):
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY create_ns DESC, id DESC LIMIT ?"
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(sql, [*args, page_size + 1]).fetchall()
         jobs = [jobs_pb2.Job.FromString(row[0]) for row in rows[:page_size]]
         token = ""
@@ -144,7 +160,7 @@ class SQLiteJobStore(JobStore):
             return job
 
     def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(
                 "SELECT body FROM events WHERE job_id = ? AND seq > ? ORDER BY seq",
                 (job_id, after_seq),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from mlgate.errors import NotFound
@@ -51,13 +50,14 @@ _ROW = "SELECT model_id, name, version, description, tags FROM model_entries"
 
 
 class SQLiteModelRegistry(ModelRegistry):
-    """Shares the job store's connection, lock and write transactions."""
+    """Shares the job store's connection, its reads under the lock and its write transactions
+    (both of which translate sqlite3's errors into the job store error tree)."""
 
     def __init__(
-        self, db: sqlite3.Connection, lock: threading.Lock, transaction: Transaction
+        self, db: sqlite3.Connection, locked: Transaction, transaction: Transaction
     ) -> None:
         self._db = db
-        self._lock = lock
+        self._locked = locked
         self._transaction = transaction
 
     def register_in_transaction(self, job: jobs_pb2.Job) -> None:
@@ -83,7 +83,7 @@ class SQLiteModelRegistry(ModelRegistry):
     def resolve(self, ref: ModelRef) -> str:
         if ref.model_id:
             return ref.model_id
-        with self._lock:
+        with self._locked():
             if ref.alias:
                 row = self._db.execute(
                     "SELECT e.model_id FROM model_aliases a JOIN model_entries e "
@@ -110,7 +110,7 @@ class SQLiteModelRegistry(ModelRegistry):
 
     def entries(self, model_ids: Sequence[str]) -> dict[str, RegistryEntry]:
         found = {model_id: RegistryEntry(model_id) for model_id in model_ids}
-        with self._lock:
+        with self._locked():
             for start in range(0, len(model_ids), 500):
                 batch = list(model_ids[start : start + 500])
                 marks = ",".join("?" * len(batch))
@@ -120,7 +120,7 @@ class SQLiteModelRegistry(ModelRegistry):
         return found
 
     def versions(self, name: str) -> list[RegistryEntry]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(
                 f"{_ROW} WHERE name = ? ORDER BY version DESC", (name,)
             ).fetchall()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.errors import InvalidArgument
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
+from server.paging import encode_page_token
 from tests.jobstore.conftest import StoreFactory
 
 
@@ -129,8 +132,16 @@ def test_list_pages_newest_first_and_filters(make_store: StoreFactory) -> None:
 
 def test_a_forged_page_token_is_an_invalid_argument(make_store: StoreFactory) -> None:
     store = make_store()
-    with pytest.raises(InvalidArgument, match="page_token"):
-        store.list(kind=0, state=0, page_size=5, page_token="not-a-token!")
+    store.create(_job())
+    forged = [
+        "not-a-token!",
+        encode_page_token(10**30, "job_" + "0" * 32),  # beyond SQLite's integers
+        encode_page_token(-5, "job_" + "0" * 32),
+        base64.urlsafe_b64encode(b'{"a": 1}').decode(),
+    ]
+    for token in forged:
+        with pytest.raises(InvalidArgument, match=r"^page_token: "):
+            store.list(kind=0, state=0, page_size=5, page_token=token)
 
 
 def test_two_store_clients_share_records(make_store: StoreFactory) -> None:

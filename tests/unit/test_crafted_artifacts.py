@@ -20,9 +20,10 @@ import pytest
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import Lasso
 
-from mlgate.errors import DataLoss, ResourceExhausted
+from mlgate.errors import ResourceExhausted
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
+from storage.errors import IntegrityError
 from storage.fitted import CHECKED_TYPES
 from storage.local import LocalObjectStore
 from storage.models import ModelRepository, dumps
@@ -141,7 +142,7 @@ def test_a_crafted_structure_is_data_loss(
 ) -> None:
     repo, model_id = _store(tmp_path, name)
     rewrite_model(tmp_path / "objects", model_id, mutate)
-    with pytest.raises(DataLoss, match=reason):
+    with pytest.raises(IntegrityError, match=reason):
         repo.load(model_id)
 
 
@@ -151,7 +152,7 @@ def test_a_model_whose_inputs_disagree_with_its_manifest_is_refused(tmp_path: Pa
     manifest = json.loads(path.read_text())
     manifest["model"]["features"] = manifest["model"]["features"][:4]
     path.write_text(json.dumps(manifest))
-    with pytest.raises(DataLoss, match="disagrees with its manifest"):
+    with pytest.raises(IntegrityError, match="disagrees with its manifest"):
         repo.load(model_id)
 
 
@@ -163,7 +164,7 @@ def test_a_node_count_that_disagrees_with_the_tree_arrays_is_refused(
     (artifact,) = (tmp_path / "objects" / "models" / model_id).glob("*.skops")
     crafted = with_schema_value(artifact.read_bytes(), "node_count", count)
     replace_artifact(tmp_path / "objects", model_id, crafted)
-    with pytest.raises(DataLoss, match="node count"):
+    with pytest.raises(IntegrityError, match="node count"):
         repo.load(model_id)
 
 
@@ -171,14 +172,14 @@ def test_a_trusted_estimator_mlgate_never_trains_is_refused(tmp_path: Path) -> N
     repo, model_id = _store(tmp_path, "linear")
     X, y = _data(REGRESSION)
     replace_artifact(tmp_path / "objects", model_id, dumps(Lasso().fit(X, y)))
-    with pytest.raises(DataLoss, match="Lasso is not an estimator mlgate trains"):
+    with pytest.raises(IntegrityError, match="Lasso is not an estimator mlgate trains"):
         repo.load(model_id)
 
 
 def test_a_classifier_whose_trees_disagree_on_the_classes_is_refused(tmp_path: Path) -> None:
     repo, model_id = _store(tmp_path, "random_forest", CLASSIFICATION)
     rewrite_model(tmp_path / "objects", model_id, lambda m: setattr(m, "classes_", m.classes_[:2]))
-    with pytest.raises(DataLoss, match="class count"):
+    with pytest.raises(IntegrityError, match="class count"):
         repo.load(model_id)
 
 
@@ -195,7 +196,7 @@ def test_the_encoding_pipeline_is_checked_too(tmp_path: Path) -> None:
     repo.save(record, model)
     repo.load(record.id)
     rewrite_model(tmp_path / "objects", record.id, lambda m: aim_child_outside(m))
-    with pytest.raises(DataLoss, match="outside the tree"):
+    with pytest.raises(IntegrityError, match="outside the tree"):
         repo.load(record.id)
 
 
@@ -212,7 +213,7 @@ def test_an_artifact_that_inflates_is_refused_before_it_is_unpacked(tmp_path: Pa
     replace_artifact(tmp_path / "objects", model_id, bomb)
     tracemalloc.start()
     try:
-        with pytest.raises(DataLoss, match="inflate"):
+        with pytest.raises(IntegrityError, match="inflate"):
             repo.load(model_id)
         _, peak = tracemalloc.get_traced_memory()
     finally:

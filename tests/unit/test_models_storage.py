@@ -11,9 +11,10 @@ import pytest
 import skops.io as sio
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
-from mlgate.errors import DataLoss, FailedPrecondition, NotFound
+from mlgate.errors import FailedPrecondition, NotFound
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
+from storage.errors import IntegrityError
 from storage.local import LocalObjectStore
 from storage.models import TRUSTED_TYPES, ModelRepository
 from workers.cache import ModelCache
@@ -82,7 +83,7 @@ def test_tampered_artifact_fails_the_integrity_check(repo: ModelRepository, tmp_
     blob = bytearray(artifact.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     artifact.write_bytes(bytes(blob))
-    with pytest.raises(DataLoss, match="integrity"):
+    with pytest.raises(IntegrityError, match="integrity"):
         repo.load(saved.id)
 
 
@@ -99,7 +100,7 @@ def test_an_untrusted_type_is_refused_even_with_a_matching_digest(
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["model"]["sha256"] = digest
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(DataLoss, match="does not trust"):
+    with pytest.raises(IntegrityError, match="does not trust"):
         repo.load(saved.id)
 
 

@@ -1,0 +1,117 @@
+"""The gateway's edge: one chain of interceptors that every RPC passes through, unary or streaming.
+
+A link is an ``EdgeInterceptor``. Its ``around(method, context)`` is an async context manager that
+encloses the whole call: the handler's run for a unary reply, the whole stream for a streaming
+one. So one link serves all four kinds of RPC, and a new RPC cannot miss it. ``edge_chain`` lists
+the links in order; the first encloses the rest. ``ErrorInterceptor`` comes first, so what the
+links after it raise (authentication, metrics, tracing) is mapped like what the servicers raise.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, TypeAlias
+
+import grpc
+
+from mlgate.settings import Settings
+from server.status import Backends, translate
+
+__all__ = ["Context", "EdgeInterceptor", "ErrorInterceptor", "edge_chain"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+# The stubs make these generic; grpc's runtime classes are not subscriptable.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Around = Callable[[Context], AbstractAsyncContextManager[None]]
+Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
+
+_MAKERS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[type-arg]
+    """A link of the chain: subclasses say what encloses each call."""
+
+    def __init__(self) -> None:
+        # Wrapped once per method (and per handler a later link returns), not per call.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    @abc.abstractmethod
+    def around(self, method: str, context: Context) -> AbstractAsyncContextManager[None]:
+        """What encloses one call of ``method``: it may refuse the call on entry by raising, and
+        sees on exit how the call ended (normally, or with the exception it raised)."""
+
+    async def intercept_service(  # type: ignore[override]
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # no such method: grpc answers UNIMPLEMENTED
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _enclose(handler, lambda context: self.around(method, context))
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+def _enclose(handler: Handler, around: Around) -> Handler:
+    """The same handler with ``around`` enclosing each call of its behaviour."""
+    kind = (handler.request_streaming, handler.response_streaming)
+    behavior: Any = (
+        handler.stream_stream or handler.stream_unary or handler.unary_stream or handler.unary_unary
+    )
+    # grpc.aio takes a streaming reply either as an async generator or as a coroutine that
+    # writes to the context (as the health service's Watch does); keep the handler's form.
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            async with around(context):
+                async for reply in behavior(request, context):
+                    yield reply
+
+        enclosed: Callable[..., Any] = stream
+    else:
+
+        async def call(request: Any, context: Context) -> Any:
+            async with around(context):
+                return await behavior(request, context)
+
+        enclosed = call
+    return _MAKERS[kind](
+        enclosed,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+class ErrorInterceptor(EdgeInterceptor):
+    """Maps every exception a call raises to its status (``server.status``), in one place."""
+
+    def __init__(self, backends: Backends) -> None:
+        super().__init__()
+        self._backends = backends
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
+        try:
+            yield
+        except grpc.aio.AbortError:
+            raise  # a status set deliberately, by a handler or a later link
+        except Exception as exc:
+            code, message = translate(exc, self._backends, method)
+            await context.abort(code, message)
+
+
+def edge_chain(settings: Settings) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
+    """The gateway's interceptors, outermost first."""
+    return [ErrorInterceptor(Backends.of(settings))]
