@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
-from mlgate.errors import InvalidArgument, NotFound
+from mlgate.errors import DataLoss, InvalidArgument, NotFound
 from mlgate.refs import ModelRef, check_alias, check_model_name, check_version, parse_ref
 from mlgate.v1 import models_pb2
 from server.jobstore.registry import MAX_DESCRIPTION, AliasChange, ModelRegistry, RegistryEntry
@@ -24,6 +25,8 @@ from server.paging import paginate
 from storage.models import ModelRepository
 
 __all__ = ["ModelCatalog", "with_entry"]
+
+log = logging.getLogger(__name__)
 
 
 def with_entry(record: models_pb2.Model, entry: RegistryEntry) -> models_pb2.Model:
@@ -98,6 +101,8 @@ class ModelCatalog:
                 found.append(with_entry(self._models.get(entry.model_id), entry))
             except NotFound:
                 continue  # deleted between the registry read and this one
+            except DataLoss as exc:
+                log.warning("listing %s: skipped %s: %s", name, entry.model_id, exc.message)
         return found, token
 
     async def update(

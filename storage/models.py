@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import zipfile
 from collections.abc import Sequence
 from typing import Any, BinaryIO
@@ -28,6 +29,8 @@ from storage.errors import IntegrityError, ObjectNotFound
 from storage.fitted import InvalidModel, check_fitted
 
 __all__ = ["DEFAULT_MAX_MODEL_BYTES", "FORMAT", "TRUSTED_TYPES", "ModelRepository"]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "skops"
 DEFAULT_MAX_MODEL_BYTES = 512 * 1024 * 1024
@@ -172,12 +175,17 @@ class ModelRepository:
         return self._store.exists(_manifest_key(check_model_id(model_id)))
 
     def list(self) -> list[models_pb2.Model]:
-        """Every model's record, newest first."""
+        """Every readable model's record, newest first; corrupt manifests are logged and skipped."""
         records = []
         for key in self._store.list("models/"):
             if key.endswith("/manifest.json"):
                 model_id = key.split("/")[1]
-                record = self._manifest(model_id)
+                try:
+                    record = self._manifest(model_id)
+                except DataLoss as exc:
+                    # One damaged manifest must not hide every other model; GetModel reports it.
+                    log.warning("listing models: skipped %s: %s", model_id, exc.message)
+                    continue
                 if record is not None:
                     records.append(record)
         records.sort(key=lambda m: (m.create_time.ToNanoseconds(), m.id), reverse=True)

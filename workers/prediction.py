@@ -26,6 +26,11 @@ _ACCEPTS = {
 }
 
 
+# scikit-learn's tree models read inputs as float32 and refuse what overflows it, where the fast
+# forest path would quietly predict with infinity: one bound, the same for every model.
+_MAX_MAGNITUDE = float(np.finfo(np.float32).max)
+
+
 def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.Feature]) -> None:
     """Raise InvalidArgument naming the row and feature of the first bad value."""
     if not rows:
@@ -50,6 +55,11 @@ def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.
             if not ok:
                 raise InvalidArgument(
                     f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote(value)}"
+                )
+            if dtype in ("numeric", "integer") and abs(value) > _MAX_MAGNITUDE:
+                raise InvalidArgument(
+                    f"rows[{i}].{name}",
+                    f"{value!r} is out of range: numbers must be within ±{_MAX_MAGNITUDE:.3g}",
                 )
 
 

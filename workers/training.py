@@ -85,6 +85,14 @@ def plan(
     test_size = request.test_size if request.HasField("test_size") else DEFAULT_TEST_SIZE
     if not 0.0 < test_size < 1.0 or math.isnan(test_size):
         raise InvalidArgument("test_size", f"must be between 0 and 1 (exclusive), not {test_size}")
+    # The split scikit-learn will make: both sides need a row, or the job fails in the worker.
+    test_rows = math.ceil(test_size * schema.rows)
+    if schema.rows and not 1 <= test_rows < schema.rows:
+        raise InvalidArgument(
+            "test_size",
+            f"{test_size} of {schema.id}'s {schema.rows} rows leaves {schema.rows - test_rows} to "
+            f"train on and {test_rows} to test; choose one that leaves at least one row for each",
+        )
     seed = request.random_seed if request.HasField("random_seed") else DEFAULT_SEED
     if not 0 <= seed < 2**32:
         raise InvalidArgument("random_seed", "must be between 0 and 2**32 - 1")

@@ -3,9 +3,11 @@ the worker lives on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import pytest
 
 from mlgate.v1 import jobs_pb2, models_pb2
 from server.background import BackgroundGateway
@@ -54,3 +56,43 @@ def test_n_jobs_from_a_request_is_capped_by_the_worker_and_recorded_as_run(
     record = models(channel).GetModel(models_pb2.GetModelRequest(model_id=model_id)).model
     settings = embedded.settings
     assert record.params["n_jobs"] == fit_cores(settings.fit_cores, settings.train_concurrency)
+
+
+def _refusal(call: Callable[[], object]) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as excinfo:
+        call()
+    return excinfo.value
+
+
+def test_a_number_beyond_float32_is_refused_at_the_gateway_naming_the_feature(
+    channel: grpc.Channel,
+) -> None:
+    # scikit-learn's trees refuse it; the fast forest path alone would have predicted with inf.
+    model_id = trained_model(channel, diabetes_request(params={"n_estimators": 5}))
+    request = jobs_pb2.PredictRequest(model_id=model_id, rows=rows({**README_ROW, "bmi": 1e308}))
+    error = _refusal(lambda: events_of(jobs(channel).Predict(request, timeout=60)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (error.details() or "").startswith("rows[0].bmi: 1e+308 is out of range")
+
+
+def test_a_test_size_that_leaves_no_training_rows_is_refused_at_the_gateway(
+    channel: grpc.Channel,
+) -> None:
+    request = diabetes_request(test_size=0.999999)
+    error = _refusal(lambda: events_of(jobs(channel).Train(request, timeout=60)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = error.details() or ""
+    assert details.startswith("test_size: 0.999999 of diabetes's 442 rows leaves 0 to train on")
+
+
+def test_a_corrupt_manifest_is_skipped_by_list_and_reported_by_get(
+    embedded: BackgroundGateway, channel: grpc.Channel
+) -> None:
+    sound = trained_model(channel, diabetes_request(estimator="linear"))
+    broken = trained_model(channel, diabetes_request(estimator="ridge"))
+    (_objects(embedded) / "models" / broken / "manifest.json").write_text("{not json")
+    listed = models(channel).ListModels(models_pb2.ListModelsRequest()).models
+    assert [m.id for m in listed] == [sound]
+    error = _refusal(lambda: models(channel).GetModel(models_pb2.GetModelRequest(model_id=broken)))
+    assert error.code() == grpc.StatusCode.DATA_LOSS
+    assert "corrupt manifest" in (error.details() or "")
