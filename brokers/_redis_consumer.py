@@ -4,9 +4,9 @@ Each subscription is one consumer of the group, named ``host-pid-random``. Its t
 
 * the **fetcher** blocks in XREADGROUP (on a connection of its own) for as many entries as it has
   free slots, and every ``reclaim_interval`` runs a reclaim scan;
-* ``prefetch`` **runners** run the handler on each entry. An entry is acknowledged only when the
-  handler settles it; an unsettled one is claimed again by this consumer (XCLAIM counts the
-  delivery) and rerun with ``attempt`` one higher;
+* the handler pool (``brokers._delivery``) runs the handler on each entry, ``prefetch`` at a time.
+  An entry is acknowledged only when the handler settles it; an unsettled one is claimed again by
+  this consumer (XCLAIM counts the delivery) and rerun with ``attempt`` one higher;
 * the **heartbeat** renews ``{stream}:alive:{consumer}`` every third of its TTL, whatever the
   handlers do, so a two-hour job keeps its entry.
 
@@ -21,21 +21,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import redis
 from redis.typing import StreamIdT
 
+from brokers._backoff import Backoff
+from brokers._delivery import HandlerPool, Settleable
 from brokers._redis_keys import RELEASED_CONSUMER
 from brokers._redis_link import (
     MAX_BLOCK,
     UNAVAILABLE,
-    Backoff,
     Entry,
     RedisLink,
     is_missing_group,
@@ -43,12 +44,11 @@ from brokers._redis_link import (
 )
 from brokers.base import Subscription
 
-__all__ = ["Runner", "StreamConsumer"]
+__all__ = ["StreamConsumer"]
 
 log = logging.getLogger(__name__)
 
-#: Runs the handler on one delivery of an entry; returns whether the delivery was settled.
-Runner = Callable[["StreamConsumer", Entry], bool]
+DeliveryT = TypeVar("DeliveryT", bound=Settleable)
 
 
 def _consumer_name() -> str:
@@ -56,49 +56,45 @@ def _consumer_name() -> str:
     return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-class StreamConsumer(Subscription):
-    """One consumer of ``stream`` in ``group``; ``run`` is called for each delivery."""
+class StreamConsumer(Subscription, Generic[DeliveryT]):
+    """One consumer of ``stream`` in ``group``; the transport of a ``HandlerPool`` running
+    ``handler`` on the delivery ``open_delivery`` makes of each entry."""
 
     def __init__(
         self,
         link: RedisLink,
         stream: str,
         group: str,
-        run: Runner,
+        handler: Callable[[DeliveryT], object],
+        open_delivery: Callable[[StreamConsumer[DeliveryT], Entry], DeliveryT],
         *,
         prefetch: int,
         pause_before_retry: bool,
-        on_cancel: Callable[[StreamConsumer], None],
+        on_cancel: Callable[[StreamConsumer[DeliveryT]], None],
     ) -> None:
         self.link = link
         self.stream = stream
         self.group = group
         self.name = _consumer_name()
-        self._run = run
-        self._prefetch = max(1, prefetch)
-        self._pause_before_retry = pause_before_retry
+        self._open = open_delivery
         self._on_cancel = on_cancel
         self._heartbeat_key = link.keys.heartbeat(stream, self.name)
-        self._cond = threading.Condition()
-        self._in_flight: set[bytes] = set()
-        self._abandoned: set[bytes] = set()
-        self._work: queue.SimpleQueue[Entry | None] = queue.SimpleQueue()
-        self._stopping = threading.Event()
+        self._pool = HandlerPool(
+            f"redis-run-{stream}", max(1, prefetch), handler, self, pause=pause_before_retry
+        )
+        self._lock = threading.Lock()
+        self._abandoned: set[bytes] = set()  # under _lock
         self._beat_stop = threading.Event()
-        self._cancelled = False
         self._fetch_client_id: int | None = None
         self._threads = [
             threading.Thread(target=self._beat_loop, name=f"redis-beat-{stream}", daemon=True),
             threading.Thread(target=self._fetch_loop, name=f"redis-fetch-{stream}", daemon=True),
         ]
-        self._runners = [
-            threading.Thread(target=self._run_loop, name=f"redis-run-{stream}-{i}", daemon=True)
-            for i in range(self._prefetch)
-        ]
 
-    def start(self) -> StreamConsumer:
+    def start(self) -> StreamConsumer[DeliveryT]:
         self._beat()
-        for thread in [*self._threads, *self._runners]:
+        self._pool.start()
+        for thread in self._threads:
             thread.start()
         return self
 
@@ -120,25 +116,9 @@ class StreamConsumer(Subscription):
 
     # -- fetching ----------------------------------------------------------------------------
 
-    def _free(self) -> int:
-        with self._cond:
-            return self._prefetch - len(self._in_flight)
-
-    def _wait_for_free(self, until: float) -> int:
-        with self._cond:
-            while len(self._in_flight) >= self._prefetch and not self._stopping.is_set():
-                remaining = until - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            return 0 if self._stopping.is_set() else self._prefetch - len(self._in_flight)
-
     def _dispatch(self, entries: list[Entry]) -> None:
-        with self._cond:
-            for entry in entries:
-                self._in_flight.add(entry.id)
         for entry in entries:
-            self._work.put(entry)
+            self._pool.put(entry)
 
     def _fetch_loop(self) -> None:
         backoff = Backoff()
@@ -146,7 +126,7 @@ class StreamConsumer(Subscription):
         need_group = False
         down = False  # logged once per outage, not once per attempt
         next_scan = 0.0
-        while not self._stopping.is_set():
+        while not self._pool.stopping.is_set():
             try:
                 if conn is None:
                     conn = self.link.blocking_client()
@@ -162,7 +142,7 @@ class StreamConsumer(Subscription):
                 if time.monotonic() >= next_scan:
                     self._scan()
                     next_scan = time.monotonic() + self.link.options.reclaim_interval
-                free = self._wait_for_free(until=next_scan)
+                free = self._pool.wait_for_room(until=next_scan)
                 block = min(MAX_BLOCK, next_scan - time.monotonic())
                 if free <= 0 or block <= 0:
                     continue
@@ -178,20 +158,20 @@ class StreamConsumer(Subscription):
             except redis.ResponseError as exc:
                 if not is_missing_group(exc):
                     log.error("reading %s failed: %s", self.stream, exc)
-                    backoff.wait(self._stopping)
+                    backoff.wait(self._pool.stopping)
                 need_group = True
             except UNAVAILABLE as exc:
-                if not down and not self._stopping.is_set():
+                if not down and not self._pool.stopping.is_set():
                     log.warning("lost Redis at %s (%s); reconnecting", self.link.where(), exc)
                 down = True
                 self._drop(conn)
                 conn = None
-                backoff.wait(self._stopping)
+                backoff.wait(self._pool.stopping)
             except redis.RedisError:
                 log.exception("unexpected Redis error reading %s", self.stream)
                 self._drop(conn)
                 conn = None
-                backoff.wait(self._stopping)
+                backoff.wait(self._pool.stopping)
         self._drop(conn)
 
     def _drop(self, conn: redis.Redis | None) -> None:
@@ -203,7 +183,7 @@ class StreamConsumer(Subscription):
     # -- reclaiming --------------------------------------------------------------------------
 
     def _scan(self) -> None:
-        free = self._free()
+        free = self._pool.free()
         if free <= 0:
             return
         free -= self._claim_own_orphans(free)
@@ -237,8 +217,7 @@ class StreamConsumer(Subscription):
 
     def _claim_own_orphans(self, free: int) -> int:
         """Rerun entries pending on this consumer that no runner holds; how many there were."""
-        with self._cond:
-            busy = set(self._in_flight)
+        busy = {entry.id for entry in self._pool.held()}
         pending = self.link.client.xpending_range(
             self.stream, self.group, "-", "+", free + len(busy), consumername=self.name
         )
@@ -249,40 +228,24 @@ class StreamConsumer(Subscription):
             self._dispatch([Entry(i, f, attempt) for i, f in stream_entries(got)])
         return len(orphans)
 
-    # -- running -----------------------------------------------------------------------------
+    # -- the transport of the handler pool ---------------------------------------------------
 
-    def _run_loop(self) -> None:
-        while (entry := self._work.get()) is not None:
-            try:
-                self._run_entry(entry)
-            except Exception:
-                log.exception("running entry %r of %s failed", entry.id, self.stream)
-            finally:
-                with self._cond:
-                    self._in_flight.discard(entry.id)
-                    self._abandoned.discard(entry.id)
-                    self._cond.notify_all()
+    def open(self, entry: Entry) -> DeliveryT:
+        return self._open(self, entry)
 
-    def _run_entry(self, entry: Entry) -> None:
-        pause = Backoff(base=0.1, cap=5.0)
-        current: Entry | None = entry
-        while current is not None:
-            if self._stopping.is_set():
-                self._give_back([current.id])
-                return
-            if self._run(self, current):
-                return
-            if self._pause_before_retry:
-                pause.wait(self._stopping)
-            if self._stopping.is_set():
-                self._give_back([current.id])
-                return
-            current = self._claim_again(current)
+    def retry(self, entry: Entry) -> Entry | None:
+        if self._pool.stopping.is_set():
+            self._give_back([entry.id])
+            return None
+        return self._claim_again(entry)
+
+    def release(self, entry: Entry) -> None:
+        self._give_back([entry.id])
 
     def _claim_again(self, entry: Entry) -> Entry | None:
         """Claim an unsettled entry again, which counts a delivery. None if that fails: the
         entry then stays pending on this consumer and the next scan finds it."""
-        with self._cond:
+        with self._lock:
             if entry.id in self._abandoned:
                 return None
         try:
@@ -298,7 +261,7 @@ class StreamConsumer(Subscription):
     def _give_back(self, entry_ids: list[bytes]) -> None:
         """Hand unsettled entries to ``released`` without counting a delivery, once each: an
         entry given back may already run elsewhere, so this consumer must not touch it again."""
-        with self._cond:
+        with self._lock:
             ids = [i for i in entry_ids if i not in self._abandoned]
             self._abandoned.update(ids)
         if not ids:
@@ -327,23 +290,13 @@ class StreamConsumer(Subscription):
     # -- stopping ----------------------------------------------------------------------------
 
     def cancel(self, timeout: float | None = None) -> None:
-        with self._cond:
-            if self._cancelled:
-                return
-            self._cancelled = True
-            self._stopping.set()
-            self._cond.notify_all()
+        if not self._pool.stop():
+            return
         deadline = None if timeout is None else time.monotonic() + timeout
         self._stop_fetcher(deadline)
-        for _ in self._runners:
-            self._work.put(None)
-        for thread in self._runners:
-            if thread is not threading.current_thread():
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        with self._cond:
-            left = list(self._in_flight)
+        left = self._pool.join(deadline)
         # Handlers still running: their entries go back now; a late ack still counts.
-        self._give_back(left)
+        self._give_back([entry.id for entry in left])
         self._beat_stop.set()
         try:
             self.link.client.delete(self._heartbeat_key)

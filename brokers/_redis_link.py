@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,13 +19,13 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
+from brokers._backoff import Backoff
 from brokers._redis_keys import Keys
 from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable
 from mlgate.urls import redact_url, tls_options
 
 __all__ = [
     "UNAVAILABLE",
-    "Backoff",
     "Entry",
     "RedisLink",
     "RedisOptions",
@@ -74,28 +73,6 @@ class RedisOptions:
     def __post_init__(self) -> None:
         if self.reclaim_interval <= 0 or self.heartbeat_ttl <= 0:
             raise ValueError("heartbeat_ttl and reclaim_interval must be positive")
-
-
-class Backoff:
-    """Exponential backoff with full jitter, so reconnecting clients do not stampede."""
-
-    def __init__(self, base: float = 0.05, cap: float = 5.0) -> None:
-        self._base = base
-        self._cap = cap
-        self._failures = 0
-
-    def reset(self) -> None:
-        self._failures = 0
-
-    def next_delay(self) -> float:
-        self._failures += 1
-        return random.uniform(0, min(self._cap, self._base * 2**self._failures))
-
-    def wait(self, stop: threading.Event, *, deadline: float | None = None) -> None:
-        delay = self.next_delay()
-        if deadline is not None:
-            delay = min(delay, max(0.0, deadline - time.monotonic()))
-        stop.wait(delay)
 
 
 @dataclass(frozen=True)

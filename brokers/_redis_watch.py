@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 import redis
 
-from brokers._redis_link import MAX_BLOCK, UNAVAILABLE, Backoff, RedisLink, stream_entries
+from brokers._backoff import Backoff
+from brokers._redis_link import MAX_BLOCK, UNAVAILABLE, RedisLink, stream_entries
 from brokers.base import Subscription, WatchHandler
 
 __all__ = ["StreamWatcher"]

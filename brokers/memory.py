@@ -7,19 +7,18 @@ survives the process, which is why it serves ``mlgate serve`` and tests, not a f
 
 from __future__ import annotations
 
-import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from brokers._delivery import EventAck, HandlerPool, WorkDelivery, watch_pool
 from brokers.base import (
     QUEUES,
     Broker,
     BrokerStats,
-    Delivery,
     DeliveryHandler,
-    EventDelivery,
     EventHandler,
     Message,
     QueueStats,
@@ -29,8 +28,6 @@ from brokers.base import (
 from brokers.errors import BrokerClosed
 
 __all__ = ["PRIOR_ATTEMPTS_HEADER", "MemoryBroker"]
-
-log = logging.getLogger(__name__)
 
 #: Read on publish by this broker only: how many deliveries the job already had in an earlier
 #: process. Its queues die with the process, so an embedded restart that requeues a job from the
@@ -78,66 +75,102 @@ class _Queue(Generic[T]):
             return list(self._items)
 
 
-class _Runner(Subscription, Generic[T]):
-    """``threads`` threads that take items from a queue and run ``work`` on each."""
+class _Consumer(Subscription, Generic[T]):
+    """A handler pool fed from one of the broker's queues. The feeding thread takes an item only
+    when a handler thread is free, so other consumers of the queue get the rest."""
 
     def __init__(
-        self, name: str, queue: _Queue[T], work: Callable[[T], None], threads: int
+        self,
+        source: _Queue[T],
+        pool: HandlerPool[T, Any],
+        on_cancel: Callable[[], None] | None = None,
     ) -> None:
-        self._queue = queue
-        self._work = work
-        self._stopped = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
-            for i in range(threads)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._source = source
+        self._pool = pool
+        self._on_cancel = on_cancel
+        self._feeder = threading.Thread(target=self._feed, name=f"{pool.name}-feed", daemon=True)
 
-    def _run(self) -> None:
-        while (item := self._queue.get(self._stopped)) is not None:
-            if self._stopped.is_set():
-                self._queue.put(item, front=True)
-                return
-            self._work(item)
+    def start(self) -> _Consumer[T]:
+        self._pool.start()
+        self._feeder.start()
+        return self
 
     @property
     def cancelled(self) -> bool:
-        return self._stopped.is_set()
+        return self._pool.stopping.is_set()
+
+    def _feed(self) -> None:
+        while self._pool.wait_for_room() > 0:
+            item = self._source.get(self._pool.stopping)
+            if item is None:
+                return
+            self._pool.put(item)  # handed back at once if the pool stopped meanwhile
 
     def cancel(self, timeout: float | None = None) -> None:
-        self._stopped.set()
-        self._queue.wake_all()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout)
+        if not self._pool.stop():
+            return
+        if self._on_cancel is not None:
+            self._on_cancel()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._source.wake_all()
+        self._feeder.join(timeout)
+        # A handler still running puts its item back itself when it returns.
+        self._pool.join(deadline)
 
 
-class _MemoryDelivery(Delivery):
+class _MemoryDelivery(WorkDelivery):
     def __init__(self, broker: MemoryBroker, queue: str, message: Message, attempt: int) -> None:
-        self.message = message
-        self.attempt = attempt
+        super().__init__(message, attempt, queue)
         self._broker = broker
         self._queue = queue
-        self.settled = False
 
-    def ack(self) -> None:
-        self.settled = True
+    def _ack(self) -> None:
+        pass
 
-    def dead_letter(self, reason: str) -> None:
-        self.settled = True
+    def _dead_letter(self, reason: str) -> None:
         with self._broker._lock:
             self._broker._dead[self._queue].append(self.message)
-        log.warning("dead-lettered job %s from %s: %s", self.message.job_id, self._queue, reason)
 
 
-class _MemoryEventDelivery(EventDelivery):
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.settled = False
+class _MemoryEventAck(EventAck):
+    def _ack(self) -> None:
+        pass
 
-    def ack(self) -> None:
-        self.settled = True
+
+class _Jobs:
+    """The transport of one work queue: items are (message, deliveries so far)."""
+
+    def __init__(self, broker: MemoryBroker, queue: str) -> None:
+        self._broker = broker
+        self._queue = queue
+        self.source = broker._queue(queue)
+
+    def open(self, item: tuple[Message, int]) -> _MemoryDelivery:
+        message, previous = item
+        return _MemoryDelivery(self._broker, self._queue, message, previous + 1)
+
+    def retry(self, item: tuple[Message, int]) -> None:
+        message, previous = item
+        self.source.put((message, previous + 1), front=True)
+
+    def release(self, item: tuple[Message, int]) -> None:
+        self.source.put(item, front=True)
+
+
+class _Events:
+    """The transport of the durable events: an event not acknowledged goes back to the front."""
+
+    def __init__(self, source: _Queue[bytes]) -> None:
+        self.source = source
+
+    def open(self, body: bytes) -> _MemoryEventAck:
+        return _MemoryEventAck(body)
+
+    def retry(self, body: bytes) -> None:
+        self.source.put(body, front=True)
+
+    def release(self, body: bytes) -> None:
+        self.source.put(body, front=True)
 
 
 class MemoryBroker(Broker):
@@ -151,7 +184,7 @@ class MemoryBroker(Broker):
         self._events: _Queue[bytes] = _Queue()
         self._watchers: list[_Queue[bytes]] = []
         self._subscriptions: list[Subscription] = []
-        self._consumers: dict[str, list[_Runner[tuple[Message, int]]]] = {q: [] for q in QUEUES}
+        self._consumers: dict[str, list[_Consumer[tuple[Message, int]]]] = {q: [] for q in QUEUES}
 
     def start(self) -> None:
         self._check_open()
@@ -187,22 +220,12 @@ class MemoryBroker(Broker):
 
     def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
         self._check_open()
-        source = self._queue(queue)
-
-        def work(item: tuple[Message, int]) -> None:
-            message, previous = item
-            delivery = _MemoryDelivery(self, queue, message, previous + 1)
-            try:
-                handler(delivery)
-            except Exception:
-                log.exception("handler failed on job %s; it will be redelivered", message.job_id)
-            if not delivery.settled:
-                source.put((message, delivery.attempt), front=True)
-
-        runner = _Runner(f"memory-{queue}", source, work, max(1, prefetch))
+        jobs = _Jobs(self, queue)
+        pool = HandlerPool(f"memory-{queue}", max(1, prefetch), handler, jobs)
+        consumer = _Consumer(jobs.source, pool).start()
         with self._lock:
-            self._consumers[queue].append(runner)
-        return self._track(runner)
+            self._consumers[queue].append(consumer)
+        return self._track(consumer)
 
     def publish_event(self, body: bytes, *, timeout: float) -> None:
         self._check_open()
@@ -214,18 +237,10 @@ class MemoryBroker(Broker):
 
     def consume_events(self, handler: EventHandler) -> Subscription:
         self._check_open()
-
-        def work(body: bytes) -> None:
-            delivery = _MemoryEventDelivery(body)
-            try:
-                handler(delivery)
-            except Exception:
-                log.exception("event handler failed; the event will be redelivered")
-            if not delivery.settled:
-                self._events.put(body, front=True)
-
+        events = _Events(self._events)
         # One thread keeps each job's events in publish order.
-        return self._track(_Runner("memory-events", self._events, work, 1))
+        pool = HandlerPool("memory-events", 1, handler, events, pause=True)
+        return self._track(_Consumer(self._events, pool).start())
 
     def watch_events(self, handler: WatchHandler) -> Subscription:
         self._check_open()
@@ -233,23 +248,13 @@ class MemoryBroker(Broker):
         with self._lock:
             self._watchers.append(feed)
 
-        def work(body: bytes) -> None:
-            try:
-                handler(body)
-            except Exception:
-                log.exception("event watcher failed")
+        def unwatch() -> None:
+            with self._lock:
+                if feed in self._watchers:
+                    self._watchers.remove(feed)
 
-        runner = _Runner("memory-watch", feed, work, 1)
-        broker = self
-
-        class _Watch(Subscription):
-            def cancel(self, timeout: float | None = None) -> None:
-                with broker._lock:
-                    if feed in broker._watchers:
-                        broker._watchers.remove(feed)
-                runner.cancel(timeout)
-
-        return self._track(_Watch())
+        pool = watch_pool("memory-watch", handler, lambda body: body)
+        return self._track(_Consumer(feed, pool, on_cancel=unwatch).start())
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[Message]:
         self._queue(queue)

@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis.typing import EncodableT, FieldT
 
+from brokers._backoff import Backoff
+from brokers._delivery import EventAck, WorkDelivery
 from brokers._redis_consumer import StreamConsumer
 from brokers._redis_keys import EVENT_GROUP, WORK_GROUP, Keys
-from brokers._redis_link import Backoff, Entry, RedisLink, RedisOptions, stream_entries
+from brokers._redis_link import Entry, RedisLink, RedisOptions, stream_entries
 from brokers._redis_watch import StreamWatcher
 from brokers.base import (
     QUEUES,
     Broker,
     BrokerStats,
-    Delivery,
     DeliveryHandler,
-    EventDelivery,
     EventHandler,
     Message,
     QueueStats,
@@ -74,42 +74,32 @@ def _decode(fields: dict[bytes, bytes]) -> Message:
     return Message(job_id, fields.get(b"body", b""), headers)
 
 
-class _WorkDelivery(Delivery):
+class _RedisDelivery(WorkDelivery):
     def __init__(
-        self, consumer: StreamConsumer, broker: RedisBroker, queue: str, entry: Entry
+        self, consumer: StreamConsumer[Any], broker: RedisBroker, queue: str, entry: Entry
     ) -> None:
-        self.message = _decode(entry.fields)
-        self.attempt = entry.attempt
-        self.settled = False
+        super().__init__(_decode(entry.fields), entry.attempt, queue)
         self._consumer = consumer
         self._broker = broker
         self._queue = queue
         self._entry_id = entry.id
 
-    def ack(self) -> None:
-        if not self.settled:
-            self._consumer.ack(self._entry_id, delete=True)
-            self.settled = True
+    def _ack(self) -> None:
+        self._consumer.ack(self._entry_id, delete=True)
 
-    def dead_letter(self, reason: str) -> None:
-        if self.settled:
-            return
+    def _dead_letter(self, reason: str) -> None:
         self._broker._dead_letter(self._consumer, self._queue, self._entry_id, self, reason)
-        self.settled = True
 
 
-class _EventDelivery(EventDelivery):
-    def __init__(self, consumer: StreamConsumer, entry: Entry) -> None:
-        self.body = entry.fields.get(b"body", b"")
-        self.settled = False
+class _RedisEventAck(EventAck):
+    def __init__(self, consumer: StreamConsumer[Any], entry: Entry) -> None:
+        super().__init__(entry.fields.get(b"body", b""))
         self._consumer = consumer
         self._entry_id = entry.id
 
-    def ack(self) -> None:
+    def _ack(self) -> None:
         # Not deleted: watchers read the same stream, which is trimmed by age and length instead.
-        if not self.settled:
-            self._consumer.ack(self._entry_id, delete=False)
-            self.settled = True
+        self._consumer.ack(self._entry_id, delete=False)
 
 
 class RedisBroker(Broker):
@@ -227,22 +217,16 @@ class RedisBroker(Broker):
         self._link.check_open()
         stream = self._stream(queue)
 
-        def run(consumer: StreamConsumer, entry: Entry) -> bool:
-            delivery = _WorkDelivery(consumer, self, queue, entry)
-            try:
-                handler(delivery)
-            except Exception:
-                log.exception(
-                    "handler failed on job %s; it will be redelivered", delivery.message.job_id
-                )
-            return delivery.settled
+        def open_delivery(consumer: StreamConsumer[Any], entry: Entry) -> _RedisDelivery:
+            return _RedisDelivery(consumer, self, queue, entry)
 
         return self._subscribe(
             lambda: StreamConsumer(
                 self._link,
                 stream,
                 WORK_GROUP,
-                run,
+                handler,
+                open_delivery,
                 prefetch=prefetch,
                 pause_before_retry=False,
                 on_cancel=self._untrack,
@@ -256,10 +240,10 @@ class RedisBroker(Broker):
 
     def _dead_letter(
         self,
-        consumer: StreamConsumer,
+        consumer: StreamConsumer[Any],
         queue: str,
         entry_id: bytes,
-        delivery: _WorkDelivery,
+        delivery: _RedisDelivery,
         reason: str,
     ) -> None:
         message = delivery.message
@@ -277,7 +261,6 @@ class RedisBroker(Broker):
             ),
             timeout=self._options.settle_timeout,
         )
-        log.warning("dead-lettered job %s from %s: %s", message.job_id, queue, reason)
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[Message]:
         self._stream(queue)
@@ -329,22 +312,14 @@ class RedisBroker(Broker):
 
     def consume_events(self, handler: EventHandler) -> Subscription:
         self._link.check_open()
-
-        def run(consumer: StreamConsumer, entry: Entry) -> bool:
-            delivery = _EventDelivery(consumer, entry)
-            try:
-                handler(delivery)
-            except Exception:
-                log.exception("event handler failed; the event will be redelivered")
-            return delivery.settled
-
         # One runner: a gateway records events in the order they were published.
         return self._subscribe(
             lambda: StreamConsumer(
                 self._link,
                 self._keys.events,
                 EVENT_GROUP,
-                run,
+                handler,
+                _RedisEventAck,
                 prefetch=1,
                 pause_before_retry=True,
                 on_cancel=self._untrack,
