@@ -1,7 +1,8 @@
 """Subscriptions over the broker's consumer connection.
 
-Each subscription has a channel of its own (so its own prefetch) and threads of its own that run
-the handler; the IO thread only moves deliveries and acknowledgements. When the connection or the
+Each subscription has a channel of its own (so its own prefetch) and a handler pool of its own
+(``brokers._delivery``) whose threads run the handler; the IO thread only moves deliveries and
+acknowledgements. When the connection or the
 channel is lost, RabbitMQ puts every unacknowledged delivery back in the queue; the subscription
 opens a new channel (declaring the topology again) and consumes again. Deliveries taken on a lost
 channel are "stale": they are not started, and acknowledging one raises ``BrokerUnavailable``
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +21,9 @@ from typing import Any
 
 import pika
 
-from brokers._rabbitmq_link import AmqpLink, IOThread, backoff
+from brokers._backoff import backoff
+from brokers._delivery import HandlerPool
+from brokers._rabbitmq_link import AmqpLink, IOThread
 from brokers._rabbitmq_topology import Topology
 from brokers.base import Subscription
 from brokers.errors import BrokerClosed, BrokerUnavailable
@@ -73,24 +75,22 @@ class Consumers:
 
 
 class Subscriber(Subscription):
-    """A running consumer of one queue: its channel, its prefetch and its handler threads.
+    """A running consumer of one queue: its channel, its prefetch and its handler pool.
 
-    Subclasses say what to consume (``_consume``) and how to run one delivery (``_process``).
+    Subclasses say what to consume (``_consume``) and make the ``pool`` that runs the handler,
+    usually with themselves as its transport.
     """
 
-    def __init__(
-        self, owner: Consumers, topology: Topology, name: str, prefetch: int, threads: int
-    ) -> None:
+    pool: HandlerPool[Item, Any]
+
+    def __init__(self, owner: Consumers, topology: Topology, name: str, prefetch: int) -> None:
         self.name = name
         self._owner = owner
         self._io = owner.io
         self._topology = topology
         self._prefetch = prefetch
-        self._inbox: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._busy = 0  # deliveries taken and not yet finished; under _lock
         self._waiting_for_room = False  # under _lock
-        self.cancelled = False
         #: Set once the subscription first consumes.
         self.consuming = threading.Event()
         self._cancel_ok = threading.Event()
@@ -103,14 +103,13 @@ class Subscriber(Subscription):
         self._attempt = 0
         self._retry: object = None
         self._restarting = False
-        self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
-            for i in range(threads)
-        ]
+
+    @property
+    def cancelled(self) -> bool:
+        return self.pool.stopping.is_set()
 
     def begin(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        self.pool.start()
         self._owner.add(self)
 
     # --- the IO thread ---
@@ -165,7 +164,7 @@ class Subscriber(Subscription):
         if self._consumer_tag is not None or self.cancelled:
             return
         with self._lock:
-            self._waiting_for_room = self._prefetch > 0 and self._busy >= self._prefetch
+            self._waiting_for_room = self._prefetch > 0 and self.pool.busy >= self._prefetch
             if self._waiting_for_room:
                 return
         self._consumer_tag = self._consume(channel)
@@ -178,9 +177,7 @@ class Subscriber(Subscription):
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         if channel is not self._channel:
             return
-        with self._lock:
-            self._busy += 1
-        self._inbox.put(Item(self.epoch, method.delivery_tag, properties, body))
+        self.pool.put(Item(self.epoch, method.delivery_tag, properties, body))
 
     def detach(self) -> None:
         """The channel is gone, and with it every delivery taken on it: they are back in the
@@ -235,40 +232,26 @@ class Subscriber(Subscription):
         except (BrokerClosed, BrokerUnavailable):
             return False
 
-    def _run(self) -> None:
-        while (item := self._inbox.get()) is not None:
-            try:
-                self._process(item)
-            except Exception:
-                log.exception("%s: unexpected error handling a delivery", self.name)
-            finally:
-                with self._lock:
-                    self._busy -= 1
-                    wake = self._waiting_for_room
-                if wake:
-                    with contextlib.suppress(BrokerClosed):
-                        self._io.call(self.consume_when_free)
-
-    def _process(self, item: Item) -> None:
-        raise NotImplementedError
+    def room_freed(self) -> None:
+        """A handler finished: consume again if the channel was waiting for room."""
+        with self._lock:
+            wake = self._waiting_for_room
+        if wake:
+            with contextlib.suppress(BrokerClosed):
+                self._io.call(self.consume_when_free)
 
     # --- any thread ---
 
     def cancel(self, timeout: float | None = None) -> None:
-        if self.cancelled:
+        if not self.pool.stop():
             return
-        self.cancelled = True
         deadline = None if timeout is None else time.monotonic() + timeout
         with contextlib.suppress(BrokerClosed, BrokerUnavailable):
             # Until RabbitMQ confirms the cancel, deliveries may still arrive: they are handed
             # back untouched (a nack, which RabbitMQ 4.3+ does not count as a failed attempt).
             if self._io.run(self._stop_consuming, _SETTLE_TIMEOUT):
                 self._cancel_ok.wait(_SETTLE_TIMEOUT)
-        for _ in self._threads:
-            self._inbox.put(None)
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.pool.join(deadline)
         # Whatever is still unsettled (handlers that outlived ``timeout``) goes back now.
         with contextlib.suppress(BrokerClosed, BrokerUnavailable):
             self._io.run(self._forget, _SETTLE_TIMEOUT)

@@ -9,7 +9,6 @@ hours.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -18,22 +17,13 @@ from typing import Any, TypeVar
 import pika
 from pika.adapters.select_connection import IOLoop
 
+from brokers._backoff import backoff
 from brokers.errors import BrokerClosed, BrokerUnavailable
 
-__all__ = ["AmqpLink", "IOThread", "backoff"]
+__all__ = ["AmqpLink", "IOThread"]
 
 log = logging.getLogger("brokers.rabbitmq")
 T = TypeVar("T")
-
-_FIRST_RETRY = 0.1
-_MAX_RETRY = 5.0
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number ``attempt`` (0 first): exponential, capped, with
-    jitter so that a fleet of workers does not reconnect in lockstep after a broker restart."""
-    delay = min(_MAX_RETRY, _FIRST_RETRY * 2**attempt)
-    return random.uniform(delay / 2, delay)
 
 
 class IOThread:

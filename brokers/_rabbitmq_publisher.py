@@ -20,7 +20,8 @@ from typing import Any
 import pika
 from pika import spec
 
-from brokers._rabbitmq_link import AmqpLink, IOThread, backoff
+from brokers._backoff import backoff
+from brokers._rabbitmq_link import AmqpLink, IOThread
 from brokers._rabbitmq_topology import Topology
 from brokers.errors import BrokerUnavailable, PublishNotConfirmed
 
