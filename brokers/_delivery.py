@@ -118,7 +118,11 @@ class EventAck(EventDelivery):
 
 
 class HandlerPool(Generic[ItemT, DeliveryT]):
-    """``size`` threads running ``handler`` on the deliveries a transport puts in."""
+    """``size`` threads running ``handler`` on the deliveries a transport puts in.
+
+    ``pause`` (one thread only) waits before each retry, longer while deliveries keep failing;
+    ``on_room`` is called, from a pool thread, each time a delivery is finished.
+    """
 
     def __init__(
         self,
@@ -130,6 +134,8 @@ class HandlerPool(Generic[ItemT, DeliveryT]):
         pause: bool = False,
         on_room: Callable[[], None] | None = None,
     ) -> None:
+        if pause and size != 1:
+            raise ValueError("a pause before retrying is for one-thread (ordered) pools")
         self.name = name
         self.size = size
         self.stopping = threading.Event()
