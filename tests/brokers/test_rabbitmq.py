@@ -21,13 +21,13 @@ from brokers._rabbitmq_topology import Topology
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Delivery, EventDelivery, Message
 from brokers.errors import BrokerUnavailable, PublishNotConfirmed
 from brokers.rabbitmq import RabbitMQBroker
+from tests.support.fresh import unique_namespace
 from tests.support.rabbitmq import (
     DEPLOY,
     SHARED_URL,
     PrivateNode,
     delete_namespace,
     rabbitmq_brokers,
-    unique_namespace,
     wait_for,
 )
 

@@ -21,12 +21,12 @@ from brokers._redis_keys import Keys
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Delivery, EventDelivery, Message
 from brokers.errors import BrokerUnavailable
 from brokers.redis import RedisBroker, RedisOptions
+from tests.support.fresh import unique_namespace
 from tests.support.redis import (
     FAST,
     PrivateRedis,
     delete_namespace,
     require_redis,
-    unique_namespace,
     wait_for,
 )
 

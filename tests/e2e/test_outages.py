@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlgate.v1 import jobs_pb2
 from tests.e2e.helpers import assert_well_formed, diabetes_request, first_event, hang_up, jobs
+from tests.support.fresh import unique_namespace
 from tests.support.rabbitmq import PrivateNode
 from tests.support.redis import PrivateRedis
 from tests.support.system import gateway_settings, running_gateway
@@ -67,7 +67,7 @@ def test_broker_outage_is_visible_refused_and_survived(outage: Outage, tmp_path:
         tmp_path / "data",
         broker=outage.broker,
         broker_url=outage.url,
-        namespace=f"outage-{uuid.uuid4().hex[:8]}",
+        namespace=unique_namespace("outage"),
         publish_timeout=2.0,
         redis_heartbeat_ttl=3.0,
         redis_reclaim_interval=1.0,

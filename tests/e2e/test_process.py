@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,17 +14,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlgate.v1 import jobs_pb2
 from tests.e2e.helpers import assert_well_formed, diabetes_request, first_event, jobs
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.fresh import free_port
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = _free_port()
+    port = free_port()
     mlgate = Path(sys.executable).parent / "mlgate"
     process = subprocess.Popen(
         [str(mlgate), "serve", "--port", str(port), "--data-dir", str(tmp_path / "data")],

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,15 +15,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.fresh import free_port, unique_namespace
+
 __all__ = ["Cluster"]
 
 MLGATE = str(Path(sys.executable).parent / "mlgate")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:
@@ -34,7 +28,7 @@ class Cluster:
 
     def __init__(self, tmp: Path, broker: str, env: Mapping[str, str] | None = None) -> None:
         self.tmp = tmp
-        self.namespace = f"t{uuid.uuid4().hex[:10]}"
+        self.namespace = unique_namespace()
         self.env = {
             **os.environ,
             "MLGATE_BROKER": broker,

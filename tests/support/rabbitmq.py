@@ -19,6 +19,7 @@ import pytest
 
 from brokers._rabbitmq_topology import Topology
 from brokers.rabbitmq import RabbitMQBroker
+from tests.support.fresh import free_ports, unique_namespace
 from tests.support.waiting import wait_for
 
 __all__ = [
@@ -29,7 +30,6 @@ __all__ = [
     "private_rabbitmq",
     "rabbitmq_brokers",
     "require_rabbitmq",
-    "unique_namespace",
     "wait_for",
 ]
 
@@ -51,10 +51,6 @@ def require_rabbitmq(url: str = SHARED_URL) -> str:
         where = f"{parameters.host}:{parameters.port}"
         pytest.fail(f"RabbitMQ is not answering at {where} ({exc!r}); {START_HINT}", pytrace=False)
     return url
-
-
-def unique_namespace() -> str:
-    return f"mlgate-test-{uuid.uuid4().hex[:12]}"
 
 
 def delete_namespace(url: str, namespace: str) -> None:
@@ -94,13 +90,6 @@ def rabbitmq_brokers(
         delete_namespace(url, namespace)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _binary(name: str) -> str:
     for directory in _BIN_DIRS:
         path = Path(directory) / name
@@ -119,7 +108,7 @@ class PrivateNode:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.name = f"mlgate-test-{os.getpid()}-{uuid.uuid4().hex[:6]}@localhost"
-        self.port = _free_port()
+        self.port, dist_port = free_ports(2)
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
         self._process: subprocess.Popen[bytes] | None = None
         for path in ("plugins", "env.conf"):
@@ -138,7 +127,7 @@ class PrivateNode:
                 "RABBITMQ_NODENAME": self.name,
                 "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
                 "RABBITMQ_NODE_PORT": str(self.port),
-                "RABBITMQ_DIST_PORT": str(_free_port()),
+                "RABBITMQ_DIST_PORT": str(dist_port),
                 "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
                 "RABBITMQ_LOG_BASE": str(root / "log"),
                 "RABBITMQ_PID_FILE": str(root / "node.pid"),

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import uuid
 from collections.abc import Callable, Generator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import redis
 
 from brokers.redis import RedisBroker, RedisOptions
 from server.jobstore.redis import RedisJobStore
+from tests.support.fresh import free_port, unique_namespace
 from tests.support.waiting import wait_for
 
 __all__ = [
@@ -27,7 +26,6 @@ __all__ = [
     "redis_brokers",
     "redis_stores",
     "require_redis",
-    "unique_namespace",
     "wait_for",
 ]
 
@@ -51,10 +49,6 @@ def require_redis(url: str = SHARED_URL) -> str:
     finally:
         client.close()
     return url
-
-
-def unique_namespace() -> str:
-    return f"mlgate-test-{uuid.uuid4().hex[:12]}"
 
 
 def delete_namespace(url: str, namespace: str) -> None:
@@ -111,13 +105,6 @@ def redis_stores(
         delete_namespace(url, namespace)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class PrivateRedis:
     """A ``redis-server --appendonly yes`` of the test's own, on a free port, in ``directory``;
     it can be stopped and started again on the same port with the same data."""
@@ -131,7 +118,7 @@ class PrivateRedis:
             )
         self._binary = binary
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.args = args
         self._process: subprocess.Popen[bytes] | None = None

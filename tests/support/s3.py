@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from storage.s3 import S3ObjectStore, make_client
+from tests.support.fresh import free_ports
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -90,20 +90,6 @@ def _weed() -> str:
     return found
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports, all held open together so none is handed out twice."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _command(weed: str, directory: Path, config: Path, ports: dict[str, int]) -> list[str]:
     data = directory / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -150,7 +136,7 @@ def start_seaweedfs(directory: Path) -> tuple[S3Server, Callable[[], None]]:
     with the function that stops it."""
     weed = _weed()
     names = [f"{c}{grpc}" for c in _COMPONENTS for grpc in ("", ".grpc")]
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     server = S3Server(
         endpoint_url=f"http://127.0.0.1:{ports['s3']}",
         bucket="mlgate-test",
