@@ -141,6 +141,23 @@ def test_dead_lettered_message_is_kept_aside_and_not_redelivered(
     assert broker.dead_letters(PREDICT_QUEUE) == []
 
 
+def test_a_delivery_is_settled_once_however_often_it_is_asked(make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    done: queue.Queue[Delivery] = queue.Queue()
+
+    def handler(delivery: Delivery) -> None:
+        delivery.dead_letter("first reason")
+        delivery.dead_letter("second reason")
+        delivery.ack()
+        done.put(delivery)
+
+    sub = broker.consume(TRAIN_QUEUE, handler, prefetch=1)
+    broker.publish(TRAIN_QUEUE, Message("job-twice", b"x"), timeout=WAIT)
+    assert _take(done).message.job_id == "job-twice"
+    sub.cancel(WAIT)
+    assert [m.job_id for m in broker.dead_letters(TRAIN_QUEUE)] == ["job-twice"]
+
+
 def test_prefetch_bounds_the_jobs_in_flight(make_broker: BrokerFactory) -> None:
     broker = make_broker()
     lock = threading.Lock()
