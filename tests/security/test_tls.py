@@ -4,7 +4,6 @@ unknown CA and a missing client certificate are refused; the client and the CLI 
 from __future__ import annotations
 
 import http.server
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -23,7 +22,8 @@ from server.transport import server_credentials
 from storage.errors import StorageMisconfigured, StorageUnavailable
 from storage.s3 import S3ObjectStore
 from tests.support.certs import Authority, Pair
-from tests.support.redis import PrivateRedis, unique_namespace
+from tests.support.fresh import free_port, unique_namespace
+from tests.support.redis import PrivateRedis
 from tests.support.serving import clean_env, run_mlgate
 from tests.support.system import RunningGateway, gateway_settings, running_gateway
 
@@ -169,7 +169,7 @@ def test_bad_tls_settings_are_one_line_naming_the_variable(tmp_path: Path, pki: 
 
 
 def test_redis_broker_and_job_store_over_tls_trust_the_broker_ca(tmp_path: Path, pki: PKI) -> None:
-    tls_port = _free_port()
+    tls_port = free_port()
     server = PrivateRedis(
         tmp_path / "redis",
         "--tls-port", str(tls_port),
@@ -230,12 +230,6 @@ def test_an_https_s3_endpoint_trusts_mlgate_s3_ca(
         monkeypatch.delenv("MLGATE_S3_CA")
         with pytest.raises(StorageUnavailable, match="SSL"):
             S3ObjectStore.from_url("s3://bucket/prefix").check()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
