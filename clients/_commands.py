@@ -29,6 +29,7 @@ from clients.errors import JobCancelled, JobFailed
 from mlgate.v1 import jobs_pb2
 
 __all__ = [
+    "cmd_datasets_delete",
     "cmd_datasets_get",
     "cmd_datasets_list",
     "cmd_datasets_upload",
@@ -67,6 +68,7 @@ def cmd_train(args: argparse.Namespace, client: MLGateClient) -> int:
         "task": args.task,
         "test_size": args.test_size,
         "random_seed": args.seed,
+        "model_name": args.name or "",
     }
     if args.detach:
         job_id = client.submit_train(**request)
@@ -162,7 +164,7 @@ def cmd_jobs_cancel(args: argparse.Namespace, client: MLGateClient) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace, client: MLGateClient) -> int:
-    models = list(client.list_models())
+    models = list(client.list_models(name=args.name or ""))
     out(to_json(models) if args.json else models_table(models))
     return 0
 
@@ -174,8 +176,12 @@ def cmd_models_get(args: argparse.Namespace, client: MLGateClient) -> int:
 
 
 def cmd_models_delete(args: argparse.Namespace, client: MLGateClient) -> int:
-    client.delete_model(args.model_id)
-    out(to_json({"deleted": args.model_id}) if args.json else f"{args.model_id} deleted")
+    model_id, aliases = client.delete_model(args.model_id, force=args.force)
+    if args.json:
+        out(to_json({"deleted": model_id, "removed_aliases": aliases}))
+    else:
+        removed = f"; removed aliases: {', '.join(aliases)}" if aliases else ""
+        out(f"{model_id} deleted{removed}")
     return 0
 
 
@@ -187,8 +193,14 @@ def cmd_datasets_upload(args: argparse.Namespace, client: MLGateClient) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with file:
-        dataset = client.upload_dataset(dataset_id, file)
+        dataset = client.upload_dataset(dataset_id, file, replace=args.replace)
     out(to_json(dataset) if args.json else dataset_block(dataset))
+    return 0
+
+
+def cmd_datasets_delete(args: argparse.Namespace, client: MLGateClient) -> int:
+    client.delete_dataset(args.dataset_id)
+    out(to_json({"deleted": args.dataset_id}) if args.json else f"{args.dataset_id} deleted")
     return 0
 
 

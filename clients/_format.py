@@ -37,6 +37,7 @@ __all__ = [
     "table",
     "to_json",
     "train_summary",
+    "versions_table",
 ]
 
 
@@ -98,13 +99,11 @@ def _percent(progress: float) -> str:
 
 
 def train_summary(result: TrainResult) -> str:
-    return _block(
-        [
-            ("job", result.job_id),
-            ("model", result.model_id),
-            ("metrics", metrics_text(result.metrics)),
-        ]
-    )
+    pairs: list[tuple[str, Any]] = [("job", result.job_id), ("model", result.model_id)]
+    if result.model_name:
+        pairs.append(("version", f"{result.model_name}/{result.model_version}"))
+    pairs.append(("metrics", metrics_text(result.metrics)))
+    return _block(pairs)
 
 
 def predictions_table(result: PredictResult) -> str:
@@ -173,6 +172,7 @@ def models_table(models: Sequence[Model]) -> str:
     rows = [
         [
             m.id,
+            f"{m.name}/{m.version}" if m.name else "-",
             m.task,
             m.estimator or "-",
             m.dataset_id,
@@ -182,14 +182,39 @@ def models_table(models: Sequence[Model]) -> str:
         ]
         for m in models
     ]
-    return table(["ID", "TASK", "ESTIMATOR", "DATASET", "TARGET", "CREATED", "METRICS"], rows)
+    header = ["ID", "VERSION", "TASK", "ESTIMATOR", "DATASET", "TARGET", "CREATED", "METRICS"]
+    return table(header, rows)
+
+
+def versions_table(models: Sequence[Model]) -> str:
+    """One name's versions: what each is, which aliases point at it, how it scored."""
+    rows = [
+        [
+            m.version,
+            m.id,
+            ", ".join(m.aliases) or "-",
+            m.estimator or "-",
+            m.create_time,
+            metrics_text(m.metrics),
+        ]
+        for m in models
+    ]
+    return table(["VERSION", "ID", "ALIASES", "ESTIMATOR", "CREATED", "METRICS"], rows)
 
 
 def model_block(model: Model) -> str:
-    pairs: list[tuple[str, Any]] = [
-        ("id", model.id),
+    pairs: list[tuple[str, Any]] = [("id", model.id)]
+    if model.name:
+        pairs.append(("version", f"{model.name}/{model.version}"))
+        pairs.append(("aliases", ", ".join(model.aliases) or "-"))
+    if model.description:
+        pairs.append(("description", model.description))
+    if model.tags:
+        pairs.append(("tags", ", ".join(f"{k}={v}" for k, v in sorted(model.tags.items()))))
+    pairs += [
         ("job", model.job_id),
         ("dataset", model.dataset_id),
+        ("dataset sha256", model.dataset_sha256 or "-"),
         ("target", model.target),
         ("task", model.task),
         ("estimator", model.estimator),
@@ -197,6 +222,9 @@ def model_block(model: Model) -> str:
         ("params", ", ".join(f"{k}={v}" for k, v in sorted(model.params.items()))),
         ("metrics", metrics_text(model.metrics)),
     ]
+    if model.feature_importances:
+        ranked = sorted(model.feature_importances.items(), key=lambda kv: -kv[1])
+        pairs.append(("importances", ", ".join(f"{k}={v:.3f}" for k, v in ranked)))
     if model.classes:
         pairs.append(("classes", ", ".join(str(c) for c in model.classes)))
     pairs += [
@@ -224,6 +252,7 @@ def dataset_block(dataset: Dataset) -> str:
             ("rows", dataset.rows),
             ("builtin", "yes" if dataset.builtin else "no"),
             ("size", f"{dataset.size_bytes} bytes"),
+            ("sha256", dataset.sha256 or "-"),
             ("created", dataset.create_time),
         ]
     )
@@ -261,7 +290,8 @@ def event_line(event: jobs_pb2.JobEvent) -> str:
         parts.append(f"{event.error.code}: {event.error.message}")
     elif event.HasField("train_result"):
         result = event.train_result
-        parts.append(f"model {result.model_id}  {metrics_text(result.metrics)}")
+        version = f" ({result.model_name}/{result.model_version})" if result.model_name else ""
+        parts.append(f"model {result.model_id}{version}  {metrics_text(result.metrics)}")
     elif event.HasField("predict_result"):
         count = len(event.predict_result.predictions)
         parts.append(f"{count} prediction{'s' if count != 1 else ''}")

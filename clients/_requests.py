@@ -45,6 +45,7 @@ def train_request(
     task: str | None,
     test_size: float | None,
     random_seed: int | None,
+    model_name: str = "",
 ) -> jobs_pb2.TrainRequest:
     """A TrainRequest; optional fields stay unset when None so the server's defaults apply."""
     if isinstance(features, str):
@@ -55,6 +56,7 @@ def train_request(
         features=list(features),
         estimator=estimator,
         task=choice(TASKS, task, "task", jobs_pb2.TASK_UNSPECIFIED),
+        model_name=model_name,
     )
     if params:
         request.params.CopyFrom(struct(params, "params"))
@@ -79,10 +81,12 @@ def struct(values: Mapping[str, Any], field: str) -> struct_pb2.Struct:
 
 
 def upload_requests(
-    dataset_id: str, file: IO[bytes], chunk_size: int
+    dataset_id: str, file: IO[bytes], chunk_size: int, replace: bool = False
 ) -> Iterator[datasets_pb2.UploadDatasetRequest]:
     # The first message names the dataset; an empty file still sends it.
-    first = datasets_pb2.UploadDatasetRequest(dataset_id=dataset_id, chunk=file.read(chunk_size))
+    first = datasets_pb2.UploadDatasetRequest(
+        dataset_id=dataset_id, chunk=file.read(chunk_size), replace=replace
+    )
     yield first
     if not first.chunk:
         return

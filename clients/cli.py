@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clients._commands import (
+    cmd_datasets_delete,
     cmd_datasets_get,
     cmd_datasets_list,
     cmd_datasets_upload,
@@ -29,6 +30,12 @@ from clients._commands import (
     err,
 )
 from clients._input import UsageError
+from clients._registry_commands import (
+    cmd_models_alias,
+    cmd_models_export,
+    cmd_models_update,
+    cmd_models_versions,
+)
 from clients._security import tls_from_env, token_from_env
 from clients.client import DEFAULT_ADDRESS, MLGateClient
 from clients.errors import JobError, MLGateError, ServerUnreachable
@@ -92,6 +99,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 # The parser
+
+
+def _model_argument(sub: argparse.ArgumentParser, dest: str = "model_id") -> None:
+    sub.add_argument(dest, metavar="MODEL", help="model id, NAME, NAME/VERSION or NAME@ALIAS")
 
 
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -184,9 +195,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     train.add_argument("--test-size", type=float, help="held-out fraction (default 0.2)")
     train.add_argument("--seed", type=int, help="random seed (default 42)")
     train.add_argument("--detach", action="store_true", help="print the job id and return")
+    train.add_argument(
+        "--name", help="register the model as the next version of this name (e.g. diabetes-rf)"
+    )
 
     predict = add(commands, "predict", cmd_predict, "predict with a model")
-    predict.add_argument("model_id")
+    _model_argument(predict)
     predict.add_argument("stdin", nargs="?", choices=["-"], help="read rows from stdin")
     predict.add_argument("--row", action="append", metavar="JSON", help="one row; repeatable")
     predict.add_argument("--rows-file", metavar="FILE", help="JSON list of rows or JSON Lines")
@@ -207,11 +221,33 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     watch.add_argument("--after-seq", type=int, default=0, help="skip events up to this seq")
     add(jobs_commands, "cancel", cmd_jobs_cancel, "cancel a job").add_argument("job_id")
 
-    models = add(commands, "models", None, "list, inspect and delete models")
+    models = add(commands, "models", None, "list, inspect, name, export and delete models")
     models_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
-    add(models_commands, "list", cmd_models_list, "list models, newest first")
-    add(models_commands, "get", cmd_models_get, "show a model").add_argument("model_id")
-    add(models_commands, "delete", cmd_models_delete, "delete a model").add_argument("model_id")
+    listing = add(models_commands, "list", cmd_models_list, "list models, newest first")
+    listing.add_argument("--name", help="only this name's versions, highest first")
+    _model_argument(add(models_commands, "get", cmd_models_get, "show a model"))
+    delete = add(models_commands, "delete", cmd_models_delete, "delete a model")
+    _model_argument(delete)
+    delete.add_argument(
+        "--force", action="store_true", help="also remove the aliases that point at it"
+    )
+    versions = add(models_commands, "versions", cmd_models_versions, "list a name's versions")
+    versions.add_argument("name")
+    alias = add(models_commands, "alias", cmd_models_alias, "point NAME@ALIAS at a version")
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version", type=int, nargs="?")
+    alias.add_argument("--delete", action="store_true", help="remove the alias")
+    update = add(models_commands, "update", cmd_models_update, "set description and tags")
+    _model_argument(update, "model")
+    update.add_argument("--description")
+    update.add_argument("--tag", action="append", metavar="KEY=VALUE", help="repeatable")
+    update.add_argument("--untag", action="append", metavar="KEY", help="repeatable")
+    export = add(models_commands, "export", cmd_models_export, "save a model's artifact")
+    _model_argument(export, "model")
+    export.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="skops file; manifest beside it"
+    )
 
     datasets = add(commands, "datasets", None, "upload, list and inspect datasets")
     datasets_commands = datasets.add_subparsers(
@@ -220,8 +256,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     upload = add(datasets_commands, "upload", cmd_datasets_upload, "upload a CSV file")
     upload.add_argument("file")
     upload.add_argument("--id", help="dataset id (default: the file name without its extension)")
+    upload.add_argument(
+        "--replace", action="store_true", help="replace the data of an existing dataset"
+    )
     add(datasets_commands, "list", cmd_datasets_list, "list datasets")
     add(datasets_commands, "get", cmd_datasets_get, "show a dataset").add_argument("dataset_id")
+    delete_dataset = add(datasets_commands, "delete", cmd_datasets_delete, "delete a dataset")
+    delete_dataset.add_argument("dataset_id")
     return parser
 
 

@@ -11,6 +11,7 @@ from typing import IO, Any, Generic, Protocol, Self, TypeVar
 
 import grpc
 
+from clients._registry_calls import RegistryCalls
 from clients._requests import KINDS, STATES, choice, struct, train_request, upload_requests
 from clients._security import TLS, open_channel, tls_from_env, token_from_env
 from clients.errors import (
@@ -67,7 +68,7 @@ class Page(Generic[T]):
     next_page_token: str
 
 
-class MLGateClient:
+class MLGateClient(RegistryCalls):
     """A client of one mlgate gateway.
 
     ``timeout`` bounds each short call (get, list, cancel, delete, upload, submit) in seconds;
@@ -141,13 +142,23 @@ class MLGateClient:
         test_size: float | None = None,
         random_seed: int | None = None,
         on_event: EventCallback | None = None,
+        model_name: str = "",
     ) -> TrainResult:
         """Train a model and wait for it; ``on_event`` sees every event of the job as it happens.
+        With ``model_name``, the model is registered as that name's next version.
 
         Raises JobFailed or JobCancelled when the job ends that way.
         """
         request = train_request(
-            dataset_id, target, features, estimator, params, task, test_size, random_seed
+            dataset_id,
+            target,
+            features,
+            estimator,
+            params,
+            task,
+            test_size,
+            random_seed,
+            model_name,
         )
         final = self._finish(self._events(lambda: self._jobs.Train(request)), on_event)
         return TrainResult.from_event(final)
@@ -162,10 +173,19 @@ class MLGateClient:
         task: str | None = None,
         test_size: float | None = None,
         random_seed: int | None = None,
+        model_name: str = "",
     ) -> str:
         """Queue a training job and return its id without waiting; see ``wait`` and ``watch``."""
         request = train_request(
-            dataset_id, target, features, estimator, params, task, test_size, random_seed
+            dataset_id,
+            target,
+            features,
+            estimator,
+            params,
+            task,
+            test_size,
+            random_seed,
+            model_name,
         )
         call: _EventStream = self._jobs.Train(request, timeout=self._timeout)
         try:
@@ -184,7 +204,9 @@ class MLGateClient:
         rows: Sequence[Mapping[str, Any]],
         on_event: EventCallback | None = None,
     ) -> PredictResult:
-        """Predict one value per row (rows are dicts keyed by feature name) and wait for them."""
+        """Predict one value per row (rows are dicts keyed by feature name) and wait for them.
+        ``model_id`` is any model reference: an id, NAME, NAME/VERSION or NAME@ALIAS; the
+        result's ``model_id`` is the model that answered."""
         request = jobs_pb2.PredictRequest(
             model_id=model_id, rows=[struct(row, f"rows[{i}]") for i, row in enumerate(rows)]
         )
@@ -240,20 +262,29 @@ class MLGateClient:
     # Models
 
     def get_model(self, model_id: str) -> Model:
+        """The model a reference (id, NAME, NAME/VERSION or NAME@ALIAS) means."""
         response = self._unary(self._models.GetModel, models_pb2.GetModelRequest(model_id=model_id))
         return Model.from_proto(response.model)
 
-    def list_models(self, page_size: int = 50) -> Iterator[Model]:
-        """Every model, newest first."""
-        return _all_pages(lambda token: self.list_models_page(page_size, token))
+    def list_models(self, page_size: int = 50, name: str = "") -> Iterator[Model]:
+        """Every model, newest first; with ``name``, that name's versions, highest first."""
+        return _all_pages(lambda token: self.list_models_page(page_size, token, name))
 
-    def list_models_page(self, page_size: int = 50, page_token: str = "") -> Page[Model]:
-        request = models_pb2.ListModelsRequest(page_size=page_size, page_token=page_token)
+    def list_models_page(
+        self, page_size: int = 50, page_token: str = "", name: str = ""
+    ) -> Page[Model]:
+        request = models_pb2.ListModelsRequest(
+            page_size=page_size, page_token=page_token, name=name
+        )
         response = self._unary(self._models.ListModels, request)
         return Page(tuple(map(Model.from_proto, response.models)), response.next_page_token)
 
-    def delete_model(self, model_id: str) -> None:
-        self._unary(self._models.DeleteModel, models_pb2.DeleteModelRequest(model_id=model_id))
+    def delete_model(self, model_id: str, force: bool = False) -> tuple[str, tuple[str, ...]]:
+        """Delete the model a reference means; its id and the aliases removed with it. A version
+        that aliases point at needs ``force``."""
+        request = models_pb2.DeleteModelRequest(model_id=model_id, force=force)
+        response = self._unary(self._models.DeleteModel, request)
+        return response.model_id, tuple(response.removed_aliases)
 
     # Datasets
 
@@ -262,14 +293,16 @@ class MLGateClient:
         dataset_id: str,
         source: str | os.PathLike[str] | IO[bytes],
         chunk_size: int = CHUNK_SIZE,
+        replace: bool = False,
     ) -> Dataset:
-        """Store a CSV file (a path or a binary file object) as ``dataset_id``, in chunks."""
+        """Store a CSV file (a path or a binary file object) as ``dataset_id``, in chunks. An
+        existing dataset is ALREADY_EXISTS unless ``replace``."""
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
         # Opened here, not in the request iterator, so a missing file raises in the caller.
         file = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source  # noqa: SIM115
         try:
-            chunks = upload_requests(dataset_id, file, chunk_size)
+            chunks = upload_requests(dataset_id, file, chunk_size, replace)
             response = self._unary(self._datasets.UploadDataset, chunks)
         finally:
             if file is not source:
@@ -279,6 +312,11 @@ class MLGateClient:
     def get_dataset(self, dataset_id: str) -> Dataset:
         request = datasets_pb2.GetDatasetRequest(dataset_id=dataset_id)
         return Dataset.from_proto(self._unary(self._datasets.GetDataset, request).dataset)
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete an uploaded dataset; models trained on it keep its recorded digest."""
+        request = datasets_pb2.DeleteDatasetRequest(dataset_id=dataset_id)
+        self._unary(self._datasets.DeleteDataset, request)
 
     def list_datasets(self, page_size: int = 50) -> Iterator[Dataset]:
         """Every dataset, the built-in ones included."""

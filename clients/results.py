@@ -18,6 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 
 __all__ = [
+    "Alias",
     "Column",
     "Dataset",
     "Job",
@@ -90,11 +91,20 @@ class TrainResult:
     job_id: str
     model_id: str
     metrics: Mapping[str, float]
+    # The name and version the model was registered as; "" and 0 without a name.
+    model_name: str = ""
+    model_version: int = 0
 
     @classmethod
     def from_event(cls, event: jobs_pb2.JobEvent) -> TrainResult:
         result = event.train_result
-        return cls(event.job_id, result.model_id, dict(result.metrics))
+        return cls(
+            event.job_id,
+            result.model_id,
+            dict(result.metrics),
+            result.model_name,
+            result.model_version,
+        )
 
 
 @dataclass(frozen=True)
@@ -193,6 +203,20 @@ class Model:
     size_bytes: int
     create_time: datetime | None
     proto: models_pb2.Model = field(repr=False, compare=False)
+    # The registry's view: name and version ("" and 0 when unnamed), aliases of that version.
+    name: str = ""
+    version: int = 0
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    # Lineage: the sha256 of the data it was trained on; importances where the estimator has them.
+    dataset_sha256: str = ""
+    feature_importances: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        """``NAME/VERSION`` for a named model, else its id."""
+        return f"{self.name}/{self.version}" if self.name else self.id
 
     @classmethod
     def from_proto(cls, model: models_pb2.Model) -> Model:
@@ -214,7 +238,26 @@ class Model:
             size_bytes=model.size_bytes,
             create_time=timestamp(model.create_time),
             proto=model,
+            name=model.name,
+            version=model.version,
+            aliases=tuple(model.aliases),
+            description=model.description,
+            tags=dict(model.tags),
+            dataset_sha256=model.dataset_sha256,
+            feature_importances=dict(model.feature_importances),
         )
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An alias of a model name, the version it points at, and the one it pointed at before
+    (0: the alias is new)."""
+
+    name: str
+    alias: str
+    version: int
+    model_id: str
+    previous_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -228,6 +271,7 @@ class Dataset:
     size_bytes: int
     create_time: datetime | None
     proto: datasets_pb2.Dataset = field(repr=False, compare=False)
+    sha256: str = ""
 
     @classmethod
     def from_proto(cls, dataset: datasets_pb2.Dataset) -> Dataset:
@@ -239,6 +283,7 @@ class Dataset:
             size_bytes=dataset.size_bytes,
             create_time=timestamp(dataset.create_time),
             proto=dataset,
+            sha256=dataset.sha256,
         )
 
 

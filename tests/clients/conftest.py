@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from clients import MLGateClient
+from clients.cli import main
+
+Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
 def client(embedded_gateway: str) -> Iterator[MLGateClient]:
     with MLGateClient(embedded_gateway, timeout=60) as client:
         yield client
+
+
+@pytest.fixture
+def mlgate(embedded_gateway: str, capsys: pytest.CaptureFixture[str]) -> Run:
+    """Run one command against the embedded gateway; returns (exit status, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = main(["--address", embedded_gateway, *argv])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    return run
+
+
+def cli_json(run: Run, *argv: str) -> Any:
+    """The JSON a command prints with --json; it must succeed."""
+    status, out, err = run("--json", *argv)
+    assert status == 0, err
+    return json.loads(out)

@@ -9,28 +9,10 @@ import sys
 
 import pytest
 
-from clients.cli import main
+from tests.clients.conftest import cli_json
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, HOUSES_CSV, IRIS_ROW
 
 FEATURES = ",".join(DIABETES_FEATURES)
-
-
-@pytest.fixture
-def mlgate(embedded_gateway, capsys):
-    """Run one command against the embedded gateway; returns (exit status, stdout, stderr)."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        status = main(["--address", embedded_gateway, *argv])
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
-
-
-def _json(run, *argv: str):
-    status, out, err = run("--json", *argv)
-    assert status == 0, err
-    return json.loads(out)
 
 
 def test_train_and_predict_the_documented_row(mlgate) -> None:
@@ -42,7 +24,7 @@ def test_train_and_predict_the_documented_row(mlgate) -> None:
     model_id = summary["model"].strip()
     assert re.fullmatch(r"mae=\S+  r2=\S+  rmse=\S+", summary["metrics"].strip())
 
-    result = _json(mlgate, "predict", model_id, "--row", json.dumps(DOC_ROW))
+    result = cli_json(mlgate, "predict", model_id, "--row", json.dumps(DOC_ROW))
     assert result["model_id"] == model_id
     assert result["predictions"] == [pytest.approx(208.6, abs=0.1)]
     assert result["classes"] == [] and result["probabilities"] == []
@@ -54,14 +36,15 @@ def test_train_and_predict_the_documented_row(mlgate) -> None:
 
 
 def test_train_options_reach_the_model(mlgate) -> None:
-    trained = _json(
+    trained = cli_json(
         mlgate,
         "train", "diabetes", "--target", "target", "-f", "age,bmi", "-f", "bp",
         "--estimator", "gradient_boosting", "--param", "n_estimators=20",
         "--param", "loss=huber", "--test-size", "0.25", "--seed", "3",
     )  # fmt: skip
-    assert set(trained) == {"job_id", "model_id", "metrics"}
-    model = _json(mlgate, "models", "get", trained["model_id"])
+    assert set(trained) == {"job_id", "model_id", "metrics", "model_name", "model_version"}
+    assert (trained["model_name"], trained["model_version"]) == ("", 0)
+    model = cli_json(mlgate, "models", "get", trained["model_id"])
     assert [f["name"] for f in model["features"]] == ["age", "bmi", "bp"]
     assert model["estimator"] == "gradient_boosting"
     assert model["params"]["n_estimators"] == 20 and model["params"]["loss"] == "huber"
@@ -70,13 +53,13 @@ def test_train_options_reach_the_model(mlgate) -> None:
 
 
 def test_classifier_rows_from_a_file_jsonl_and_stdin(mlgate, tmp_path, monkeypatch) -> None:
-    model_id = _json(mlgate, "train", "iris", "--target", "target")["model_id"]
+    model_id = cli_json(mlgate, "train", "iris", "--target", "target")["model_id"]
     listed = tmp_path / "rows.json"
     listed.write_text(json.dumps([IRIS_ROW, IRIS_ROW]))
     lines = tmp_path / "rows.jsonl"
     lines.write_text(f"{json.dumps(IRIS_ROW)}\n{json.dumps(IRIS_ROW)}\n")
     for path in (listed, lines):
-        result = _json(mlgate, "predict", model_id, "--rows-file", str(path))
+        result = cli_json(mlgate, "predict", model_id, "--rows-file", str(path))
         assert result["predictions"] == [0, 0]
         assert result["classes"] == [0, 1, 2]
         assert len(result["probabilities"]) == 2
@@ -106,16 +89,16 @@ def test_detach_then_watch_get_list_and_cancel(mlgate) -> None:
     tail = mlgate("--json", "jobs", "watch", job_id, "--after-seq", "3")[1].splitlines()
     assert [json.loads(line)["seq"] for line in tail] == [e["seq"] for e in events if e["seq"] > 3]
 
-    job = _json(mlgate, "jobs", "get", job_id)
+    job = cli_json(mlgate, "jobs", "get", job_id)
     assert (job["id"], job["kind"], job["state"]) == (job_id, "train", "succeeded")
     status, out, _ = mlgate("jobs", "get", job_id)
     assert "state:     succeeded" in out and "dataset:   diabetes" in out
 
-    _json(mlgate, "predict", job["model_id"], "--row", json.dumps({**DOC_ROW, "sex": 0.05}))
-    assert [j["kind"] for j in _json(mlgate, "jobs", "list")] == ["predict", "train"]
-    assert [j["id"] for j in _json(mlgate, "jobs", "list", "--kind", "train")] == [job_id]
-    assert _json(mlgate, "jobs", "list", "--state", "running") == []
-    assert len(_json(mlgate, "jobs", "list", "--limit", "1")) == 1
+    cli_json(mlgate, "predict", job["model_id"], "--row", json.dumps({**DOC_ROW, "sex": 0.05}))
+    assert [j["kind"] for j in cli_json(mlgate, "jobs", "list")] == ["predict", "train"]
+    assert [j["id"] for j in cli_json(mlgate, "jobs", "list", "--kind", "train")] == [job_id]
+    assert cli_json(mlgate, "jobs", "list", "--state", "running") == []
+    assert len(cli_json(mlgate, "jobs", "list", "--limit", "1")) == 1
     status, out, _ = mlgate("jobs", "list")
     assert out.splitlines()[0].split()[:3] == ["ID", "KIND", "STATE"]
     assert len(out.splitlines()) == 3
@@ -137,12 +120,13 @@ def test_cancel_a_queued_job(mlgate) -> None:
 
 
 def test_models_list_get_delete(mlgate) -> None:
-    model_id = _json(mlgate, "train", "wine", "--target", "target")["model_id"]
-    assert [m["id"] for m in _json(mlgate, "models", "list")] == [model_id]
+    model_id = cli_json(mlgate, "train", "wine", "--target", "target")["model_id"]
+    assert [m["id"] for m in cli_json(mlgate, "models", "list")] == [model_id]
     status, out, _ = mlgate("models", "list")
     assert model_id in out and "classification" in out
     status, out, _ = mlgate("models", "get", model_id)
-    assert "task:      classification" in out and "classes:   0, 1, 2" in out
+    shown = {key: value.strip() for key, value in (line.split(":", 1) for line in out.splitlines())}
+    assert (shown["task"], shown["classes"]) == ("classification", "0, 1, 2")
     assert mlgate("models", "delete", model_id)[:2] == (0, f"{model_id} deleted\n")
     status, _, err = mlgate("models", "get", model_id)
     assert status == 1
@@ -155,16 +139,16 @@ def test_datasets_upload_list_get_and_train(mlgate, tmp_path) -> None:
     status, out, err = mlgate("datasets", "upload", str(path))
     assert status == 0, err
     assert "id:      houses" in out and "colour" in out
-    renamed = _json(mlgate, "datasets", "upload", str(path), "--id", "homes")
+    renamed = cli_json(mlgate, "datasets", "upload", str(path), "--id", "homes")
     assert (renamed["id"], renamed["rows"], renamed["builtin"]) == ("homes", 12, False)
-    listed = {d["id"] for d in _json(mlgate, "datasets", "list")}
+    listed = {d["id"] for d in cli_json(mlgate, "datasets", "list")}
     assert {"homes", "houses", "diabetes", "iris"} <= listed
-    assert _json(mlgate, "datasets", "get", "homes") == renamed
+    assert cli_json(mlgate, "datasets", "get", "homes") == renamed
     status, out, _ = mlgate("datasets", "get", "iris")
     assert "builtin: yes" in out and "petal width (cm)" in out
-    trained = _json(mlgate, "train", "homes", "--target", "price", "--task", "regression")
+    trained = cli_json(mlgate, "train", "homes", "--target", "price", "--task", "regression")
     row = json.dumps({"size": 20, "colour": "blue"})
-    assert len(_json(mlgate, "predict", trained["model_id"], "--row", row)["predictions"]) == 1
+    assert len(cli_json(mlgate, "predict", trained["model_id"], "--row", row)["predictions"]) == 1
     assert mlgate("datasets", "upload", str(tmp_path / "nope.csv"))[0] == 2
 
 
