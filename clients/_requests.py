@@ -45,7 +45,6 @@ def train_request(
     task: str | None,
     test_size: float | None,
     random_seed: int | None,
-    model_name: str = "",
 ) -> jobs_pb2.TrainRequest:
     """A TrainRequest; optional fields stay unset when None so the server's defaults apply."""
     if isinstance(features, str):
@@ -56,7 +55,6 @@ def train_request(
         features=list(features),
         estimator=estimator,
         task=choice(TASKS, task, "task", jobs_pb2.TASK_UNSPECIFIED),
-        model_name=model_name,
     )
     if params:
         request.params.CopyFrom(struct(params, "params"))

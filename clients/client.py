@@ -150,16 +150,9 @@ class MLGateClient(RegistryCalls):
         Raises JobFailed or JobCancelled when the job ends that way.
         """
         request = train_request(
-            dataset_id,
-            target,
-            features,
-            estimator,
-            params,
-            task,
-            test_size,
-            random_seed,
-            model_name,
+            dataset_id, target, features, estimator, params, task, test_size, random_seed
         )
+        request.model_name = model_name
         final = self._finish(self._events(lambda: self._jobs.Train(request)), on_event)
         return TrainResult.from_event(final)
 
@@ -177,16 +170,9 @@ class MLGateClient(RegistryCalls):
     ) -> str:
         """Queue a training job and return its id without waiting; see ``wait`` and ``watch``."""
         request = train_request(
-            dataset_id,
-            target,
-            features,
-            estimator,
-            params,
-            task,
-            test_size,
-            random_seed,
-            model_name,
+            dataset_id, target, features, estimator, params, task, test_size, random_seed
         )
+        request.model_name = model_name
         call: _EventStream = self._jobs.Train(request, timeout=self._timeout)
         try:
             for response in call:
