@@ -16,12 +16,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import BinaryIO
 
-from mlgate.errors import DataLoss, InvalidArgument, NotFound
+from mlgate.errors import InvalidArgument, NotFound
 from mlgate.refs import ModelRef, check_alias, check_model_name, check_version, parse_ref
 from mlgate.v1 import models_pb2
 from server.jobstore.registry import MAX_DESCRIPTION, AliasChange, ModelRegistry, RegistryEntry
 from server.manifests import ManifestCache
 from server.paging import paginate
+from storage.errors import IntegrityError
 from storage.models import ModelRepository
 
 __all__ = ["ModelCatalog", "with_entry"]
@@ -101,8 +102,8 @@ class ModelCatalog:
                 found.append(with_entry(self._models.get(entry.model_id), entry))
             except NotFound:
                 continue  # deleted between the registry read and this one
-            except DataLoss as exc:
-                log.warning("listing %s: skipped %s: %s", name, entry.model_id, exc.message)
+            except IntegrityError as exc:
+                log.warning("listing %s: skipped %s: %s", name, entry.model_id, exc)
         return found, token
 
     async def update(

@@ -182,9 +182,9 @@ class ModelRepository:
                 model_id = key.split("/")[1]
                 try:
                     record = self._manifest(model_id)
-                except DataLoss as exc:
+                except IntegrityError as exc:
                     # One damaged manifest must not hide every other model; GetModel reports it.
-                    log.warning("listing models: skipped %s: %s", model_id, exc.message)
+                    log.warning("listing models: skipped %s: %s", model_id, exc)
                     continue
                 if record is not None:
                     records.append(record)
