@@ -17,15 +17,18 @@ from clients._format import (
     event_line,
     job_block,
     jobs_table,
+    jsonable,
     model_block,
     models_table,
     predictions_table,
+    status_block,
     to_json,
     train_summary,
 )
 from clients._input import UsageError, parse_features, parse_params, parse_rows
 from clients.client import MLGateClient
 from clients.errors import JobCancelled, JobFailed
+from clients.status import waiting_note
 from mlgate.v1 import jobs_pb2
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "cmd_models_get",
     "cmd_models_list",
     "cmd_predict",
+    "cmd_status",
     "cmd_train",
     "err",
     "out",
@@ -133,7 +137,13 @@ def cmd_jobs_list(args: argparse.Namespace, client: MLGateClient) -> int:
 
 def cmd_jobs_get(args: argparse.Namespace, client: MLGateClient) -> int:
     job = client.get_job(args.job_id)
-    out(to_json(job) if args.json else job_block(job))
+    note = ""
+    if job.state == "queued":
+        note = waiting_note(client.status(), job.kind)
+    if args.json:
+        out(to_json({**jsonable(job), "note": note} if note else job))
+    else:
+        out(job_block(job) + (f"\nnote:     {note}" if note else ""))
     return 0
 
 
@@ -158,6 +168,12 @@ def cmd_jobs_cancel(args: argparse.Namespace, client: MLGateClient) -> int:
     else:
         out(f"{job.id} had already ended: {job.state}")
     return 0
+
+
+def cmd_status(args: argparse.Namespace, client: MLGateClient) -> int:
+    status = client.status()
+    out(to_json(status) if args.json else status_block(status))
+    return 0 if status.healthy else 1
 
 
 # Models and datasets

@@ -18,6 +18,7 @@ from clients.results import (
     state_name,
     timestamp,
 )
+from clients.status import Status
 from mlgate.v1 import jobs_pb2
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "models_table",
     "number",
     "predictions_table",
+    "status_block",
     "table",
     "to_json",
     "train_summary",
@@ -329,3 +331,20 @@ class Progress:
             self._stream.write("\r\x1b[K")
             self._stream.flush()
             self._drawn = False
+
+
+def status_block(status: Status) -> str:
+    """``mlgate status``: one line per dependency, the workers, then the queues."""
+    lines = [f"mlgate {status.version}"]
+    for d in status.dependencies:
+        state = "ok" if d.healthy else f"DOWN: {d.detail}"
+        lines.append(f"{d.name + ':':<11} {d.kind:<9} {state}")
+    lines.append(f"{'workers:':<11} {status.workers}")
+    lines.append("")
+    lines.append(
+        table(
+            ["QUEUE", "WAITING", "CONSUMERS"],
+            [(q.name, q.depth, q.consumers) for q in status.queues],
+        )
+    )
+    return "\n".join(lines)

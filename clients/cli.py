@@ -26,6 +26,7 @@ from clients._commands import (
     cmd_models_get,
     cmd_models_list,
     cmd_predict,
+    cmd_status,
     cmd_train,
     err,
 )
@@ -248,6 +249,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     export.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="skops file; manifest beside it"
     )
+
+    add(commands, "status", cmd_status, "show the gateway's dependencies, workers and queues")
 
     datasets = add(commands, "datasets", None, "upload, list and inspect datasets")
     datasets_commands = datasets.add_subparsers(

@@ -23,6 +23,7 @@ from clients.errors import (
     from_rpc_error,
 )
 from clients.results import Dataset, Job, Model, PredictResult, TrainResult
+from clients.status import Status
 from mlgate.events import TERMINAL_STATES
 from mlgate.v1 import (
     datasets_pb2,
@@ -31,6 +32,8 @@ from mlgate.v1 import (
     jobs_pb2_grpc,
     models_pb2,
     models_pb2_grpc,
+    status_pb2,
+    status_pb2_grpc,
 )
 
 __all__ = ["DEFAULT_ADDRESS", "MLGateClient", "Page"]
@@ -100,6 +103,7 @@ class MLGateClient(RegistryCalls):
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
+        self._status = status_pb2_grpc.StatusServiceStub(self._channel)
 
     @classmethod
     def from_env(
@@ -312,6 +316,12 @@ class MLGateClient(RegistryCalls):
         request = datasets_pb2.ListDatasetsRequest(page_size=page_size, page_token=page_token)
         response = self._unary(self._datasets.ListDatasets, request)
         return Page(tuple(map(Dataset.from_proto, response.datasets)), response.next_page_token)
+
+    # Operations
+
+    def status(self) -> Status:
+        """The gateway's view of its broker, job store, storage, workers and queues."""
+        return Status.from_proto(self._unary(self._status.GetStatus, status_pb2.GetStatusRequest()))
 
     # Plumbing
 

@@ -15,6 +15,8 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_se
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mlgate.v1 import jobs_pb2
+
 __all__ = [
     "BROKER_RECONNECTS",
     "INFERENCE_BATCH_ROWS",
@@ -29,6 +31,9 @@ __all__ = [
     "MODEL_CACHE_MISSES",
     "STREAMS_OPEN",
     "BrokerCollector",
+    "job_ended",
+    "job_started",
+    "kind_label",
     "serve_metrics",
 ]
 
@@ -86,6 +91,39 @@ METRIC_NAMES = frozenset(
 )
 
 
+_KINDS: dict[int, str] = {jobs_pb2.JOB_KIND_TRAIN: "train", jobs_pb2.JOB_KIND_PREDICT: "predict"}
+_ENDS: dict[int, str] = {
+    jobs_pb2.JOB_STATE_SUCCEEDED: "succeeded",
+    jobs_pb2.JOB_STATE_FAILED: "failed",
+    jobs_pb2.JOB_STATE_CANCELLED: "cancelled",
+}
+
+
+def kind_label(kind: int) -> str:
+    return _KINDS.get(kind, "unknown")
+
+
+def _seconds_since_creation(job: jobs_pb2.Job, when: float) -> float:
+    return max(0.0, when - job.create_time.ToNanoseconds() / 1e9)
+
+
+def job_started(job: jobs_pb2.Job, now: float) -> None:
+    """A worker took ``job`` for its first attempt at ``now`` (epoch seconds)."""
+    JOB_QUEUE_TIME.labels(kind_label(job.kind)).observe(_seconds_since_creation(job, now))
+
+
+def job_ended(job: jobs_pb2.Job) -> None:
+    """``job`` (as recorded, in its end state) has just ended: count it once, where recorded."""
+    state = _ENDS.get(job.state)
+    if state is None:
+        return
+    kind = kind_label(job.kind)
+    JOBS_FINISHED.labels(kind, state).inc()
+    ended = job.last_event.time.ToNanoseconds() / 1e9 if job.last_event.HasField("time") else 0.0
+    if ended:
+        JOB_DURATION.labels(kind).observe(_seconds_since_creation(job, ended))
+
+
 class BrokerCollector(Collector):
     """``mlgate_workers`` and ``mlgate_queue_depth``, read from the broker at scrape time."""
 
@@ -120,7 +158,8 @@ def serve_metrics(port: int, host: str, broker_figures: BrokerCollector | None =
             REGISTRY.unregister(_registered)
         REGISTRY.register(broker_figures)
         _registered = broker_figures
-    server, _thread = start_http_server(port, addr=host)
+    # The gRPC spelling of "every interface" ([::]) is not an address the HTTP server takes.
+    server, _thread = start_http_server(port, addr=host.strip("[]") or "::")
     bound = int(server.server_address[1])
     log.info("metrics on http://%s:%d/metrics", host, bound)
     return bound

@@ -24,6 +24,16 @@ _BROKER_URL_VARIABLES = {"rabbitmq": "MLGATE_RABBITMQ_URL", "redis": "MLGATE_RED
 _BROKER_SCHEMES = {"rabbitmq": ("amqp", "amqps"), "redis": ("redis", "rediss")}
 
 
+def _port(variable: str, text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{variable} must be a port number from 0 to 65535, not {text!r}")
+    return port
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "mlgate"
@@ -73,6 +83,9 @@ class Settings:
     # CA trusted for amqps:// and rediss:// connections (the broker and a Redis job store);
     # empty: the system's trust store.
     broker_ca: str = ""
+    # Prometheus endpoints (/metrics): off unless a port is given; 0 picks a free port.
+    metrics_port: int | None = None
+    worker_metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
@@ -122,6 +135,12 @@ class Settings:
             "auth_tokens_file": env.get("MLGATE_AUTH_TOKENS_FILE", ""),
             "broker_ca": env.get("MLGATE_BROKER_CA", ""),
         }
+        for name, variable in (
+            ("metrics_port", "MLGATE_METRICS_PORT"),
+            ("worker_metrics_port", "MLGATE_WORKER_METRICS_PORT"),
+        ):
+            if env.get(variable):
+                values[name] = _port(variable, env[variable])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check_tls()

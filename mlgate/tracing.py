@@ -20,6 +20,7 @@ __all__ = [
     "enabled",
     "extract",
     "inject",
+    "record_span",
     "server_interceptors",
     "span",
     "tracing_requested",
@@ -116,3 +117,14 @@ def span(name: str, *, parent: Any = None, **attributes: Any) -> Iterator[None]:
         name, context=parent, attributes={k: str(v) for k, v in attributes.items()}
     ):
         yield
+
+
+def record_span(name: str, start_ns: int, end_ns: int, **attributes: Any) -> None:
+    """A span for something that happened outside this process's view (a job waiting in a queue),
+    with the times it started and ended; a child of the current span."""
+    if _tracer is None:
+        return
+    started = _tracer.start_span(
+        name, start_time=start_ns, attributes={k: str(v) for k, v in attributes.items()}
+    )
+    started.end(end_time=max(start_ns, end_ns))

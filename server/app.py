@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 from brokers import PREDICT_QUEUE, TRAIN_QUEUE, Broker, BrokerUnavailable, Message, open_broker
 from brokers.memory import PRIOR_ATTEMPTS_HEADER
 from mlgate.errors import MLGateError
+from mlgate.metrics import BrokerCollector, serve_metrics
 from mlgate.settings import Settings
 from mlgate.v1 import (
     datasets_pb2,
@@ -74,6 +75,7 @@ class Gateway:
             [Worker(self.broker, self.catalog, self.models, settings)] if embedded_workers else []
         )
         self.port = 0
+        self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._recorder: Recorder | None = None
         self._health = health_aio.HealthServicer()
@@ -122,6 +124,12 @@ class Gateway:
         self._server = server
         await self._update_health()
         self._watchdog = asyncio.create_task(self._watch_health())
+        if self.settings.metrics_port is not None:
+            self.metrics_port = serve_metrics(
+                self.settings.metrics_port,
+                self.settings.host,
+                BrokerCollector(self.dependencies.broker_figures),
+            )
         log.info("mlgate gateway on port %d (%s)", self.port, self.settings.describe())
         return self.port
 

@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
+from mlgate import tracing
 from mlgate.settings import Settings
 from server.status import Backends, translate
 
@@ -113,5 +114,6 @@ class ErrorInterceptor(EdgeInterceptor):
 
 
 def edge_chain(settings: Settings) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
-    """The gateway's interceptors, outermost first."""
-    return [ErrorInterceptor(Backends.of(settings))]
+    """The gateway's interceptors, outermost first: tracing (when on) sees every call and its
+    final status; the error interceptor maps whatever a handler raises."""
+    return [*tracing.server_interceptors(), ErrorInterceptor(Backends.of(settings))]

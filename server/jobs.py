@@ -13,9 +13,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Message
 from brokers.errors import BrokerError
+from mlgate import tracing
 from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event, is_terminal
 from mlgate.ids import check_job_id, new_job_id
+from mlgate.metrics import JOBS_SUBMITTED, job_ended, kind_label
 from mlgate.refs import check_model_name
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
@@ -102,13 +104,14 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         await self._call(self._store.create, job)
         flag = self._hub.subscribe(job.id)
         try:
-            message = Message(job.id, job.SerializeToString(), headers)
+            message = Message(job.id, job.SerializeToString(), tracing.inject(headers))
             timeout = self._settings.publish_timeout
             remaining = context.time_remaining()
             if remaining is not None:
                 timeout = max(0.1, min(timeout, remaining))
             try:
-                await self._call(lambda: self._broker.publish(queue, message, timeout=timeout))
+                with tracing.span("publish", job_id=job.id, queue=queue):
+                    await self._call(lambda: self._broker.publish(queue, message, timeout=timeout))
             except BrokerError:
                 # The record says what happened; the broker's own text (addresses) is logged
                 # by the status interceptor, never stored where clients read it.
@@ -124,6 +127,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 )
                 await self._call(self._store.cancel, job.id, failed)
                 raise
+            JOBS_SUBMITTED.labels(kind_label(job.kind)).inc()
             async for seen in self._follow(job.id, 0, flag):
                 yield seen
         finally:
@@ -190,6 +194,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                     cancel.SerializeToString(), timeout=self._settings.publish_timeout
                 )
             )
+            job_ended(job)
             self._hub.notify(job.id)
         return jobs_pb2.CancelJobResponse(job=job)
 

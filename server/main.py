@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mlgate.logs import configure_logging
 from mlgate.settings import Settings
+from mlgate.tracing import configure_tracing
 from server.app import serve
 
 __all__ = ["run_gateway"]
@@ -17,4 +18,5 @@ def run_gateway(
     """Serve until SIGTERM or SIGINT. Raises ``ValueError`` for a bad setting, before serving."""
     settings = Settings.from_env(port=port, data_dir=data_dir, host=host)
     configure_logging()
+    configure_tracing("mlgate" if embedded_workers else "mlgate-gateway")
     serve(settings, embedded_workers=embedded_workers)

@@ -15,6 +15,8 @@ import threading
 
 from brokers.base import Broker, EventDelivery, Subscription
 from mlgate.errors import NotFound
+from mlgate.events import is_terminal
+from mlgate.metrics import job_ended
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.base import JobStore
@@ -68,6 +70,8 @@ class Recorder:
             applied = self._store.record(event)
         if applied is None:
             self._discard_orphan_model(event)
+        elif is_terminal(applied.state):
+            job_ended(applied)  # counted by the one gateway that recorded the end
         # Wake even for a duplicate: another gateway may have recorded it just before us.
         # RuntimeError: the gateway is shutting down and its loop is closed.
         with contextlib.suppress(RuntimeError):

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mlgate.metrics import MODEL_CACHE_BYTES, MODEL_CACHE_HITS, MODEL_CACHE_MISSES
 from mlgate.v1 import models_pb2
 from storage.models import ModelRepository
 
@@ -61,6 +62,7 @@ class ModelCache:
                 self.evict(model_id)
                 entry = None
         if entry is not None:
+            MODEL_CACHE_HITS.inc()
             return entry.record, entry.estimator
         with self._lock:
             gate = self._loading.setdefault(model_id, threading.Lock())
@@ -68,7 +70,9 @@ class ModelCache:
             with self._lock:
                 entry = self._fresh(model_id, sha256)
                 if entry is not None:
+                    MODEL_CACHE_HITS.inc()  # another request loaded it meanwhile
                     return entry.record, entry.estimator
+            MODEL_CACHE_MISSES.inc()
             record, estimator = self._models.load(model_id)
             if self._prepare is not None:
                 self._prepare(estimator)
@@ -92,6 +96,7 @@ class ModelCache:
         self._drop(model_id)
         self._entries[model_id] = entry
         self._bytes += entry.record.size_bytes
+        MODEL_CACHE_BYTES.inc(entry.record.size_bytes)
         # Keep at least the newest model, even one larger than the whole budget.
         while self._bytes > self._max_bytes and len(self._entries) > 1:
             self._drop(next(iter(self._entries)))
@@ -100,6 +105,7 @@ class ModelCache:
         entry = self._entries.pop(model_id, None)
         if entry is not None:
             self._bytes -= entry.record.size_bytes
+            MODEL_CACHE_BYTES.dec(entry.record.size_bytes)
 
     def evict(self, model_id: str) -> None:
         with self._lock:

@@ -10,7 +10,9 @@ from types import FrameType
 
 from brokers import BrokerUnavailable, open_broker
 from mlgate.logs import configure_logging
+from mlgate.metrics import serve_metrics
 from mlgate.settings import Settings
+from mlgate.tracing import configure_tracing
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
@@ -39,6 +41,8 @@ def run_worker(settings: Settings) -> None:
         settings,
     )
     worker.start()
+    if settings.worker_metrics_port is not None:
+        serve_metrics(settings.worker_metrics_port, settings.host)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -57,4 +61,5 @@ def main(*, data_dir: Path | None) -> None:
     """``mlgate worker``: settings from the environment, then consume until stopped."""
     settings = Settings.from_env(data_dir=data_dir)
     configure_logging()
+    configure_tracing("mlgate-worker")
     run_worker(settings)

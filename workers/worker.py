@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -18,9 +19,12 @@ from google.protobuf import json_format, struct_pb2
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
 from brokers.errors import BrokerError
+from mlgate import tracing
 from mlgate.errors import MLGateError, status_of
 from mlgate.events import PREDICT_SEQ, TRAIN_SEQ, event, terminal_seq
 from mlgate.ids import model_id_for_job
+from mlgate.logs import job_context
+from mlgate.metrics import INFERENCE_BATCH_ROWS, job_started
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage.datasets import DatasetCatalog
@@ -160,26 +164,53 @@ class Worker:
         if job.id in self._cancelled:
             delivery.ack()
             return
+        kind = "train" if job.kind == jobs_pb2.JOB_KIND_TRAIN else "predict"
+        parent = tracing.extract(delivery.message.headers)
+        with (
+            job_context(job.id),
+            tracing.span(f"{kind} job", parent=parent, job_id=job.id, attempt=delivery.attempt),
+        ):
+            if delivery.attempt == 1:
+                tracing.record_span("queue wait", job.create_time.ToNanoseconds(), time.time_ns())
+            self._run(job, events, delivery, run)
+
+    def _run(
+        self,
+        job: jobs_pb2.Job,
+        events: _Events,
+        delivery: Delivery,
+        run: Callable[[jobs_pb2.Job, _Events, Delivery], dict[str, Any]],
+    ) -> None:
+        started = time.time()
+        if delivery.attempt == 1:
+            job_started(job, started)
         if job.kind == jobs_pb2.JOB_KIND_TRAIN:
             log.info("running train job %s (attempt %d)", job.id, delivery.attempt)
+        outcome = "succeeded"
         try:
             result = run(job, events, delivery)
         except Cancelled:
+            outcome = "cancelled"
             delivery.ack()
             return
         except (BrokerError, StorageUnavailable):
+            outcome = "left for redelivery"
             raise  # the outcome cannot be recorded now: leave the job for redelivery
         except MLGateError as exc:
+            outcome = "failed"
             events.failed(*status_of(exc))
         except IntegrityError as exc:
             events.failed("DATA_LOSS", str(exc))
         except Exception as exc:
+            outcome = "failed"
             log.exception("job %s failed", job.id)
             events.failed(*status_of(exc))
         else:
             events.send(
                 terminal_seq(job.kind), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result
             )
+        finally:
+            _log_end(job, outcome, delivery.attempt, started)
         delivery.ack()
 
     def _check_cancelled(self, job: jobs_pb2.Job) -> None:
@@ -197,13 +228,15 @@ class Worker:
         schema = self._catalog.describe(request.dataset_id)
         params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
         plan = training.plan(request, schema, params)
-        frame, dataset_sha256 = self._catalog.load_with_digest(request.dataset_id)
+        with tracing.span("load data", dataset_id=request.dataset_id):
+            frame, dataset_sha256 = self._catalog.load_with_digest(request.dataset_id)
 
         def progress(stage: int, fraction: float) -> None:
             self._check_cancelled(job)
             events.running(TRAIN_SEQ[stage], stage, fraction)
 
-        trained = training.fit(frame, plan, progress, cores=self._cores)
+        with tracing.span("fit and score", estimator=plan.estimator):
+            trained = training.fit(frame, plan, progress, cores=self._cores)
         self._check_cancelled(job)
         events.running(TRAIN_SEQ[jobs_pb2.STAGE_SAVING], jobs_pb2.STAGE_SAVING, 0.9)
         record = models_pb2.Model(
@@ -226,7 +259,8 @@ class Worker:
         record.params.update(trained.params)
         record.classes.extend(_values(trained.classes))
         record.feature_importances.update(feature_importances(trained.estimator, plan.features))
-        saved = self._models.save(record, trained.estimator)
+        with tracing.span("save model", model_id=model_id):
+            saved = self._models.save(record, trained.estimator)
         return {"train_result": jobs_pb2.TrainResult(model_id=saved.id, metrics=saved.metrics)}
 
     def _predict(self, job: jobs_pb2.Job, events: _Events, delivery: Delivery) -> dict[str, Any]:
@@ -236,17 +270,38 @@ class Worker:
             events.running(
                 PREDICT_SEQ[jobs_pb2.STAGE_LOADING_MODEL], jobs_pb2.STAGE_LOADING_MODEL, 0.1
             )
-        record, model = self.cache.get(request.model_id, sha)
+        with tracing.span("load model", model_id=request.model_id):
+            record, model = self.cache.get(request.model_id, sha)
         rows = [json_format.MessageToDict(row) for row in request.rows]
         prediction.check_rows(rows, record.features)
         events.running(PREDICT_SEQ[jobs_pb2.STAGE_PREDICTING], jobs_pb2.STAGE_PREDICTING, 0.5)
-        predicted, classes, probabilities = prediction.predict(model, record, rows)
+        INFERENCE_BATCH_ROWS.observe(len(rows))
+        with tracing.span("predict", rows=len(rows)):
+            predicted, classes, probabilities = prediction.predict(model, record, rows)
         result = jobs_pb2.PredictResult(model_id=request.model_id)
         result.predictions.extend(_values(predicted))
         result.classes.extend(_values(classes))
         for row in probabilities:
             result.probabilities.add(values=row)
         return {"predict_result": result}
+
+
+def _log_end(job: jobs_pb2.Job, outcome: str, attempt: int, started: float) -> None:
+    """The one line every job attempt ends with: its outcome, attempt and durations."""
+    now = time.time()
+    ran = now - started
+    since_submitted = now - job.create_time.ToNanoseconds() / 1e9
+    kind = "train" if job.kind == jobs_pb2.JOB_KIND_TRAIN else "predict"
+    log.info(
+        "%s job %s %s on attempt %d: ran %.3f s, %.3f s since submitted",
+        kind,
+        job.id,
+        outcome,
+        attempt,
+        ran,
+        since_submitted,
+        extra={"kind": kind, "outcome": outcome, "attempt": attempt, "duration_s": round(ran, 6)},
+    )
 
 
 def _values(items: list[Any]) -> list[struct_pb2.Value]:

@@ -1,0 +1,101 @@
+"""One trace per job across the broker: the worker's spans are children of the gateway's, on
+RabbitMQ and on Redis (gateway and worker with their own broker connections, one exporter)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from brokers import open_broker
+from clients import MLGateClient
+from mlgate import tracing
+from mlgate.settings import Settings
+from server.background import BackgroundGateway
+from storage import open_object_store
+from storage.datasets import DatasetCatalog
+from storage.models import ModelRepository
+from tests.support.samples import DIABETES_FEATURES, DOC_ROW
+from tests.support.system import gateway_settings
+from tests.support.waiting import wait_for
+from workers.worker import Worker
+
+EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture
+def traced() -> Iterator[InMemorySpanExporter]:
+    assert tracing.configure_tracing("mlgate-test", exporter=EXPORTER)
+    EXPORTER.clear()
+    yield EXPORTER
+    EXPORTER.clear()
+
+
+@pytest.fixture(params=["rabbitmq", "redis"])
+def distributed(request: pytest.FixtureRequest, tmp_path: Path, traced) -> Iterator[str]:
+    settings: Settings = gateway_settings(
+        tmp_path / "data", broker=request.param, namespace=f"trace-{uuid.uuid4().hex[:10]}"
+    )
+    settings = settings.with_(
+        broker_url=Settings.from_env(env={"MLGATE_BROKER": request.param}).broker_url
+    )
+    gateway = BackgroundGateway(settings, embedded_workers=False).start()
+    broker = open_broker(settings)
+    broker.start()
+    objects = open_object_store(settings.storage_url)
+    worker = Worker(broker, DatasetCatalog(objects), ModelRepository(objects), settings)
+    worker.start()
+    try:
+        yield gateway.address
+    finally:
+        worker.stop(10)
+        broker.close()
+        gateway.stop()
+
+
+def test_a_job_is_one_trace_from_the_gateway_through_the_worker(distributed, traced) -> None:
+    with MLGateClient(distributed, timeout=30) as client:
+        model = client.train("diabetes", target="target", features=DIABETES_FEATURES)
+        client.predict(model.model_id, [DOC_ROW])
+
+    def ended() -> set[str]:
+        return {s.name for s in traced.get_finished_spans()}
+
+    # A worker's job span ends just after it publishes the outcome the client saw, and the
+    # gateway's RPC span just after the stream's last message.
+    names = {
+        "train job",
+        "predict job",
+        "/mlgate.v1.JobService/Train",
+        "/mlgate.v1.JobService/Predict",
+    }
+    wait_for(lambda: names <= ended(), 10, f"spans {names} to end")
+    spans = traced.get_finished_spans()
+    by_id = {s.context.span_id: s for s in spans}
+
+    def ancestors(span: Any) -> Iterator[Any]:
+        while span.parent is not None and span.parent.span_id in by_id:
+            span = by_id[span.parent.span_id]
+            yield span
+
+    for kind, stages in (
+        ("train", {"queue wait", "load data", "fit and score", "save model"}),
+        ("predict", {"queue wait", "load model", "predict"}),
+    ):
+        (job,) = [s for s in spans if s.name == f"{kind} job"]
+        rpc = [s for s in ancestors(job)]
+        assert rpc, f"the {kind} job span has no parent from the gateway"
+        root = rpc[-1]
+        method = "Train" if kind == "train" else "Predict"
+        assert root.name.endswith(f"JobService/{method}"), root.name
+        assert job.context.trace_id == root.context.trace_id
+        children = {s.name for s in spans if s.parent and s.parent.span_id == job.context.span_id}
+        assert stages <= children, children
+        publish = [
+            s for s in spans if s.name == "publish" and s.context.trace_id == root.context.trace_id
+        ]
+        assert publish and publish[0].parent.span_id == root.context.span_id
