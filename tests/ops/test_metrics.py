@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients import MLGateClient
 from clients.errors import JobFailed
-from tests.support.cluster import Cluster, free_port
+from tests.support.cluster import Cluster
+from tests.support.fresh import free_port
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, SLOW_PARAMS
 from tests.support.waiting import wait_for
 
