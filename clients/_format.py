@@ -145,6 +145,8 @@ def job_block(job: Job) -> str:
         ("kind", job.kind),
         ("state", job.state),
     ]
+    if job.owner:
+        pairs.append(("owner", job.owner))
     if job.stage:
         pairs.append(("stage", job.stage))
     pairs += [("progress", _percent(job.progress)), ("attempt", job.attempt)]

@@ -38,6 +38,7 @@ from clients._registry_commands import (
     cmd_models_versions,
 )
 from clients._security import tls_from_env, token_from_env
+from clients._tokens import add_token_arguments, cmd_token_new
 from clients.client import DEFAULT_ADDRESS, MLGateClient
 from clients.errors import JobError, MLGateError, ServerUnreachable
 
@@ -172,6 +173,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                 "0.0.0.0 or [::] for every interface)",
             )
         sub.add_argument("--data-dir", help="job store and storage directory ($MLGATE_DATA_DIR)")
+
+    token = add(commands, "token", None, "make tokens for a gateway with token roles")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    add_token_arguments(
+        add(
+            token_commands,
+            "new",
+            cmd_token_new,
+            "make a token: print it once, and the tokens-file line that admits it",
+            server=True,
+        )
+    )
 
     train = add(commands, "train", cmd_train, "train a model and wait for it")
     train.add_argument(

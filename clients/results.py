@@ -155,6 +155,8 @@ class Job:
     error_code: str
     error_message: str
     proto: jobs_pb2.Job = field(repr=False, compare=False)
+    # The name of the token that submitted the job, on a gateway with tokens.
+    owner: str = ""
 
     @classmethod
     def from_proto(cls, job: jobs_pb2.Job) -> Job:
@@ -179,6 +181,7 @@ class Job:
             error_code=last.error.code,
             error_message=last.error.message,
             proto=job,
+            owner=job.owner,
         )
 
 

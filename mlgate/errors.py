@@ -6,6 +6,7 @@
     ├── AlreadyExists        ALREADY_EXISTS
     ├── FailedPrecondition   FAILED_PRECONDITION
     ├── ResourceExhausted    RESOURCE_EXHAUSTED
+    ├── PermissionDenied     PERMISSION_DENIED  (names the role needed)
     ├── Unavailable          UNAVAILABLE
     ├── DataLoss             DATA_LOSS
     └── Internal             INTERNAL
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidArgument",
     "MLGateError",
     "NotFound",
+    "PermissionDenied",
     "ResourceExhausted",
     "Unavailable",
     "status_of",
@@ -63,6 +65,12 @@ class FailedPrecondition(MLGateError):
 
 class ResourceExhausted(MLGateError):
     code = "RESOURCE_EXHAUSTED"
+
+
+class PermissionDenied(MLGateError):
+    """A known caller whose token's role does not allow what it asked for."""
+
+    code = "PERMISSION_DENIED"
 
 
 class Unavailable(MLGateError):

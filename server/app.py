@@ -17,6 +17,7 @@ from brokers.memory import PRIOR_ATTEMPTS_HEADER
 from mlgate.errors import MLGateError
 from mlgate.metrics import BrokerCollector, serve_metrics
 from mlgate.settings import Settings
+from mlgate.tokens import TokenFile
 from mlgate.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -27,6 +28,7 @@ from mlgate.v1 import (
     status_pb2,
     status_pb2_grpc,
 )
+from server.auth import AuthInterceptor
 from server.datasets import DatasetServicer
 from server.hub import Hub
 from server.interceptors import edge_chain
@@ -71,6 +73,8 @@ class Gateway:
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects, settings.max_model_bytes)
         self.hub = Hub()
+        # Read now, so a missing or malformed tokens file stops start-up with one line.
+        self.tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
         self.workers = (
             [Worker(self.broker, self.catalog, self.models, settings)] if embedded_workers else []
         )
@@ -97,7 +101,8 @@ class Gateway:
         for worker in self.workers:
             worker.start()
         server = grpc.aio.server(
-            interceptors=edge_chain(self.settings),
+            # Authentication first: a caller it refuses reaches nothing else.
+            interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.settings)],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -131,6 +136,12 @@ class Gateway:
                 BrokerCollector(self.dependencies.broker_figures),
             )
         log.info("mlgate gateway on port %d (%s)", self.port, self.settings.describe())
+        if self.tokens is None:
+            log.warning(
+                "no MLGATE_AUTH_TOKENS_FILE: the gateway is open, every caller may do everything"
+            )
+        else:
+            log.info("token roles from %s: %d tokens", self.tokens.path, len(self.tokens))
         return self.port
 
     def _requeue_unfinished(self) -> None:

@@ -9,9 +9,11 @@ from typing import Any, BinaryIO, cast
 
 import grpc
 
-from mlgate.errors import InvalidArgument, ResourceExhausted
+from mlgate.errors import AlreadyExists, InvalidArgument, ResourceExhausted
 from mlgate.ids import check_dataset_id
+from mlgate.tokens import Role
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc
+from server.auth import require
 from server.paging import paginate
 from storage.datasets import MAX_UPLOAD_BYTES, DatasetCatalog
 
@@ -37,8 +39,13 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                 if not dataset_id:
                     dataset_id = check_dataset_id(message.dataset_id)
                     replace = message.replace
-                    if not replace:  # refuse before the client sends the whole file
+                    try:  # refused before the client sends the whole file
                         await asyncio.to_thread(self._catalog.refuse_existing, dataset_id)
+                    except AlreadyExists:
+                        if not replace:
+                            raise
+                        # Replacing takes away data others may be training on.
+                        require(Role.ADMIN, "replacing a dataset")
                 elif message.dataset_id and message.dataset_id != dataset_id:
                     raise InvalidArgument("dataset_id", "must not change between messages")
                 size += len(message.chunk)

@@ -23,6 +23,7 @@ from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
 from server.jobstore.base import JobStore
+from server.ownership import check_may_cancel, owner_name, sees_inputs, visible_event, visible_job
 from server.paging import page_size
 from server.registry import ModelCatalog
 from storage.datasets import DatasetCatalog
@@ -150,7 +151,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: Context
     ) -> jobs_pb2.GetJobResponse:
-        return jobs_pb2.GetJobResponse(job=await self._job(request.job_id))
+        return jobs_pb2.GetJobResponse(job=visible_job(await self._job(request.job_id)))
 
     async def _job(self, job_id: str) -> jobs_pb2.Job:
         check_job_id(job_id)
@@ -175,12 +176,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 page_token=request.page_token,
             )
         )
-        return jobs_pb2.ListJobsResponse(jobs=jobs, next_page_token=token)
+        return jobs_pb2.ListJobsResponse(jobs=map(visible_job, jobs), next_page_token=token)
 
     async def CancelJob(
         self, request: jobs_pb2.CancelJobRequest, context: Context
     ) -> jobs_pb2.CancelJobResponse:
-        await self._job(request.job_id)
+        check_may_cancel(await self._job(request.job_id))
         cancel = event(
             request.job_id, 0, jobs_pb2.JOB_STATE_CANCELLED, message="cancelled by request"
         )
@@ -196,7 +197,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             )
             job_ended(job)
             self._hub.notify(job.id)
-        return jobs_pb2.CancelJobResponse(job=job)
+        return jobs_pb2.CancelJobResponse(job=visible_job(job))
 
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: Context
@@ -204,10 +205,11 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         if request.after_seq < 0:
             raise InvalidArgument("after_seq", "must not be negative")
         job = await self._job(request.job_id)
+        full = sees_inputs(job)
         flag = self._hub.subscribe(job.id)
         try:
             async for seen in self._follow(job.id, request.after_seq, flag):
-                yield jobs_pb2.WatchJobResponse(event=seen)
+                yield jobs_pb2.WatchJobResponse(event=visible_event(seen, full))
         finally:
             self._hub.unsubscribe(job.id, flag)
 
@@ -225,4 +227,5 @@ def _new_job(kind: jobs_pb2.JobKind.ValueType) -> jobs_pb2.Job:
         create_time=now,
         update_time=now,
         last_event=queued,
+        owner=owner_name(),
     )

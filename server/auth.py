@@ -1,0 +1,100 @@
+"""Authentication, the first link of the gateway's interceptor chain.
+
+With a tokens file (``MLGATE_AUTH_TOKENS_FILE``) every call but the open ones (health, reflection)
+must carry ``authorization: Bearer <token>``: no token or an unknown one is UNAUTHENTICATED, a
+known one without the method's role (``server.roles``) is PERMISSION_DENIED naming the role. The
+handler then runs with ``current_caller()`` set, so servicers can record and check ownership.
+Tokens never reach the log; names do. Without a tokens file the gateway is open and
+``current_caller()`` is None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+
+from mlgate.errors import PermissionDenied
+from mlgate.tokens import Caller, Role, TokenFile
+from server.interceptors import Context, Continuation, EdgeInterceptor, Handler
+from server.roles import required_role
+
+__all__ = ["AuthInterceptor", "current_caller", "require"]
+
+log = logging.getLogger(__name__)
+
+# Each RPC runs in its own task, so a value set for one call is never seen by another.
+_CALLER: ContextVar[Caller | None] = ContextVar("mlgate_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """Who is calling; None when the gateway has no tokens file (everyone may do everything)."""
+    return _CALLER.get()
+
+
+def require(role: Role, what: str) -> None:
+    """``PermissionDenied`` unless the caller has ``role`` (always fine on an open gateway)."""
+    caller = current_caller()
+    if caller is not None and not caller.may(role):
+        raise PermissionDenied(
+            f"{what} needs the {role} role; token {caller.name!r} has {caller.role}"
+        )
+
+
+def _bearer(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer":
+                return token.strip()
+    return ""
+
+
+class AuthInterceptor(EdgeInterceptor):
+    """Checks each call's token against the tokens file and the method's role; first in the
+    chain, so a caller it refuses reaches nothing else."""
+
+    def __init__(self, tokens: TokenFile | None) -> None:
+        super().__init__()
+        self._tokens = tokens
+
+    async def intercept_service(  # type: ignore[override]
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> Handler | None:
+        if self._tokens is None:  # an open gateway: nothing to check, nothing to enclose
+            return await continuation(handler_call_details)
+        return await super().intercept_service(continuation, handler_call_details)
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
+        needed = required_role(method)
+        if needed is not None and self._tokens is not None:
+            caller = self._tokens.lookup(_bearer(context.invocation_metadata()))
+            if caller is None:
+                log.info("refused %s: no token or an unknown one", method)
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "this gateway needs a token: send 'authorization: Bearer <token>' "
+                    "(mlgate --token or MLGATE_TOKEN)",
+                )
+            assert caller is not None  # abort raised otherwise
+            if not caller.may(needed):
+                log.info(
+                    "refused %s to %s: it needs %s, the token has %s",
+                    method,
+                    caller.name,
+                    needed,
+                    caller.role,
+                )
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"{method.lstrip('/')} needs the {needed} role; token {caller.name!r} has "
+                    f"{caller.role}",
+                )
+            # The call runs in a task of its own: nobody else sees this value.
+            _CALLER.set(caller)
+        yield
