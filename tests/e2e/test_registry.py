@@ -63,6 +63,12 @@ def test_parallel_trains_of_one_name_get_consecutive_versions(tmp_path: Path) ->
             assert [m.version for m in listed] == [6, 5, 4, 3, 2, 1]
             by_version = {r.model_version: r.model_id for r in results}
             assert {m.version: m.id for m in listed} == by_version
+            first = models(channel).ListModels(models_pb2.ListModelsRequest(name="rf", page_size=4))
+            rest = models(channel).ListModels(
+                models_pb2.ListModelsRequest(name="rf", page_token=first.next_page_token)
+            )
+            assert [m.version for m in first.models] == [6, 5, 4, 3]
+            assert ([m.version for m in rest.models], rest.next_page_token) == ([2, 1], "")
     finally:
         gateway.stop()
 
@@ -206,3 +212,19 @@ def test_only_uploaded_datasets_can_be_deleted(channel: grpc.Channel) -> None:
     assert code_of(lambda: datasets(channel).DeleteDataset(missing))[0] == (
         grpc.StatusCode.NOT_FOUND
     )
+
+
+def test_an_artifact_that_fails_its_digest_is_not_exported(
+    embedded: RunningGateway, tmp_path: Path
+) -> None:
+    with grpc.insecure_channel(embedded.address) as channel:
+        trained = train_named(channel, "rf", params=SMALL)
+        record = get_model(channel, "rf")
+        stored = (
+            tmp_path / "data" / "storage" / "models" / trained.model_id / f"{record.sha256}.skops"
+        )
+        blob = bytearray(stored.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        stored.write_bytes(bytes(blob))
+        code, details = code_of(export, channel, "rf")
+        assert code == grpc.StatusCode.DATA_LOSS and "integrity" in details
