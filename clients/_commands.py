@@ -25,7 +25,7 @@ from clients._format import (
     to_json,
     train_summary,
 )
-from clients._input import UsageError, parse_features, parse_params, parse_rows
+from clients._input import UsageError, parse_delimiter, parse_features, parse_params, parse_rows
 from clients.client import MLGateClient
 from clients.errors import JobCancelled, JobFailed
 from clients.status import waiting_note
@@ -209,7 +209,9 @@ def cmd_datasets_upload(args: argparse.Namespace, client: MLGateClient) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with file:
-        dataset = client.upload_dataset(dataset_id, file, replace=args.replace)
+        dataset = client.upload_dataset(
+            dataset_id, file, replace=args.replace, delimiter=parse_delimiter(args.delimiter)
+        )
     out(to_json(dataset) if args.json else dataset_block(dataset))
     return 0
 

@@ -6,7 +6,17 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["UsageError", "parse_features", "parse_param", "parse_params", "parse_rows"]
+__all__ = [
+    "UsageError",
+    "parse_delimiter",
+    "parse_features",
+    "parse_param",
+    "parse_params",
+    "parse_rows",
+]
+
+# What a shell lets a person type for each delimiter the gateway reads.
+_DELIMITERS = {",": ",", ";": ";", "|": "|", "tab": "\t", "\\t": "\t", "\t": "\t"}
 
 
 class UsageError(Exception):
@@ -68,3 +78,14 @@ def _json_line(line: str, where: str) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise UsageError(f"{where} is not JSON: {exc.msg}") from None
+
+
+def parse_delimiter(text: str) -> str:
+    """``--delimiter``: ``,`` ``;`` ``|`` or a tab (``tab``, ``\\t`` or a literal tab); empty
+    leaves it to the gateway to detect."""
+    if not text:
+        return ""
+    try:
+        return _DELIMITERS[text.lower()]
+    except KeyError:
+        raise UsageError(f"--delimiter {text!r} is not one of ',', ';', '|' or 'tab'") from None

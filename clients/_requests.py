@@ -79,11 +79,11 @@ def struct(values: Mapping[str, Any], field: str) -> struct_pb2.Struct:
 
 
 def upload_requests(
-    dataset_id: str, file: IO[bytes], chunk_size: int, replace: bool = False
+    dataset_id: str, file: IO[bytes], chunk_size: int, replace: bool = False, delimiter: str = ""
 ) -> Iterator[datasets_pb2.UploadDatasetRequest]:
     # The first message names the dataset; an empty file still sends it.
     first = datasets_pb2.UploadDatasetRequest(
-        dataset_id=dataset_id, chunk=file.read(chunk_size), replace=replace
+        dataset_id=dataset_id, chunk=file.read(chunk_size), replace=replace, delimiter=delimiter
     )
     yield first
     if not first.chunk:

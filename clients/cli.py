@@ -275,6 +275,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     upload.add_argument(
         "--replace", action="store_true", help="replace the data of an existing dataset"
     )
+    upload.add_argument(
+        "--delimiter",
+        default="",
+        help="the CSV's delimiter: ',' ';' '|' or 'tab' (default: detected from the file)",
+    )
     add(datasets_commands, "list", cmd_datasets_list, "list datasets")
     add(datasets_commands, "get", cmd_datasets_get, "show a dataset").add_argument("dataset_id")
     delete_dataset = add(datasets_commands, "delete", cmd_datasets_delete, "delete a dataset")

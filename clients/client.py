@@ -284,15 +284,17 @@ class MLGateClient(RegistryCalls):
         source: str | os.PathLike[str] | IO[bytes],
         chunk_size: int = CHUNK_SIZE,
         replace: bool = False,
+        delimiter: str = "",
     ) -> Dataset:
         """Store a CSV file (a path or a binary file object) as ``dataset_id``, in chunks. An
-        existing dataset is ALREADY_EXISTS unless ``replace``."""
+        existing dataset is ALREADY_EXISTS unless ``replace``. ``delimiter`` (``,`` ``;`` tab or
+        ``|``) is detected from the file when empty."""
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
         # Opened here, not in the request iterator, so a missing file raises in the caller.
         file = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source  # noqa: SIM115
         try:
-            chunks = upload_requests(dataset_id, file, chunk_size, replace)
+            chunks = upload_requests(dataset_id, file, chunk_size, replace, delimiter)
             response = self._unary(self._datasets.UploadDataset, chunks)
         finally:
             if file is not source:

@@ -34,11 +34,13 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
             dataset_id = ""
             replace = False
+            delimiter = ""
             size = 0
             async for message in request_iterator:
                 if not dataset_id:
                     dataset_id = check_dataset_id(message.dataset_id)
                     replace = message.replace
+                    delimiter = message.delimiter
                     try:  # refused before the client sends the whole file
                         await asyncio.to_thread(self._catalog.refuse_existing, dataset_id)
                     except AlreadyExists:
@@ -59,7 +61,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
             spool.seek(0)
             dataset = await asyncio.to_thread(
                 lambda: self._catalog.upload_file(
-                    dataset_id, cast(BinaryIO, spool), replace=replace
+                    dataset_id, cast(BinaryIO, spool), replace=replace, delimiter=delimiter
                 )
             )
         return datasets_pb2.UploadDatasetResponse(dataset=dataset)

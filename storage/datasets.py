@@ -18,9 +18,10 @@ import pandas as pd
 from google.protobuf import json_format
 from sklearn import datasets as sk_datasets
 
-from mlgate.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from mlgate.errors import AlreadyExists, FailedPrecondition, NotFound
 from mlgate.ids import BUILTIN_DATASETS, check_dataset_id
 from mlgate.v1 import datasets_pb2
+from storage import csvfile
 from storage.base import ObjectStore
 from storage.errors import IntegrityError, ObjectNotFound
 
@@ -141,7 +142,7 @@ class DatasetCatalog:
         check_dataset_id(dataset_id)
         if dataset_id in BUILTIN_DATASETS:
             return _builtin_frame(dataset_id).copy(), _builtin_digest(dataset_id)
-        self.describe(dataset_id)
+        dataset = self.describe(dataset_id)
         with tempfile.TemporaryFile() as spool:
             try:
                 self._store.download(_csv_key(dataset_id), spool)
@@ -150,10 +151,12 @@ class DatasetCatalog:
             spool.seek(0)
             digest = _digest(spool)
             spool.seek(0)
-            return pd.read_csv(spool), digest
+            if not dataset.delimiter:  # uploaded before delimiters were recorded: read as then
+                return pd.read_csv(spool), digest
+            return csvfile.read(spool, dataset.delimiter), digest
 
     def upload_file(
-        self, dataset_id: str, source: BinaryIO, *, replace: bool = False
+        self, dataset_id: str, source: BinaryIO, *, replace: bool = False, delimiter: str = ""
     ) -> datasets_pb2.Dataset:
         """Check that ``source`` is a usable CSV, then store it and its schema. An existing
         dataset is ALREADY_EXISTS unless ``replace``: models trained on it keep its digest."""
@@ -161,9 +164,11 @@ class DatasetCatalog:
         if dataset_id in BUILTIN_DATASETS:
             raise AlreadyExists(f"dataset {dataset_id!r} is built in and cannot be replaced")
         start = source.tell()
-        frame = _parse_csv(source)
+        frame, delimiter = csvfile.parse(source, delimiter)
+        source.seek(0, 2)
         size = source.tell() - start
         dataset = _describe(dataset_id, frame, builtin=False, size=size)
+        dataset.delimiter = delimiter
         dataset.create_time.GetCurrentTime()
         source.seek(start)
         dataset.sha256 = _digest(source)
@@ -196,21 +201,3 @@ class DatasetCatalog:
                 raise NotFound(f"dataset {dataset_id!r} does not exist")
             self._store.delete(_meta_key(dataset_id))
             self._store.delete(_csv_key(dataset_id))
-
-
-def _parse_csv(source: BinaryIO) -> pd.DataFrame:
-    if not source.read(1):
-        raise InvalidArgument("chunk", "the upload is empty; send a CSV with a header row")
-    source.seek(0)
-    try:
-        frame = pd.read_csv(source)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InvalidArgument("chunk", f"not a valid CSV file: {exc}") from None
-    if frame.empty or len(frame.columns) < 2:
-        raise InvalidArgument("chunk", "a dataset needs a header row, data rows and 2+ columns")
-    names = [str(c) for c in frame.columns]
-    if any(name.startswith("Unnamed:") for name in names):
-        raise InvalidArgument("chunk", "every column needs a name in the header row")
-    if len(set(names)) != len(names):
-        raise InvalidArgument("chunk", "column names must be unique")
-    return frame

@@ -177,3 +177,13 @@ def test_a_failed_job_prints_its_error_and_job(mlgate, tmp_path) -> None:
     assert status == 1
     assert out.splitlines()[-1].split()[1] == "failed"
     assert err2 == err
+
+
+def test_datasets_upload_detects_the_delimiter_or_takes_it(mlgate, tmp_path) -> None:
+    path = tmp_path / "houses.csv"
+    path.write_text(HOUSES_CSV.replace(",", ";"))
+    uploaded = cli_json(mlgate, "datasets", "upload", str(path))
+    assert (uploaded["id"], uploaded["rows"], len(uploaded["columns"])) == ("houses", 12, 3)
+    status, _, err = mlgate("datasets", "upload", str(path), "--id", "tabbed", "--delimiter", "tab")
+    assert status != 0
+    assert "INVALID_ARGUMENT" in err and "the file looks semicolon (';')-separated" in err

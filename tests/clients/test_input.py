@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from clients._input import UsageError, parse_features, parse_param, parse_params, parse_rows
+from clients._input import (
+    UsageError,
+    parse_delimiter,
+    parse_features,
+    parse_param,
+    parse_params,
+    parse_rows,
+)
 
 
 @pytest.mark.parametrize(
@@ -63,3 +70,16 @@ def test_rows_from_a_json_list_an_object_or_json_lines() -> None:
 def test_bad_rows_say_where(text, message) -> None:
     with pytest.raises(UsageError, match=message):
         parse_rows(text, "rows.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("", ""), (",", ","), (";", ";"), ("|", "|"), ("tab", "\t"), ("TAB", "\t"), ("\\t", "\t")],
+)
+def test_delimiter_names_a_shell_can_type(text, expected) -> None:
+    assert parse_delimiter(text) == expected
+
+
+def test_an_unknown_delimiter_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--delimiter ':' is not one of"):
+        parse_delimiter(":")

@@ -1,0 +1,150 @@
+"""Uploaded CSV files: the delimiter detected or given, and every row's shape checked.
+
+pandas reads what it is given generously: a duplicate header becomes ``a.1``, a short row is padded
+with missing values, a long one turns a column into an index, and a semicolon-separated file is one
+column. ``parse`` refuses such files naming the line at fault, before pandas reads them, and
+``read`` is the one place the pandas options live, so an upload and a later load agree.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from typing import BinaryIO
+
+import pandas as pd
+
+from mlgate.errors import InvalidArgument
+
+__all__ = ["DELIMITERS", "parse", "read"]
+
+#: The delimiters mlgate reads, by the name its messages use.
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_SAMPLE_BYTES = 64 * 1024
+
+
+def _name(delimiter: str) -> str:
+    return f"{DELIMITERS[delimiter]} ({delimiter!r})"
+
+
+def _records(text: str, delimiter: str) -> list[list[str]]:
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+    return [row for row in reader if not _blank(row)]
+
+
+def _blank(row: list[str]) -> bool:
+    return not row or (len(row) == 1 and not row[0].strip())
+
+
+def _sample(source: BinaryIO) -> str:
+    start = source.tell()
+    raw = source.read(_SAMPLE_BYTES)
+    complete = not source.read(1)
+    source.seek(start)
+    text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(raw)
+    # A sample cut mid-file ends in a partial line: judge whole lines only.
+    return text if complete else text[: text.rfind("\n") + 1]
+
+
+def detect(sample: str) -> str | None:
+    """The delimiter under which the sample's header has the most columns (2+) and every sampled
+    row has as many; None if none does."""
+    best: tuple[int, str] | None = None
+    for delimiter in DELIMITERS:
+        records = _records(sample, delimiter)
+        if not records or len(records[0]) < 2:
+            continue
+        consistent = all(len(row) == len(records[0]) for row in records)
+        if consistent and (best is None or len(records[0]) > best[0]):
+            best = (len(records[0]), delimiter)
+    return None if best is None else best[1]
+
+
+def _widest(sample: str) -> str:
+    """The delimiter that splits the header most: what the file appears to use."""
+    counts = {d: len(r[0]) if (r := _records(sample, d)) else 0 for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: counts[d])
+
+
+def _choose(sample: str, given: str) -> str:
+    if given:
+        if given not in DELIMITERS:
+            raise InvalidArgument(
+                "delimiter", f"must be one of {', '.join(map(_name, DELIMITERS))}, not {given!r}"
+            )
+        header = _records(sample, given)[:1]
+        if header and len(header[0]) < 2:
+            seen = detect(sample)
+            hint = f"; the file looks {_name(seen)}-separated" if seen else ""
+            raise InvalidArgument("delimiter", f"splits the header row into one column{hint}")
+        return given
+    found = detect(sample)
+    if found is not None:
+        return found
+    seen = _widest(sample)
+    header = _records(sample, seen)[:1]
+    if not header or len(header[0]) < 2:
+        raise InvalidArgument(
+            "chunk",
+            "the header row has one column: no comma, semicolon, tab or pipe separates it. A "
+            "dataset needs 2+ columns; if the file uses another delimiter, convert it",
+        )
+    return seen  # its rows disagree with its header: the full check names the line
+
+
+def _check_shape(source: BinaryIO, delimiter: str) -> None:
+    start = source.tell()
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    how = f"read as {_name(delimiter)}-separated; set delimiter if that is wrong"
+    try:
+        reader = csv.reader(text, delimiter=delimiter, skipinitialspace=True)
+        header = next((row for row in reader if not _blank(row)), None)
+        if header is None:
+            raise InvalidArgument("chunk", "the upload has no header row")
+        names: dict[str, int] = {}
+        for i, name in enumerate(header, 1):
+            if not name.strip():
+                raise InvalidArgument("chunk", f"column {i} of the header row has no name")
+            if name in names:
+                raise InvalidArgument(
+                    "chunk", f"column name {name!r} appears twice (columns {names[name]} and {i})"
+                )
+            names[name] = i
+        for row in reader:
+            if not _blank(row) and len(row) != len(header):
+                raise InvalidArgument(
+                    "chunk",
+                    f"line {reader.line_num} has {len(row)} fields but the header row has "
+                    f"{len(header)} ({how})",
+                )
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument("chunk", f"the file is not UTF-8 text: {exc.reason}") from None
+    except csv.Error as exc:
+        raise InvalidArgument("chunk", f"not a valid CSV file: {exc} ({how})") from None
+    finally:
+        text.detach()
+        source.seek(start)
+
+
+def read(source: BinaryIO, delimiter: str) -> pd.DataFrame:
+    """The CSV as a DataFrame, read as every upload is: ``true``/``false`` (any case) in a column
+    make it boolean, and spaces after a delimiter are not part of the value."""
+    return pd.read_csv(source, sep=delimiter, skipinitialspace=True)
+
+
+def parse(source: BinaryIO, delimiter: str = "") -> tuple[pd.DataFrame, str]:
+    """The checked file as a DataFrame and the delimiter it was read with (``delimiter``, or the
+    one detected when empty). Raises InvalidArgument naming what is wrong and where."""
+    sample = _sample(source)
+    if not sample.strip():
+        raise InvalidArgument("chunk", "the upload is empty; send a CSV with a header row")
+    chosen = _choose(sample, delimiter)
+    _check_shape(source, chosen)
+    try:
+        frame = read(source, chosen)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise InvalidArgument("chunk", f"not a valid CSV file: {exc}") from None
+    if frame.empty:
+        raise InvalidArgument("chunk", "a dataset needs a header row and data rows")
+    return frame, chosen
