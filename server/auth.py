@@ -73,12 +73,15 @@ class AuthInterceptor(EdgeInterceptor):
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
         needed = required_role(method)
         if needed is not None and self._tokens is not None:
-            caller = self._tokens.lookup(_bearer(context.invocation_metadata()))
+            token = _bearer(context.invocation_metadata())
+            caller = self._tokens.lookup(token) if token else None
             if caller is None:
-                log.info("refused %s: no token or an unknown one", method)
+                log.info("refused %s: %s", method, "an unknown token" if token else "no token")
                 await context.abort(
                     grpc.StatusCode.UNAUTHENTICATED,
-                    "this gateway needs a token: send 'authorization: Bearer <token>' "
+                    "this gateway does not know that token (revoked or mistyped?)"
+                    if token
+                    else "this gateway needs a token: send 'authorization: Bearer <token>' "
                     "(mlgate --token or MLGATE_TOKEN)",
                 )
             assert caller is not None  # abort raised otherwise

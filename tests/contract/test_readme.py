@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ import grpc
 import pytest
 
 from mlgate.v1 import models_pb2, models_pb2_grpc
+from tests.support.fresh import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -75,3 +78,39 @@ def test_registry_walkthrough_predicts_through_the_alias(
     exported = (tmp_path / "diabetes-rf.skops").read_bytes()
     assert hashlib.sha256(exported).hexdigest() == model.sha256
     assert (tmp_path / "diabetes-rf.skops.manifest.json").is_file()
+
+
+def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Path) -> None:
+    port = free_port()
+    script = _walkthrough("security").replace("50051", str(port))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGATE_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    # Files, not pipes: the gateway the walkthrough starts in the background outlives the script.
+    with out.open("w") as stdout, err.open("w") as stderr:
+        shell = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            code = shell.wait(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGTERM)
+    said, logged = out.read_text(), err.read_text()
+    assert code == 0, said + logged
+    assert '"status": "SERVING"' in said
+    assert re.search(r'"model_id": "mdl_[0-9a-f]{32}"', said)
+    assert "refused, as it should be" in said
+    assert "PERMISSION_DENIED: mlgate.v1.ModelService/DeleteModel needs the admin role" in logged
+    assert "the old token is refused" in said and "UNAUTHENTICATED" in logged
+    # The new token lists alice's training job; the file never held a token.
+    assert re.search(r"job_[0-9a-f]{32}\s+train\s+succeeded", said)
+    lines = (tmp_path / "tokens.txt").read_text().splitlines()
+    assert [line.split()[1:] for line in lines] == [["read", "dashboard"], ["train", "alice"]]
+    assert "mlg_" not in "\n".join(lines) and "mlg_" not in logged

@@ -101,8 +101,11 @@ def test_the_role_matrix_over_every_rpc_with_grpcurl(authed: Authed) -> None:
 
 
 def test_an_unknown_token_is_unauthenticated_and_open_methods_need_none(authed: Authed) -> None:
-    code, _ = _grpcurl(authed.address, "mlgate.v1.ModelService/ListModels", "mlg_not-a-token")
-    assert code == "Unauthenticated"
+    code, message = _grpcurl(authed.address, "mlgate.v1.ModelService/ListModels", "mlg_nope")
+    assert (code, message) == (
+        "Unauthenticated",
+        "this gateway does not know that token (revoked or mistyped?)",
+    )
     assert _grpcurl(authed.address, "grpc.health.v1.Health/Check", None) == ("OK", "")
     listed = subprocess.run(
         [str(GRPCURL), "-plaintext", authed.address, "list"],
