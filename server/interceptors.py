@@ -12,6 +12,7 @@ and its refusals are statuses it sets itself.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,10 +22,19 @@ from typing import Any, TypeAlias
 import grpc
 
 from mlgate import tracing
+from mlgate.metrics import INFERENCE_REQUESTS, STREAMS_OPEN
 from mlgate.settings import Settings
 from server.status import Backends, translate
 
-__all__ = ["Context", "EdgeInterceptor", "ErrorInterceptor", "edge_chain"]
+__all__ = [
+    "EVENT_STREAMS",
+    "INFERENCE_METHODS",
+    "Context",
+    "EdgeInterceptor",
+    "ErrorInterceptor",
+    "MetricsInterceptor",
+    "edge_chain",
+]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 # The stubs make these generic; grpc's runtime classes are not subscriptable.
@@ -115,7 +125,50 @@ class ErrorInterceptor(EdgeInterceptor):
             await context.abort(code, message)
 
 
+# Calls counted by ``mlgate_inference_requests_total`` and streams by ``mlgate_streams_open``.
+INFERENCE_METHODS = frozenset(
+    {"/mlgate.v1.JobService/Predict", "/inference.GRPCInferenceService/ModelInfer"}
+)
+EVENT_STREAMS = frozenset(
+    {
+        "/mlgate.v1.JobService/Train",
+        "/mlgate.v1.JobService/Predict",
+        "/mlgate.v1.JobService/WatchJob",
+    }
+)
+
+
+class MetricsInterceptor(EdgeInterceptor):
+    """Counts prediction calls by their final status and the job event streams open. It encloses
+    the error interceptor, so it sees the status a call really ended with."""
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
+        stream = method in EVENT_STREAMS
+        if stream:
+            STREAMS_OPEN.inc()
+        code = "OK"
+        try:
+            yield
+        except asyncio.CancelledError:
+            code = "CANCELLED"  # the client went away or its deadline passed
+            raise
+        except BaseException:
+            found = context.code()
+            code = found.name if isinstance(found, grpc.StatusCode) else "UNKNOWN"
+            raise
+        finally:
+            if stream:
+                STREAMS_OPEN.dec()
+            if method in INFERENCE_METHODS:
+                INFERENCE_REQUESTS.labels(code).inc()
+
+
 def edge_chain(settings: Settings) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
-    """The gateway's interceptors, outermost first: tracing (when on) sees every call and its
-    final status; the error interceptor maps whatever a handler raises."""
-    return [*tracing.server_interceptors(), ErrorInterceptor(Backends.of(settings))]
+    """The gateway's interceptors, outermost first: tracing (when on) and metrics see every call
+    and its final status; the error interceptor maps whatever a handler raises."""
+    return [
+        *tracing.server_interceptors(),
+        MetricsInterceptor(),
+        ErrorInterceptor(Backends.of(settings)),
+    ]

@@ -244,9 +244,9 @@ class S3ObjectStore(ObjectStore):
             if code in _NOT_FOUND:
                 raise ObjectNotFound(key) from None
             if code == "NoSuchBucket":
-                raise StorageError(f"S3 bucket {self.bucket!r} does not exist") from None
+                raise StorageMisconfigured(f"S3 bucket {self.bucket!r} does not exist") from None
             if code in _DENIED or status == 403:
-                raise StorageError(
+                raise StorageMisconfigured(
                     f"S3 refused access to bucket {self.bucket!r} ({code}); "
                     "check the AWS credentials mlgate runs with"
                 ) from None

@@ -39,3 +39,21 @@ def test_prometheus_scrapes_the_gateway_and_every_worker_replica() -> None:
     assert jobs["mlgate-gateway"]["static_configs"][0]["targets"] == ["gateway:9100"]
     (workers,) = jobs["mlgate-worker"]["dns_sd_configs"]
     assert workers["names"] == ["worker"] and workers["port"] == 9101
+
+
+def test_compose_runs_prometheus_on_the_ports_the_processes_serve() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    prometheus = services["prometheus"]
+    assert ":" in prometheus["image"] and not prometheus["image"].endswith(":latest")
+    (config,) = prometheus["configs"]
+    assert compose["configs"][config["source"]]["file"] == "./deploy/prometheus/prometheus.yml"
+    assert config["target"] == "/etc/prometheus/prometheus.yml"
+    env = services["gateway"]["environment"]  # the shared x-mlgate block, merged in
+    scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    gateway_port = jobs["mlgate-gateway"]["static_configs"][0]["targets"][0].split(":")[1]
+    assert env["MLGATE_METRICS_PORT"] == gateway_port
+    assert env["MLGATE_WORKER_METRICS_PORT"] == str(
+        jobs["mlgate-worker"]["dns_sd_configs"][0]["port"]
+    )

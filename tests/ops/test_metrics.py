@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients import MLGateClient
-from clients.errors import JobFailed
+from clients.errors import InvalidArgument, JobFailed
 from tests.support.cluster import Cluster
 from tests.support.fresh import free_port
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, SLOW_PARAMS
@@ -71,6 +71,8 @@ def test_metrics_count_a_known_run_exactly(system: System) -> None:
         ]
         for _ in range(predicts):
             client.predict(models[0], [DOC_ROW])
+        with pytest.raises(InvalidArgument):
+            client.predict(models[0], [{"age": 0.1}])  # refused at the gateway: no job
         # Each parameter is valid alone; together scikit-learn refuses them when fitting.
         with pytest.raises(JobFailed):
             client.train(
@@ -93,6 +95,9 @@ def test_metrics_count_a_known_run_exactly(system: System) -> None:
         ("mlgate_jobs_finished_total", ("kind", "predict"), ("state", "succeeded")): predicts,
         ("mlgate_job_duration_seconds_count", ("kind", "train")): trains + 2,
         ("mlgate_job_duration_seconds_count", ("kind", "predict")): predicts,
+        ("mlgate_inference_requests_total", ("code", "OK")): predicts,
+        ("mlgate_inference_requests_total", ("code", "INVALID_ARGUMENT")): 1,
+        ("mlgate_streams_open",): 0,
     }
 
     def gateway_counts() -> dict[tuple[object, ...], float]:
