@@ -86,6 +86,8 @@ def cmd_train(args: argparse.Namespace, client: MLGateClient) -> int:
 def cmd_predict(args: argparse.Namespace, client: MLGateClient) -> int:
     rows = _read_rows(args)
     result = _follow(lambda on_event: client.predict(args.model_id, rows, on_event=on_event))
+    for warning in result.warnings:
+        err(f"warning: {warning}")
     out(to_json(result) if args.json else predictions_table(result))
     return 0
 

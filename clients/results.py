@@ -117,6 +117,8 @@ class PredictResult:
     predictions: tuple[Any, ...]
     classes: tuple[Any, ...] = ()
     probabilities: tuple[tuple[float, ...], ...] = ()
+    #: Sentences about the input, e.g. a category the model never saw and so ignored.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_event(cls, event: jobs_pb2.JobEvent) -> PredictResult:
@@ -131,6 +133,7 @@ class PredictResult:
             predictions=predictions,
             classes=classes,
             probabilities=tuple(tuple(row.values) for row in result.probabilities),
+            warnings=tuple(result.warnings),
         )
 
 

@@ -32,6 +32,7 @@ from storage.errors import IntegrityError, StorageUnavailable
 from storage.models import ModelRepository
 from workers import prediction, training
 from workers.cache import ModelCache
+from workers.categories import unseen_categories
 from workers.importances import feature_importances
 from workers.parallelism import cap_jobs, fit_cores
 
@@ -283,6 +284,7 @@ class Worker:
         result.classes.extend(_values(classes))
         for row in probabilities:
             result.probabilities.add(values=row)
+        result.warnings.extend(unseen_categories(model, rows))
         return {"predict_result": result}
 
 

@@ -187,3 +187,15 @@ def test_datasets_upload_detects_the_delimiter_or_takes_it(mlgate, tmp_path) -> 
     status, _, err = mlgate("datasets", "upload", str(path), "--id", "tabbed", "--delimiter", "tab")
     assert status != 0
     assert "INVALID_ARGUMENT" in err and "the file looks semicolon (';')-separated" in err
+
+
+def test_predict_prints_the_results_warnings_on_stderr(mlgate, tmp_path) -> None:
+    path = tmp_path / "houses.csv"
+    path.write_text(HOUSES_CSV)
+    assert mlgate("datasets", "upload", str(path))[0] == 0
+    trained = cli_json(mlgate, "train", "houses", "--target", "price", "--estimator", "ridge")
+    row = json.dumps({"size": 20, "colour": "purple"})
+    status, out, err = mlgate("--json", "predict", trained["model_id"], "--row", row)
+    assert status == 0, err
+    assert "warning: feature colour: unseen category 'purple' (1 row) ignored" in err
+    assert json.loads(out)["warnings"] == [err.split("warning: ", 1)[1].strip()]

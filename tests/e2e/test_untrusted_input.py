@@ -9,10 +9,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mlgate.v1 import jobs_pb2, models_pb2
+from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from server.background import BackgroundGateway
 from tests.e2e.helpers import (
     README_ROW,
+    datasets,
     diabetes_request,
     events_of,
     jobs,
@@ -21,6 +22,7 @@ from tests.e2e.helpers import (
     trained_model,
 )
 from tests.support.artifacts import aim_child_outside, rewrite_model
+from tests.support.samples import HOUSES_CSV
 from workers.parallelism import fit_cores
 
 
@@ -96,3 +98,29 @@ def test_a_corrupt_manifest_is_skipped_by_list_and_reported_by_get(
     error = _refusal(lambda: models(channel).GetModel(models_pb2.GetModelRequest(model_id=broken)))
     assert error.code() == grpc.StatusCode.DATA_LOSS
     assert "corrupt manifest" in (error.details() or "")
+
+
+def test_an_unseen_category_is_ignored_and_named_in_the_results_warnings(
+    channel: grpc.Channel,
+) -> None:
+    upload = datasets_pb2.UploadDatasetRequest(dataset_id="houses", chunk=HOUSES_CSV.encode())
+    datasets(channel).UploadDataset(iter([upload]))
+    model_id = trained_model(
+        channel, jobs_pb2.TrainRequest(dataset_id="houses", target="price", estimator="ridge")
+    )
+    request = jobs_pb2.PredictRequest(
+        model_id=model_id,
+        rows=rows(
+            {"size": 30, "colour": "purple"},
+            {"size": 30, "colour": "red"},
+            {"size": 40, "colour": "purple"},
+        ),
+    )
+    result = events_of(jobs(channel).Predict(request, timeout=60))[-1].predict_result
+    assert len(result.predictions) == 3
+    assert list(result.warnings) == [
+        "feature colour: unseen category 'purple' (2 rows) ignored: the model never saw them in "
+        "training, so these rows were predicted as if the feature were absent"
+    ]
+    known = jobs_pb2.PredictRequest(model_id=model_id, rows=rows({"size": 30, "colour": "blue"}))
+    assert not events_of(jobs(channel).Predict(known, timeout=60))[-1].predict_result.warnings

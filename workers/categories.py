@@ -1,0 +1,49 @@
+"""Categories a model never saw: the one-hot encoder ignores them, and the result says so.
+
+An unseen value of a string or boolean feature encodes as all zeros (``handle_unknown="ignore"``),
+so the prediction is made as if the feature were absent. That is a fine default for a service, but
+a person reading the result should know, so each such feature gets one warning.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+__all__ = ["unseen_categories"]
+
+_LISTED = 5
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def unseen_categories(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A warning per categorical feature with values in ``rows`` that training never saw."""
+    if not isinstance(model, Pipeline):
+        return []
+    warnings = []
+    for _, encoder, columns in model.steps[0][1].transformers_:
+        if not isinstance(encoder, OneHotEncoder):
+            continue
+        for column, known in zip(columns, encoder.categories_, strict=True):
+            seen = set(known.tolist())
+            # Rows passed check_rows: a string feature's values are str, a boolean one's bool.
+            unseen = Counter(row[column] for row in rows if row[column] not in seen)
+            if not unseen:
+                continue
+            listed = ", ".join(
+                f"{value!r} ({_rows(n)})" for value, n in unseen.most_common(_LISTED)
+            )
+            more = f" and {len(unseen) - _LISTED} more" if len(unseen) > _LISTED else ""
+            noun = "category" if len(unseen) == 1 else "categories"
+            warnings.append(
+                f"feature {column}: unseen {noun} {listed}{more} ignored: the model never saw "
+                "them in training, so these rows were predicted as if the feature were absent"
+            )
+    return warnings
