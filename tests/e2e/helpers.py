@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -88,3 +88,12 @@ def assert_well_formed(events: list[jobs_pb2.JobEvent]) -> None:
     assert seqs == sorted(set(seqs)), f"seq not strictly increasing: {seqs}"
     assert [e.state in TERMINAL_STATES for e in events] == [False] * (len(events) - 1) + [True]
     assert len({e.job_id for e in events}) == 1
+
+
+def refused(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a call that must fail ended with."""
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or ""
+    raise AssertionError("the call succeeded")

@@ -7,7 +7,6 @@ import base64
 import json
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,18 @@ import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from server.background import BackgroundGateway
-from tests.e2e.helpers import README_ROW, datasets, events_of, jobs, models, rows, trained_model
+from tests.e2e.helpers import (
+    README_ROW,
+    datasets,
+    events_of,
+    jobs,
+    models,
+    refused,
+    rows,
+    trained_model,
+)
 
 MODEL_ID = "mdl_" + "ab" * 16
-
-
-def _refused(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
-    """The status code and message a call ended with."""
-    with pytest.raises(grpc.RpcError) as excinfo:
-        call()
-    return excinfo.value.code(), excinfo.value.details() or ""
 
 
 def _token(value: Any) -> str:
@@ -54,7 +55,7 @@ def test_a_forged_page_token_is_an_invalid_argument_on_every_list(channel, token
         lambda: models(channel).ListModels(models_pb2.ListModelsRequest(page_token=token)),
         lambda: datasets(channel).ListDatasets(datasets_pb2.ListDatasetsRequest(page_token=token)),
     ):
-        code, details = _refused(call)
+        code, details = refused(call)
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert details.startswith("page_token: is not a token this server issued")
 
@@ -71,11 +72,11 @@ def test_a_directory_where_a_manifest_should_be_is_data_loss_without_server_path
             jobs(channel).Predict(jobs_pb2.PredictRequest(model_id=MODEL_ID, rows=rows(README_ROW)))
         ),
     ):
-        code, details = _refused(call)
+        code, details = refused(call)
         assert code == grpc.StatusCode.DATA_LOSS
         assert details.startswith(f"model {MODEL_ID} has a corrupt manifest")
         assert str(storage) not in details
-    code, details = _refused(
+    code, details = refused(
         lambda: datasets(channel).GetDataset(datasets_pb2.GetDatasetRequest(dataset_id="houses"))
     )
     assert code == grpc.StatusCode.DATA_LOSS
@@ -88,7 +89,7 @@ def test_a_manifest_that_is_not_json_is_data_loss(embedded, channel) -> None:
     manifest.parent.mkdir(parents=True)
     for garbage in (b"\xff\xfe not json", b"[1, 2]", b'{"format": "skops", "model": 3}'):
         manifest.write_bytes(garbage)
-        assert _refused(
+        assert refused(
             lambda: models(channel).GetModel(models_pb2.GetModelRequest(model_id=MODEL_ID))
         ) == (
             grpc.StatusCode.DATA_LOSS,
@@ -102,7 +103,7 @@ def test_a_ten_thousand_column_dataset_gets_a_short_invalid_argument(channel) ->
     datasets(channel).UploadDataset(
         iter([datasets_pb2.UploadDatasetRequest(dataset_id="wide", chunk=csv)])
     )
-    code, details = _refused(
+    code, details = refused(
         lambda: events_of(
             jobs(channel).Train(jobs_pb2.TrainRequest(dataset_id="wide", target="nope"))
         )
@@ -128,7 +129,7 @@ def test_a_huge_name_or_value_in_a_row_gets_a_short_invalid_argument(
     channel, row: dict[str, Any], starts: str
 ) -> None:
     request = jobs_pb2.PredictRequest(model_id=trained_model(channel), rows=rows(row))
-    code, details = _refused(lambda: events_of(jobs(channel).Predict(request)))
+    code, details = refused(lambda: events_of(jobs(channel).Predict(request)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details.startswith(starts)
     assert re.search(r"… \(2000[02] characters\)", details), details
@@ -156,6 +157,6 @@ def test_a_removed_storage_directory_is_unavailable_not_empty(embedded, channel)
             jobs(channel).Train(jobs_pb2.TrainRequest(dataset_id="pairs", target="b"))
         ),
     ):
-        assert _refused(call) == (grpc.StatusCode.UNAVAILABLE, expected)
+        assert refused(call) == (grpc.StatusCode.UNAVAILABLE, expected)
     # Nothing recreated the directory behind the operator's back.
     assert not _storage(embedded).exists()
