@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PROTOS := $(wildcard protos/mlgate/v1/*.proto)
+CONTRACT := protos/v1-release.binpb
 GEN := mlgate/v1/__init__.py
 PORT ?= 50051
 HOST ?= 127.0.0.1
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: help install gen run lint typecheck test test-fast services bench clean
+.PHONY: help install gen run lint release-contract typecheck test test-fast services bench clean
 
 help:
 	@echo "make run      set up and serve mlgate on port $(PORT) (embedded broker)"
@@ -43,6 +44,11 @@ lint: gen
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd protos && ../$(BIN)/buf lint
+	cd protos && ../$(BIN)/buf breaking --against ../$(CONTRACT)
+
+# The released contract `buf breaking` holds protos/ to. Rebuild it only when cutting a release.
+release-contract: install
+	cd protos && ../$(BIN)/buf build --exclude-source-info -o ../$(CONTRACT)
 
 typecheck: gen
 	$(BIN)/mypy
