@@ -3,8 +3,9 @@
 A link is an ``EdgeInterceptor``. Its ``around(method, context)`` is an async context manager that
 encloses the whole call: the handler's run for a unary reply, the whole stream for a streaming
 one. So one link serves all four kinds of RPC, and a new RPC cannot miss it. ``edge_chain`` lists
-the links in order; the first encloses the rest. ``ErrorInterceptor`` comes first, so what the
-links after it raise (metrics, tracing) is mapped like what the servicers raise. Authentication
+the links in order; the first encloses the rest. Tracing (when on) comes first, so it sees each
+call's final status; then ``ErrorInterceptor``, so what the links after it raise is mapped like
+what the servicers raise. Authentication
 (``server.auth.AuthInterceptor``) goes before the whole chain: a caller it refuses reaches nothing,
 and its refusals are statuses it sets itself.
 """
