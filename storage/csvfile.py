@@ -22,6 +22,7 @@ __all__ = ["DELIMITERS", "parse", "read"]
 #: The delimiters mlgate reads, by the name its messages use.
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _SAMPLE_BYTES = 64 * 1024
+_MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 
 def _name(delimiter: str) -> str:
@@ -40,6 +41,12 @@ def _blank(row: list[str]) -> bool:
 def _sample(source: BinaryIO) -> str:
     start = source.tell()
     raw = source.read(_SAMPLE_BYTES)
+    # A header row longer than the sample (thousands of columns): read on to its end, so the
+    # sample holds at least one whole line to judge.
+    while (
+        b"\n" not in raw and len(raw) < _MAX_HEADER_BYTES and (more := source.read(_SAMPLE_BYTES))
+    ):
+        raw += more
     complete = not source.read(1)
     source.seek(start)
     text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(raw)

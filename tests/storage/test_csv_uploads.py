@@ -74,6 +74,14 @@ def test_a_header_no_known_delimiter_splits_is_refused_saying_so(catalog: Datase
         _upload(catalog, "a:b\n1:2\n")
 
 
+def test_a_header_row_longer_than_the_sample_is_read_whole(catalog: DatasetCatalog) -> None:
+    names = [f"feature_{i:05d}" for i in range(8_000)]  # a 112 KB header row
+    _upload(catalog, ";".join(names) + "\n" + ";".join(["1"] * len(names)) + "\n")
+    dataset = catalog.describe("data")
+    assert dataset.delimiter == ";"
+    assert [c.name for c in dataset.columns] == names
+
+
 def test_duplicate_column_names_are_refused_naming_them(catalog: DatasetCatalog) -> None:
     # pandas alone would rename the second one to a.1.
     with pytest.raises(InvalidArgument, match=r"column name 'a' appears twice \(columns 1 and 3\)"):
