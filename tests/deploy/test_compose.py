@@ -12,23 +12,40 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import botocore
+import pika
 import pytest
 import yaml
 
 from clients.cli import build_parser
 from mlgate.settings import Settings
+from tests.support.rabbitmq import PrivateNode
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["mlgate", "brokers", "server", "workers", "clients", "storage"]
 # Processes that run and stay up but serve nothing: nothing can ask them whether they are healthy.
 NOT_SERVERS = {"worker"}
-_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+_VARIABLE = re.compile(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}")
+#: What an operator's .env gives (see docs/compose.md); compose refuses to start without it.
+DOT_ENV = {"RABBITMQ_USER": "mlgate", "RABBITMQ_PASSWORD": "0123456789abcdef"}
+
+
+class Unset(Exception):
+    """A ``${NAME:?message}`` whose variable is unset: compose stops with the message."""
+
+
+def _substitute(match: re.Match[str], env: dict[str, str]) -> str:
+    name, how, text = match.groups()
+    if env.get(name):
+        return env[name]
+    if how == ":?":
+        raise Unset(f"{name}: {text}")
+    return text or ""
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose's ``${NAME}`` / ``${NAME:-default}`` substitution, through nested values."""
+    """Compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME:?error}``, through nested values."""
     if isinstance(value, str):
-        return _VARIABLE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+        return _VARIABLE.sub(lambda m: _substitute(m, env), value)
     if isinstance(value, list):
         return [interpolate(v, env) for v in value]
     if isinstance(value, dict):
@@ -36,9 +53,9 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
     return value
 
 
-def load(env: dict[str, str] | None = None) -> dict[str, Any]:
+def load(env: dict[str, str] | None = None, dot_env: dict[str, str] = DOT_ENV) -> dict[str, Any]:
     raw = yaml.safe_load((ROOT / "compose.yaml").read_text())
-    return dict(interpolate(raw, env or {}))
+    return dict(interpolate(raw, {**dot_env, **(env or {})}))
 
 
 @pytest.fixture(scope="module")
@@ -208,16 +225,43 @@ def test_mounted_files_exist_and_rabbitmq_loads_the_definitions(compose: dict[st
             if source.startswith((".", "/")):
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
     mounts = {c["target"]: configs[c["source"]] for c in compose["services"]["rabbitmq"]["configs"]}
-    definitions = [t for t, c in mounts.items() if c.get("file", "").endswith("definitions.json")]
-    assert definitions, "rabbitmq does not mount deploy/rabbitmq/definitions.json"
     conf = "\n".join(
         c.get("content") or (ROOT / c["file"]).read_text()
         for t, c in mounts.items()
         if t.endswith(".conf")
     )
     loaded = re.findall(r"^\s*(?:management\.)?load_definitions\s*=\s*(\S+)", conf, re.M)
-    assert loaded and loaded[-1] == definitions[0]
+    assert loaded and loaded[-1] in mounts, "rabbitmq loads definitions nobody mounts"
     assert any("15672:" in str(p) for p in compose["services"]["rabbitmq"]["ports"])
+
+
+def test_rabbitmq_has_the_administrator_from_dot_env_and_no_guest(compose: dict[str, Any]) -> None:
+    rabbitmq = compose["services"]["rabbitmq"]
+    mounts = {c["target"]: compose["configs"][c["source"]] for c in rabbitmq["configs"]}
+    definitions = json.loads(mounts["/etc/rabbitmq/definitions.json"]["content"])
+    users = {u["name"]: u for u in definitions["users"]}
+    assert set(users) == {DOT_ENV["RABBITMQ_USER"]}
+    assert users["mlgate"]["password"] == DOT_ENV["RABBITMQ_PASSWORD"]
+    assert definitions["permissions"][0]["user"] == "mlgate"
+    # The gateway and workers log in as that user, with that password.
+    for name, service in mlgate_services(compose["services"]).items():
+        url = urlsplit(environment(service)["MLGATE_RABBITMQ_URL"])
+        assert (url.username, url.password) == ("mlgate", DOT_ENV["RABBITMQ_PASSWORD"]), name
+    everything = json.dumps(compose)
+    assert "guest" not in everything and "loopback_users" not in everything
+    # Without the .env file compose stops, saying where to look.
+    with pytest.raises(Unset, match=r"RABBITMQ_PASSWORD: set RABBITMQ_PASSWORD in \.env"):
+        load(dot_env={})
+    assert ".env" in (ROOT / ".dockerignore").read_text().split()
+
+
+def test_every_image_is_pinned_to_a_version(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if "build" in service:
+            continue  # built from this checkout
+        image = service["image"]
+        tag = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else ""
+        assert re.match(r"\d+\.\d+(\.\d+)?(-[\w.]+)?$", tag), f"{name}: {image} is not pinned"
 
 
 def test_published_ports_are_on_loopback_unless_the_operator_says_otherwise() -> None:
@@ -251,3 +295,21 @@ def test_dockerfile_generates_the_grpc_code_and_copies_every_package() -> None:
     for source in copied:
         assert (ROOT / source).exists(), source
         assert not any(fnmatch.fnmatch(source, p) for p in ignored), f".dockerignore drops {source}"
+
+
+@pytest.mark.slow
+def test_rabbitmq_admits_the_dot_env_user_and_not_guest(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """The compose definitions, loaded by a real node with the shipped rabbitmq.conf."""
+    users = tmp_path / "definitions.json"
+    users.write_text(compose["configs"]["rabbitmq-users"]["content"])
+    node = PrivateNode(tmp_path, definitions=users)
+    node.url = node.url.replace("guest:guest", f"mlgate:{DOT_ENV['RABBITMQ_PASSWORD']}")
+    node.start()  # waits until the .env user can log in
+    try:
+        guest = pika.URLParameters(f"amqp://guest:guest@127.0.0.1:{node.port}/%2F")
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(guest)
+    finally:
+        node.stop()

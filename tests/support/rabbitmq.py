@@ -105,7 +105,8 @@ class PrivateNode:
     """A RabbitMQ node of the test's own: its own name, ports, data and logs in ``root``, no
     plugins (so no fixed ports such as the management UI's). Stop it, restart it, block it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, definitions: Path = DEPLOY / "definitions.json") -> None:
+        """``definitions`` are loaded at boot: by default the shipped ones, with the guest user."""
         self.root = root
         self.name = f"mlgate-test-{os.getpid()}-{uuid.uuid4().hex[:6]}@localhost"
         self.port, dist_port = free_ports(2)
@@ -115,9 +116,7 @@ class PrivateNode:
             (root / path).write_text("")
         # The node runs the configuration operators are given, so the tests vouch for it.
         shipped = (DEPLOY / "rabbitmq.conf").read_text()
-        shipped = shipped.replace(
-            "/etc/rabbitmq/definitions.json", str(DEPLOY / "definitions.json")
-        )
+        shipped = shipped.replace("/etc/rabbitmq/definitions.json", str(definitions))
         (root / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n{shipped}")
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
         self._env.update(
