@@ -261,7 +261,7 @@ def test_every_image_is_pinned_to_a_version(compose: dict[str, Any]) -> None:
             continue  # built from this checkout
         image = service["image"]
         tag = image.rsplit(":", 1)[1] if ":" in image.split("/")[-1] else ""
-        assert re.match(r"\d+\.\d+(\.\d+)?(-[\w.]+)?$", tag), f"{name}: {image} is not pinned"
+        assert re.match(r"v?\d+\.\d+(\.\d+)?(-[\w.]+)?$", tag), f"{name}: {image} is not pinned"
 
 
 def test_published_ports_are_on_loopback_unless_the_operator_says_otherwise() -> None:
