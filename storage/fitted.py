@@ -56,6 +56,15 @@ def _n_classes(model: Any) -> int:
     return len(classes)
 
 
+def _per_step(model: Any, classifier: type) -> int:
+    """Trees per boosting step, or coefficient rows: one per class for a multiclass classifier,
+    else one."""
+    if not isinstance(model, classifier):
+        return 1
+    classes = _n_classes(model)
+    return 1 if classes <= 2 else classes
+
+
 def _tree_depths(left: np.ndarray, right: np.ndarray, internal: np.ndarray) -> np.ndarray:
     """Each node's depth, after checking the nodes form one tree rooted at node 0.
 
@@ -137,11 +146,7 @@ _FOREST_TREES: dict[type, type] = {
 
 def _check_gradient_boosting(model: Any) -> None:
     n_features = _n_features(model)
-    if isinstance(model, ensemble.GradientBoostingClassifier):
-        classes = _n_classes(model)
-        per_stage = 1 if classes <= 2 else classes
-    else:
-        per_stage = 1
+    per_stage = _per_step(model, ensemble.GradientBoostingClassifier)
     _require(_attr(model, "n_trees_per_iteration_") == per_stage, "wrong trees per stage")
     stages = _attr(model, "estimators_")
     # predict_stages writes one output column per stage column, unchecked.
@@ -157,16 +162,16 @@ def _check_gradient_boosting(model: Any) -> None:
         _require(type(member) is tree.DecisionTreeRegressor, "a boosting stage is not a tree")
         _check_tree(_attr(member, "tree_"), n_features, 1)
     init = _attr(model, "init_")
-    _require(init == "zero" or type(init) in (DummyClassifier, DummyRegressor), "unknown init_")
+    _require(
+        (isinstance(init, str) and init == "zero")
+        or type(init) in (DummyClassifier, DummyRegressor),
+        "unknown init_",
+    )
 
 
 def _check_hist_gradient_boosting(model: Any) -> None:
     n_features = _n_features(model)
-    if isinstance(model, ensemble.HistGradientBoostingClassifier):
-        classes = _n_classes(model)
-        per_iteration = 1 if classes <= 2 else classes
-    else:
-        per_iteration = 1
+    per_iteration = _per_step(model, ensemble.HistGradientBoostingClassifier)
     _require(_attr(model, "n_trees_per_iteration_") == per_iteration, "wrong trees per step")
     mapper = _attr(model, "_bin_mapper")
     categorical = _attr(mapper, "is_categorical_")
@@ -224,9 +229,8 @@ def _check_linear(model: Any) -> None:
     intercept = np.asarray(_attr(model, "intercept_"))
     _require(isinstance(coef, np.ndarray) and coef.dtype.kind == "f", "coef_ is not numeric")
     _require(intercept.dtype.kind == "f", "intercept_ is not numeric")
-    if hasattr(model, "classes_"):
-        classes = _n_classes(model)
-        rows = 1 if classes <= 2 else classes
+    if isinstance(model, (linear_model.RidgeClassifier, linear_model.LogisticRegression)):
+        rows = _per_step(model, type(model))
         shapes = [(rows, n_features)] + ([(n_features,)] if rows == 1 else [])
         _require(coef.shape in shapes, "coef_ has the wrong shape for the model")
         _require(intercept.shape == (rows,), "intercept_ has the wrong shape for the model")
