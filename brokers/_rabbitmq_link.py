@@ -19,6 +19,7 @@ from pika.adapters.select_connection import IOLoop
 
 from brokers._backoff import backoff
 from brokers.errors import BrokerClosed, BrokerUnavailable
+from mlgate.metrics import BROKER_RECONNECTS
 
 __all__ = ["AmqpLink", "IOThread"]
 
@@ -136,6 +137,7 @@ class AmqpLink:
         self._attempt = 0
         self._retry: object = None
         self._closing = False
+        self._opened = False
 
     def start(self) -> None:
         self.io.call(self._connect)
@@ -159,6 +161,9 @@ class AmqpLink:
         connection.add_on_connection_blocked_callback(lambda *_: self._set_blocked(True))
         connection.add_on_connection_unblocked_callback(lambda *_: self._set_blocked(False))
         self.up.set()
+        if self._opened:
+            BROKER_RECONNECTS.inc()
+        self._opened = True
         log.info("RabbitMQ %s connection open", self.name)
         self._on_open_cb(connection)
 

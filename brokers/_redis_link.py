@@ -22,6 +22,7 @@ from redis.retry import Retry
 from brokers._backoff import Backoff
 from brokers._redis_keys import Keys
 from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable
+from mlgate.metrics import BROKER_RECONNECTS
 from mlgate.urls import redact_url, tls_options
 
 __all__ = [
@@ -213,6 +214,7 @@ class RedisLink:
 
     def _monitor_loop(self) -> None:
         conn: redis.Redis | None = None
+        lost = False
         while not self.closed.is_set():
             try:
                 if conn is None:
@@ -224,8 +226,13 @@ class RedisLink:
                         retry=Retry(NoBackoff(), 0),
                         **self._tls,
                     )
-                self.reachable = bool(conn.ping())
+                answered = bool(conn.ping())
+                if answered and lost:
+                    BROKER_RECONNECTS.inc()  # back after an outage this loop saw
+                lost = not answered
+                self.reachable = answered
             except redis.RedisError:
+                lost = True
                 self.reachable = False
                 if conn is not None:
                     with contextlib.suppress(redis.RedisError):

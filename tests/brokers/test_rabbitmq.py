@@ -16,6 +16,7 @@ from typing import Any
 
 import pika
 import pytest
+from prometheus_client import REGISTRY
 
 from brokers._rabbitmq_topology import Topology
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Delivery, EventDelivery, Message
@@ -323,6 +324,7 @@ def test_jobs_and_events_survive_a_node_restart(
         gateway.publish(TRAIN_QUEUE, Message(f"job-{i}", b"x"), timeout=WAIT)
         worker.publish_event(f"event-{i}".encode(), timeout=WAIT)
     sub = worker.consume(PREDICT_QUEUE, collect(got), prefetch=1)  # consuming through it
+    reconnects = REGISTRY.get_sample_value("mlgate_broker_reconnects_total") or 0.0
 
     private_rabbitmq.stop()
     try:
@@ -336,6 +338,12 @@ def test_jobs_and_events_survive_a_node_restart(
     try:
         wait_for(late.healthy, WAIT, "a broker started during the outage connecting by itself")
         wait_for(gateway.healthy, WAIT, "the gateway's broker reconnecting")
+        # The gateway's and the worker's connections came back; late's first one is no reconnect.
+        wait_for(
+            lambda: (REGISTRY.get_sample_value("mlgate_broker_reconnects_total") or 0) > reconnects,
+            WAIT,
+            "mlgate_broker_reconnects_total to count the reconnections",
+        )
         gateway.publish(PREDICT_QUEUE, Message("job-after", b"x"), timeout=WAIT)
         assert take(got, "delivery").message.job_id == "job-after"  # re-consumed
         sub.cancel(WAIT)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from brokers._redis_keys import Keys
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Delivery, EventDelivery, Message
@@ -246,6 +247,7 @@ def _publish_and_restart(server: PrivateRedis, broker: RedisBroker) -> None:
     assert recorded.get(timeout=WAIT) == b"event-before"
     assert watched.get(timeout=WAIT) == b"event-before"
 
+    reconnects = REGISTRY.get_sample_value("mlgate_broker_reconnects_total") or 0.0
     server.stop()
     wait_for(lambda: not broker.healthy(), WAIT, "the broker reporting unhealthy")
     with pytest.raises(BrokerUnavailable):
@@ -258,6 +260,11 @@ def _publish_and_restart(server: PrivateRedis, broker: RedisBroker) -> None:
     waiting.start()
     finish.set()  # the in-flight job ends while Redis is down: its ack waits for Redis
     server.start()
+    wait_for(
+        lambda: (REGISTRY.get_sample_value("mlgate_broker_reconnects_total") or 0) > reconnects,
+        WAIT,
+        "mlgate_broker_reconnects_total to count Redis coming back",
+    )
     waiting.join(WAIT)
     assert not waiting.is_alive()
     published.append("job-during")

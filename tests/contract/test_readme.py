@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import signal
@@ -114,3 +115,33 @@ def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Pat
     lines = (tmp_path / "tokens.txt").read_text().splitlines()
     assert [line.split()[1:] for line in lines] == [["read", "dashboard"], ["train", "alice"]]
     assert "mlg_" not in "\n".join(lines) and "mlg_" not in logged
+
+
+def test_operations_walkthrough_shows_status_metrics_and_json_logs(tmp_path: Path) -> None:
+    port, metrics = free_port(), free_port()
+    script = _walkthrough("operations").replace("50051", str(port)).replace("9100", str(metrics))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGATE_", "OTEL_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["MLGATE_ADDRESS"] = f"localhost:{port}"
+    out = tmp_path / "stdout"
+    with out.open("w") as stdout:
+        shell = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            code = shell.wait(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(shell.pid, signal.SIGTERM)
+    said = out.read_text()
+    assert code == 0, said
+    assert re.search(r"workers:\s+1", said), said
+    assert 'mlgate_jobs_finished_total{kind="train",state="succeeded"} 1.0' in said, said
+    ended = [json.loads(line) for line in said.splitlines() if line.startswith('{"time"')]
+    assert any(e.get("outcome") == "succeeded" and e.get("kind") == "train" for e in ended)
