@@ -17,6 +17,7 @@ from brokers.base import Broker, BrokerStats
 from mlgate.settings import Settings
 from mlgate.v1 import status_pb2, status_pb2_grpc
 from server.jobstore.base import JobStore
+from server.status import Backends
 from storage.base import ObjectStore
 
 __all__ = ["Dependencies", "StatusServicer"]
@@ -31,10 +32,6 @@ def _version() -> str:
         return "unknown"
 
 
-def _scheme(url: str) -> str:
-    return url.split(":", 1)[0] or "file"
-
-
 class Dependencies:
     """Checks the broker, the job store and the object storage, each by a cheap call."""
 
@@ -44,10 +41,11 @@ class Dependencies:
         self._broker = broker
         self._store = store
         self._objects = objects
+        backends = Backends.of(settings)
         self._kinds = {
-            "broker": settings.broker,
-            "job_store": _scheme(settings.store_url),
-            "storage": _scheme(settings.storage_url),
+            "broker": backends.broker,
+            "job_store": backends.job_store,
+            "storage": backends.object_store,
         }
 
     def check(self) -> list[status_pb2.Dependency]:

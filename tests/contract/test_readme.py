@@ -81,18 +81,18 @@ def test_registry_walkthrough_predicts_through_the_alias(
     assert (tmp_path / "diabetes-rf.skops.manifest.json").is_file()
 
 
-def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Path) -> None:
-    port = free_port()
-    script = _walkthrough("security").replace("50051", str(port))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGATE_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    out, err = tmp_path / "stdout", tmp_path / "stderr"
+def _run_with_servers(script: str, cwd: Path, **env: str) -> tuple[int, str, str]:
+    """Run a walkthrough that starts servers in the background; they are stopped after it. Its
+    exit code, stdout and stderr. The environment is the caller's without mlgate's variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLGATE_", "OTEL_"))}
+    clean["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
+    out, err = cwd / "stdout", cwd / "stderr"
     # Files, not pipes: the gateway the walkthrough starts in the background outlives the script.
     with out.open("w") as stdout, err.open("w") as stderr:
         shell = subprocess.Popen(
             ["bash", "-euo", "pipefail", "-c", script],
-            cwd=tmp_path,
-            env=env,
+            cwd=cwd,
+            env={**clean, **env},
             stdout=stdout,
             stderr=stderr,
             text=True,
@@ -103,7 +103,13 @@ def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Pat
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(shell.pid, signal.SIGTERM)
-    said, logged = out.read_text(), err.read_text()
+    return code, out.read_text(), err.read_text()
+
+
+def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Path) -> None:
+    port = free_port()
+    script = _walkthrough("security").replace("50051", str(port))
+    code, said, logged = _run_with_servers(script, tmp_path)
     assert code == 0, said + logged
     assert '"status": "SERVING"' in said
     assert re.search(r'"model_id": "mdl_[0-9a-f]{32}"', said)
@@ -120,27 +126,8 @@ def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Pat
 def test_operations_walkthrough_shows_status_metrics_and_json_logs(tmp_path: Path) -> None:
     port, metrics = free_port(), free_port()
     script = _walkthrough("operations").replace("50051", str(port)).replace("9100", str(metrics))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLGATE_", "OTEL_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["MLGATE_ADDRESS"] = f"localhost:{port}"
-    out = tmp_path / "stdout"
-    with out.open("w") as stdout:
-        shell = subprocess.Popen(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=tmp_path,
-            env=env,
-            stdout=stdout,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            code = shell.wait(timeout=300)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(shell.pid, signal.SIGTERM)
-    said = out.read_text()
-    assert code == 0, said
+    code, said, logged = _run_with_servers(script, tmp_path, MLGATE_ADDRESS=f"localhost:{port}")
+    assert code == 0, said + logged
     assert re.search(r"workers:\s+1", said), said
     assert 'mlgate_jobs_finished_total{kind="train",state="succeeded"} 1.0' in said, said
     ended = [json.loads(line) for line in said.splitlines() if line.startswith('{"time"')]
