@@ -74,12 +74,21 @@ def _serve(settings: Settings, conn: Connection) -> None:
     gateway.stop()
 
 
-def run(broker: str, sequential: int, concurrent: int, clients: int, trains: int) -> Result:
+def run(
+    broker: str,
+    sequential: int,
+    concurrent: int,
+    clients: int,
+    trains: int,
+    *,
+    metrics: bool = False,
+) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
+        settings = _settings(broker, Path(tmp))
+        if metrics:
+            settings = settings.with_(metrics_port=0)  # /metrics on, as an operator runs it
         ours, theirs = multiprocessing.Pipe()
-        child = multiprocessing.get_context("spawn").Process(
-            target=_serve, args=(_settings(broker, Path(tmp)), theirs)
-        )
+        child = multiprocessing.get_context("spawn").Process(target=_serve, args=(settings, theirs))
         child.start()
         try:
             if not ours.poll(120):
@@ -129,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrent", type=int, default=3200, help="predictions under load")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--trains", type=int, default=20, help="training jobs")
+    parser.add_argument(
+        "--overhead-rounds",
+        type=int,
+        default=3,
+        help="embedded runs with metrics off and on, alternated (0 to skip)",
+    )
     args = parser.parse_args(argv)
     results = []
     for broker in args.brokers.split(","):
@@ -142,4 +157,25 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r.broker} | {r.p50_ms:.1f} ms | {r.p99_ms:.1f} ms | "
             f"{r.predict_rps:.0f} req/s | {r.train_per_s:.2f} |"
         )
+    if args.overhead_rounds > 0:
+        print()
+        print(metrics_overhead(args.overhead_rounds, args.concurrent, args.clients))
     return 0
+
+
+def metrics_overhead(rounds: int, concurrent: int, clients: int) -> str:
+    """The embedded system's prediction throughput with /metrics on against off (tracing off),
+    alternating the two so the machine's drift falls on both alike."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for metrics in (False, True):
+            print(f"overhead: metrics {'on' if metrics else 'off'} ...", file=sys.stderr)
+            result = run("memory", 50, concurrent, clients, 1, metrics=metrics)
+            rates[metrics].append(result.predict_rps)
+    off, on = statistics.median(rates[False]), statistics.median(rates[True])
+    return (
+        "| embedded, 32 clients | metrics off | metrics on | on / off |\n"
+        "|---|---|---|---|\n"
+        f"| predict throughput (median of {rounds}) | {off:.0f} req/s | {on:.0f} req/s "
+        f"| {on / off:.3f} |"
+    )
