@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 
-.PHONY: help install gen run lint release-contract typecheck test test-fast services bench clean
+.PHONY: help install gen tables run lint release-contract typecheck test test-fast services bench clean
 
 help:
 	@echo "make run      set up and serve mlgate on port $(PORT) (embedded broker)"
@@ -36,6 +36,11 @@ $(GEN): $(STAMP) $(PROTOS)
 	touch $@
 
 gen: $(GEN)
+
+# What the gateway knows of scikit-learn without importing it (tests/unit/test_tables.py holds
+# the committed files equal to a fresh run): renew after upgrading scikit-learn.
+tables: gen
+	$(BIN)/python -m workers.tables
 
 run: gen
 	$(BIN)/mlgate serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)

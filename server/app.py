@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import _async as health_aio
@@ -15,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from brokers import PREDICT_QUEUE, TRAIN_QUEUE, Broker, BrokerUnavailable, Message, open_broker
 from brokers.memory import PRIOR_ATTEMPTS_HEADER
 from mlgate.errors import MLGateError
+from mlgate.jobs import MODEL_SHA_HEADER
 from mlgate.metrics import BrokerCollector, serve_metrics
 from mlgate.settings import Settings
 from mlgate.tokens import TokenFile
@@ -43,7 +45,9 @@ from server.transport import listen
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
-from workers.worker import MODEL_SHA_HEADER, Worker
+
+if TYPE_CHECKING:
+    from workers.worker import Worker
 
 __all__ = ["SERVICE_NAMES", "Gateway", "serve"]
 
@@ -75,9 +79,7 @@ class Gateway:
         self.hub = Hub()
         # Read now, so a missing or malformed tokens file stops start-up with one line.
         self.tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
-        self.workers = (
-            [Worker(self.broker, self.catalog, self.models, settings)] if embedded_workers else []
-        )
+        self.workers = self._embedded_worker() if embedded_workers else []
         self.port = 0
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -85,6 +87,12 @@ class Gateway:
         self._health = health_aio.HealthServicer()
         self._watchdog: asyncio.Task[None] | None = None
         self._unhealthy: list[status_pb2.Dependency] = []
+
+    def _embedded_worker(self) -> list[Worker]:
+        # Imported only here: workers load scikit-learn, and `mlgate gateway` must not.
+        from workers.worker import Worker
+
+        return [Worker(self.broker, self.catalog, self.models, self.settings)]
 
     async def start(self) -> int:
         """Connect, start serving and return the bound port (useful with port 0)."""

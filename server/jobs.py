@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Message
@@ -17,6 +16,7 @@ from mlgate import tracing
 from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event, is_terminal
 from mlgate.ids import check_job_id, new_job_id
+from mlgate.jobs import MODEL_SHA_HEADER, check_rows, from_struct, plan
 from mlgate.metrics import JOBS_SUBMITTED, job_ended, kind_label
 from mlgate.refs import check_model_name
 from mlgate.settings import Settings
@@ -27,8 +27,6 @@ from server.ownership import check_may_cancel, owner_name, sees_inputs, visible_
 from server.paging import page_size
 from server.registry import ModelCatalog
 from storage.datasets import DatasetCatalog
-from workers import prediction, training
-from workers.worker import MODEL_SHA_HEADER
 
 __all__ = ["JobServicer"]
 
@@ -63,9 +61,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> AsyncIterator[jobs_pb2.TrainResponse]:
         if not request.dataset_id:
             raise InvalidArgument("dataset_id", "is required")
-        schema = await self._call(self._catalog.describe, request.dataset_id)
-        params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
-        training.plan(request, schema, params)
+        plan(request, await self._call(self._catalog.describe, request.dataset_id))
         if request.model_name:
             check_model_name(request.model_name)
         job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
@@ -83,8 +79,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 f"{self._settings.max_predict_rows} per request; split the request"
             )
         record = await self._models.manifest(model_id)
-        rows = [json_format.MessageToDict(row) for row in request.rows]
-        prediction.check_rows(rows, record.features)
+        check_rows([from_struct(row) for row in request.rows], record.features)
         job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
         job.predict.CopyFrom(request)
         # Workers get the id the reference means now: an alias moved later changes nothing

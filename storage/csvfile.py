@@ -2,8 +2,9 @@
 
 pandas reads what it is given generously: a duplicate header becomes ``a.1``, a short row is padded
 with missing values, a long one turns a column into an index, and a semicolon-separated file is one
-column. ``parse`` refuses such files naming the line at fault, before pandas reads them, and
-``read`` is the one place the pandas options live, so an upload and a later load agree.
+column. ``parse`` refuses such files naming the line at fault and describes the rest (columns,
+dtypes, rows) in one streaming pass with the csv module: the gateway never loads pandas. ``read``,
+for the workers, is the one place the pandas options live, so an upload and a later load agree.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from typing import BinaryIO
-
-import pandas as pd
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
 
 from mlgate.errors import InvalidArgument
+from storage.csv_dtypes import ColumnDtype
 
-__all__ = ["DELIMITERS", "parse", "read"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DELIMITERS", "Parsed", "parse", "read"]
 
 #: The delimiters mlgate reads, by the name its messages use.
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -100,7 +104,16 @@ def _choose(sample: str, given: str) -> str:
     return seen  # its rows disagree with its header: the full check names the line
 
 
-def _check_shape(source: BinaryIO, delimiter: str) -> None:
+@dataclass(frozen=True)
+class Parsed:
+    """A checked upload: its columns with their dtypes, its data rows, its delimiter."""
+
+    columns: list[tuple[str, str]]
+    rows: int
+    delimiter: str
+
+
+def _scan(source: BinaryIO, delimiter: str) -> tuple[list[tuple[str, str]], int]:
     start = source.tell()
     text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
     how = f"read as {_name(delimiter)}-separated; set delimiter if that is wrong"
@@ -118,13 +131,20 @@ def _check_shape(source: BinaryIO, delimiter: str) -> None:
                     "chunk", f"column name {name!r} appears twice (columns {names[name]} and {i})"
                 )
             names[name] = i
+        columns = [ColumnDtype() for _ in header]
+        rows = 0
         for row in reader:
-            if not _blank(row) and len(row) != len(header):
+            if _blank(row):
+                continue
+            if len(row) != len(header):
                 raise InvalidArgument(
                     "chunk",
                     f"line {reader.line_num} has {len(row)} fields but the header row has "
                     f"{len(header)} ({how})",
                 )
+            for column, raw in zip(columns, row, strict=True):
+                column.see(raw)
+            rows += 1
     except UnicodeDecodeError as exc:
         raise InvalidArgument("chunk", f"the file is not UTF-8 text: {exc.reason}") from None
     except csv.Error as exc:
@@ -132,26 +152,25 @@ def _check_shape(source: BinaryIO, delimiter: str) -> None:
     finally:
         text.detach()
         source.seek(start)
+    return [(name, column.dtype()) for name, column in zip(header, columns, strict=True)], rows
 
 
 def read(source: BinaryIO, delimiter: str) -> pd.DataFrame:
     """The CSV as a DataFrame, read as every upload is: ``true``/``false`` (any case) in a column
     make it boolean, and spaces after a delimiter are not part of the value."""
+    import pandas as pd  # the workers' import: the gateway describes files, it never loads them
+
     return pd.read_csv(source, sep=delimiter, skipinitialspace=True)
 
 
-def parse(source: BinaryIO, delimiter: str = "") -> tuple[pd.DataFrame, str]:
-    """The checked file as a DataFrame and the delimiter it was read with (``delimiter``, or the
-    one detected when empty). Raises InvalidArgument naming what is wrong and where."""
+def parse(source: BinaryIO, delimiter: str = "") -> Parsed:
+    """The checked file's description, read with ``delimiter`` or, when empty, the one detected.
+    Raises InvalidArgument naming what is wrong and where."""
     sample = _sample(source)
     if not sample.strip():
         raise InvalidArgument("chunk", "the upload is empty; send a CSV with a header row")
     chosen = _choose(sample, delimiter)
-    _check_shape(source, chosen)
-    try:
-        frame = read(source, chosen)
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise InvalidArgument("chunk", f"not a valid CSV file: {exc}") from None
-    if frame.empty:
+    columns, rows = _scan(source, chosen)
+    if rows == 0:
         raise InvalidArgument("chunk", "a dataset needs a header row and data rows")
-    return frame, chosen
+    return Parsed(columns, rows, chosen)

@@ -8,16 +8,16 @@ redelivered training job) never exposes a half-written artifact because the dige
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import logging
 import zipfile
 from collections.abc import Sequence
+from importlib import metadata
 from typing import Any, BinaryIO
 
-import sklearn
-import skops.io as sio
 from google.protobuf import json_format
 
 from mlgate.errors import FailedPrecondition, NotFound, ResourceExhausted
@@ -26,7 +26,6 @@ from mlgate.quoting import listing, quote
 from mlgate.v1 import models_pb2
 from storage.base import ObjectStore
 from storage.errors import IntegrityError, ObjectNotFound
-from storage.fitted import InvalidModel, check_fitted
 
 __all__ = ["DEFAULT_MAX_MODEL_BYTES", "FORMAT", "TRUSTED_TYPES", "ModelRepository"]
 
@@ -55,7 +54,19 @@ def _manifest_key(model_id: str) -> str:
     return f"models/{model_id}/manifest.json"
 
 
+# skops imports scikit-learn: only the workers, which save and load artifacts, import it. The
+# gateway reads manifests alone and never pays for scikit-learn.
+
+
+@functools.cache
+def sklearn_version() -> str:
+    """The installed scikit-learn's version, read without importing it."""
+    return metadata.version("scikit-learn")
+
+
 def dumps(estimator: Any) -> bytes:
+    import skops.io as sio
+
     data: bytes = sio.dumps(estimator)
     return data
 
@@ -89,6 +100,10 @@ def _check_unpacked_size(data: bytes, model_id: str, max_bytes: int) -> None:
 def loads(data: bytes, model_id: str, features: Sequence[str], max_bytes: int) -> Any:
     """Deserialise with skops, trusting only TRUSTED_TYPES beyond skops' defaults, then check
     the fitted structure, so nothing crafted reaches scikit-learn's unchecked code."""
+    import skops.io as sio
+
+    from storage.fitted import InvalidModel, check_fitted
+
     _check_unpacked_size(data, model_id, max_bytes)
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
@@ -132,7 +147,7 @@ class ModelRepository:
         saved.CopyFrom(record)
         saved.sha256 = digest
         saved.size_bytes = len(data)
-        saved.sklearn_version = sklearn.__version__
+        saved.sklearn_version = sklearn_version()
         previous = self._manifest(record.id)
         self._store.put(_artifact_key(record.id, digest), data)
         manifest = {"format": FORMAT, "model": json_format.MessageToDict(saved)}
@@ -194,10 +209,10 @@ class ModelRepository:
     def load(self, model_id: str) -> tuple[models_pb2.Model, Any]:
         """The record and the estimator, after checking version and digest."""
         record = self.get(model_id)
-        if record.sklearn_version != sklearn.__version__:
+        if record.sklearn_version != sklearn_version():
             raise FailedPrecondition(
                 f"model {model_id} was saved with scikit-learn {record.sklearn_version} but this "
-                f"worker runs {sklearn.__version__}; retrain it"
+                f"worker runs {sklearn_version()}; retrain it"
             )
         if record.size_bytes > self._max_bytes:
             raise ResourceExhausted(

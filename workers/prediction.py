@@ -1,8 +1,8 @@
-"""Prediction as plain functions: rows checked against a model's inputs, then predicted in order."""
+"""Prediction as plain functions: rows checked against a model's inputs (``mlgate.jobs.check_rows``)
+are predicted in order."""
 
 from __future__ import annotations
 
-import math
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -12,56 +12,9 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble._forest import BaseForest, ForestClassifier
 
-from mlgate.errors import InvalidArgument
-from mlgate.quoting import listing, quote, shorten
 from mlgate.v1 import models_pb2
 
-__all__ = ["Predictions", "check_rows", "plain", "predict"]
-
-_ACCEPTS = {
-    "numeric": (int, float),
-    "integer": (int, float),
-    "boolean": (bool,),
-    "string": (str,),
-}
-
-
-# scikit-learn's tree models read inputs as float32 and refuse what overflows it, where the fast
-# forest path would quietly predict with infinity: one bound, the same for every model.
-_MAX_MAGNITUDE = float(np.finfo(np.float32).max)
-
-
-def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.Feature]) -> None:
-    """Raise InvalidArgument naming the row and feature of the first bad value."""
-    if not rows:
-        raise InvalidArgument("rows", "is empty; send at least one row")
-    expected = {f.name: f.dtype for f in features}
-    for i, row in enumerate(rows):
-        for name in row:
-            if name not in expected:
-                raise InvalidArgument(
-                    f"rows[{i}].{shorten(name)}",
-                    f"is not a feature of this model; features: {listing(expected)}",
-                )
-        for name, dtype in expected.items():
-            if name not in row:
-                raise InvalidArgument(f"rows[{i}].{name}", "is missing")
-            value = row[name]
-            ok = isinstance(value, _ACCEPTS[dtype]) and not (
-                dtype in ("numeric", "integer") and isinstance(value, bool)
-            )
-            if ok and isinstance(value, float) and not math.isfinite(value):
-                ok = False
-            if not ok:
-                raise InvalidArgument(
-                    f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote(value)}"
-                )
-            if dtype in ("numeric", "integer") and abs(value) > _MAX_MAGNITUDE:
-                raise InvalidArgument(
-                    f"rows[{i}].{name}",
-                    f"{value!r} is out of range: numbers must be within ±{_MAX_MAGNITUDE:.3g}",
-                )
-
+__all__ = ["Predictions", "plain", "predict"]
 
 Predictions = tuple[list[Any], list[Any], list[list[float]]]
 

@@ -1,4 +1,5 @@
-"""Training as plain functions: a validated plan and a DataFrame in, a fitted model and metrics out."""
+"""Training as plain functions: a checked plan (``mlgate.jobs.plan``) and a DataFrame in, a fitted
+model and metrics out."""
 
 from __future__ import annotations
 
@@ -16,36 +17,20 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlgate.errors import FailedPrecondition, InvalidArgument
-from mlgate.quoting import listing, quote
-from mlgate.v1 import datasets_pb2, jobs_pb2
-from workers.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION, build
+from mlgate.estimators import CLASSIFICATION, REGRESSION
+from mlgate.jobs import Plan
+from mlgate.quoting import listing
+from mlgate.v1 import jobs_pb2
+from workers.estimators import build
 from workers.parallelism import cap_jobs
 from workers.prediction import plain
 
-__all__ = ["Plan", "Trained", "fit", "infer_task", "metrics_for", "plan"]
+__all__ = ["Trained", "fit", "infer_task", "metrics_for"]
 
-DEFAULT_TEST_SIZE = 0.2
-DEFAULT_SEED = 42
 # An integer target with at most this many distinct values is read as class labels.
 _MAX_INTEGER_CLASSES = 20
 
 Progress = Callable[[int, float], None]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A training request resolved against its dataset's schema."""
-
-    dataset_id: str
-    features: tuple[str, ...]
-    dtypes: Mapping[str, str]
-    target: str
-    target_dtype: str
-    estimator: str
-    task: str  # "" while it can only be inferred from the data
-    params: Mapping[str, Any]
-    test_size: float
-    seed: int
 
 
 @dataclass(frozen=True)
@@ -57,73 +42,6 @@ class Trained:
     train_rows: int
     test_rows: int
     classes: list[Any]
-
-
-_TASKS = {jobs_pb2.TASK_REGRESSION: REGRESSION, jobs_pb2.TASK_CLASSIFICATION: CLASSIFICATION}
-
-
-def plan(
-    request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset, params: Mapping[str, Any]
-) -> Plan:
-    """Check a request against the dataset's columns; raises InvalidArgument naming the field."""
-    columns = {c.name: c.dtype for c in schema.columns}
-    if not request.target:
-        raise InvalidArgument("target", "is required: name the column to predict")
-    if request.target not in columns:
-        raise InvalidArgument(
-            "target",
-            f"{quote(request.target)} is not a column of {schema.id}; columns: {listing(columns)}",
-        )
-    features = tuple(request.features) or tuple(c for c in columns if c != request.target)
-    for i, name in enumerate(features):
-        if name not in columns:
-            raise InvalidArgument(f"features[{i}]", f"{quote(name)} is not a column of {schema.id}")
-        if name == request.target:
-            raise InvalidArgument(f"features[{i}]", "the target cannot also be a feature")
-    if len(set(features)) != len(features):
-        raise InvalidArgument("features", "lists a column twice")
-    test_size = request.test_size if request.HasField("test_size") else DEFAULT_TEST_SIZE
-    if not 0.0 < test_size < 1.0 or math.isnan(test_size):
-        raise InvalidArgument("test_size", f"must be between 0 and 1 (exclusive), not {test_size}")
-    # The split scikit-learn will make: both sides need a row, or the job fails in the worker.
-    test_rows = math.ceil(test_size * schema.rows)
-    if schema.rows and not 1 <= test_rows < schema.rows:
-        raise InvalidArgument(
-            "test_size",
-            f"{test_size} of {schema.id}'s {schema.rows} rows leaves {schema.rows - test_rows} to "
-            f"train on and {test_rows} to test; choose one that leaves at least one row for each",
-        )
-    seed = request.random_seed if request.HasField("random_seed") else DEFAULT_SEED
-    if not 0 <= seed < 2**32:
-        raise InvalidArgument("random_seed", "must be between 0 and 2**32 - 1")
-    target_dtype = columns[request.target]
-    task = _TASKS.get(request.task, "")
-    if request.task and not task:
-        raise InvalidArgument("task", f"unknown task {request.task}")
-    if not task and target_dtype != "integer":
-        task = REGRESSION if target_dtype == "numeric" else CLASSIFICATION
-    if task == REGRESSION and target_dtype in ("string", "boolean"):
-        raise InvalidArgument(
-            "task", f"regression needs a numeric target; {request.target} is {target_dtype}"
-        )
-    result = Plan(
-        dataset_id=schema.id,
-        features=features,
-        dtypes={name: columns[name] for name in features},
-        target=request.target,
-        target_dtype=target_dtype,
-        estimator=request.estimator or "random_forest",
-        task=task,
-        params=dict(params),
-        test_size=test_size,
-        seed=seed,
-    )
-    # Validate the estimator and its hyperparameters now: for the task if known, else for a task
-    # the estimator supports (an integer target's task is inferred from its values later).
-    spec = ESTIMATORS.get(result.estimator)
-    fallback = CLASSIFICATION if spec is None or CLASSIFICATION in spec.classes else REGRESSION
-    build(result.estimator, task or fallback, result.params, seed)
-    return result
 
 
 def infer_task(target: pd.Series) -> str:

@@ -23,6 +23,7 @@ from mlgate import tracing
 from mlgate.errors import MLGateError, status_of
 from mlgate.events import PREDICT_SEQ, TRAIN_SEQ, event, terminal_seq
 from mlgate.ids import model_id_for_job
+from mlgate.jobs import MODEL_SHA_HEADER, check_rows, from_struct, plan
 from mlgate.logs import job_context
 from mlgate.metrics import INFERENCE_BATCH_ROWS, job_started
 from mlgate.settings import Settings
@@ -39,8 +40,6 @@ from workers.parallelism import cap_jobs, fit_cores
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
-
-MODEL_SHA_HEADER = "model-sha256"
 
 
 class Cancelled(Exception):
@@ -226,9 +225,7 @@ class Worker:
             record = self._models.get(model_id)
             return {"train_result": jobs_pb2.TrainResult(model_id=model_id, metrics=record.metrics)}
         events.running(TRAIN_SEQ[jobs_pb2.STAGE_LOADING_DATA], jobs_pb2.STAGE_LOADING_DATA, 0.05)
-        schema = self._catalog.describe(request.dataset_id)
-        params = json_format.MessageToDict(request.params) if request.HasField("params") else {}
-        plan = training.plan(request, schema, params)
+        checked = plan(request, self._catalog.describe(request.dataset_id))
         with tracing.span("load data", dataset_id=request.dataset_id):
             frame, dataset_sha256 = self._catalog.load_with_digest(request.dataset_id)
 
@@ -236,30 +233,30 @@ class Worker:
             self._check_cancelled(job)
             events.running(TRAIN_SEQ[stage], stage, fraction)
 
-        with tracing.span("fit and score", estimator=plan.estimator):
-            trained = training.fit(frame, plan, progress, cores=self._cores)
+        with tracing.span("fit and score", estimator=checked.estimator):
+            trained = training.fit(frame, checked, progress, cores=self._cores)
         self._check_cancelled(job)
         events.running(TRAIN_SEQ[jobs_pb2.STAGE_SAVING], jobs_pb2.STAGE_SAVING, 0.9)
         record = models_pb2.Model(
             id=model_id,
             job_id=job.id,
-            dataset_id=plan.dataset_id,
+            dataset_id=checked.dataset_id,
             dataset_sha256=dataset_sha256,
-            target=plan.target,
+            target=checked.target,
             task=jobs_pb2.TASK_REGRESSION
             if trained.task == "regression"
             else jobs_pb2.TASK_CLASSIFICATION,
-            estimator=plan.estimator,
+            estimator=checked.estimator,
             metrics=trained.metrics,
             train_rows=trained.train_rows,
             test_rows=trained.test_rows,
         )
         record.create_time.GetCurrentTime()
-        for name in plan.features:
-            record.features.add(name=name, dtype=plan.dtypes[name])
+        for name in checked.features:
+            record.features.add(name=name, dtype=checked.dtypes[name])
         record.params.update(trained.params)
         record.classes.extend(_values(trained.classes))
-        record.feature_importances.update(feature_importances(trained.estimator, plan.features))
+        record.feature_importances.update(feature_importances(trained.estimator, checked.features))
         with tracing.span("save model", model_id=model_id):
             saved = self._models.save(record, trained.estimator)
         return {"train_result": jobs_pb2.TrainResult(model_id=saved.id, metrics=saved.metrics)}
@@ -273,8 +270,8 @@ class Worker:
             )
         with tracing.span("load model", model_id=request.model_id):
             record, model = self.cache.get(request.model_id, sha)
-        rows = [json_format.MessageToDict(row) for row in request.rows]
-        prediction.check_rows(rows, record.features)
+        rows = [from_struct(row) for row in request.rows]
+        check_rows(rows, record.features)
         events.running(PREDICT_SEQ[jobs_pb2.STAGE_PREDICTING], jobs_pb2.STAGE_PREDICTING, 0.5)
         INFERENCE_BATCH_ROWS.observe(len(rows))
         with tracing.span("predict", rows=len(rows)):

@@ -136,6 +136,10 @@ def test_classifier_predictions_carry_labels_and_probabilities(channel) -> None:
         ({"estimator": "deep_magic"}, "estimator"),
         ({"params": {"max_depth": "deep"}}, "params.max_depth"),
         ({"params": {"no_such_knob": 1}}, "params.no_such_knob"),
+        ({"params": {"n_estimators": 2.5}}, "params.n_estimators"),
+        ({"params": {"max_depth": math.nan}}, "params.max_depth"),
+        ({"params": {"min_impurity_decrease": math.inf}}, "params.min_impurity_decrease"),
+        ({"params": {"max_features": -math.inf}}, "params.max_features"),
         ({"test_size": 1.5}, "test_size"),
         ({"estimator": "logistic_regression"}, "estimator"),
     ],
@@ -170,6 +174,9 @@ def test_unknown_dataset_and_model_are_not_found(channel) -> None:
         ({**README_ROW, "height": 1.8}, "rows[1].height"),
         ({**README_ROW, "bp": "high"}, "rows[1].bp"),
         ({**README_ROW, "bp": None}, "rows[1].bp"),
+        ({**README_ROW, "bmi": math.nan}, "rows[1].bmi"),
+        ({**README_ROW, "s1": math.inf}, "rows[1].s1"),
+        ({**README_ROW, "s6": -math.inf}, "rows[1].s6"),
     ],
 )
 def test_bad_rows_are_refused_naming_row_and_feature(channel, row, field) -> None:

@@ -21,6 +21,7 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import Lasso
 
 from mlgate.errors import ResourceExhausted
+from mlgate.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
@@ -35,7 +36,7 @@ from tests.support.artifacts import (
     set_tree_nodes,
     with_schema_value,
 )
-from workers.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION, build
+from workers.estimators import build, sklearn_class
 from workers.training import _with_encoding
 
 
@@ -69,7 +70,9 @@ def _store(
 
 
 def test_every_allowlisted_estimator_class_has_a_structure_check() -> None:
-    allowlisted = {cls for spec in ESTIMATORS.values() for cls in spec.classes.values()}
+    allowlisted = {
+        sklearn_class(path) for spec in ESTIMATORS.values() for path in spec.classes.values()
+    }
     assert allowlisted == CHECKED_TYPES
 
 

@@ -12,13 +12,14 @@ import skops.io as sio
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
 from mlgate.errors import FailedPrecondition, NotFound
+from mlgate.estimators import ESTIMATORS, REGRESSION
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
 from storage.local import LocalObjectStore
 from storage.models import TRUSTED_TYPES, ModelRepository
 from workers.cache import ModelCache
-from workers.estimators import ESTIMATORS, REGRESSION, build
+from workers.estimators import build
 from workers.training import _with_encoding
 
 

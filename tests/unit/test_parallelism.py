@@ -8,17 +8,19 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes
 
+from mlgate import jobs
 from mlgate.v1 import datasets_pb2, jobs_pb2
 from workers import training
 from workers.parallelism import cap_jobs, fit_cores
 
 
-def _plan(frame: pd.DataFrame, params: dict[str, object]) -> training.Plan:
+def _plan(frame: pd.DataFrame, params: dict[str, int]) -> jobs.Plan:
     schema = datasets_pb2.Dataset(id="diabetes", rows=len(frame))
     for name in frame.columns:
         schema.columns.add(name=str(name), dtype="numeric")
     request = jobs_pb2.TrainRequest(dataset_id="diabetes", target="target")
-    return training.plan(request, schema, params)
+    request.params.update(params)
+    return jobs.plan(request, schema)
 
 
 class _PeakThreads:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
+from mlgate import jobs
 from mlgate.errors import FailedPrecondition, InvalidArgument
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from workers import prediction, training
@@ -25,7 +26,7 @@ def _schema(frame: pd.DataFrame, dataset_id: str = "data") -> datasets_pb2.Datas
 
 def _fit(frame: pd.DataFrame, **fields: object) -> training.Trained:
     request = jobs_pb2.TrainRequest(**fields)  # type: ignore[arg-type]
-    plan = training.plan(request, _schema(frame), {})
+    plan = jobs.plan(request, _schema(frame))
     return training.fit(frame, plan, lambda stage, fraction: STAGES.append((stage, fraction)))
 
 
@@ -38,7 +39,7 @@ def test_task_is_inferred_from_the_target() -> None:
 
 def test_plan_defaults_features_to_every_other_column() -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "y": [0.5, 1.5]})
-    plan = training.plan(jobs_pb2.TrainRequest(target="y"), _schema(frame), {})
+    plan = jobs.plan(jobs_pb2.TrainRequest(target="y"), _schema(frame))
     assert plan.features == ("a", "b")
     assert plan.task == "regression"
     assert (plan.test_size, plan.seed) == (0.2, 42)
@@ -59,7 +60,7 @@ def test_plan_defaults_features_to_every_other_column() -> None:
 def test_plan_refuses_bad_requests_naming_the_field(fields: dict[str, object], field: str) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "y": [0.5, 1.5]})
     with pytest.raises(InvalidArgument) as excinfo:
-        training.plan(jobs_pb2.TrainRequest(**fields), _schema(frame), {})  # type: ignore[arg-type]
+        jobs.plan(jobs_pb2.TrainRequest(**fields), _schema(frame))  # type: ignore[arg-type]
     assert excinfo.value.field == field
 
 
@@ -110,6 +111,7 @@ def _record(*features: tuple[str, str]) -> models_pb2.Model:
         ([{"n": "1", "s": "a", "b": True}], "rows[0].n"),
         ([{"n": True, "s": "a", "b": True}], "rows[0].n"),
         ([{"n": float("nan"), "s": "a", "b": True}], "rows[0].n"),
+        ([{"n": 1.0, "s": "a", "b": True}, {"n": float("-inf"), "s": "a", "b": True}], "rows[1].n"),
         ([{"n": 1.0, "s": 3.0, "b": True}], "rows[0].s"),
         ([{"n": 1.0, "s": "a", "b": 1.0}], "rows[0].b"),
     ],
@@ -117,7 +119,7 @@ def _record(*features: tuple[str, str]) -> models_pb2.Model:
 def test_row_checks_name_row_and_feature(rows: list[dict[str, object]], field: str) -> None:
     record = _record(("n", "numeric"), ("s", "string"), ("b", "boolean"))
     with pytest.raises(InvalidArgument) as excinfo:
-        prediction.check_rows(rows, record.features)
+        jobs.check_rows(rows, record.features)
     assert excinfo.value.field == field
 
 

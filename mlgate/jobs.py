@@ -1,0 +1,183 @@
+"""What the gateway and the workers agree on about a job's request, held in one place both import.
+
+The gateway refuses a bad request here before it is queued; the worker checks the same way again
+before running it (the dataset or model may have changed meanwhile). Nothing here imports
+scikit-learn, pandas or numpy: the gateway only routes jobs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import struct_pb2
+
+from mlgate.errors import InvalidArgument
+from mlgate.estimators import CLASSIFICATION, DEFAULT_ESTIMATOR, ESTIMATORS, REGRESSION
+from mlgate.estimators import hyperparameters as check_hyperparameters
+from mlgate.quoting import listing, quote, shorten
+from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
+
+__all__ = [
+    "DEFAULT_SEED",
+    "DEFAULT_TEST_SIZE",
+    "MAX_MAGNITUDE",
+    "MODEL_SHA_HEADER",
+    "Plan",
+    "check_rows",
+    "from_struct",
+    "plan",
+]
+
+# A predict job's header: the artifact digest the gateway validated the rows against, so a worker
+# with an older copy of the model cached reloads it.
+MODEL_SHA_HEADER = "model-sha256"
+
+DEFAULT_TEST_SIZE = 0.2
+DEFAULT_SEED = 42
+
+_TASKS = {jobs_pb2.TASK_REGRESSION: REGRESSION, jobs_pb2.TASK_CLASSIFICATION: CLASSIFICATION}
+
+
+def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as Python values. Unlike ``json_format.MessageToDict`` it keeps NaN and infinity
+    (a binary client can send them), so the checks can refuse them naming the field."""
+    return {key: _value(value) for key, value in struct.fields.items()}
+
+
+def _value(value: struct_pb2.Value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return from_struct(value.struct_value)
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    if kind is None or kind == "null_value":
+        return None
+    return getattr(value, kind)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A training request resolved against its dataset's schema."""
+
+    dataset_id: str
+    features: tuple[str, ...]
+    dtypes: Mapping[str, str]
+    target: str
+    target_dtype: str
+    estimator: str
+    task: str  # "" while it can only be inferred from the data
+    params: Mapping[str, Any]
+    test_size: float
+    seed: int
+
+
+def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
+    """Check a request against the dataset's columns; raises InvalidArgument naming the field."""
+    columns = {c.name: c.dtype for c in schema.columns}
+    if not request.target:
+        raise InvalidArgument("target", "is required: name the column to predict")
+    if request.target not in columns:
+        raise InvalidArgument(
+            "target",
+            f"{quote(request.target)} is not a column of {schema.id}; columns: {listing(columns)}",
+        )
+    features = tuple(request.features) or tuple(c for c in columns if c != request.target)
+    for i, name in enumerate(features):
+        if name not in columns:
+            raise InvalidArgument(f"features[{i}]", f"{quote(name)} is not a column of {schema.id}")
+        if name == request.target:
+            raise InvalidArgument(f"features[{i}]", "the target cannot also be a feature")
+    if len(set(features)) != len(features):
+        raise InvalidArgument("features", "lists a column twice")
+    test_size = request.test_size if request.HasField("test_size") else DEFAULT_TEST_SIZE
+    if not 0.0 < test_size < 1.0 or math.isnan(test_size):
+        raise InvalidArgument("test_size", f"must be between 0 and 1 (exclusive), not {test_size}")
+    # The split scikit-learn will make: both sides need a row, or the job fails in the worker.
+    test_rows = math.ceil(test_size * schema.rows)
+    if schema.rows and not 1 <= test_rows < schema.rows:
+        raise InvalidArgument(
+            "test_size",
+            f"{test_size} of {schema.id}'s {schema.rows} rows leaves {schema.rows - test_rows} to "
+            f"train on and {test_rows} to test; choose one that leaves at least one row for each",
+        )
+    seed = request.random_seed if request.HasField("random_seed") else DEFAULT_SEED
+    if not 0 <= seed < 2**32:
+        raise InvalidArgument("random_seed", "must be between 0 and 2**32 - 1")
+    target_dtype = columns[request.target]
+    task = _TASKS.get(request.task, "")
+    if request.task and not task:
+        raise InvalidArgument("task", f"unknown task {request.task}")
+    if not task and target_dtype != "integer":
+        task = REGRESSION if target_dtype == "numeric" else CLASSIFICATION
+    if task == REGRESSION and target_dtype in ("string", "boolean"):
+        raise InvalidArgument(
+            "task", f"regression needs a numeric target; {request.target} is {target_dtype}"
+        )
+    estimator = request.estimator or DEFAULT_ESTIMATOR
+    params = from_struct(request.params) if request.HasField("params") else {}
+    # Check the estimator and its hyperparameters now: for the task if known, else for a task
+    # the estimator supports (an integer target's task is inferred from its values later).
+    spec = ESTIMATORS.get(estimator)
+    fallback = CLASSIFICATION if spec is None or CLASSIFICATION in spec.classes else REGRESSION
+    check_hyperparameters(estimator, task or fallback, params, seed)
+    return Plan(
+        dataset_id=schema.id,
+        features=features,
+        dtypes={name: columns[name] for name in features},
+        target=request.target,
+        target_dtype=target_dtype,
+        estimator=estimator,
+        task=task,
+        params=params,
+        test_size=test_size,
+        seed=seed,
+    )
+
+
+_ACCEPTS = {
+    "numeric": (int, float),
+    "integer": (int, float),
+    "boolean": (bool,),
+    "string": (str,),
+}
+
+
+# scikit-learn's tree models read inputs as float32 and refuse what overflows it, where the fast
+# forest path would quietly predict with infinity: one bound, the same for every model. (It is
+# numpy.finfo(numpy.float32).max, written out so the gateway needs no numpy; a test holds it equal.)
+MAX_MAGNITUDE = 3.4028234663852886e38
+
+
+def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.Feature]) -> None:
+    """Raise InvalidArgument naming the row and feature of the first bad value."""
+    if not rows:
+        raise InvalidArgument("rows", "is empty; send at least one row")
+    expected = {f.name: f.dtype for f in features}
+    for i, row in enumerate(rows):
+        for name in row:
+            if name not in expected:
+                raise InvalidArgument(
+                    f"rows[{i}].{shorten(name)}",
+                    f"is not a feature of this model; features: {listing(expected)}",
+                )
+        for name, dtype in expected.items():
+            if name not in row:
+                raise InvalidArgument(f"rows[{i}].{name}", "is missing")
+            value = row[name]
+            ok = isinstance(value, _ACCEPTS[dtype]) and not (
+                dtype in ("numeric", "integer") and isinstance(value, bool)
+            )
+            if ok and isinstance(value, float) and not math.isfinite(value):
+                ok = False
+            if not ok:
+                raise InvalidArgument(
+                    f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote(value)}"
+                )
+            if dtype in ("numeric", "integer") and abs(value) > MAX_MAGNITUDE:
+                raise InvalidArgument(
+                    f"rows[{i}].{name}",
+                    f"{value!r} is out of range: numbers must be within ±{MAX_MAGNITUDE:.3g}",
+                )
