@@ -25,27 +25,19 @@ TABLE_FILE = "sklearn_constraints.json"
 
 Constraint = Mapping[str, Any]
 
-# Which JSON values are instances of the types scikit-learn names (bool is an int, as in Python).
-_INSTANCES: dict[str, tuple[type, ...]] = {
-    "numbers.Integral": (int,),
-    "numbers.Real": (int, float),
-    "builtins.int": (int,),
-    "builtins.float": (float,),
-    "builtins.bool": (bool,),
-    "builtins.str": (str,),
-    "builtins.dict": (dict,),
-    "builtins.list": (list,),
+# The JSON values that are instances of a type scikit-learn names (bool is an int, as in Python),
+# and what to call them in a message.
+_INSTANCES: dict[str, tuple[tuple[type, ...], str]] = {
+    "numbers.Integral": ((int,), "an int"),
+    "numbers.Real": ((int, float), "a float"),
+    "builtins.int": ((int,), "an int"),
+    "builtins.float": ((float,), "a float"),
+    "builtins.bool": ((bool,), "a bool"),
+    "builtins.str": ((str,), "a str"),
+    "builtins.dict": ((dict,), "a dict"),
+    "builtins.list": ((list,), "a list"),
 }
-_TYPE_NAMES = {
-    "numbers.Integral": "an int",
-    "numbers.Real": "a float",
-    "builtins.int": "an int",
-    "builtins.float": "a float",
-    "builtins.bool": "a bool",
-    "builtins.str": "a str",
-    "builtins.dict": "a dict",
-    "builtins.list": "a list",
-}
+_NO_INSTANCES: tuple[tuple[type, ...], str] = ((), "")
 _INTERVAL_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
     "real": (int, float),
@@ -89,7 +81,9 @@ def check(path: str, params: Mapping[str, Any]) -> dict[str, Any]:
             )
         value = params[name]
         if not _finite(value):
-            raise InvalidArgument(field, f"must be a finite number, not {quote(value)}")
+            # JSON, in which hyperparameters are recorded and shown, has no NaN or infinity.
+            what = "be a finite number" if isinstance(value, float) else "hold finite numbers only"
+            raise InvalidArgument(field, f"must {what}, not {quote(value)}")
         value = _coerce(value, known[name]["default"])
         allowed = known[name]["allowed"]
         if allowed is not None and not any(satisfies(c, value) for c in allowed):
@@ -128,10 +122,10 @@ def satisfies(constraint: Constraint, value: Any) -> bool:
     if kind == "interval":
         return _in_interval(constraint, value)
     if kind == "options":
-        types = _INSTANCES.get(constraint["type"], ())
+        types = _INSTANCES.get(constraint["type"], _NO_INSTANCES)[0]
         return isinstance(value, types) and value in constraint["options"]
     if kind == "instance":
-        return isinstance(value, _INSTANCES.get(constraint["type"], ()))
+        return isinstance(value, _INSTANCES.get(constraint["type"], _NO_INSTANCES)[0])
     if kind == "none":
         return value is None
     if kind == "boolean":
@@ -174,10 +168,8 @@ def _describe(constraint: Constraint) -> str:
     kind = constraint["kind"]
     if kind == "interval":
         real = constraint["type"] != "int"
-        left = "-inf" if constraint["left"] is None else constraint["left"]
-        right = "inf" if constraint["right"] is None else constraint["right"]
-        if real:
-            left, right = (float(b) if not isinstance(b, str) else b for b in (left, right))
+        left = _bound(constraint["left"], real, "-inf")
+        right = _bound(constraint["right"], real, "inf")
         opening = "[" if constraint["closed"] in ("left", "both") else "("
         closing = "]" if constraint["closed"] in ("right", "both") else ")"
         noun = "a float" if real else "an int"
@@ -185,7 +177,7 @@ def _describe(constraint: Constraint) -> str:
     if kind == "options":
         return f"one of {{{', '.join(repr(o) for o in constraint['options'])}}}"
     if kind == "instance":
-        return _TYPE_NAMES.get(constraint["type"], "")
+        return _INSTANCES.get(constraint["type"], _NO_INSTANCES)[1]
     simple = {
         "none": "None",
         "boolean": "a bool",
@@ -194,3 +186,9 @@ def _describe(constraint: Constraint) -> str:
         "array-like": "a list",
     }
     return simple.get(kind, "")
+
+
+def _bound(value: float | None, real: bool, unbounded: str) -> str:
+    if value is None:
+        return unbounded
+    return str(float(value)) if real else str(value)
