@@ -14,6 +14,7 @@ import logging
 import threading
 
 from brokers.base import Broker, EventDelivery, Subscription
+from mlgate import tracing
 from mlgate.errors import NotFound
 from mlgate.events import is_terminal
 from mlgate.metrics import job_ended
@@ -66,7 +67,11 @@ class Recorder:
 
     def record(self, event: jobs_pb2.JobEvent) -> None:
         """Record ``event`` if it moves its job forward, then wake the job's streams."""
-        with self._lock:
+        parent = tracing.extract(tuple(event.trace_context.items()))
+        with (
+            tracing.span("record event", parent=parent, seq=event.seq, state=event.state),
+            self._lock,
+        ):
             applied = self._store.record(event)
         if applied is None:
             self._discard_orphan_model(event)

@@ -57,6 +57,7 @@ class _Events:
 
     def send(self, seq: int, state: int, **fields: Any) -> None:
         body = event(self._job.id, seq, state, attempt=self._attempt, **fields)
+        body.trace_context.update(tracing.inject())
         self._broker.publish_event(body.SerializeToString(), timeout=self._timeout)
 
     def running(self, seq: int, stage: int, progress: float, message: str = "") -> None:

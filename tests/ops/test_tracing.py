@@ -95,6 +95,13 @@ def test_a_job_is_one_trace_from_the_gateway_through_the_worker(distributed, tra
         assert job.context.trace_id == root.context.trace_id
         children = {s.name for s in spans if s.parent and s.parent.span_id == job.context.span_id}
         assert stages <= children, children
+        # The outcome comes back with the worker's context: the gateway records it in the trace.
+        recorded = [
+            s
+            for s in spans
+            if s.name == "record event" and s.context.trace_id == root.context.trace_id
+        ]
+        assert recorded, f"no 'record event' span in the {kind} trace"
         publish = [
             s for s in spans if s.name == "publish" and s.context.trace_id == root.context.trace_id
         ]
