@@ -59,11 +59,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def Train(
         self, request: jobs_pb2.TrainRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.TrainResponse]:
-        if not request.dataset_id:
-            raise InvalidArgument("dataset_id", "is required")
-        plan(request, await self._call(self._catalog.describe, request.dataset_id))
-        if request.model_name:
-            check_model_name(request.model_name)
+        with tracing.span("validate"):
+            if not request.dataset_id:
+                raise InvalidArgument("dataset_id", "is required")
+            plan(request, await self._call(self._catalog.describe, request.dataset_id))
+            if request.model_name:
+                check_model_name(request.model_name)
         job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
         job.train.CopyFrom(request)
         async for seen in self._submit(job, TRAIN_QUEUE, (), context):
@@ -72,14 +73,15 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def Predict(
         self, request: jobs_pb2.PredictRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.PredictResponse]:
-        model_id = await self._models.resolve(request.model_id)
-        if len(request.rows) > self._settings.max_predict_rows:
-            raise ResourceExhausted(
-                f"{len(request.rows)} rows is over the limit of "
-                f"{self._settings.max_predict_rows} per request; split the request"
-            )
-        record = await self._models.manifest(model_id)
-        check_rows([from_struct(row) for row in request.rows], record.features)
+        with tracing.span("validate"):
+            model_id = await self._models.resolve(request.model_id)
+            if len(request.rows) > self._settings.max_predict_rows:
+                raise ResourceExhausted(
+                    f"{len(request.rows)} rows is over the limit of "
+                    f"{self._settings.max_predict_rows} per request; split the request"
+                )
+            record = await self._models.manifest(model_id)
+            check_rows([from_struct(row) for row in request.rows], record.features)
         job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
         job.predict.CopyFrom(request)
         # Workers get the id the reference means now: an alias moved later changes nothing

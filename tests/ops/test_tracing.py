@@ -106,3 +106,5 @@ def test_a_job_is_one_trace_from_the_gateway_through_the_worker(distributed, tra
             s for s in spans if s.name == "publish" and s.context.trace_id == root.context.trace_id
         ]
         assert publish and publish[0].parent.span_id == root.context.span_id
+        validate = [s for s in spans if s.name == "validate" and s.parent == root.context]
+        assert validate, f"no 'validate' span under the {kind} RPC"
