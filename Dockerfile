@@ -14,9 +14,10 @@ COPY server/ server/
 COPY workers/ workers/
 COPY clients/ clients/
 COPY storage/ storage/
-RUN rm -rf mlgate/v1 \
- && python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. protos/mlgate/v1/*.proto \
- && touch mlgate/v1/__init__.py \
+RUN rm -rf mlgate/v1 inference \
+ && python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
+      protos/mlgate/v1/*.proto protos/inference/*.proto \
+ && touch mlgate/v1/__init__.py inference/__init__.py \
  && pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-PROTOS := $(wildcard protos/mlgate/v1/*.proto)
+PROTOS := $(wildcard protos/mlgate/v1/*.proto) $(wildcard protos/inference/*.proto)
 CONTRACT := protos/v1-release.binpb
 GEN := mlgate/v1/__init__.py
 PORT ?= 50051
@@ -28,11 +28,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Generated code is built, not committed: protos/ is the single source of truth.
+# Generated code is built, not committed: protos/ is the single source of truth. Each proto
+# package lands in the Python package of the same path (mlgate.v1, inference).
 $(GEN): $(STAMP) $(PROTOS)
-	rm -rf mlgate/v1
+	rm -rf mlgate/v1 inference
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
 	  --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
+	touch inference/__init__.py
 	touch $@
 
 gen: $(GEN)
@@ -71,4 +73,4 @@ bench: gen services
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) mlgate/v1 .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) mlgate/v1 inference .mypy_cache .ruff_cache .pytest_cache

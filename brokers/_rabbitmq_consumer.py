@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pika
 
@@ -28,7 +28,7 @@ from brokers._rabbitmq_topology import Topology
 from brokers.base import Subscription
 from brokers.errors import BrokerClosed, BrokerUnavailable
 
-__all__ = ["Consumers", "Item", "Subscriber"]
+__all__ = ["Attached", "Consumers", "Item", "Subscriber"]
 
 log = logging.getLogger("brokers.rabbitmq")
 
@@ -43,6 +43,16 @@ class Item:
     tag: int
     properties: Any
     body: bytes
+    #: RabbitMQ gave this message to a consumer before (which did not acknowledge it).
+    redelivered: bool = False
+
+
+class Attached(Protocol):
+    """Whatever rides on the consumer connection: told each time it comes up and goes down."""
+
+    def attach(self, connection: Any) -> None: ...
+
+    def detach(self) -> None: ...
 
 
 class Consumers:
@@ -51,9 +61,9 @@ class Consumers:
     def __init__(self, io: IOThread, parameters: pika.ConnectionParameters) -> None:
         self.io = io
         self.link = AmqpLink(io, parameters, "consumer", self._on_open, self._on_lost)
-        self._subscribers: set[Subscriber] = set()  # IO thread only
+        self._subscribers: set[Attached] = set()  # IO thread only
 
-    def add(self, subscriber: Subscriber) -> None:
+    def add(self, subscriber: Attached) -> None:
         def add() -> None:
             self._subscribers.add(subscriber)
             if self.link.connection is not None:
@@ -61,7 +71,7 @@ class Consumers:
 
         self.io.call(add)
 
-    def discard(self, subscriber: Subscriber) -> None:
+    def discard(self, subscriber: Attached) -> None:
         """From the IO thread: forget a cancelled subscription."""
         self._subscribers.discard(subscriber)
 
@@ -177,7 +187,9 @@ class Subscriber(Subscription):
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         if channel is not self._channel:
             return
-        self.pool.put(Item(self.epoch, method.delivery_tag, properties, body))
+        self.pool.put(
+            Item(self.epoch, method.delivery_tag, properties, body, bool(method.redelivered))
+        )
 
     def detach(self) -> None:
         """The channel is gone, and with it every delivery taken on it: they are back in the

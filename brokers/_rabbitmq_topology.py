@@ -10,6 +10,8 @@ For a namespace ``ns`` (default ``mlgate``)::
     exchange ns.events (fanout)  every job event, to the durable queue and to every watcher
     queue ns.events              classic, single active consumer: one gateway records events
                                  in order; another takes over when it goes
+    queue ns.inference           classic: inference requests, transient messages that expire
+                                 with their deadline; replies go by direct reply-to
 
 Everything is in queue arguments, not policies: a client can declare arguments (and RabbitMQ
 checks them on every declaration) but only an operator can set policies.
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from brokers.base import QUEUES
+from brokers.base import QUEUES, REQUEST_QUEUES
 
 __all__ = ["DELIVERY_LIMIT", "Binding", "Exchange", "Queue", "Topology"]
 
@@ -72,6 +74,9 @@ class Topology:
     def work_queue(self, queue: str) -> str:
         return f"{self.namespace}.{queue}"
 
+    def request_queue(self, queue: str) -> str:
+        return f"{self.namespace}.{queue}"
+
     def dead_queue(self, queue: str) -> str:
         return f"{self.namespace}.{queue}.dead"
 
@@ -108,7 +113,10 @@ class Topology:
         events = Queue(
             self.events_queue, (("x-queue-type", "classic"), ("x-single-active-consumer", True))
         )
-        return (*work, *dead, events)
+        requests = tuple(
+            Queue(self.request_queue(q), (("x-queue-type", "classic"),)) for q in REQUEST_QUEUES
+        )
+        return (*work, *dead, events, *requests)
 
     @property
     def bindings(self) -> tuple[Binding, ...]:

@@ -8,6 +8,8 @@ server without seeing each other, and ``{namespace}:*`` finds everything one of 
     {ns}:dead:{queue}                    dead letters of that queue (stream, trimmed, TTL)
     {ns}:events                          job events (stream, trimmed); group "gateways"
     {ns}:events:alive:{consumer}         heartbeat of one gateway's event consumer
+    {ns}:requests:{queue}                inference requests (list; expires while unused)
+    {ns}:replies:{requester}             replies to one requester (list; expires while unused)
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.namespace}:events"
+
+    def requests(self, queue: str) -> str:
+        return f"{self.namespace}:requests:{queue}"
+
+    def replies(self, requester: str) -> str:
+        return f"{self.namespace}:replies:{requester}"
 
     @staticmethod
     def heartbeat(stream: str, consumer: str) -> str:

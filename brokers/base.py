@@ -5,6 +5,11 @@ Two kinds of traffic cross a broker:
 * **Work queues** (``train``, ``predict``): a job message goes to exactly one worker. It is
   acknowledged only after the job's outcome is recorded; a delivery that is never acknowledged
   (the worker died, the connection dropped) is delivered again with ``attempt`` one higher.
+* **Requests** (``inference``): request and reply, for online inference. A request goes to one
+  worker at most once and is never kept: not persisted, not redelivered as new, dropped unanswered
+  once its deadline passes. Its reply comes back on a path private to the requester (RabbitMQ's
+  direct reply-to, a Redis list per requester, a call in process). Nothing is recorded, which is
+  what makes it fast; a request lost with a worker costs its caller an error, never a duplicate.
 * **Job events**: workers publish each job's status events. ``consume_events`` is the durable
   path (events wait while no gateway is up; each event goes to one gateway, which acknowledges it
   after recording it). ``watch_events`` is the live path (every watcher sees every event published
@@ -22,21 +27,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = [
+    "INFERENCE_QUEUE",
     "PREDICT_QUEUE",
     "QUEUES",
+    "REQUEST_QUEUES",
     "TRAIN_QUEUE",
     "Broker",
     "BrokerStats",
     "Delivery",
     "EventDelivery",
+    "IncomingRequest",
     "Message",
     "QueueStats",
+    "Reply",
+    "Request",
+    "Requester",
     "Subscription",
 ]
 
 TRAIN_QUEUE = "train"
 PREDICT_QUEUE = "predict"
 QUEUES = (TRAIN_QUEUE, PREDICT_QUEUE)
+INFERENCE_QUEUE = "inference"
+REQUEST_QUEUES = (INFERENCE_QUEUE,)
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,36 @@ class Message:
     job_id: str
     body: bytes
     headers: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of request/reply traffic: answered by one worker at most once, never kept."""
+
+    correlation_id: str
+    body: bytes
+    #: Epoch seconds after which nobody waits for the reply: it is dropped unanswered.
+    deadline: float
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class IncomingRequest:
+    """A request as a serving worker receives it."""
+
+    request: Request
+    #: The broker gave it to another worker before, which stopped before answering (RabbitMQ
+    #: says so; the other brokers never hand a request out twice).
+    redelivered: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to a request, or the broker error that means none will come."""
+
+    correlation_id: str
+    body: bytes = b""
+    error: Exception | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +142,26 @@ class Subscription(abc.ABC):
         """Stop taking messages, wait up to ``timeout`` for running handlers, then return."""
 
 
+class Requester(abc.ABC):
+    """The requesting side of request/reply: a reply path of its own, for the life of a process."""
+
+    @abc.abstractmethod
+    def send(self, queue: str, request: Request) -> None:
+        """Hand ``request`` to the broker without blocking: safe to call on an event loop.
+
+        Its reply, or the ``BrokerError`` that stopped it, comes to the ``on_reply`` this
+        requester was made with, on a thread the broker owns. Raises ``BrokerUnavailable`` at
+        once while the broker is known to be out of reach."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop receiving replies."""
+
+
 DeliveryHandler = Callable[[Delivery], None]
+ReplyHandler = Callable[[Reply], None]
+#: Answers a request with the reply's body; runs on a thread the broker owns.
+RequestHandler = Callable[[IncomingRequest], bytes]
 EventHandler = Callable[[EventDelivery], None]
 WatchHandler = Callable[[bytes], None]
 
@@ -128,6 +190,17 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
         """Run ``handler`` for each message of ``queue``, at most ``prefetch`` at a time."""
+
+    @abc.abstractmethod
+    def requester(self, on_reply: ReplyHandler) -> Requester:
+        """A requester whose replies (and failures) go to ``on_reply``."""
+
+    @abc.abstractmethod
+    def serve_requests(
+        self, queue: str, handler: RequestHandler, *, concurrency: int
+    ) -> Subscription:
+        """Answer the requests of ``queue`` with ``handler``, ``concurrency`` at a time. Requests
+        whose deadline has passed are dropped unanswered; a handler that raises sends nothing."""
 
     @abc.abstractmethod
     def publish_event(self, body: bytes, *, timeout: float) -> None:

@@ -14,14 +14,22 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from brokers._delivery import EventAck, HandlerPool, WorkDelivery, watch_pool
+from brokers._requests import Outstanding, ServedRequest, request_pool
 from brokers.base import (
     QUEUES,
+    REQUEST_QUEUES,
     Broker,
     BrokerStats,
     DeliveryHandler,
     EventHandler,
+    IncomingRequest,
     Message,
     QueueStats,
+    Reply,
+    ReplyHandler,
+    Request,
+    Requester,
+    RequestHandler,
     Subscription,
     WatchHandler,
 )
@@ -173,6 +181,50 @@ class _Events:
         self.source.put(body, front=True)
 
 
+class _MemoryRequester(Requester):
+    """Replies come back as calls, on the serving thread."""
+
+    def __init__(self, broker: MemoryBroker, on_reply: ReplyHandler) -> None:
+        self._broker = broker
+        self.outstanding = Outstanding(on_reply)
+        self.closed = False
+
+    def send(self, queue: str, request: Request) -> None:
+        self._broker._check_open()
+        if self.closed:
+            raise BrokerClosed("the requester is closed")
+        self.outstanding.add(request.correlation_id, request.deadline)
+        self._broker._request_queue(queue).put((request, self))
+
+    def close(self) -> None:
+        self.closed = True
+
+
+_RequestItem = tuple[Request, _MemoryRequester]
+
+
+class _Requests:
+    """The transport of a request queue: a request is answered, dropped or handed back."""
+
+    def __init__(self, source: _Queue[_RequestItem]) -> None:
+        self.source = source
+
+    def open(self, item: _RequestItem) -> ServedRequest:
+        request, requester = item
+
+        def answer(body: bytes) -> None:
+            if not requester.closed:
+                requester.outstanding.reply(Reply(request.correlation_id, body))
+
+        return ServedRequest(IncomingRequest(request), answer, lambda: None)
+
+    def retry(self, item: _RequestItem) -> None:
+        pass  # never asked: a served request is always settled
+
+    def release(self, item: _RequestItem) -> None:
+        self.source.put(item, front=True)
+
+
 class MemoryBroker(Broker):
     """Queues, events and dead letters held in this process."""
 
@@ -185,6 +237,7 @@ class MemoryBroker(Broker):
         self._watchers: list[_Queue[bytes]] = []
         self._subscriptions: list[Subscription] = []
         self._consumers: dict[str, list[_Consumer[tuple[Message, int]]]] = {q: [] for q in QUEUES}
+        self._requests: dict[str, _Queue[_RequestItem]] = {q: _Queue() for q in REQUEST_QUEUES}
 
     def start(self) -> None:
         self._check_open()
@@ -226,6 +279,24 @@ class MemoryBroker(Broker):
         with self._lock:
             self._consumers[queue].append(consumer)
         return self._track(consumer)
+
+    def _request_queue(self, name: str) -> _Queue[_RequestItem]:
+        try:
+            return self._requests[name]
+        except KeyError:
+            raise ValueError(f"unknown request queue {name!r}; they are {REQUEST_QUEUES}") from None
+
+    def requester(self, on_reply: ReplyHandler) -> Requester:
+        self._check_open()
+        return _MemoryRequester(self, on_reply)
+
+    def serve_requests(
+        self, queue: str, handler: RequestHandler, *, concurrency: int
+    ) -> Subscription:
+        self._check_open()
+        requests = _Requests(self._request_queue(queue))
+        pool = request_pool(f"memory-{queue}", concurrency, handler, requests)
+        return self._track(_Consumer(requests.source, pool).start())
 
     def publish_event(self, body: bytes, *, timeout: float) -> None:
         self._check_open()

@@ -31,15 +31,20 @@ from brokers._rabbitmq_consumer import Consumers, Item, Subscriber
 from brokers._rabbitmq_deliveries import EventSubscriber, WatchSubscriber, WorkSubscriber, decode
 from brokers._rabbitmq_link import IOThread
 from brokers._rabbitmq_publisher import Publisher
+from brokers._rabbitmq_requests import RabbitRequester, RequestSubscriber
 from brokers._rabbitmq_topology import Topology
 from brokers.base import (
     QUEUES,
+    REQUEST_QUEUES,
     Broker,
     BrokerStats,
     DeliveryHandler,
     EventHandler,
     Message,
     QueueStats,
+    ReplyHandler,
+    Requester,
+    RequestHandler,
     Subscription,
     WatchHandler,
 )
@@ -87,6 +92,7 @@ class RabbitMQBroker(Broker):
         self._started = False
         self._closed = False
         self._subscriptions: list[Subscriber] = []
+        self._requesters: list[RabbitRequester] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -126,6 +132,9 @@ class RabbitMQBroker(Broker):
                 return
             self._closed = True
             subscriptions, self._subscriptions = self._subscriptions, []
+            requesters, self._requesters = self._requesters, []
+        for requester in requesters:
+            requester.close()
         for subscription in subscriptions:
             subscription.cancel(timeout=5)
         if self._started:
@@ -224,6 +233,28 @@ class RabbitMQBroker(Broker):
                 QueueStats(queue, depth, consumers)
                 for queue, (depth, consumers) in zip(QUEUES, figures, strict=True)
             )
+        )
+
+    # --- request/reply ---
+
+    def requester(self, on_reply: ReplyHandler) -> Requester:
+        with self._lock:
+            self._check_open()
+            requester = RabbitRequester(self._consumers, self.topology, on_reply)
+            self._requesters.append(requester)
+        self._consumers.add(requester)
+        # Like a watcher: ready once its reply consumer runs, unless RabbitMQ is out of reach.
+        if self._consumers.link.up.is_set():
+            requester.ready.wait(self._connect_timeout)
+        return requester
+
+    def serve_requests(
+        self, queue: str, handler: RequestHandler, *, concurrency: int
+    ) -> Subscription:
+        if queue not in REQUEST_QUEUES:
+            raise ValueError(f"unknown request queue {queue!r}; they are {REQUEST_QUEUES}")
+        return self._track(
+            RequestSubscriber(self._consumers, self.topology, queue, handler, concurrency)
         )
 
     # --- events ---

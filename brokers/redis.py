@@ -31,15 +31,20 @@ from brokers._delivery import EventAck, WorkDelivery
 from brokers._redis_consumer import StreamConsumer
 from brokers._redis_keys import EVENT_GROUP, WORK_GROUP, Keys
 from brokers._redis_link import Entry, RedisLink, RedisOptions, stream_entries
+from brokers._redis_requests import RedisRequester, RequestServer
 from brokers._redis_watch import StreamWatcher
 from brokers.base import (
     QUEUES,
+    REQUEST_QUEUES,
     Broker,
     BrokerStats,
     DeliveryHandler,
     EventHandler,
     Message,
     QueueStats,
+    ReplyHandler,
+    Requester,
+    RequestHandler,
     Subscription,
     WatchHandler,
 )
@@ -117,6 +122,7 @@ class RedisBroker(Broker):
         self._link = RedisLink(url, self._keys, self._options)
         self._lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
+        self._requesters: list[RedisRequester] = []
         self._declarer: threading.Thread | None = None
 
     @classmethod
@@ -180,6 +186,9 @@ class RedisBroker(Broker):
     def close(self) -> None:
         with self._lock:
             subscriptions, self._subscriptions = self._subscriptions, []
+            requesters, self._requesters = self._requesters, []
+        for requester in requesters:
+            requester.close()
         for subscription in subscriptions:
             subscription.cancel(timeout=5)
         self._link.close()
@@ -293,6 +302,25 @@ class RedisBroker(Broker):
 
         return BrokerStats(
             tuple(self._link.call("read queue figures", read, timeout=_READ_TIMEOUT))
+        )
+
+    # -- request/reply -----------------------------------------------------------------------
+
+    def requester(self, on_reply: ReplyHandler) -> Requester:
+        self._link.check_open()
+        requester = RedisRequester(self._link, self._keys, on_reply).start()
+        with self._lock:
+            self._requesters.append(requester)
+        return requester
+
+    def serve_requests(
+        self, queue: str, handler: RequestHandler, *, concurrency: int
+    ) -> Subscription:
+        self._link.check_open()
+        if queue not in REQUEST_QUEUES:
+            raise ValueError(f"unknown request queue {queue!r}; they are {REQUEST_QUEUES}")
+        return self._subscribe(
+            lambda: RequestServer(self._link, self._keys, queue, handler, concurrency).start()
         )
 
     # -- events ------------------------------------------------------------------------------

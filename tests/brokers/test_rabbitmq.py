@@ -103,6 +103,7 @@ def test_preloaded_definitions_agree_with_what_the_code_declares(
         ("mlgate.train.dead", "classic"),
         ("mlgate.predict.dead", "classic"),
         ("mlgate.events", "classic"),
+        ("mlgate.inference", "classic"),
     }
     # Declaring a queue with other arguments than it has closes the channel: the broker would
     # never become ready, and start() would raise.
