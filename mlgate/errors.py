@@ -8,6 +8,7 @@
     ├── ResourceExhausted    RESOURCE_EXHAUSTED
     ├── PermissionDenied     PERMISSION_DENIED  (names the role needed)
     ├── Unavailable          UNAVAILABLE
+    ├── DeadlineExceeded     DEADLINE_EXCEEDED
     ├── DataLoss             DATA_LOSS
     └── Internal             INTERNAL
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "DataLoss",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "Internal",
     "InvalidArgument",
@@ -27,6 +29,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "Unavailable",
+    "from_status",
     "status_of",
 ]
 
@@ -77,6 +80,10 @@ class Unavailable(MLGateError):
     code = "UNAVAILABLE"
 
 
+class DeadlineExceeded(MLGateError):
+    code = "DEADLINE_EXCEEDED"
+
+
 class DataLoss(MLGateError):
     code = "DATA_LOSS"
 
@@ -94,3 +101,20 @@ def status_of(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, MLGateError):
         return exc.code, exc.message
     return "INTERNAL", f"{type(exc).__name__}: {exc}"
+
+
+def from_status(code: str, message: str) -> MLGateError:
+    """The error a status code name and message stand for (as a worker reports them)."""
+    for kind in (NotFound, AlreadyExists, FailedPrecondition, ResourceExhausted, Unavailable,
+                 DeadlineExceeded, DataLoss, Internal):  # fmt: skip
+        if kind.code == code:
+            return kind(message)
+    error = MLGateError(message)
+    error.code = code if code in _KNOWN_CODES else "INTERNAL"
+    return error
+
+
+_KNOWN_CODES = frozenset(
+    {"INVALID_ARGUMENT", "CANCELLED", "UNKNOWN", "PERMISSION_DENIED", "ABORTED", "OUT_OF_RANGE",
+     "UNIMPLEMENTED", "UNAUTHENTICATED"}
+)  # fmt: skip

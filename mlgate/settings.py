@@ -34,6 +34,18 @@ def _port(variable: str, text: str) -> int:
     return port
 
 
+def _positive(env: Mapping[str, str], variable: str, default: str, *, zero: bool = False) -> int:
+    text = env.get(variable) or default
+    lowest = 0 if zero else 1
+    try:
+        value = int(text)
+    except ValueError:
+        value = lowest - 1
+    if value < lowest:
+        raise ValueError(f"{variable} must be a whole number, {lowest} or more, not {text!r}")
+    return value
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "mlgate"
@@ -65,6 +77,15 @@ class Settings:
     publish_timeout: float = 10.0
     # Bounds a client's request; larger CSVs go through UploadDataset in chunks.
     max_predict_rows: int = 10_000
+    # Online inference (ModelInfer): requests for one model that arrive while the gateway's
+    # earlier batches for it are still out are sent together, up to this many rows, and none
+    # waits longer than the delay; a lone request goes at once.
+    batch_max_rows: int = 4096
+    batch_max_delay_us: int = 2000
+    # How long a ModelInfer waits for a worker when its client set no deadline.
+    infer_timeout: float = 30.0
+    # Inference batches one worker evaluates at once.
+    infer_concurrency: int = 2
     # Prefix of every broker queue, exchange, stream and key: several deployments (or test runs)
     # can share one RabbitMQ or Redis.
     namespace: str = "mlgate"
@@ -122,6 +143,10 @@ class Settings:
             "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
             "max_model_bytes": int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
             "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
+            "batch_max_rows": _positive(env, "MLGATE_BATCH_MAX_ROWS", "4096"),
+            "batch_max_delay_us": _positive(env, "MLGATE_BATCH_MAX_DELAY_US", "2000", zero=True),
+            "infer_timeout": float(env.get("MLGATE_INFER_TIMEOUT", "30")),
+            "infer_concurrency": _positive(env, "MLGATE_INFER_CONCURRENCY", "2"),
             "namespace": env.get("MLGATE_NAMESPACE", "mlgate"),
             "redis_heartbeat_ttl": float(env.get("MLGATE_REDIS_HEARTBEAT_TTL", "15")),
             "redis_reclaim_interval": float(env.get("MLGATE_REDIS_RECLAIM_INTERVAL", "5")),

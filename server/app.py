@@ -31,8 +31,11 @@ from mlgate.v1 import (
     status_pb2_grpc,
 )
 from server.auth import AuthInterceptor
+from server.batching import Batcher
 from server.datasets import DatasetServicer
 from server.hub import Hub
+from server.inference import SERVICE_NAME as INFERENCE_SERVICE
+from server.inference import InferenceServicer, add_inference_service
 from server.interceptors import edge_chain
 from server.jobs import JobServicer
 from server.jobstore import JobStore, open_job_store
@@ -58,6 +61,7 @@ SERVICE_NAMES = (
     models_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"].full_name,
     status_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
+    INFERENCE_SERVICE,
 )
 # Each check is a round trip to the job store and the storage; often enough for orchestrators.
 _HEALTH_INTERVAL = 2.0
@@ -84,6 +88,7 @@ class Gateway:
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
         self._recorder: Recorder | None = None
+        self._batcher: Batcher | None = None
         self._health = health_aio.HealthServicer()
         self._watchdog: asyncio.Task[None] | None = None
         self._unhealthy: list[status_pb2.Dependency] = []
@@ -108,6 +113,16 @@ class Gateway:
         self._recorder.start()
         for worker in self.workers:
             worker.start()
+        settings = self.settings
+        # Its reply path may take a round trip to set up: not on the loop.
+        self._batcher = await asyncio.to_thread(
+            lambda: Batcher(
+                self.broker,
+                loop,
+                max_rows=settings.batch_max_rows,
+                max_delay=settings.batch_max_delay_us / 1e6,
+            )
+        )
         server = grpc.aio.server(
             # Authentication first: a caller it refuses reaches nothing else.
             interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.settings)],
@@ -127,6 +142,9 @@ class Gateway:
         )
         status_pb2_grpc.add_StatusServiceServicer_to_server(
             StatusServicer(self.dependencies, self.broker), server
+        )
+        add_inference_service(
+            InferenceServicer(self.settings, models, self._batcher, self.broker.healthy), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -214,6 +232,8 @@ class Gateway:
         await self._health.enter_graceful_shutdown()
         if self._server is not None:
             await self._server.stop(grace)
+        if self._batcher is not None:
+            self._batcher.close()
         for worker in self.workers:
             await asyncio.to_thread(worker.stop, grace)
         if self._recorder is not None:

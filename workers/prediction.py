@@ -14,7 +14,7 @@ from sklearn.ensemble._forest import BaseForest, ForestClassifier
 
 from mlgate.v1 import models_pb2
 
-__all__ = ["Predictions", "plain", "predict"]
+__all__ = ["Predictions", "forest_predict", "plain", "predict"]
 
 Predictions = tuple[list[Any], list[Any], list[list[float]]]
 
@@ -29,7 +29,7 @@ def predict(model: Any, record: models_pb2.Model, rows: Sequence[Mapping[str, An
     if isinstance(model, BaseForest) and model.n_outputs_ == 1 and numeric:
         # check_rows already did what scikit-learn's input validation would: skip pandas.
         X = np.array([[row[name] for name in names] for row in rows], dtype=np.float32)
-        raw, proba = _forest(model, X)
+        raw, proba = forest_predict(model, X)
     else:
         frame = pd.DataFrame([[row[name] for name in names] for row in rows], columns=names)
         for feature in record.features:
@@ -107,7 +107,9 @@ _FLAT: weakref.WeakKeyDictionary[BaseForest, _FlatForest] = weakref.WeakKeyDicti
 _FLAT_LOCK = threading.Lock()
 
 
-def _forest(model: BaseForest, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def forest_predict(model: BaseForest, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions (and probabilities, for classifiers) of a one-output forest for float32 rows,
+    walking all its trees at once."""
     with _FLAT_LOCK:
         flat = _FLAT.get(model)
     if flat is None:

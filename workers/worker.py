@@ -17,7 +17,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
+from brokers.base import INFERENCE_QUEUE, PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
 from brokers.errors import BrokerError
 from mlgate import tracing
 from mlgate.errors import MLGateError, status_of
@@ -35,6 +35,7 @@ from workers import prediction, training
 from workers.cache import ModelCache
 from workers.categories import unseen_categories
 from workers.importances import feature_importances
+from workers.inference import InferenceServer
 from workers.parallelism import cap_jobs, fit_cores
 
 __all__ = ["Worker"]
@@ -124,6 +125,11 @@ class Worker:
             ),
             self._broker.consume(
                 PREDICT_QUEUE, self._on_predict, prefetch=self._settings.predict_prefetch
+            ),
+            self._broker.serve_requests(
+                INFERENCE_QUEUE,
+                InferenceServer(self.cache).handle,
+                concurrency=self._settings.infer_concurrency,
             ),
         ]
 

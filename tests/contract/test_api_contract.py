@@ -34,7 +34,7 @@ def _tool(name: str, package: str) -> str:
 
 def _declared_services() -> set[str]:
     services = set()
-    for proto in PROTOS.glob("mlgate/v1/*.proto"):
+    for proto in PROTOS.glob("**/*.proto"):
         text = proto.read_text()
         package = re.search(r"^package\s+([\w.]+);", text, re.M)
         assert package is not None, proto

@@ -1,0 +1,188 @@
+"""The Open Inference Protocol's ``inference.GRPCInferenceService`` on the gateway's port.
+
+``ModelInfer`` resolves the model (an id, or a registry name with ``model_version``), checks the
+tensors against the model's record (``mlgate.tensors``), and hands the request, as the bytes it
+arrived in, to the batcher; the worker answers with the complete response, which goes back to
+the caller as the bytes it arrived in. So the gateway neither builds nor copies tensors, and
+needs no numpy. Every call is counted in ``mlgate_inference_requests_total`` by status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from brokers.errors import BrokerError
+from inference import grpc_predict_v2_pb2 as pb
+from mlgate.errors import MLGateError, NotFound
+from mlgate.metrics import INFERENCE_REQUESTS
+from mlgate.refs import ModelRef, ref_from_parts
+from mlgate.settings import Settings
+from mlgate.tensors import check_request, feature_datatype, outputs_of
+from mlgate.v1 import models_pb2
+from server.batching import Batcher, error_of
+from server.registry import ModelCatalog
+
+__all__ = ["SERVICE_NAME", "InferenceServicer", "add_inference_service"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+Context = grpc.aio.ServicerContext[Any, Any]
+#: ModelInfer's request as it arrived, and parsed.
+Received = tuple[bytes, pb.ModelInferRequest]
+
+_PLATFORM = "mlgate_sklearn"
+try:
+    _VERSION = importlib.metadata.version("mlgate")
+except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+    _VERSION = "unknown"
+_COUNTERS = {code.name: INFERENCE_REQUESTS.labels(code.name) for code in grpc.StatusCode}
+
+
+def _code_of(exc: BaseException) -> str:
+    if isinstance(exc, MLGateError):
+        return str(exc.code)
+    if isinstance(exc, BrokerError):
+        return "UNAVAILABLE"
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    if isinstance(exc, grpc.aio.AbortError):
+        return "UNKNOWN"
+    return "INTERNAL"
+
+
+class InferenceServicer:
+    """ModelInfer through the batcher; the readiness and metadata calls from the registry."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: ModelCatalog,
+        batcher: Batcher,
+        ready: Callable[[], bool],
+    ) -> None:
+        self._timeout = settings.infer_timeout
+        self._models = models
+        self._batcher = batcher
+        self._ready = ready
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._ready())
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name="mlgate", version=_VERSION)
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
+        try:
+            await self._record(ref_from_parts(request.name, request.version, "name"))
+        except NotFound:
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=self._ready())
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        ref = ref_from_parts(request.name, request.version, "name")
+        model = await self._models.get(str(ref))
+        tensor = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=request.name,
+            versions=[str(model.version)] if model.version else [],
+            platform=_PLATFORM,
+            inputs=[
+                tensor(name=f.name, datatype=feature_datatype(f.dtype), shape=[-1])
+                for f in model.features
+            ],
+            outputs=[
+                tensor(name=name, datatype=datatype, shape=shape)
+                for name, datatype, shape in outputs_of(model)
+            ],
+        )
+
+    async def _record(self, ref: ModelRef) -> models_pb2.Model:
+        return await self._models.manifest(await self._models.resolve_ref(ref))
+
+    async def ModelInfer(self, received: Received, context: Context) -> bytes:
+        data, request = received
+        code = "OK"
+        try:
+            ref = ref_from_parts(request.model_name, request.model_version)
+            record = await self._record(ref)
+            rows = check_request(request, record)
+            remaining = context.time_remaining()
+            deadline = time.time() + (self._timeout if remaining is None else remaining)
+            version = str(ref.version) if ref.version else request.model_version
+            outcome = await self._batcher.submit(
+                (record.id, record.sha256, version), data, rows, deadline
+            )
+            error = error_of(outcome)
+            if error is not None:
+                raise error
+            return outcome.response
+        except BaseException as exc:
+            code = _code_of(exc)
+            raise
+        finally:
+            _COUNTERS[code].inc()
+
+
+def _received(data: bytes) -> Received:
+    return data, pb.ModelInferRequest.FromString(data)
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
+
+
+def add_inference_service(servicer: InferenceServicer, server: grpc.aio.Server) -> None:
+    """Register the service; ModelInfer takes and gives bytes as they travel (see above)."""
+
+    def unary(behaviour: Any, request: Any, response: Any) -> grpc.RpcMethodHandler[Any, Any]:
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=request, response_serializer=response
+        )
+
+    handlers = {
+        "ServerLive": unary(
+            servicer.ServerLive,
+            pb.ServerLiveRequest.FromString,
+            pb.ServerLiveResponse.SerializeToString,
+        ),
+        "ServerReady": unary(
+            servicer.ServerReady,
+            pb.ServerReadyRequest.FromString,
+            pb.ServerReadyResponse.SerializeToString,
+        ),
+        "ModelReady": unary(
+            servicer.ModelReady,
+            pb.ModelReadyRequest.FromString,
+            pb.ModelReadyResponse.SerializeToString,
+        ),
+        "ServerMetadata": unary(
+            servicer.ServerMetadata,
+            pb.ServerMetadataRequest.FromString,
+            pb.ServerMetadataResponse.SerializeToString,
+        ),
+        "ModelMetadata": unary(
+            servicer.ModelMetadata,
+            pb.ModelMetadataRequest.FromString,
+            pb.ModelMetadataResponse.SerializeToString,
+        ),
+        "ModelInfer": unary(servicer.ModelInfer, _received, _as_is),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

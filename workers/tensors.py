@@ -1,0 +1,137 @@
+"""Open Inference Protocol tensors into numpy arrays, without per-value Python work for numbers.
+
+The gateway checked names, datatypes, shapes and sizes (``mlgate.tensors.check_request``); what
+is left here is reading the bytes (``np.frombuffer`` on raw contents, one conversion of a typed
+repeated field) and checking the values, vectorized. A model whose features are all numbers gets
+one float64 matrix ``[N, F]``; any other gets columns by feature name, for its encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inference import grpc_predict_v2_pb2 as pb
+from mlgate.errors import InvalidArgument
+from mlgate.quoting import quote
+from mlgate.tensors import DATATYPES
+from mlgate.v1 import models_pb2
+
+__all__ = ["Columns", "Inputs", "concatenate", "decode", "numeric_only"]
+
+Columns = dict[str, np.ndarray]
+#: A float64 matrix [N, F] (numeric models) or columns by feature name (the others).
+Inputs = np.ndarray | Columns
+
+# scikit-learn's trees read inputs as float32 and refuse what overflows it: one bound for all.
+_MAX_MAGNITUDE = float(np.finfo(np.float32).max)
+
+
+def numeric_only(features: Sequence[models_pb2.Feature]) -> bool:
+    return all(f.dtype in ("numeric", "integer") for f in features)
+
+
+def _name(i: int, tensor: pb.ModelInferRequest.InferInputTensor) -> str:
+    return f"inputs[{i}] ({quote(tensor.name, 40)})"
+
+
+def _strings(raw: bytes, count: int, field: str) -> list[bytes]:
+    """The elements of raw BYTES contents: each a 4-byte little-endian length, then the bytes."""
+    out: list[bytes] = []
+    pos = 0
+    while pos < len(raw) and len(out) < count:
+        size = int.from_bytes(raw[pos : pos + 4], "little")
+        out.append(raw[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    if len(out) != count or pos != len(raw):
+        raise InvalidArgument(
+            field, f"raw BYTES contents do not hold exactly {count} length-prefixed elements"
+        )
+    return out
+
+
+def _array(request: pb.ModelInferRequest, i: int) -> np.ndarray:
+    tensor = request.inputs[i]
+    datatype = DATATYPES[tensor.datatype]
+    count = 1
+    for dim in tensor.shape:
+        count *= dim
+    if datatype.name == "BYTES":
+        values = (
+            _strings(request.raw_input_contents[i], count, _name(i, tensor))
+            if request.raw_input_contents
+            else list(tensor.contents.bytes_contents)
+        )
+        try:
+            return np.array([v.decode() for v in values], dtype=object)
+        except UnicodeDecodeError:
+            raise InvalidArgument(_name(i, tensor), "holds bytes that are not UTF-8 text") from None
+    if request.raw_input_contents:
+        array = np.frombuffer(request.raw_input_contents[i], dtype=datatype.numpy)
+    else:
+        array = np.array(getattr(tensor.contents, datatype.field), dtype=datatype.numpy)
+    if array.size != count:
+        raise InvalidArgument(_name(i, tensor), f"holds {array.size} values for shape {count}")
+    return array
+
+
+def _check_numbers(values: np.ndarray, where: Any) -> None:
+    """Raise naming the first value that is not finite or beyond float32; ``where(row, col)``
+    names it."""
+    bad = ~np.isfinite(values) | (np.abs(values) > _MAX_MAGNITUDE)
+    if bad.any():
+        position = tuple(int(p) for p in np.argwhere(bad)[0])
+        value = float(values[position])
+        field, detail = where(*position) if values.ndim == 2 else where(position[0], 0)
+        raise InvalidArgument(
+            field,
+            f"{detail}: {value!r} is not a finite number within ±{_MAX_MAGNITUDE:.3g}",
+        )
+
+
+def decode(request: pb.ModelInferRequest, record: models_pb2.Model) -> Inputs:
+    """The request's rows as the model's evaluator takes them; raises InvalidArgument."""
+    features = record.features
+    if len(request.inputs) == 1 and len(request.inputs[0].shape) == 2:
+        tensor = request.inputs[0]
+        rows, width = tensor.shape
+        matrix = _array(request, 0).astype(np.float64, copy=False).reshape(rows, width)
+        _check_numbers(
+            matrix,
+            lambda r, c: (_name(0, tensor), f"row {r}, column {c} ({features[c].name})"),
+        )
+        return matrix
+    by_name = {tensor.name: i for i, tensor in enumerate(request.inputs)}
+    if numeric_only(features):
+        rows = request.inputs[0].shape[0]
+        matrix = np.empty((rows, len(features)), dtype=np.float64)
+        for c, feature in enumerate(features):
+            i = by_name[feature.name]
+            column = _array(request, i).astype(np.float64, copy=False)
+            _check_numbers(column, lambda r, _c, i=i: (_name(i, request.inputs[i]), f"row {r}"))
+            matrix[:, c] = column
+        return matrix
+    columns: Columns = {}
+    for feature in features:
+        i = by_name[feature.name]
+        column = _array(request, i)
+        if feature.dtype in ("numeric", "integer"):
+            column = column.astype(np.float64, copy=False)
+            _check_numbers(column, lambda r, _c, i=i: (_name(i, request.inputs[i]), f"row {r}"))
+        columns[feature.name] = column
+    return columns
+
+
+def concatenate(parts: Sequence[Inputs]) -> Inputs:
+    """The rows of several requests, in order, as one evaluation's input."""
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    if isinstance(first, np.ndarray):
+        return np.concatenate([part for part in parts if isinstance(part, np.ndarray)])
+    return {
+        name: np.concatenate([part[name] for part in parts if isinstance(part, dict)])
+        for name in first
+    }
