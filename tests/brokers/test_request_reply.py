@@ -15,7 +15,9 @@ from tests.brokers.conftest import BrokerFactory
 WAIT = 20.0
 
 
-def _request(body: bytes, *, ttl: float = WAIT, headers: tuple[tuple[str, str], ...] = ()) -> Request:
+def _request(
+    body: bytes, *, ttl: float = WAIT, headers: tuple[tuple[str, str], ...] = ()
+) -> Request:
     return Request(uuid.uuid4().hex, body, time.time() + ttl, headers)
 
 
@@ -49,7 +51,11 @@ def test_a_request_is_answered_on_the_requesters_own_path(make_broker: BrokerFac
     sent = _request(b"rows", headers=(("traceparent", "00-abc-def-01"),))
     requester.send(INFERENCE_QUEUE, sent)
     reply = _take(got)
-    assert (reply.correlation_id, reply.body, reply.error) == (sent.correlation_id, b"re:rows", None)
+    assert (reply.correlation_id, reply.body, reply.error) == (
+        sent.correlation_id,
+        b"re:rows",
+        None,
+    )
     incoming = seen.get(timeout=WAIT)
     assert incoming.request.body == b"rows"
     assert incoming.request.headers == (("traceparent", "00-abc-def-01"),)
