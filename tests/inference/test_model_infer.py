@@ -95,7 +95,7 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_rows(
 def _status(call, request) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as caught:
         call(request, timeout=30)
-    return caught.value.code(), caught.value.details()
+    return caught.value.code(), caught.value.details() or ""
 
 
 def test_unknown_model_is_not_found(stub) -> None:
