@@ -29,6 +29,7 @@ _JOBS = "/mlgate.v1.JobService/"
 _MODELS = "/mlgate.v1.ModelService/"
 _DATASETS = "/mlgate.v1.DatasetService/"
 _STATUS = "/mlgate.v1.StatusService/"
+_INFERENCE = "/inference.GRPCInferenceService/"
 
 METHOD_ROLES = MappingProxyType(
     {
@@ -54,6 +55,13 @@ METHOD_ROLES = MappingProxyType(
         _DATASETS + "UploadDataset": Role.TRAIN,
         _DATASETS + "DeleteDataset": Role.ADMIN,
         _STATUS + "GetStatus": Role.READ,
+        # The Open Inference Protocol: inference uses models, the rest looks.
+        _INFERENCE + "ModelInfer": Role.PREDICT,
+        _INFERENCE + "ServerLive": Role.READ,
+        _INFERENCE + "ServerReady": Role.READ,
+        _INFERENCE + "ServerMetadata": Role.READ,
+        _INFERENCE + "ModelReady": Role.READ,
+        _INFERENCE + "ModelMetadata": Role.READ,
     }
 )
 

@@ -62,6 +62,7 @@ def test_server_reflects_exactly_the_declared_services(channel: grpc.Channel) ->
         "mlgate.v1.ModelService",
         "mlgate.v1.StatusService",
         "mlgate.v1.DatasetService",
+        "inference.GRPCInferenceService",
     }
     assert standard <= reflected
 
