@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run      set up and serve mlgate on port $(PORT) (embedded broker)"
 	@echo "make test     set up and run lint, types and the whole test suite"
-	@echo "make bench    measure predict latency/throughput and training rate"
+	@echo "make bench    measure predict latency/throughput, training rate and watcher fan-out"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,7 @@ test-fast: gen
 
 bench: gen services
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.fanout
 
 clean:
 	rm -rf $(VENV) mlgate/v1 inference .mypy_cache .ruff_cache .pytest_cache

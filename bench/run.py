@@ -8,13 +8,14 @@ user's would be.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -41,7 +42,8 @@ class Result:
     train_per_s: float
 
 
-def _final(stream: Any) -> jobs_pb2.JobEvent:
+def final_event(stream: Any) -> jobs_pb2.JobEvent:
+    """The last event of a job's stream, which must be SUCCEEDED."""
     last: jobs_pb2.JobEvent | None = None
     for response in stream:
         last = response.event
@@ -49,7 +51,7 @@ def _final(stream: Any) -> jobs_pb2.JobEvent:
     return last
 
 
-def _settings(broker: str, data_dir: Path) -> Settings:
+def bench_settings(broker: str, data_dir: Path) -> Settings:
     settings = Settings.from_env(env={"MLGATE_BROKER": broker}, data_dir=data_dir)
     changes: dict[str, object] = {"host": "127.0.0.1", "port": 0}
     if any(f.name == "namespace" for f in dataclasses.fields(settings)):
@@ -74,6 +76,21 @@ def _serve(settings: Settings, conn: Connection) -> None:
     gateway.stop()
 
 
+@contextlib.contextmanager
+def system(settings: Settings) -> Iterator[str]:
+    """A fresh gateway and worker in a child process; yields its address."""
+    ours, theirs = multiprocessing.Pipe()
+    child = multiprocessing.get_context("spawn").Process(target=_serve, args=(settings, theirs))
+    child.start()
+    try:
+        if not ours.poll(120):
+            raise RuntimeError(f"the {settings.broker} gateway did not start")
+        yield ours.recv()
+    finally:
+        ours.send("stop")
+        child.join(60)
+
+
 def run(
     broker: str,
     sequential: int,
@@ -84,50 +101,36 @@ def run(
     metrics: bool = False,
 ) -> Result:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = _settings(broker, Path(tmp))
+        settings = bench_settings(broker, Path(tmp))
         if metrics:
             settings = settings.with_(metrics_port=0)  # /metrics on, as an operator runs it
-        ours, theirs = multiprocessing.Pipe()
-        child = multiprocessing.get_context("spawn").Process(target=_serve, args=(settings, theirs))
-        child.start()
-        try:
-            if not ours.poll(120):
-                raise RuntimeError(f"the {broker} gateway did not start")
-            address = ours.recv()
-            with grpc.insecure_channel(address) as channel:
-                stub = jobs_pb2_grpc.JobServiceStub(channel)
-                train = jobs_pb2.TrainRequest(
-                    dataset_id="diabetes", features=FEATURES, target="target"
-                )
-                model_id = _final(stub.Train(train)).train_result.model_id
-                row = struct_pb2.Struct()
-                row.update(ROW)
-                request = jobs_pb2.PredictRequest(model_id=model_id, rows=[row])
+        with system(settings) as address, grpc.insecure_channel(address) as channel:
+            stub = jobs_pb2_grpc.JobServiceStub(channel)
+            train = jobs_pb2.TrainRequest(dataset_id="diabetes", features=FEATURES, target="target")
+            model_id = final_event(stub.Train(train)).train_result.model_id
+            row = struct_pb2.Struct()
+            row.update(ROW)
+            request = jobs_pb2.PredictRequest(model_id=model_id, rows=[row])
 
-                def predict() -> object:
-                    return _final(stub.Predict(request, timeout=30))
+            def predict() -> object:
+                return final_event(stub.Predict(request, timeout=30))
 
-                _timed(predict, 20)  # warm the model cache and the connections
-                samples = sorted(_timed(predict, sequential))
-                p50 = statistics.median(samples)
-                p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+            _timed(predict, 20)  # warm the model cache and the connections
+            samples = sorted(_timed(predict, sequential))
+            p50 = statistics.median(samples)
+            p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
-                per_client = concurrent // clients
-                start = time.perf_counter()
-                with ThreadPoolExecutor(clients) as pool:
-                    for future in [
-                        pool.submit(_timed, predict, per_client) for _ in range(clients)
-                    ]:
-                        future.result()
-                rps = per_client * clients / (time.perf_counter() - start)
+            per_client = concurrent // clients
+            start = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                for future in [pool.submit(_timed, predict, per_client) for _ in range(clients)]:
+                    future.result()
+            rps = per_client * clients / (time.perf_counter() - start)
 
-                start = time.perf_counter()
-                with ThreadPoolExecutor(4) as pool:
-                    list(pool.map(lambda _: _final(stub.Train(train)), range(trains)))
-                train_rate = trains / (time.perf_counter() - start)
-        finally:
-            ours.send("stop")
-            child.join(60)
+            start = time.perf_counter()
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda _: final_event(stub.Train(train)), range(trains)))
+            train_rate = trains / (time.perf_counter() - start)
     return Result(broker, p50 * 1000, p99 * 1000, rps, train_rate)
 
 

@@ -159,7 +159,7 @@ def job_block(job: Job) -> str:
             ("estimator", spec.train.estimator or "(default)"),
         ]
     if spec.HasField("predict"):
-        pairs.append(("rows", len(spec.predict.rows)))
+        pairs.append(("rows", spec.row_count or len(spec.predict.rows)))
     if job.model_id:
         pairs.append(("model", job.model_id))
     if job.metrics:

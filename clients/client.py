@@ -40,7 +40,8 @@ __all__ = ["DEFAULT_ADDRESS", "MLGateClient", "Page"]
 
 DEFAULT_ADDRESS = "localhost:50051"
 CHUNK_SIZE = 1024 * 1024
-# The gateway sends up to 64 MiB (a page of large prediction jobs); accept what it may send.
+# Job records and listings are bounded, but a large prediction's result event may not be:
+# accept the most the gateway may send.
 _MAX_MESSAGE = 64 * 1024 * 1024
 # A broken stream is resumed this many times in a row without a new event before giving up.
 _MAX_RESUMES = 5

@@ -86,6 +86,8 @@ class Settings:
     infer_timeout: float = 30.0
     # Inference batches one worker evaluates at once.
     infer_concurrency: int = 2
+    # Finished jobs (records, rows, events) are deleted this many seconds after they ended; 0 keeps.
+    job_retention: float = 30 * 24 * 3600.0
     # Prefix of every broker queue, exchange, stream and key: several deployments (or test runs)
     # can share one RabbitMQ or Redis.
     namespace: str = "mlgate"
@@ -147,6 +149,7 @@ class Settings:
             "batch_max_delay_us": _positive(env, "MLGATE_BATCH_MAX_DELAY_US", "2000", zero=True),
             "infer_timeout": float(env.get("MLGATE_INFER_TIMEOUT", "30")),
             "infer_concurrency": _positive(env, "MLGATE_INFER_CONCURRENCY", "2"),
+            "job_retention": _positive(env, "MLGATE_JOB_RETENTION", "2592000", zero=True),
             "namespace": env.get("MLGATE_NAMESPACE", "mlgate"),
             "redis_heartbeat_ttl": float(env.get("MLGATE_REDIS_HEARTBEAT_TTL", "15")),
             "redis_reclaim_interval": float(env.get("MLGATE_REDIS_RECLAIM_INTERVAL", "5")),

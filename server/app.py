@@ -44,6 +44,7 @@ from server.models import ModelServicer
 from server.operations import Dependencies, StatusServicer
 from server.recorder import Recorder
 from server.registry import ModelCatalog
+from server.submit import Submitter
 from server.transport import listen
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
@@ -74,13 +75,14 @@ class Gateway:
         self.settings = settings
         self.broker: Broker = open_broker(settings)
         self.store: JobStore = open_job_store(
-            settings.store_url, ca_file=settings.broker_ca or None
+            settings.store_url, ca_file=settings.broker_ca or None, retention=settings.job_retention
         )
         objects = open_object_store(settings.storage_url)
         self.dependencies = Dependencies(settings, self.broker, self.store, objects)
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects, settings.max_model_bytes)
-        self.hub = Hub()
+        self.hub = Hub(self.store.events)
+        self.submitter = Submitter(settings, self.broker, self.store, self.hub)
         # Read now, so a missing or malformed tokens file stops start-up with one line.
         self.tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
         self.workers = self._embedded_worker() if embedded_workers else []
@@ -133,7 +135,15 @@ class Gateway:
         )
         models = ModelCatalog(self.store.registry, self.models, ManifestCache(self.models))
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
-            JobServicer(self.settings, self.broker, self.store, self.catalog, models, self.hub),
+            JobServicer(
+                self.settings,
+                self.broker,
+                self.store,
+                self.catalog,
+                models,
+                self.hub,
+                self.submitter,
+            ),
             server,
         )
         models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), server)
@@ -180,8 +190,13 @@ class Gateway:
         for state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
             token = ""
             while True:
-                jobs, token = self.store.list(kind=0, state=state, page_size=500, page_token=token)
-                for job in jobs:
+                listed, token = self.store.list(
+                    kind=0, state=state, page_size=500, page_token=token
+                )
+                for summary in listed:
+                    job = self.store.get(summary.id)  # the whole job: listings leave out rows
+                    if job is None:
+                        continue
                     queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
                     # A job a worker had started counts that delivery: attempts go on from there.
                     prior = max(job.attempt, job.last_event.attempt)
@@ -234,6 +249,8 @@ class Gateway:
             await self._server.stop(grace)
         if self._batcher is not None:
             self._batcher.close()
+        # Calls cancelled by the stop may have left submissions under way: let them finish.
+        await self.submitter.drain()
         for worker in self.workers:
             await asyncio.to_thread(worker.stop, grace)
         if self._recorder is not None:

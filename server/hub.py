@@ -1,35 +1,106 @@
-"""Wakes the streams watching a job when something new was recorded for it.
+"""Hands each job's events, read once from the job store, to every stream following the job.
 
-The hub carries no events, only "look again": a stream reads the job store, the one source of
-truth, so events recorded by another gateway or in another order can never be skipped or doubled.
+The job store stays the one source of truth: a wake-up only says "look again", and each followed
+job has one reader that reads the events after the last it saw and hands them to all the streams
+following it. A thousand watchers of one job cost one read per wake-up, not a thousand.
+
+Nothing is missed: a job's feed is registered before its first read, and every writer records
+before it notifies, so an event is either in a read already made or its wake-up is still to come.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections.abc import AsyncGenerator, Callable
+
+from mlgate.events import is_terminal
+from mlgate.v1 import jobs_pb2
 
 __all__ = ["Hub"]
 
+ReadEvents = Callable[[str, int], list[jobs_pb2.JobEvent]]
+
+
+class _Feed:
+    """One job's events read so far, in order, and the streams following them."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.events: list[jobs_pb2.JobEvent] = []
+        self.ended = False
+        self.error: Exception | None = None
+        self.followers = 0
+        self.stale = asyncio.Event()
+        # Replaced by a fresh one on every change, so a stream cannot miss a change by waiting late.
+        self.changed = asyncio.Event()
+        self.reader: asyncio.Task[None] | None = None
+
+    def publish(self) -> None:
+        changed, self.changed = self.changed, asyncio.Event()
+        changed.set()
+
 
 class Hub:
-    """Per-job wake-ups for streams, used on the event loop's thread only."""
+    """Per-job feeds, used on the event loop's thread only (``notify`` via call_soon_threadsafe)."""
 
-    def __init__(self) -> None:
-        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
-
-    def subscribe(self, job_id: str) -> asyncio.Event:
-        flag = asyncio.Event()
-        self._waiters[job_id].add(flag)
-        return flag
-
-    def unsubscribe(self, job_id: str, flag: asyncio.Event) -> None:
-        waiters = self._waiters.get(job_id)
-        if waiters is not None:
-            waiters.discard(flag)
-            if not waiters:
-                del self._waiters[job_id]
+    def __init__(self, read_events: ReadEvents) -> None:
+        self._read_events = read_events
+        self._feeds: dict[str, _Feed] = {}
 
     def notify(self, job_id: str) -> None:
-        for flag in self._waiters.get(job_id, ()):
-            flag.set()
+        """Something new may have been recorded for the job: its reader reads again."""
+        feed = self._feeds.get(job_id)
+        if feed is not None:
+            feed.stale.set()
+
+    async def follow(self, job_id: str, after_seq: int) -> AsyncGenerator[jobs_pb2.JobEvent]:
+        """The job's events with seq above ``after_seq``, live, until its terminal event; at
+        once if the job has ended already and ``after_seq`` is at or past its last event."""
+        feed = self._feeds.get(job_id)
+        if feed is None:
+            feed = self._feeds[job_id] = _Feed(job_id)
+            feed.reader = asyncio.create_task(self._read(feed))
+        feed.followers += 1
+        try:
+            sent = 0
+            while True:
+                changed = feed.changed
+                while sent < len(feed.events):
+                    seen = feed.events[sent]
+                    sent += 1
+                    if seen.seq > after_seq:
+                        yield seen
+                if feed.error is not None:
+                    raise feed.error
+                if feed.ended:
+                    return
+                await changed.wait()
+        finally:
+            feed.followers -= 1
+            if not feed.followers:
+                self._forget(feed)
+                if feed.reader is not None:
+                    feed.reader.cancel()
+
+    def _forget(self, feed: _Feed) -> None:
+        if self._feeds.get(feed.job_id) is feed:
+            del self._feeds[feed.job_id]
+
+    async def _read(self, feed: _Feed) -> None:
+        """Read whenever woken until the job's terminal event; an error ends the feed for all."""
+        try:
+            while True:
+                feed.stale.clear()
+                last = feed.events[-1].seq if feed.events else 0
+                new = await asyncio.to_thread(self._read_events, feed.job_id, last)
+                if new:
+                    feed.events += new
+                    feed.ended = is_terminal(new[-1].state)
+                    feed.publish()
+                if feed.ended:
+                    return
+                await feed.stale.wait()
+        except Exception as exc:
+            feed.error = exc
+            self._forget(feed)  # later streams of this job start afresh, not with this error
+            feed.publish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -10,22 +11,23 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Message
-from brokers.errors import BrokerError
+from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker
 from mlgate import tracing
 from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
-from mlgate.events import QUEUED_SEQ, event, is_terminal
+from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import check_job_id, new_job_id
 from mlgate.jobs import MODEL_SHA_HEADER, check_rows, from_struct, plan
-from mlgate.metrics import JOBS_SUBMITTED, job_ended, kind_label
+from mlgate.metrics import job_ended
 from mlgate.refs import check_model_name
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
 from server.jobstore.base import JobStore
+from server.jobstore.records import bounded
 from server.ownership import check_may_cancel, owner_name, sees_inputs, visible_event, visible_job
 from server.paging import page_size
 from server.registry import ModelCatalog
+from server.submit import Submitter
 from storage.datasets import DatasetCatalog
 
 __all__ = ["JobServicer"]
@@ -45,6 +47,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         catalog: DatasetCatalog,
         models: ModelCatalog,
         hub: Hub,
+        submitter: Submitter,
     ) -> None:
         self._settings = settings
         self._broker = broker
@@ -52,6 +55,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._catalog = catalog
         self._models = models
         self._hub = hub
+        self._submitter = submitter
 
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.to_thread(fn, *args)
@@ -67,7 +71,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 check_model_name(request.model_name)
         job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
         job.train.CopyFrom(request)
-        async for seen in self._submit(job, TRAIN_QUEUE, (), context):
+        async for seen in self._submit(job, TRAIN_QUEUE, ()):
             yield jobs_pb2.TrainResponse(event=seen)
 
     async def Predict(
@@ -88,7 +92,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         # for this job, and the result names the model that answered.
         job.predict.model_id = model_id
         headers = ((MODEL_SHA_HEADER, record.sha256),)
-        async for seen in self._submit(job, PREDICT_QUEUE, headers, context):
+        async for seen in self._submit(job, PREDICT_QUEUE, headers):
             yield jobs_pb2.PredictResponse(event=seen)
 
     async def _submit(
@@ -96,59 +100,17 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         job: jobs_pb2.Job,
         queue: str,
         headers: tuple[tuple[str, str], ...],
-        context: Context,
     ) -> AsyncIterator[jobs_pb2.JobEvent]:
-        # Record before publishing: a fast worker's first event must find the job in the store.
-        await self._call(self._store.create, job)
-        flag = self._hub.subscribe(job.id)
-        try:
-            message = Message(job.id, job.SerializeToString(), tracing.inject(headers))
-            timeout = self._settings.publish_timeout
-            remaining = context.time_remaining()
-            if remaining is not None:
-                timeout = max(0.1, min(timeout, remaining))
-            try:
-                with tracing.span("publish", job_id=job.id, queue=queue):
-                    await self._call(lambda: self._broker.publish(queue, message, timeout=timeout))
-            except BrokerError:
-                # The record says what happened; the broker's own text (addresses) is logged
-                # by the status interceptor, never stored where clients read it.
-                failed = event(
-                    job.id,
-                    QUEUED_SEQ + 1,
-                    jobs_pb2.JOB_STATE_FAILED,
-                    error=jobs_pb2.JobError(
-                        code="UNAVAILABLE",
-                        message=f"not queued: the job broker ({self._settings.broker}) "
-                        "did not take it; submit it again",
-                    ),
-                )
-                await self._call(self._store.cancel, job.id, failed)
-                raise
-            JOBS_SUBMITTED.labels(kind_label(job.kind)).inc()
-            async for seen in self._follow(job.id, 0, flag):
+        await self._submitter.submit(job, queue, headers)
+        async with contextlib.aclosing(self._hub.follow(job.id, 0)) as events:
+            async for seen in events:
                 yield seen
-        finally:
-            self._hub.unsubscribe(job.id, flag)
-
-    async def _follow(
-        self, job_id: str, after_seq: int, flag: asyncio.Event
-    ) -> AsyncIterator[jobs_pb2.JobEvent]:
-        """The job's events after ``after_seq`` from the store, woken by the hub, until it ends."""
-        last = after_seq
-        while True:
-            flag.clear()
-            for seen in await self._call(self._store.events, job_id, last):
-                last = seen.seq
-                yield seen
-                if is_terminal(seen.state):
-                    return
-            await flag.wait()
 
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: Context
     ) -> jobs_pb2.GetJobResponse:
-        return jobs_pb2.GetJobResponse(job=visible_job(await self._job(request.job_id)))
+        # Bounded: one huge prediction must not exceed what a default client accepts.
+        return jobs_pb2.GetJobResponse(job=bounded(visible_job(await self._job(request.job_id))))
 
     async def _job(self, job_id: str) -> jobs_pb2.Job:
         check_job_id(job_id)
@@ -186,14 +148,14 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         if job is None:
             raise NotFound(f"job {request.job_id} does not exist")
         if job.state == jobs_pb2.JOB_STATE_CANCELLED and job.last_event.seq == cancel.seq:
+            job_ended(job)
+            self._hub.notify(job.id)
             # Tell the workers, so a queued copy is skipped and a running one stops at its next step.
             await self._call(
                 lambda: self._broker.publish_event(
                     cancel.SerializeToString(), timeout=self._settings.publish_timeout
                 )
             )
-            job_ended(job)
-            self._hub.notify(job.id)
         return jobs_pb2.CancelJobResponse(job=visible_job(job))
 
     async def WatchJob(
@@ -203,12 +165,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise InvalidArgument("after_seq", "must not be negative")
         job = await self._job(request.job_id)
         full = sees_inputs(job)
-        flag = self._hub.subscribe(job.id)
-        try:
-            async for seen in self._follow(job.id, request.after_seq, flag):
+        async with contextlib.aclosing(self._hub.follow(job.id, request.after_seq)) as events:
+            async for seen in events:
                 yield jobs_pb2.WatchJobResponse(event=visible_event(seen, full))
-        finally:
-            self._hub.unsubscribe(job.id, flag)
 
 
 def _new_job(kind: jobs_pb2.JobKind.ValueType) -> jobs_pb2.Job:

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from server.jobstore.base import JobStore
+from server.jobstore.base import DEFAULT_RETENTION, JobStore
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 
 __all__ = ["JobStore", "JobStoreError", "JobStoreUnavailable", "open_job_store"]
 
 
-def open_job_store(url: str, *, ca_file: str | None = None) -> JobStore:
+def open_job_store(
+    url: str, *, ca_file: str | None = None, retention: float = DEFAULT_RETENTION
+) -> JobStore:
     """The job store ``MLGATE_STORE_URL`` names: ``sqlite:///path.db`` or ``redis://host:port/db``
-    (``rediss://`` for TLS, trusting ``ca_file`` when given)."""
+    (``rediss://`` for TLS, trusting ``ca_file`` when given), deleting finished jobs
+    ``retention`` seconds after they ended (0: never)."""
     if url.startswith("sqlite://"):
         from server.jobstore.sqlite import SQLiteJobStore
 
-        return SQLiteJobStore.from_url(url)
+        return SQLiteJobStore.from_url(url, retention)
     if url.startswith(("redis://", "rediss://")):
         from server.jobstore.redis import RedisJobStore
 
-        return RedisJobStore.from_url(url, ca_file=ca_file)
+        return RedisJobStore.from_url(url, ca_file=ca_file, retention=retention)
     raise ValueError(f"MLGATE_STORE_URL must start with sqlite:// or redis://, not {url[:20]!r}")

@@ -3,21 +3,32 @@
 Recording is idempotent: an event is applied only if its seq is above the job's last one and the
 job has not ended, so redelivered or late events can neither duplicate nor regress a job. A
 redelivered event still raises the job's ``attempt``, the one thing it adds.
+
+Finished jobs are deleted, with their events, ``retention`` seconds after they ended (``0`` keeps
+them for ever). There is no sweeper thread: a write that finds a sweep due runs it, at most once
+per ``min(retention, 10)`` seconds per store.
 """
 
 from __future__ import annotations
 
 import abc
 import builtins
+import threading
+import time
+from collections.abc import Callable
 
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
 from server.jobstore.registry import ModelRegistry
 
 __all__ = [
+    "DEFAULT_RETENTION",
     "JobStore",
+    "SweepSchedule",
     "apply_event",
 ]
+
+DEFAULT_RETENTION = 30 * 24 * 3600.0
 
 
 def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
@@ -38,29 +49,56 @@ def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
     return True
 
 
+class SweepSchedule:
+    """When a store should next delete its expired jobs; one sweep at a time."""
+
+    def __init__(self, retention: float) -> None:
+        self.retention = retention
+        self._every = min(retention, 10.0)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def run_if_due(self, sweep: Callable[[], None], transient: tuple[type[Exception], ...]) -> None:
+        """Run ``sweep`` if retention is on and it is due; a ``transient`` error leaves it to a
+        later write, as the write that triggered it has succeeded already."""
+        if self.retention <= 0 or time.monotonic() < self._next:
+            return
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next = time.monotonic() + self._every
+            sweep()
+        except transient:
+            pass
+        finally:
+            self._lock.release()
+
+
 class JobStore(abc.ABC):
     """Job records and event logs. Methods are blocking and thread-safe."""
 
     @abc.abstractmethod
     def create(self, job: jobs_pb2.Job) -> None:
-        """Store a new job; ``job.last_event`` is its first event (QUEUED, seq 1)."""
+        """Store a new job; ``job.last_event`` is its first event (QUEUED, seq 1).
+        A prediction's rows are kept apart from the record (``records.split_rows``)."""
 
     @abc.abstractmethod
     def get(self, job_id: str) -> jobs_pb2.Job | None:
-        """The job, or None if there is none with that id."""
+        """The whole job, rows included, or None if there is none with that id."""
 
     @abc.abstractmethod
     def list(
         self, *, kind: int, state: int, page_size: int, page_token: str
     ) -> tuple[builtins.list[jobs_pb2.Job], str]:
-        """Jobs newest first, filtered by kind and state when non-zero; and the next page's token."""
+        """Job summaries (``records.summary``) newest first, filtered by kind and state when
+        non-zero; and the next page's token."""
 
     @abc.abstractmethod
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        """Apply an event; the updated job, or None if it was a duplicate, stale or for an
-        unknown or ended job. A training job that succeeds with a ``model_name`` registers its
-        model as that name's next version in the same transaction; the recorded terminal event
-        (the job's ``last_event``) then carries the name and version."""
+        """Apply an event; the updated job's summary, or None if it was a duplicate, stale or for
+        an unknown or ended job; may sweep expired jobs. A training job that succeeds with a
+        ``model_name`` registers its model as that name's next version in the same transaction;
+        the recorded terminal event (the job's ``last_event``) then carries the name and version."""
 
     @property
     @abc.abstractmethod
@@ -74,7 +112,7 @@ class JobStore(abc.ABC):
     @abc.abstractmethod
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         """Atomically end a job that has not ended with ``event`` (its seq is set to the next one).
-        Returns the job as it is afterwards, or None if there is no such job."""
+        Returns the job's summary as it is afterwards, or None if there is no such job."""
 
     @abc.abstractmethod
     def ping(self) -> None:

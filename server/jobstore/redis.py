@@ -2,7 +2,8 @@
 
 Keys, under a namespace (default ``mlgate``; ``?namespace=`` in the URL):
 
-    {ns}:job:{id}                        the Job record (serialized protobuf)
+    {ns}:job:{id}                        the Job record, without prediction rows (serialized)
+    {ns}:job:{id}:rows                   a prediction's rows (a serialized PredictRequest)
     {ns}:job:{id}:events                 hash: seq -> JobEvent (serialized protobuf)
     {ns}:jobs                            index of all jobs (sorted set, see below)
     {ns}:jobs:kind:{k}                   index of one kind
@@ -16,15 +17,14 @@ and a page is one ZREVRANGEBYLEX from the page token's keyset cursor. Every chan
 and its indexes happens in one MULTI under WATCH of the record, so concurrent gateways never
 lose or half-apply an update.
 
-Finished jobs are deleted, with their events and index entries, ``retention`` seconds after they
-end (default 30 days; ``?retention=0`` keeps them forever). The sweep runs when events are
-recorded, at most once per ``min(retention, 10)`` seconds per store, up to 10,000 jobs at a time.
+Finished jobs are deleted, with their rows, events and index entries, ``retention`` seconds after
+they end (``MLGATE_JOB_RETENTION``, or ``?retention=`` in the URL; ``0`` keeps them forever), up to
+10,000 jobs per sweep.
 """
 
 from __future__ import annotations
 
 import builtins
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -39,8 +39,9 @@ from mlgate.errors import AlreadyExists
 from mlgate.events import is_terminal
 from mlgate.urls import tls_options
 from mlgate.v1 import jobs_pb2
-from server.jobstore.base import JobStore, apply_event
+from server.jobstore.base import DEFAULT_RETENTION, JobStore, SweepSchedule, apply_event
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
+from server.jobstore.records import split_rows, summary, with_rows
 from server.jobstore.redis_registry import RedisModelRegistry
 from server.paging import decode_page_token, encode_page_token
 
@@ -49,7 +50,6 @@ __all__ = ["RedisJobStore"]
 T = TypeVar("T")
 P = ParamSpec("P")
 
-DEFAULT_RETENTION = 30 * 24 * 3600.0
 _SWEEP_BATCH = 200
 _SWEEP_MAX_BATCHES = 50
 _MAX_TRANSACTION_TRIES = 100
@@ -71,6 +71,9 @@ class _Keys:
 
     def events(self, job_id: str) -> str:
         return f"{self.ns}:job:{job_id}:events"
+
+    def rows(self, job_id: str) -> str:
+        return f"{self.ns}:job:{job_id}:rows"
 
     def index(self, kind: int = 0, state: int = 0) -> str:
         key = f"{self.ns}:jobs"
@@ -102,20 +105,20 @@ class RedisJobStore(JobStore):
     ) -> None:
         self._client = client
         self._keys = _Keys(namespace)
-        self._retention = retention
-        self._sweep_every = min(retention, 10.0)
-        self._next_sweep = 0.0
-        self._sweep_lock = threading.Lock()
+        self._sweeps = SweepSchedule(retention)
         self._registry = RedisModelRegistry(client, namespace, self._call, self._transact)
 
     @classmethod
-    def from_url(cls, url: str, *, ca_file: str | None = None) -> RedisJobStore:
+    def from_url(
+        cls, url: str, *, ca_file: str | None = None, retention: float = DEFAULT_RETENTION
+    ) -> RedisJobStore:
         """``redis://[:password@]host:port/db[?namespace=mlgate&retention=seconds]``, or
-        ``rediss://`` for TLS, trusting ``ca_file`` when given."""
+        ``rediss://`` for TLS, trusting ``ca_file`` when given; a retention in the URL wins
+        over ``retention``."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         namespace = query.pop("namespace", "mlgate")
-        retention = float(query.pop("retention", DEFAULT_RETENTION))
+        retention = float(query.pop("retention", retention))
         client = redis.Redis.from_url(
             urlunsplit(parts._replace(query=urlencode(query))),
             socket_timeout=5.0,
@@ -165,12 +168,15 @@ class RedisJobStore(JobStore):
 
     def create(self, job: jobs_pb2.Job) -> None:
         key = self._keys.job(job.id)
+        record, rows = split_rows(job)
 
         def write(pipe: Pipeline) -> None:
             if pipe.exists(key):
                 raise AlreadyExists(f"job {job.id} already exists")
             pipe.multi()
-            pipe.set(key, job.SerializeToString())
+            pipe.set(key, record.SerializeToString())
+            if rows:
+                pipe.set(self._keys.rows(job.id), rows)
             pipe.hset(
                 self._keys.events(job.id),
                 str(job.last_event.seq),
@@ -203,8 +209,8 @@ class RedisJobStore(JobStore):
         *,
         keep_unchanged: bool = False,
     ) -> jobs_pb2.Job | None:
-        """Apply an event to a job atomically; the job if changed (or, with ``keep_unchanged``,
-        if it exists at all)."""
+        """Apply an event to a job atomically; the job's summary if changed (or, with
+        ``keep_unchanged``, if it exists at all)."""
         key = self._keys.job(job_id)
 
         def write(pipe: Pipeline) -> jobs_pb2.Job | None:
@@ -238,26 +244,13 @@ class RedisJobStore(JobStore):
             return job
 
         job = self._call(self._transact, key, write)
-        self._maybe_sweep()
-        return job
+        self._sweeps.run_if_due(self._sweep, (redis.RedisError,))
+        return None if job is None else summary(job)
 
     def _expire_if_ended(self, pipe: Pipeline, job: jobs_pb2.Job) -> None:
-        if self._retention > 0 and is_terminal(job.state):
+        if self._sweeps.retention > 0 and is_terminal(job.state):
             entry = f"{job.kind}:{job.state}:{_member(job)}"
-            pipe.zadd(self._keys.expiry, {entry: time.time() + self._retention})
-
-    def _maybe_sweep(self) -> None:
-        if self._retention <= 0 or time.monotonic() < self._next_sweep:
-            return
-        if not self._sweep_lock.acquire(blocking=False):
-            return
-        try:
-            self._next_sweep = time.monotonic() + self._sweep_every
-            self._sweep()
-        except redis.RedisError:
-            pass  # the next write sweeps again
-        finally:
-            self._sweep_lock.release()
+            pipe.zadd(self._keys.expiry, {entry: time.time() + self._sweeps.retention})
 
     def _sweep(self) -> None:
         """Delete finished jobs past their retention, with their events and index entries."""
@@ -272,7 +265,9 @@ class RedisJobStore(JobStore):
                     entry = raw.decode()
                     kind, state, member = entry.split(":", 2)
                     job_id = member.split(":", 1)[1]
-                    pipe.delete(self._keys.job(job_id), self._keys.events(job_id))
+                    pipe.delete(
+                        self._keys.job(job_id), self._keys.rows(job_id), self._keys.events(job_id)
+                    )
                     for index in self._keys.indexes(int(kind), int(state)):
                         pipe.zrem(index, member)
                     pipe.zrem(self._keys.expiry, entry)
@@ -283,8 +278,11 @@ class RedisJobStore(JobStore):
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> jobs_pb2.Job | None:
-        raw: Any = self._call(self._client.get, self._keys.job(job_id))
-        return None if raw is None else jobs_pb2.Job.FromString(raw)
+        found: Any = self._call(
+            self._client.mget, [self._keys.job(job_id), self._keys.rows(job_id)]
+        )
+        raw, rows = found
+        return None if raw is None else with_rows(jobs_pb2.Job.FromString(raw), rows)
 
     def list(
         self, *, kind: int, state: int, page_size: int, page_token: str
@@ -312,7 +310,7 @@ class RedisJobStore(JobStore):
                     continue
                 job = jobs_pb2.Job.FromString(raw)
                 if (not kind or job.kind == kind) and (not state or job.state == state):
-                    jobs.append(job)
+                    jobs.append(summary(job))
             upper = "(" + members[-1].decode()
             if len(members) < want:
                 break

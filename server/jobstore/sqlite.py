@@ -1,4 +1,8 @@
-"""The SQLite job store: the default for a single gateway, kept under the data directory."""
+"""The SQLite job store: the default for a single gateway, kept under the data directory.
+
+Tables: ``jobs`` (the records, without prediction rows; ``end_ns`` set once a job has ended),
+``job_rows`` (each prediction's rows, written once) and ``events`` (every job's event log).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ import builtins
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from mlgate.events import TERMINAL_STATES, is_terminal
 from mlgate.v1 import jobs_pb2
-from server.jobstore.base import JobStore, apply_event
+from server.jobstore.base import DEFAULT_RETENTION, JobStore, SweepSchedule, apply_event
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
+from server.jobstore.records import split_rows, summary, with_rows
 from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
 from server.jobstore.sqlite_registry import SQLiteModelRegistry
 from server.paging import decode_page_token, encode_page_token
@@ -24,9 +31,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     kind INTEGER NOT NULL,
     state INTEGER NOT NULL,
     create_ns INTEGER NOT NULL,
-    record BLOB NOT NULL
+    record BLOB NOT NULL,
+    end_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (create_ns DESC, id DESC);
+CREATE TABLE IF NOT EXISTS job_rows (
+    job_id TEXT PRIMARY KEY,
+    body BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -34,15 +46,18 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
 """
+_SWEEP_BATCH = 500
+_SWEEP_MAX_BATCHES = 20
 
 
 class SQLiteJobStore(JobStore):
     """One connection guarded by a lock: SQLite serialises writers anyway, and a single
     connection avoids per-call setup on the hot path."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retention: float = DEFAULT_RETENTION) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._sweeps = SweepSchedule(retention)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL under WAL survives a process crash; only an OS crash can lose the last commits.
@@ -50,11 +65,29 @@ class SQLiteJobStore(JobStore):
         self._db.executescript(_SCHEMA)
         self._db.executescript(REGISTRY_SCHEMA)
         self._registry = SQLiteModelRegistry(self._db, self._locked, self._transaction)
+        self._add_end_times()
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (end_ns)")
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteJobStore:
+    def from_url(cls, url: str, retention: float = DEFAULT_RETENTION) -> SQLiteJobStore:
         """``sqlite:///absolute/path.db`` or ``sqlite://relative/path.db``."""
-        return cls(Path(url.removeprefix("sqlite://")))
+        return cls(Path(url.removeprefix("sqlite://")), retention=retention)
+
+    def _add_end_times(self) -> None:
+        """Databases written before retention existed get ``end_ns``: their jobs' last update."""
+        with self._transaction():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "end_ns" in columns:
+                return
+            self._db.execute("ALTER TABLE jobs ADD COLUMN end_ns INTEGER")
+            marks = ",".join("?" * len(TERMINAL_STATES))
+            ended = self._db.execute(
+                f"SELECT id, record FROM jobs WHERE state IN ({marks})", tuple(TERMINAL_STATES)
+            ).fetchall()
+            self._db.executemany(
+                "UPDATE jobs SET end_ns = ? WHERE id = ?",
+                [(jobs_pb2.Job.FromString(r).update_time.ToNanoseconds(), i) for i, r in ended],
+            )
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -83,17 +116,24 @@ class SQLiteJobStore(JobStore):
             self._db.execute("COMMIT")
 
     def create(self, job: jobs_pb2.Job) -> None:
+        record, rows = split_rows(job)
         with self._transaction():
             self._db.execute(
-                "INSERT INTO jobs (id, kind, state, create_ns, record) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, kind, state, create_ns, record, end_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.kind,
                     job.state,
                     job.create_time.ToNanoseconds(),
-                    job.SerializeToString(),
+                    record.SerializeToString(),
+                    _end_ns(job),
                 ),
             )
+            if rows:
+                self._db.execute(
+                    "INSERT INTO job_rows (job_id, body) VALUES (?, ?)", (job.id, rows)
+                )
             self._insert_event(job.last_event)
 
     def _insert_event(self, event: jobs_pb2.JobEvent) -> None:
@@ -108,13 +148,18 @@ class SQLiteJobStore(JobStore):
 
     def _save(self, job: jobs_pb2.Job) -> None:
         self._db.execute(
-            "UPDATE jobs SET state = ?, record = ? WHERE id = ?",
-            (job.state, job.SerializeToString(), job.id),
+            "UPDATE jobs SET state = ?, record = ?, end_ns = ? WHERE id = ?",
+            (job.state, job.SerializeToString(), _end_ns(job), job.id),
         )
 
     def get(self, job_id: str) -> jobs_pb2.Job | None:
         with self._locked():
-            return self._load(job_id)
+            row = self._db.execute(
+                "SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id"
+                " WHERE jobs.id = ?",
+                (job_id,),
+            ).fetchone()
+        return None if row is None else with_rows(jobs_pb2.Job.FromString(row[0]), row[1])
 
     def list(
         self, *, kind: int, state: int, page_size: int, page_token: str
@@ -137,7 +182,7 @@ class SQLiteJobStore(JobStore):
         sql += " ORDER BY create_ns DESC, id DESC LIMIT ?"
         with self._locked():
             rows = self._db.execute(sql, [*args, page_size + 1]).fetchall()
-        jobs = [jobs_pb2.Job.FromString(row[0]) for row in rows[:page_size]]
+        jobs = [summary(jobs_pb2.Job.FromString(row[0])) for row in rows[:page_size]]
         token = ""
         if len(rows) > page_size:
             last = jobs[-1]
@@ -151,13 +196,15 @@ class SQLiteJobStore(JobStore):
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         with self._transaction():
             job = self._load(event.job_id)
-            if job is None or not apply_event(job, event):
-                return None
-            # The version is allocated in the transaction that ends the job, so exactly once.
-            self._registry.register_in_transaction(job)
-            self._save(job)
-            self._insert_event(job.last_event)
-            return job
+            if job is not None and apply_event(job, event):
+                # The version is allocated in the transaction that ends the job, so exactly once.
+                self._registry.register_in_transaction(job)
+                self._save(job)
+                self._insert_event(job.last_event)
+            else:
+                job = None
+        self._sweeps.run_if_due(self._sweep, (JobStoreError,))
+        return None if job is None else summary(job)
 
     def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
         with self._locked():
@@ -176,7 +223,22 @@ class SQLiteJobStore(JobStore):
             if apply_event(job, event):
                 self._save(job)
                 self._insert_event(event)
-            return job
+        self._sweeps.run_if_due(self._sweep, (JobStoreError,))
+        return summary(job)
+
+    def _sweep(self) -> None:
+        """Delete jobs that ended more than ``retention`` seconds ago, with their rows and events,
+        in batches that hold the lock briefly."""
+        cutoff = time.time_ns() - int(self._sweeps.retention * 1e9)
+        for _ in range(_SWEEP_MAX_BATCHES):
+            with self._transaction():
+                due = self._db.execute(
+                    "SELECT id FROM jobs WHERE end_ns < ? LIMIT ?", (cutoff, _SWEEP_BATCH)
+                ).fetchall()
+                for table, column in (("jobs", "id"), ("job_rows", "job_id"), ("events", "job_id")):
+                    self._db.executemany(f"DELETE FROM {table} WHERE {column} = ?", due)
+            if len(due) < _SWEEP_BATCH:
+                return
 
     def ping(self) -> None:
         with self._lock:
@@ -185,3 +247,8 @@ class SQLiteJobStore(JobStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _end_ns(job: jobs_pb2.Job) -> int | None:
+    # The store's clock, not the event's: retention must not depend on a worker's clock.
+    return time.time_ns() if is_terminal(job.state) else None

@@ -11,7 +11,7 @@ from mlgate.errors import InvalidArgument
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.paging import encode_page_token
-from tests.jobstore.conftest import StoreFactory
+from tests.jobstore.conftest import StoreFactory, wait_until_swept
 
 
 def _job(
@@ -169,3 +169,53 @@ def test_a_redelivered_duplicate_still_raises_the_jobs_attempt(make_store: Store
     assert again.attempt == 2
     assert again.last_event == first
     assert store.events(job.id, 0) == [job.last_event, first]
+
+
+def _prediction(rows: int) -> jobs_pb2.Job:
+    job = _job(kind=jobs_pb2.JOB_KIND_PREDICT)
+    job.predict.model_id = "mdl_" + "a" * 32
+    for i in range(rows):
+        job.predict.rows.add().update({"x": i, "colour": "red"})
+    return job
+
+
+def test_listings_are_summaries_and_get_has_the_whole_job(make_store: StoreFactory) -> None:
+    store = make_store()
+    job = _prediction(rows=3)
+    store.create(job)
+    done = _event(job.id, 4, jobs_pb2.JOB_STATE_SUCCEEDED)
+    done.predict_result.model_id = job.predict.model_id
+    done.predict_result.predictions.add().number_value = 1.5
+    done.predict_result.classes.add().string_value = "red"
+    done.predict_result.probabilities.add().values.append(1.0)
+    recorded = store.record(done)
+
+    (listed,), _ = store.list(kind=0, state=0, page_size=10, page_token="")
+    assert recorded == listed
+    assert listed.truncated and listed.row_count == 3
+    assert listed.predict.model_id == job.predict.model_id and not listed.predict.rows
+    result = listed.last_event.predict_result
+    assert result.model_id == job.predict.model_id
+    assert not (result.predictions or result.classes or result.probabilities)
+
+    whole = store.get(job.id)
+    assert whole is not None and not whole.truncated
+    assert whole.predict == job.predict
+    assert whole.last_event == done
+    assert whole.row_count == 3
+
+
+def test_finished_jobs_are_deleted_after_the_retention_and_live_ones_kept(
+    make_short_lived_store: StoreFactory,
+) -> None:
+    store = make_short_lived_store()
+    done, live = _prediction(rows=2), _job()
+    store.create(done)
+    store.create(live)
+    store.record(_event(done.id, 4, jobs_pb2.JOB_STATE_FAILED))
+
+    wait_until_swept(store, done.id, live.id)
+    assert store.events(done.id, 0) == []
+    listed, _ = store.list(kind=0, state=0, page_size=10, page_token="")
+    assert [j.id for j in listed] == [live.id]
+    assert store.get(live.id) is not None

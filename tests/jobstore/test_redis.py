@@ -1,5 +1,5 @@
-"""What the Redis job store adds to the contract: atomic updates from concurrent gateways and
-retention of finished jobs."""
+"""What the Redis job store adds to the contract: atomic updates from concurrent gateways, and
+deletions that leave no key or index entry behind."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore.redis import RedisJobStore
-from tests.support.redis import redis_stores, require_redis, wait_for
+from tests.jobstore.conftest import wait_until_swept
+from tests.support.redis import redis_stores, require_redis
 
 
 def _job(created_ns: int = 1_700_000_000_000_000_000) -> jobs_pb2.Job:
@@ -96,27 +97,23 @@ def test_a_race_between_success_and_cancel_has_one_winner_everywhere(
         assert stored.id in by_state[stored.state]
 
 
-def test_finished_jobs_are_deleted_after_the_retention_and_live_ones_kept(
+def test_a_deleted_job_leaves_nothing_behind_in_keys_or_indexes(
     stores: list[RedisJobStore],
 ) -> None:
     store = stores[0]
     done, live = _job(), _job()
+    done.kind = jobs_pb2.JOB_KIND_PREDICT
+    done.predict.model_id = "mdl_" + "a" * 32
+    done.predict.rows.add().update({"x": 1})
     store.create(done)
     store.create(live)
     store.record(_event(done.id, 2, jobs_pb2.JOB_STATE_SUCCEEDED))
 
-    def swept() -> bool:
-        store.record(_event(live.id, 1, jobs_pb2.JOB_STATE_QUEUED))  # a write: sweeps when due
-        return store.get(done.id) is None
-
-    wait_for(swept, 15, "the finished job being deleted")
-    assert store.events(done.id, 0) == []
-    listed, _ = store.list(kind=0, state=0, page_size=10, page_token="")
-    assert [j.id for j in listed] == [live.id]
-    # Nothing of the deleted job is left behind in any index.
+    wait_until_swept(store, done.id, live.id)
     client = redis.Redis.from_url(require_redis())
     try:
         namespace = store._keys.ns
+        assert list(client.scan_iter(match=f"{namespace}:job:{done.id}*")) == []
         for key in client.scan_iter(match=f"{namespace}:jobs*"):
             if client.type(key) == b"zset":
                 assert not any(done.id.encode() in m for m in client.zrange(key, 0, -1))

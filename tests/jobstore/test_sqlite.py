@@ -1,0 +1,78 @@
+"""What the SQLite job store adds to the contract: it opens databases written before job rows were
+kept apart and finished jobs expired, and applies both to the jobs already there."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from mlgate.ids import new_job_id
+from mlgate.v1 import jobs_pb2
+from server.jobstore.sqlite import SQLiteJobStore
+from tests.jobstore.conftest import wait_until_swept
+
+# The schema as released before retention, with a record that held its rows.
+_OLD_SCHEMA = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    create_ns INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX jobs_by_age ON jobs (create_ns DESC, id DESC);
+CREATE TABLE events (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+"""
+
+
+def _old_job(state: jobs_pb2.JobState.ValueType, updated_ns: int) -> jobs_pb2.Job:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(updated_ns)
+    job_id = new_job_id()
+    job = jobs_pb2.Job(id=job_id, kind=jobs_pb2.JOB_KIND_PREDICT, state=state)
+    job.create_time.CopyFrom(stamp)
+    job.update_time.CopyFrom(stamp)
+    job.predict.model_id = "mdl_" + "b" * 32
+    job.predict.rows.add().update({"x": 1.0})
+    job.last_event.CopyFrom(jobs_pb2.JobEvent(job_id=job_id, seq=2, state=state, time=stamp))
+    return job
+
+
+def test_an_old_database_opens_with_its_jobs_summarised_and_expired(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    day_ago = time.time_ns() - 24 * 3600 * 10**9
+    ended = _old_job(jobs_pb2.JOB_STATE_SUCCEEDED, day_ago)
+    queued = _old_job(jobs_pb2.JOB_STATE_QUEUED, day_ago)
+    with sqlite3.connect(path) as db:
+        db.executescript(_OLD_SCHEMA)
+        for job in (ended, queued):
+            db.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, ?, ?)",
+                (job.id, job.kind, job.state, day_ago, job.SerializeToString()),
+            )
+            db.execute(
+                "INSERT INTO events VALUES (?, ?, ?)",
+                (job.id, 2, job.last_event.SerializeToString()),
+            )
+    db.close()
+
+    store = SQLiteJobStore(path, retention=3600.0)
+    try:
+        assert store.get(queued.id) == queued  # rows held in the old record still read back
+        listed, _ = store.list(kind=0, state=0, page_size=10, page_token="")
+        assert all(j.truncated and j.row_count == 1 and not j.predict.rows for j in listed)
+
+        # It ended a day ago, past an hour's retention: the next write that sweeps deletes it.
+        wait_until_swept(store, ended.id, queued.id)
+        assert store.events(ended.id, 0) == []
+        assert store.get(queued.id) == queued
+    finally:
+        store.close()
