@@ -19,9 +19,13 @@ help:
 	@echo "make test     set up and run lint, types and the whole test suite"
 	@echo "make bench    measure predict latency/throughput, training rate and watcher fan-out"
 
+# The editable install maps the top-level packages that exist when it runs: the generated
+# inference package must exist (empty until `make gen`) or processes started elsewhere cannot
+# import it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	mkdir -p inference && touch inference/__init__.py
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -31,7 +35,7 @@ install: $(STAMP)
 # Generated code is built, not committed: protos/ is the single source of truth. Each proto
 # package lands in the Python package of the same path (mlgate.v1, inference).
 $(GEN): $(STAMP) $(PROTOS)
-	rm -rf mlgate/v1 inference
+	rm -rf mlgate/v1 inference/*
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
 	  --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
 	touch inference/__init__.py
