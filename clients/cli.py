@@ -260,7 +260,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     export = add(models_commands, "export", cmd_models_export, "save a model's artifact")
     _model_argument(export, "model")
     export.add_argument(
-        "-o", "--output", required=True, metavar="FILE", help="skops file; manifest beside it"
+        "-o", "--output", required=True, metavar="FILE", help="artifact file; manifest beside it"
     )
 
     add(commands, "status", cmd_status, "show the gateway's dependencies, workers and queues")

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from inference import grpc_predict_v2_pb2 as pb
 
 from brokers.errors import BrokerError
-from inference import grpc_predict_v2_pb2 as pb
 from mlgate.errors import MLGateError, NotFound
 from mlgate.metrics import INFERENCE_REQUESTS
 from mlgate.refs import ModelRef, ref_from_parts

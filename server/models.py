@@ -12,7 +12,6 @@ import grpc
 from mlgate.v1 import models_pb2, models_pb2_grpc
 from server.paging import page_size
 from server.registry import ModelCatalog
-from storage.models import FORMAT
 
 __all__ = ["ModelServicer"]
 
@@ -77,7 +76,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         # Spooled to a temporary file and checked against its digest before the first byte goes
         # out, so a client never receives an artifact that fails its integrity check.
         with tempfile.TemporaryFile() as spool:
-            model = await self._catalog.export(request.model_id, spool)
-            yield models_pb2.ExportModelResponse(model=model, format=FORMAT)
+            model, form = await self._catalog.export(request.model_id, spool)
+            yield models_pb2.ExportModelResponse(model=model, format=form)
             while chunk := await asyncio.to_thread(spool.read, _EXPORT_CHUNK):
                 yield models_pb2.ExportModelResponse(chunk=chunk)

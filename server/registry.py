@@ -155,13 +155,13 @@ class ModelCatalog:
         check_alias(alias)
         await asyncio.to_thread(self._registry.delete_alias, name, alias)
 
-    async def export(self, text: str, target: BinaryIO) -> models_pb2.Model:
+    async def export(self, text: str, target: BinaryIO) -> tuple[models_pb2.Model, str]:
         """Write the model's artifact into ``target`` as stored, checked against its digest;
-        the joined record."""
+        the joined record and the artifact's format."""
         model_id = await self.resolve(text)
 
-        def export() -> models_pb2.Model:
-            record = self._models.export(model_id, target)
-            return with_entry(record, self._registry.entry(model_id))
+        def export() -> tuple[models_pb2.Model, str]:
+            record, form = self._models.export(model_id, target)
+            return with_entry(record, self._registry.entry(model_id)), form
 
         return await asyncio.to_thread(export)

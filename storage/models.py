@@ -1,9 +1,11 @@
 """Model artifacts and their manifests in the object store.
 
-A model is ``models/<id>/<sha256>.skops`` (the estimator, serialised with skops, never pickle)
-plus ``models/<id>/manifest.json`` written last: the model's record with the artifact's digest,
-format and scikit-learn version. A model without a manifest does not exist; a rewrite (a
-redelivered training job) never exposes a half-written artifact because the digest names it.
+A model is ``models/<id>/<sha256>.<format's extension>`` (the estimator as data: mlgate's own
+format, ``storage.arrays``, or skops for what that does not describe; never pickle) plus
+``models/<id>/manifest.json`` written last: the model's record with the artifact's digest, format
+and scikit-learn version. A model without a manifest does not exist; a rewrite (a redelivered
+training job) never exposes a half-written artifact because the digest names it, and whatever an
+earlier attempt left beside it is removed once the manifest is written.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import logging
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, BinaryIO
 
@@ -27,11 +30,24 @@ from mlgate.v1 import models_pb2
 from storage.base import ObjectStore
 from storage.errors import IntegrityError, ObjectNotFound
 
-__all__ = ["DEFAULT_MAX_MODEL_BYTES", "FORMAT", "TRUSTED_TYPES", "ModelRepository"]
+__all__ = [
+    "ARRAYS",
+    "DEFAULT_MAX_MODEL_BYTES",
+    "FORMATS",
+    "SKOPS",
+    "TRUSTED_TYPES",
+    "Encoded",
+    "ModelRepository",
+    "encode",
+]
 
 log = logging.getLogger(__name__)
 
-FORMAT = "skops"
+SKOPS = "skops"
+#: mlgate's own format (``storage.arrays.FORMAT``, named here without importing scikit-learn).
+ARRAYS = "mlgate-arrays-v1"
+#: Each format mlgate reads, and the extension its artifacts are stored under.
+FORMATS = {ARRAYS: "model", SKOPS: "skops"}
 DEFAULT_MAX_MODEL_BYTES = 512 * 1024 * 1024
 # mlgate stores its artifacts uncompressed; real arrays never deflate anywhere near this much,
 # zeros crafted to inflate a small file into gigabytes do.
@@ -46,16 +62,16 @@ TRUSTED_TYPES = [
 ]
 
 
-def _artifact_key(model_id: str, digest: str) -> str:
-    return f"models/{model_id}/{digest}.skops"
+def _artifact_key(model_id: str, digest: str, form: str) -> str:
+    return f"models/{model_id}/{digest}.{FORMATS[form]}"
 
 
 def _manifest_key(model_id: str) -> str:
     return f"models/{model_id}/manifest.json"
 
 
-# skops imports scikit-learn: only the workers, which save and load artifacts, import it. The
-# gateway reads manifests alone and never pays for scikit-learn.
+# The formats import scikit-learn: only the workers, which save and load artifacts, import them.
+# The gateway reads manifests alone and never pays for scikit-learn.
 
 
 @functools.cache
@@ -64,7 +80,27 @@ def sklearn_version() -> str:
     return metadata.version("scikit-learn")
 
 
+@dataclass(frozen=True)
+class Encoded:
+    """An estimator's artifact: its bytes and their format."""
+
+    form: str
+    data: bytes
+
+
+def encode(estimator: Any) -> Encoded:
+    """mlgate's own format where it describes the estimator (every allowlisted one), else skops."""
+    from storage import arrays
+
+    try:
+        return Encoded(ARRAYS, arrays.encode(estimator))
+    except arrays.Unencodable as exc:
+        log.warning("saving with skops: mlgate's format does not describe %s", exc)
+        return Encoded(SKOPS, dumps(estimator))
+
+
 def dumps(estimator: Any) -> bytes:
+    """The skops artifact of ``estimator``."""
     import skops.io as sio
 
     data: bytes = sio.dumps(estimator)
@@ -97,9 +133,13 @@ def _check_unpacked_size(data: bytes, model_id: str, max_bytes: int) -> None:
         )
 
 
-def loads(data: bytes, model_id: str, features: Sequence[str], max_bytes: int) -> Any:
-    """Deserialise with skops, trusting only TRUSTED_TYPES beyond skops' defaults, then check
-    the fitted structure, so nothing crafted reaches scikit-learn's unchecked code."""
+def loads(
+    data: bytes, model_id: str, features: Sequence[str], max_bytes: int, form: str = SKOPS
+) -> Any:
+    """Rebuild the estimator (only allowlisted types, whatever the format), then check its
+    fitted structure, so nothing crafted reaches scikit-learn's unchecked code."""
+    if form == ARRAYS:
+        return _loads_arrays(data, model_id, features)
     import skops.io as sio
 
     from storage.fitted import InvalidModel, check_fitted
@@ -124,6 +164,23 @@ def loads(data: bytes, model_id: str, features: Sequence[str], max_bytes: int) -
     return model
 
 
+def _loads_arrays(data: bytes, model_id: str, features: Sequence[str]) -> Any:
+    from storage import arrays
+    from storage.fitted import InvalidModel, check_fitted
+
+    # Nothing is compressed: the artifact's size, already bounded, is what it unpacks to.
+    try:
+        model = arrays.decode(data)
+        check_fitted(model, features)
+    except (arrays.Malformed, InvalidModel) as exc:
+        raise IntegrityError(
+            f"model {model_id} is not a valid model: {exc}; it was not loaded"
+        ) from None
+    except Exception as exc:
+        raise IntegrityError(f"model {model_id} could not be loaded: {exc}") from None
+    return model
+
+
 class ModelRepository:
     """Saves, reads, loads and deletes models by id."""
 
@@ -133,8 +190,12 @@ class ModelRepository:
 
     def save(self, record: models_pb2.Model, estimator: Any) -> models_pb2.Model:
         """Store the artifact, then the manifest; returns the record with digest and size set."""
+        return self.save_encoded(record, encode(estimator))
+
+    def save_encoded(self, record: models_pb2.Model, encoded: Encoded) -> models_pb2.Model:
+        """``save`` for an artifact already encoded (by the process that fitted it)."""
         check_model_id(record.id)
-        data = dumps(estimator)
+        data = encoded.data
         if len(data) > self._max_bytes:
             # Saving it would store a model no worker may load.
             raise ResourceExhausted(
@@ -148,15 +209,27 @@ class ModelRepository:
         saved.sha256 = digest
         saved.size_bytes = len(data)
         saved.sklearn_version = sklearn_version()
-        previous = self._manifest(record.id)
-        self._store.put(_artifact_key(record.id, digest), data)
-        manifest = {"format": FORMAT, "model": json_format.MessageToDict(saved)}
+        artifact = _artifact_key(record.id, digest, encoded.form)
+        self._store.put(artifact, data)
+        manifest = {"format": encoded.form, "model": json_format.MessageToDict(saved)}
         self._store.put(_manifest_key(record.id), json.dumps(manifest, indent=2).encode())
-        if previous is not None and previous.sha256 != digest:
-            self._store.delete(_artifact_key(record.id, previous.sha256))
+        # An earlier save of this model, or an attempt that died before its manifest.
+        for key in list(self._store.list(f"models/{record.id}/")):
+            if key not in (artifact, _manifest_key(record.id)):
+                self._store.delete(key)
         return saved
 
+    def discard_unfinished(self, model_id: str) -> None:
+        """Remove what an attempt stored for a model whose manifest was never written."""
+        if not self._store.exists(_manifest_key(check_model_id(model_id))):
+            for key in list(self._store.list(f"models/{model_id}/")):
+                self._store.delete(key)
+
     def _manifest(self, model_id: str) -> models_pb2.Model | None:
+        found = self._manifest_and_format(model_id)
+        return None if found is None else found[0]
+
+    def _manifest_and_format(self, model_id: str) -> tuple[models_pb2.Model, str] | None:
         try:
             raw = self._store.get(_manifest_key(model_id))
         except ObjectNotFound:
@@ -170,21 +243,24 @@ class ModelRepository:
             raise IntegrityError(corrupt) from exc
         if not isinstance(manifest, dict):
             raise IntegrityError(corrupt)
-        if manifest.get("format") != FORMAT:
-            raise IntegrityError(
-                f"model {model_id} has an unknown format {quote(manifest.get('format'))}"
-            )
+        form = manifest.get("format")
+        if form not in FORMATS:
+            raise IntegrityError(f"model {model_id} has an unknown format {quote(form)}")
         try:
-            return json_format.ParseDict(manifest["model"], models_pb2.Model())
+            return json_format.ParseDict(manifest["model"], models_pb2.Model()), form
         except (KeyError, TypeError, AttributeError, json_format.ParseError) as exc:
             raise IntegrityError(corrupt) from exc
 
     def get(self, model_id: str) -> models_pb2.Model:
         """The model's record; raises NotFound."""
-        record = self._manifest(check_model_id(model_id))
-        if record is None:
+        return self.get_with_format(model_id)[0]
+
+    def get_with_format(self, model_id: str) -> tuple[models_pb2.Model, str]:
+        """The model's record and its artifact's format; raises NotFound."""
+        found = self._manifest_and_format(check_model_id(model_id))
+        if found is None:
             raise NotFound(f"model {model_id} does not exist")
-        return record
+        return found
 
     def exists(self, model_id: str) -> bool:
         return self._store.exists(_manifest_key(check_model_id(model_id)))
@@ -208,7 +284,7 @@ class ModelRepository:
 
     def load(self, model_id: str) -> tuple[models_pb2.Model, Any]:
         """The record and the estimator, after checking version and digest."""
-        record = self.get(model_id)
+        record, form = self.get_with_format(model_id)
         if record.sklearn_version != sklearn_version():
             raise FailedPrecondition(
                 f"model {model_id} was saved with scikit-learn {record.sklearn_version} but this "
@@ -220,14 +296,20 @@ class ModelRepository:
                 f"limit of {self._max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES)"
             )
         try:
-            data = self._store.get(_artifact_key(model_id, record.sha256))
+            data = self._store.get(_artifact_key(model_id, record.sha256, form))
         except ObjectNotFound:
             raise IntegrityError(f"model {model_id} has a manifest but no artifact") from None
+        if len(data) > self._max_bytes:
+            raise ResourceExhausted(
+                f"model {model_id} is {len(data) / 2**20:.0f} MiB, over this worker's "
+                f"limit of {self._max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES)"
+            )
         if hashlib.sha256(data).hexdigest() != record.sha256:
             raise IntegrityError(
                 f"model {model_id} failed its integrity check: the sha256 does not match"
             )
-        return record, loads(data, model_id, [f.name for f in record.features], self._max_bytes)
+        features = [f.name for f in record.features]
+        return record, loads(data, model_id, features, self._max_bytes, form)
 
     def delete(self, model_id: str) -> None:
         """Remove the manifest first, so the model is gone before its bytes are; raises NotFound."""
@@ -237,13 +319,13 @@ class ModelRepository:
             self._store.delete(key)
         del record
 
-    def export(self, model_id: str, target: BinaryIO) -> models_pb2.Model:
-        """Write the model's artifact into ``target`` exactly as stored; the record. Raises
-        IntegrityError if the bytes are missing or do not match the manifest's digest."""
-        record = self.get(model_id)
+    def export(self, model_id: str, target: BinaryIO) -> tuple[models_pb2.Model, str]:
+        """Write the model's artifact into ``target`` exactly as stored; the record and format.
+        Raises IntegrityError if the bytes are missing or do not match the manifest's digest."""
+        record, form = self.get_with_format(model_id)
         start = target.tell()
         try:
-            self._store.download(_artifact_key(model_id, record.sha256), target)
+            self._store.download(_artifact_key(model_id, record.sha256, form), target)
         except ObjectNotFound:
             raise IntegrityError(f"model {model_id} has a manifest but no artifact") from None
         target.seek(start)
@@ -255,4 +337,4 @@ class ModelRepository:
                 f"model {model_id} failed its integrity check: the sha256 does not match"
             )
         target.seek(start)
-        return record
+        return record, form

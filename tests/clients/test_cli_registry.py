@@ -76,18 +76,18 @@ def test_metadata_and_export_to_a_file(mlgate: Run, tmp_path: Path) -> None:
     status, _, err = mlgate("models", "update", "diabetes-rf")
     assert status == 2 and "nothing to change" in err
 
-    target = tmp_path / "out" / "forest.skops"
+    target = tmp_path / "out" / "forest.model"
     target.parent.mkdir()
     status, out, err = mlgate("models", "export", "diabetes-rf", "-o", str(target))
     assert status == 0, err
     assert "diabetes-rf/1" in out
-    manifest = json.loads((tmp_path / "out" / "forest.skops.manifest.json").read_text())
-    assert manifest["format"] == "skops"
+    manifest = json.loads((tmp_path / "out" / "forest.model.manifest.json").read_text())
+    assert manifest["format"] == "mlgate-arrays-v1"
     assert manifest["model"]["id"] == trained["model_id"]
     assert hashlib.sha256(target.read_bytes()).hexdigest() == manifest["model"]["sha256"]
     assert sorted(p.name for p in target.parent.iterdir()) == [
-        "forest.skops",
-        "forest.skops.manifest.json",
+        "forest.model",
+        "forest.model.manifest.json",
     ]
 
 
@@ -121,10 +121,10 @@ def test_the_client_library_names_and_exports_models(client: MLGateClient, tmp_p
         {"k": "v"},
         ("production",),
     )
-    with (tmp_path / "rf.skops").open("wb") as file:
+    with (tmp_path / "rf.model").open("wb") as file:
         exported, fmt = client.export_model("rf@production", file)
-    assert (exported.id, fmt) == (one.model_id, "skops")
-    assert hashlib.sha256((tmp_path / "rf.skops").read_bytes()).hexdigest() == exported.sha256
+    assert (exported.id, fmt) == (one.model_id, "mlgate-arrays-v1")
+    assert hashlib.sha256((tmp_path / "rf.model").read_bytes()).hexdigest() == exported.sha256
 
     client.delete_alias("rf", "production")
     with pytest.raises(MLGateError) as excinfo:

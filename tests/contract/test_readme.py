@@ -76,9 +76,9 @@ def test_registry_walkthrough_predicts_through_the_alias(
         1,
         "the original design's forest",
     )
-    exported = (tmp_path / "diabetes-rf.skops").read_bytes()
+    exported = (tmp_path / "diabetes-rf.model").read_bytes()
     assert hashlib.sha256(exported).hexdigest() == model.sha256
-    assert (tmp_path / "diabetes-rf.skops.manifest.json").is_file()
+    assert (tmp_path / "diabetes-rf.model.manifest.json").is_file()
 
 
 def _run_with_servers(script: str, cwd: Path, **env: str) -> tuple[int, str, str]:

@@ -99,7 +99,7 @@ def walk_the_registry(channel: grpc.Channel, stored_artifact: ArtifactReader) ->
         two.model_id,
         "patients-rf",
         2,
-        "skops",
+        "mlgate-arrays-v1",
     )
     assert list(record.aliases) == ["production"]
     assert hashlib.sha256(artifact).hexdigest() == record.sha256

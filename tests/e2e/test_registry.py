@@ -8,10 +8,9 @@ from pathlib import Path
 
 import grpc
 import pandas as pd
-import skops.io as sio
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from storage.models import TRUSTED_TYPES
+from storage.models import loads
 from tests.e2e.helpers import (
     DIABETES_FEATURES,
     README_ROW,
@@ -39,7 +38,7 @@ SMALL = {"n_estimators": 10}
 def test_the_registry_on_local_storage(embedded: RunningGateway, tmp_path: Path) -> None:
     root = tmp_path / "data" / "storage" / "models"
     with grpc.insecure_channel(embedded.address) as channel:
-        walk_the_registry(channel, lambda m, sha: (root / m / f"{sha}.skops").read_bytes())
+        walk_the_registry(channel, lambda m, sha: (root / m / f"{sha}.model").read_bytes())
 
 
 def test_parallel_trains_of_one_name_get_consecutive_versions(tmp_path: Path) -> None:
@@ -196,9 +195,9 @@ def test_an_exported_model_loads_safely_and_predicts_as_the_service_does(
 ) -> None:
     trained = train_named(channel, "diabetes-rf")
     record, fmt, artifact = export(channel, "diabetes-rf")
-    assert (record.id, fmt) == (trained.model_id, "skops")
-    assert set(sio.get_untrusted_types(data=artifact)) <= set(TRUSTED_TYPES)
-    estimator = sio.loads(artifact, trusted=TRUSTED_TYPES)
+    assert (record.id, fmt) == (trained.model_id, "mlgate-arrays-v1")
+    features = [f.name for f in record.features]
+    estimator = loads(artifact, record.id, features, len(artifact), fmt)
     frame = pd.DataFrame([README_ROW])[[f.name for f in record.features]]
     served = predict(channel, "diabetes-rf").predictions[0].number_value
     assert abs(float(estimator.predict(frame)[0]) - served) < 1e-6
@@ -221,7 +220,7 @@ def test_an_artifact_that_fails_its_digest_is_not_exported(
         trained = train_named(channel, "rf", params=SMALL)
         record = get_model(channel, "rf")
         stored = (
-            tmp_path / "data" / "storage" / "models" / trained.model_id / f"{record.sha256}.skops"
+            tmp_path / "data" / "storage" / "models" / trained.model_id / f"{record.sha256}.model"
         )
         blob = bytearray(stored.read_bytes())
         blob[len(blob) // 2] ^= 0xFF

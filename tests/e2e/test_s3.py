@@ -57,7 +57,7 @@ def _walkthrough(address: str, server: S3Server, prefix: str) -> None:
     assert _keys(server, prefix) == [
         "datasets/patients.csv",
         "datasets/patients.json",
-        f"models/{model_id}/{sha}.skops",
+        f"models/{model_id}/{sha}.model",
         f"models/{model_id}/manifest.json",
     ]
 
@@ -102,7 +102,7 @@ def test_a_tampered_artifact_fails_the_prediction_and_the_worker_lives_on(
         with grpc.insecure_channel(gateway.address) as channel:
             model_id = train(channel, diabetes_request())[-1].train_result.model_id
             record = models(channel).GetModel(models_pb2.GetModelRequest(model_id=model_id)).model
-            key = f"{s3_env}/models/{model_id}/{record.sha256}.skops"
+            key = f"{s3_env}/models/{model_id}/{record.sha256}.model"
             client = s3_server.shared_client
             blob = bytearray(client.get_object(Bucket=s3_server.bucket, Key=key)["Body"].read())
             blob[len(blob) // 2] ^= 0xFF
@@ -155,7 +155,7 @@ def test_a_training_job_redelivered_while_saving_leaves_exactly_one_model(
             assert [m.job_id for m in listed] == [queued.job_id]
             (model,) = listed
         assert _keys(s3_server, s3_env) == [
-            f"models/{model.id}/{model.sha256}.skops",
+            f"models/{model.id}/{model.sha256}.model",
             f"models/{model.id}/manifest.json",
         ]
     finally:
@@ -167,7 +167,7 @@ def test_the_registry_on_s3(s3_server: S3Server, s3_env: str, tmp_path: Path) ->
     gateway = running_gateway(settings)
 
     def stored(model_id: str, sha: str) -> bytes:
-        key = f"{s3_env}/models/{model_id}/{sha}.skops"
+        key = f"{s3_env}/models/{model_id}/{sha}.model"
         body: bytes = s3_server.shared_client.get_object(Bucket=s3_server.bucket, Key=key)[
             "Body"
         ].read()

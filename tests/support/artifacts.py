@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import skops.io as sio
 
-from storage.models import TRUSTED_TYPES
+from storage import arrays
+from storage.models import FORMATS, SKOPS, TRUSTED_TYPES
 
 __all__ = [
     "aim_child_outside",
+    "artifact_path",
     "inflating_zip",
     "replace_artifact",
     "rewrite_model",
@@ -29,27 +31,41 @@ __all__ = [
 ]
 
 
+def artifact_path(objects: Path, model_id: str) -> Path:
+    """Where the model's artifact is stored, whatever its format."""
+    folder = objects / "models" / model_id
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return folder / f"{manifest['model']['sha256']}.{FORMATS[manifest['format']]}"
+
+
 def replace_artifact(objects: Path, model_id: str, data: bytes) -> None:
-    """Store ``data`` as the model's artifact and point its manifest at it."""
+    """Store ``data`` (mlgate's format or skops) as the model's artifact and point its manifest
+    at it."""
     folder = objects / "models" / model_id
     manifest_path = folder / "manifest.json"
+    artifact_path(objects, model_id).unlink()
     manifest = json.loads(manifest_path.read_text())
+    form = arrays.FORMAT if data.startswith(arrays.MAGIC) else SKOPS
     digest = hashlib.sha256(data).hexdigest()
-    (folder / f"{manifest['model']['sha256']}.skops").unlink()
-    (folder / f"{digest}.skops").write_bytes(data)
+    (folder / f"{digest}.{FORMATS[form]}").write_bytes(data)
+    manifest["format"] = form
     manifest["model"]["sha256"] = digest
     manifest["model"]["sizeBytes"] = str(len(data))
     manifest_path.write_text(json.dumps(manifest))
 
 
 def rewrite_model(objects: Path, model_id: str, mutate: Callable[[Any], None]) -> None:
-    """Load the stored estimator, let ``mutate`` change it in place, and store it back."""
-    folder = objects / "models" / model_id
-    manifest = json.loads((folder / "manifest.json").read_text())
-    data = (folder / f"{manifest['model']['sha256']}.skops").read_bytes()
-    estimator = sio.loads(data, trusted=TRUSTED_TYPES)
-    mutate(estimator)
-    replace_artifact(objects, model_id, sio.dumps(estimator))
+    """Load the stored estimator, let ``mutate`` change it in place, and store it back in the
+    same format."""
+    data = artifact_path(objects, model_id).read_bytes()
+    if data.startswith(arrays.MAGIC):
+        estimator = arrays.decode(data)
+        mutate(estimator)
+        replace_artifact(objects, model_id, arrays.encode(estimator))
+    else:
+        estimator = sio.loads(data, trusted=TRUSTED_TYPES)
+        mutate(estimator)
+        replace_artifact(objects, model_id, sio.dumps(estimator))
 
 
 def set_tree_nodes(tree: Any, change: Callable[[np.ndarray], None]) -> None:

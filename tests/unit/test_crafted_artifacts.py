@@ -27,7 +27,7 @@ from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
 from storage.fitted import CHECKED_TYPES
 from storage.local import LocalObjectStore
-from storage.models import ModelRepository, dumps
+from storage.models import SKOPS, Encoded, ModelRepository, dumps
 from tests.support.artifacts import (
     aim_child_outside,
     inflating_zip,
@@ -56,8 +56,9 @@ _SMALL = {
 
 
 def _store(
-    tmp_path: Path, name: str, task: str = REGRESSION, **params: Any
+    tmp_path: Path, name: str, task: str = REGRESSION, *, form: str = "", **params: Any
 ) -> tuple[ModelRepository, str]:
+    """A stored model, in mlgate's format unless ``form`` asks for skops."""
     X, y = _data(task)
     estimator, _ = build(name, task, {**_SMALL.get(name, {}), **params}, 0)
     estimator.fit(X, y)
@@ -65,7 +66,10 @@ def _store(
     record = models_pb2.Model(id=model_id_for_job(new_job_id()), estimator=name)
     for column in X.columns:
         record.features.add(name=str(column), dtype="numeric")
-    repo.save(record, estimator)
+    if form == SKOPS:
+        repo.save_encoded(record, Encoded(SKOPS, dumps(estimator)))
+    else:
+        repo.save(record, estimator)
     return repo, record.id
 
 
@@ -110,6 +114,7 @@ def _one_child(nodes: np.ndarray) -> None:
     nodes["left_child"][leaf] = leaf + 1
 
 
+@pytest.mark.parametrize("form", ["", SKOPS])
 @pytest.mark.parametrize(
     ("name", "mutate", "reason"),
     [
@@ -141,9 +146,9 @@ def _one_child(nodes: np.ndarray) -> None:
     ],
 )
 def test_a_crafted_structure_is_data_loss(
-    tmp_path: Path, name: str, mutate: Callable[[Any], None], reason: str
+    tmp_path: Path, name: str, mutate: Callable[[Any], None], reason: str, form: str
 ) -> None:
-    repo, model_id = _store(tmp_path, name)
+    repo, model_id = _store(tmp_path, name, form=form)
     rewrite_model(tmp_path / "objects", model_id, mutate)
     with pytest.raises(IntegrityError, match=reason):
         repo.load(model_id)
@@ -163,7 +168,7 @@ def test_a_model_whose_inputs_disagree_with_its_manifest_is_refused(tmp_path: Pa
 def test_a_node_count_that_disagrees_with_the_tree_arrays_is_refused(
     tmp_path: Path, count: int
 ) -> None:
-    repo, model_id = _store(tmp_path, "decision_tree")
+    repo, model_id = _store(tmp_path, "decision_tree", form=SKOPS)
     (artifact,) = (tmp_path / "objects" / "models" / model_id).glob("*.skops")
     crafted = with_schema_value(artifact.read_bytes(), "node_count", count)
     replace_artifact(tmp_path / "objects", model_id, crafted)
@@ -179,8 +184,11 @@ def test_a_trusted_estimator_mlgate_never_trains_is_refused(tmp_path: Path) -> N
         repo.load(model_id)
 
 
-def test_a_classifier_whose_trees_disagree_on_the_classes_is_refused(tmp_path: Path) -> None:
-    repo, model_id = _store(tmp_path, "random_forest", CLASSIFICATION)
+@pytest.mark.parametrize("form", ["", SKOPS])
+def test_a_classifier_whose_trees_disagree_on_the_classes_is_refused(
+    tmp_path: Path, form: str
+) -> None:
+    repo, model_id = _store(tmp_path, "random_forest", CLASSIFICATION, form=form)
     rewrite_model(tmp_path / "objects", model_id, lambda m: setattr(m, "classes_", m.classes_[:2]))
     with pytest.raises(IntegrityError, match="class count"):
         repo.load(model_id)
@@ -204,7 +212,7 @@ def test_the_encoding_pipeline_is_checked_too(tmp_path: Path) -> None:
 
 
 def test_an_artifact_that_inflates_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
-    repo, model_id = _store(tmp_path, "linear")
+    repo, model_id = _store(tmp_path, "linear", form=SKOPS)
     folder = tmp_path / "objects" / "models" / model_id
     (artifact,) = folder.glob("*.skops")
     data = artifact.read_bytes()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
 from storage.local import LocalObjectStore
 from storage.models import TRUSTED_TYPES, ModelRepository
+from tests.support.artifacts import artifact_path, replace_artifact
 from workers.cache import ModelCache
 from workers.estimators import build
 from workers.training import _with_encoding
@@ -80,7 +80,7 @@ def test_save_then_load_round_trips(repo: ModelRepository) -> None:
 
 def test_tampered_artifact_fails_the_integrity_check(repo: ModelRepository, tmp_path: Path) -> None:
     saved = repo.save(_record(), _fitted())
-    artifact = tmp_path / "objects" / "models" / saved.id / f"{saved.sha256}.skops"
+    artifact = artifact_path(tmp_path / "objects", saved.id)
     blob = bytearray(artifact.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     artifact.write_bytes(bytes(blob))
@@ -95,12 +95,7 @@ def test_an_untrusted_type_is_refused_even_with_a_matching_digest(
     # Someone with write access swaps in an artifact holding a type outside the allowlist and
     # rewrites the manifest to match: the digest passes, the allowlist still refuses.
     evil = sio.dumps({"model": pd.Timestamp("2020-01-01")})
-    digest = hashlib.sha256(evil).hexdigest()
-    folder = tmp_path / "objects" / "models" / saved.id
-    (folder / f"{digest}.skops").write_bytes(evil)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["model"]["sha256"] = digest
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    replace_artifact(tmp_path / "objects", saved.id, evil)
     with pytest.raises(IntegrityError, match="does not trust"):
         repo.load(saved.id)
 
@@ -130,7 +125,8 @@ def test_resaving_a_model_leaves_one_artifact(repo: ModelRepository, tmp_path: P
     repo.save(record, _fitted("random_forest"))
     second = repo.save(record, _fitted("extra_trees"))
     files = sorted(p.name for p in (tmp_path / "objects" / "models" / record.id).iterdir())
-    assert files == sorted([f"{second.sha256}.skops", "manifest.json"])
+    assert files == sorted([artifact_path(tmp_path / "objects", record.id).name, "manifest.json"])
+    assert files[0].startswith(second.sha256)
     repo.delete(record.id)
     assert not (tmp_path / "objects" / "models" / record.id).exists() or not any(
         (tmp_path / "objects" / "models" / record.id).iterdir()
