@@ -14,10 +14,11 @@ from collections.abc import Callable
 import skops.io as sio
 from sklearn.datasets import load_diabetes
 
+from mlgate.estimators import DEFAULT_ESTIMATOR, REGRESSION
 from storage import arrays
 from storage.fitted import check_fitted
 from storage.models import TRUSTED_TYPES
-from workers.estimators import DEFAULT_ESTIMATOR, REGRESSION, build
+from workers.estimators import build
 
 __all__ = ["main", "measure"]
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 
+from mlgate.estimators import ESTIMATORS
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
 from storage import arrays, models
@@ -23,7 +24,7 @@ from storage.errors import IntegrityError
 from storage.local import LocalObjectStore
 from storage.models import ModelRepository
 from tests.support.artifacts import artifact_path, replace_artifact
-from workers.estimators import ESTIMATORS, build
+from workers.estimators import build
 from workers.training import _with_encoding
 
 _DATA = {
