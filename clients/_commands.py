@@ -26,6 +26,7 @@ from clients._format import (
     train_summary,
 )
 from clients._input import UsageError, parse_delimiter, parse_features, parse_params, parse_rows
+from clients._scoring import score_csv
 from clients.client import MLGateClient
 from clients.errors import JobCancelled, JobFailed
 from clients.status import waiting_note
@@ -84,11 +85,33 @@ def cmd_train(args: argparse.Namespace, client: MLGateClient) -> int:
 
 
 def cmd_predict(args: argparse.Namespace, client: MLGateClient) -> int:
+    if args.csv is not None:
+        return _score(args, client)
+    if args.out is not None:
+        raise UsageError("--out goes with --csv")
     rows = _read_rows(args)
     result = _follow(lambda on_event: client.predict(args.model_id, rows, on_event=on_event))
     for warning in result.warnings:
         err(f"warning: {warning}")
     out(to_json(result) if args.json else predictions_table(result))
+    return 0
+
+
+def _score(args: argparse.Namespace, client: MLGateClient) -> int:
+    if args.row or args.rows_file is not None or args.stdin is not None:
+        raise UsageError("give the rows one way: --csv FILE, --row JSON, --rows-file FILE, or -")
+    if args.chunk_rows < 1:
+        raise UsageError("--chunk-rows must be 1 or more")
+    if args.out is None:
+        scored = score_csv(client, args.model_id, args.csv, sys.stdout, chunk_rows=args.chunk_rows)
+    else:
+        try:
+            target = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
+        with target:
+            scored = score_csv(client, args.model_id, args.csv, target, chunk_rows=args.chunk_rows)
+        err(f"wrote {scored:,} predictions to {args.out}")
     return 0
 
 

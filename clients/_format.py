@@ -317,16 +317,20 @@ class Progress:
     def update(self, event: jobs_pb2.JobEvent) -> None:
         if not self._live:
             return
-        state = state_name(event.state)
         if event.state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
-            filled = round(self.WIDTH * max(0.0, min(1.0, event.progress)))
-            bar = "#" * filled + "." * (self.WIDTH - filled)
-            label = stage_name(event.stage) or state
-            self._stream.write(f"\r\x1b[K[{bar}] {_percent(event.progress):>4}  {label}")
-            self._stream.flush()
-            self._drawn = True
+            self.draw(event.progress, stage_name(event.stage) or state_name(event.state))
         else:
             self.clear()
+
+    def draw(self, fraction: float, label: str) -> None:
+        """The bar at ``fraction`` (0 to 1), then ``label``."""
+        if not self._live:
+            return
+        filled = round(self.WIDTH * max(0.0, min(1.0, fraction)))
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self._stream.write(f"\r\x1b[K[{bar}] {_percent(fraction):>4}  {label}")
+        self._stream.flush()
+        self._drawn = True
 
     def clear(self) -> None:
         if self._drawn:

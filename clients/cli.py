@@ -218,6 +218,15 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     predict.add_argument("stdin", nargs="?", choices=["-"], help="read rows from stdin")
     predict.add_argument("--row", action="append", metavar="JSON", help="one row; repeatable")
     predict.add_argument("--rows-file", metavar="FILE", help="JSON list of rows or JSON Lines")
+    predict.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="score a CSV file of any size online (ModelInfer), in chunks; one prediction per row",
+    )
+    predict.add_argument("--out", metavar="FILE", help="with --csv: write predictions here (CSV)")
+    predict.add_argument(
+        "--chunk-rows", type=int, default=10_000, help="with --csv: rows per request (10000)"
+    )
 
     jobs = add(commands, "jobs", None, "list, inspect, watch and cancel jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")

@@ -11,6 +11,7 @@ from typing import IO, Any, Generic, Protocol, Self, TypeVar
 
 import grpc
 
+from clients._inference_calls import InferenceCalls
 from clients._registry_calls import RegistryCalls
 from clients._requests import KINDS, STATES, choice, struct, train_request, upload_requests
 from clients._security import TLS, open_channel, tls_from_env, token_from_env
@@ -72,7 +73,7 @@ class Page(Generic[T]):
     next_page_token: str
 
 
-class MLGateClient(RegistryCalls):
+class MLGateClient(RegistryCalls, InferenceCalls):
     """A client of one mlgate gateway.
 
     ``timeout`` bounds each short call (get, list, cancel, delete, upload, submit) in seconds;

@@ -27,6 +27,7 @@ __all__ = [
     "PREDICT_PROBA",
     "Datatype",
     "check_request",
+    "class_labels",
     "feature_datatype",
     "label_datatype",
     "outputs_of",
@@ -85,6 +86,23 @@ def label_datatype(classes: Sequence[struct_pb2.Value]) -> str:
     if kinds == {"number_value"} and all(v.number_value.is_integer() for v in classes):
         return "INT64"
     return "FP64"
+
+
+def class_labels(classes: Sequence[struct_pb2.Value]) -> list[str | bool | int | float]:
+    """A classifier's classes as plain values of its label datatype (0, not 0.0, for INT64)."""
+    datatype = label_datatype(classes)
+    labels: list[str | bool | int | float] = []
+    for value in classes:
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            labels.append(value.string_value)
+        elif kind == "bool_value":
+            labels.append(value.bool_value)
+        elif datatype == "INT64":
+            labels.append(int(value.number_value))
+        else:
+            labels.append(value.number_value)
+    return labels
 
 
 def outputs_of(record: models_pb2.Model) -> list[tuple[str, str, list[int]]]:

@@ -14,7 +14,6 @@ import logging
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from inference import grpc_predict_v2_pb2 as pb
 
@@ -22,7 +21,7 @@ from brokers.base import IncomingRequest
 from mlgate import tracing
 from mlgate.errors import MLGateError, status_of
 from mlgate.metrics import INFERENCE_BATCH_ROWS
-from mlgate.tensors import DATATYPES, PREDICT, PREDICT_PROBA, outputs_of
+from mlgate.tensors import DATATYPES, PREDICT, PREDICT_PROBA, class_labels, outputs_of
 from mlgate.v1 import inference_pb2, models_pb2
 from storage.errors import IntegrityError
 from workers.cache import ModelCache
@@ -82,7 +81,7 @@ def respond(
             continue
         tensor = response.outputs.add(name=name, datatype=datatype, shape=list(values.shape))
         if name == PREDICT_PROBA:
-            classes = [json_format.MessageToDict(value) for value in record.classes]
+            classes = class_labels(record.classes)
             tensor.parameters["classes"].string_param = json.dumps(classes)
         if raw:
             response.raw_output_contents.append(_raw(values, datatype))
