@@ -4,23 +4,20 @@
 tensors against the model's record (``mlgate.tensors``), and hands the request, as the bytes it
 arrived in, to the batcher; the worker answers with the complete response, which goes back to
 the caller as the bytes it arrived in. So the gateway neither builds nor copies tensors, and
-needs no numpy. Every call is counted in ``mlgate_inference_requests_total`` by status code.
+needs no numpy. (The edge counts every call in ``mlgate_inference_requests_total`` by status.)
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
-from inference import grpc_predict_v2_pb2 as pb
 
-from brokers.errors import BrokerError
-from mlgate.errors import MLGateError, NotFound
-from mlgate.metrics import INFERENCE_REQUESTS
+from inference import grpc_predict_v2_pb2 as pb
+from mlgate.errors import NotFound
 from mlgate.refs import ModelRef, ref_from_parts
 from mlgate.settings import Settings
 from mlgate.tensors import check_request, feature_datatype, outputs_of
@@ -40,19 +37,6 @@ try:
     _VERSION = importlib.metadata.version("mlgate")
 except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
     _VERSION = "unknown"
-_COUNTERS = {code.name: INFERENCE_REQUESTS.labels(code.name) for code in grpc.StatusCode}
-
-
-def _code_of(exc: BaseException) -> str:
-    if isinstance(exc, MLGateError):
-        return str(exc.code)
-    if isinstance(exc, BrokerError):
-        return "UNAVAILABLE"
-    if isinstance(exc, asyncio.CancelledError):
-        return "CANCELLED"
-    if isinstance(exc, grpc.aio.AbortError):
-        return "UNKNOWN"
-    return "INTERNAL"
 
 
 class InferenceServicer:
@@ -119,26 +103,19 @@ class InferenceServicer:
 
     async def ModelInfer(self, received: Received, context: Context) -> bytes:
         data, request = received
-        code = "OK"
-        try:
-            ref = ref_from_parts(request.model_name, request.model_version)
-            record = await self._record(ref)
-            rows = check_request(request, record)
-            remaining = context.time_remaining()
-            deadline = time.time() + (self._timeout if remaining is None else remaining)
-            version = str(ref.version) if ref.version else request.model_version
-            outcome = await self._batcher.submit(
-                (record.id, record.sha256, version), data, rows, deadline
-            )
-            error = error_of(outcome)
-            if error is not None:
-                raise error
-            return outcome.response
-        except BaseException as exc:
-            code = _code_of(exc)
-            raise
-        finally:
-            _COUNTERS[code].inc()
+        ref = ref_from_parts(request.model_name, request.model_version)
+        record = await self._record(ref)
+        rows = check_request(request, record)
+        remaining = context.time_remaining()
+        deadline = time.time() + (self._timeout if remaining is None else remaining)
+        version = str(ref.version) if ref.version else request.model_version
+        outcome = await self._batcher.submit(
+            (record.id, record.sha256, version), data, rows, deadline
+        )
+        error = error_of(outcome)
+        if error is not None:
+            raise error
+        return outcome.response
 
 
 def _received(data: bytes) -> Received:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.support.system import gateway_settings, running_gateway
 FEATURES = DIABETES_FEATURES
 
 
+@functools.cache
 def seed_forest() -> RandomForestRegressor:
     """The README's forest, fitted here by hand: what mlgate's must equal, bit for bit."""
     frame = load_diabetes(as_frame=True).frame

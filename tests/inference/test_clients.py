@@ -30,7 +30,9 @@ def _predict(channel: grpc.Channel, model_id: str, row: dict[str, float]) -> job
 def _check_with_tritonclient(address: str) -> None:
     with grpc.insecure_channel(address) as channel:
         regressor = trained_model(channel)
-        classifier = trained_model(channel, jobs_pb2.TrainRequest(dataset_id="iris", target="target"))
+        classifier = trained_model(
+            channel, jobs_pb2.TrainRequest(dataset_id="iris", target="target")
+        )
         # What the job path answers: scikit-learn's own numbers (tests/e2e holds them equal).
         expected = _predict(channel, regressor, README_ROW)
         halved = _predict(channel, regressor, {k: v / 2 for k, v in README_ROW.items()})

@@ -98,11 +98,18 @@ def _status(call, request) -> tuple[grpc.StatusCode, str]:
     return caught.value.code(), caught.value.details() or ""
 
 
-def test_unknown_model_is_not_found(stub) -> None:
+def _answered(code: str) -> float:
+    return REGISTRY.get_sample_value("mlgate_inference_requests_total", {"code": code}) or 0.0
+
+
+def test_unknown_model_is_not_found_and_calls_are_counted_by_status(stub, model_id) -> None:
+    not_found, ok = _answered("NOT_FOUND"), _answered("OK")
     code, details = _status(
         stub.ModelInfer, matrix_request("mdl_" + "0" * 32, readme_matrix(), raw=True)
     )
     assert code == grpc.StatusCode.NOT_FOUND, details
+    stub.ModelInfer(matrix_request(model_id, readme_matrix(), raw=True), timeout=30)
+    assert (_answered("NOT_FOUND") - not_found, _answered("OK") - ok) == (1, 1)
 
 
 def _bad(model_id: str, change) -> pb.ModelInferRequest:
@@ -167,3 +174,32 @@ def test_readiness_and_metadata(stub, model_id) -> None:
         ("predict", "FP64", [-1])
     ]
     assert stub.ServerMetadata(pb.ServerMetadataRequest()).name == "mlgate"
+
+
+def test_string_features_travel_as_bytes_tensors(served, stub, tmp_path) -> None:
+    from clients import MLGateClient
+    from clients._inference_calls import encode_bytes
+    from tests.support.samples import HOUSES_CSV
+
+    path = tmp_path / "houses.csv"
+    path.write_text(HOUSES_CSV)
+    houses = [{"size": 20, "colour": "red"}, {"size": 55, "colour": "blue"}, {"size": 5, "colour": "green"}]
+    with MLGateClient(served[0].address, timeout=120) as client:
+        client.upload_dataset("houses", path)
+        model = client.train("houses", "price", estimator="decision_tree", task="regression").model_id
+        expected = client.predict(model, houses).predictions
+    for raw in (True, False):
+        request = pb.ModelInferRequest(model_name=model)
+        size = request.inputs.add(name="size", datatype="INT64", shape=[3])
+        colour = request.inputs.add(name="colour", datatype="BYTES", shape=[3])
+        if raw:
+            request.raw_input_contents.append(np.array([h["size"] for h in houses], "<i8").tobytes())
+            request.raw_input_contents.append(encode_bytes([h["colour"] for h in houses]))
+        else:
+            size.contents.int64_contents.extend(h["size"] for h in houses)
+            colour.contents.bytes_contents.extend(h["colour"].encode() for h in houses)
+        assert fp64_output(stub.ModelInfer(request, timeout=30)).tolist() == list(expected)
+    matrix = matrix_request(model, np.zeros((1, 2)), raw=True)
+    code, details = _status(stub.ModelInfer, matrix)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "colour are not" in details and "one tensor per feature" in details
