@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from bench import inference
 from mlgate.settings import BROKERS, Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.background import BackgroundGateway
@@ -142,12 +143,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--trains", type=int, default=20, help="training jobs")
     parser.add_argument(
+        "--only", choices=["inference", "jobs"], help="run one part (default: both)"
+    )
+    parser.add_argument(
+        "--ceiling-rounds", type=int, default=3, help="runs of the do-nothing server"
+    )
+    parser.add_argument(
         "--overhead-rounds",
         type=int,
         default=3,
         help="embedded runs with metrics off and on, alternated (0 to skip)",
     )
     args = parser.parse_args(argv)
+    if args.only != "jobs":
+        print(inference_table(args))
+        if args.only == "inference":
+            return 0
+        print()
     results = []
     for broker in args.brokers.split(","):
         print(f"benchmarking {broker} ...", file=sys.stderr, flush=True)
@@ -164,6 +176,20 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(metrics_overhead(args.overhead_rounds, args.concurrent, args.clients))
     return 0
+
+
+def inference_table(args: argparse.Namespace) -> str:
+    """Online inference per broker, with the do-nothing ceiling measured between them."""
+    results, ceilings = [], []
+    for broker in args.brokers.split(","):
+        print(f"ceiling, then inference on {broker} ...", file=sys.stderr, flush=True)
+        ceilings.append(inference.ceiling(args.concurrent * 2, args.clients))
+        results.append(
+            inference.measure(broker, args.sequential, args.concurrent * 2, args.clients)
+        )
+    for _ in range(max(0, args.ceiling_rounds - len(ceilings))):
+        ceilings.append(inference.ceiling(args.concurrent * 2, args.clients))
+    return inference.report(results, ceilings)
 
 
 def metrics_overhead(rounds: int, concurrent: int, clients: int) -> str:

@@ -1,11 +1,12 @@
 """Cross-request batching: ModelInfer calls for one model that arrive close together travel to
 the workers as one broker request and are evaluated together.
 
-Each model has a lane. A call goes out at once while fewer than ``max_in_flight`` batches of its
-lane are out (a lone request never waits); otherwise it waits for the next batch, which leaves as
-soon as a reply frees the lane, when it holds ``max_rows`` rows, or ``max_delay`` after its first
-call arrived, whichever comes first. So batches grow with the load, as Triton's dynamic batcher's
-do, and each caller waits at most ``max_delay`` for others.
+Each model has a lane. While fewer than ``max_in_flight`` batches of its lane are out, a call
+goes out at the end of the event loop's current turn, with the calls that arrived in the same
+turn (a lone request waits for nothing else); otherwise it waits for the next batch, which leaves
+as soon as a reply frees the lane, when it holds ``max_rows`` rows, or ``max_delay`` after its
+first call arrived, whichever comes first. So batches grow with the load, as Triton's dynamic
+batcher's do, and each caller waits at most ``max_delay`` for others.
 
 A batch's reply holds one outcome per call, in order: each caller gets exactly its own. A batch
 that no reply answers before the last of its callers' deadlines fails them DEADLINE_EXCEEDED; one
@@ -55,6 +56,8 @@ class _Lane:
     rows: int = 0
     in_flight: int = 0
     timer: asyncio.TimerHandle | None = None
+    #: A flush at the end of this turn of the loop is scheduled.
+    soon: bool = False
 
 
 @dataclass
@@ -112,14 +115,17 @@ class Batcher:
         return call.future
 
     def _schedule(self, lane: _Lane) -> None:
-        if not lane.waiting:
+        if not lane.waiting or lane.soon:
             return
         if lane.in_flight < self._max_in_flight or lane.rows >= self._max_rows:
-            self._flush(lane)
+            # Not now: calls whose handlers run in this same turn of the loop join the batch.
+            lane.soon = True
+            self._loop.call_soon(self._flush, lane)
         elif lane.timer is None:
             lane.timer = self._loop.call_later(self._max_delay, self._flush, lane)
 
     def _flush(self, lane: _Lane) -> None:
+        lane.soon = False
         if lane.timer is not None:
             lane.timer.cancel()
             lane.timer = None

@@ -57,6 +57,20 @@ def test_walkthrough_trains_then_predicts(name: str, embedded_gateway: str, tmp_
     assert "208.6" in out
 
 
+def test_inference_walkthrough_with_grpcurl_the_cli_and_tritonclient(
+    embedded_gateway: str, tmp_path: Path
+) -> None:
+    out = _run(_walkthrough("inference"), embedded_gateway, tmp_path)
+    assert "rpc ModelInfer ( .inference.ModelInferRequest ) returns" in out
+    assert '"name": "s6"' in out  # ModelMetadata lists the features
+    # The README's patient: scikit-learn's float64, in full, from grpcurl and from tritonclient.
+    assert re.search(r'"fp64_contents": \[\s*208\.6445780005619\s*\]', out)
+    header, first, second = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert header == "predict"
+    assert first == "208.6445780005619" and second != first
+    assert "[208.644578]" in out  # numpy prints 8 significant digits
+
+
 def test_registry_walkthrough_predicts_through_the_alias(
     embedded_gateway: str, tmp_path: Path
 ) -> None:
