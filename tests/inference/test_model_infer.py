@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import numpy as np
 import pytest
@@ -183,7 +185,7 @@ def test_string_features_travel_as_bytes_tensors(served, stub, tmp_path) -> None
 
     path = tmp_path / "houses.csv"
     path.write_text(HOUSES_CSV)
-    houses = [{"size": 20, "colour": "red"}, {"size": 55, "colour": "blue"}, {"size": 5, "colour": "green"}]
+    houses: list[dict[str, Any]] = [{"size": 20, "colour": "red"}, {"size": 55, "colour": "blue"}, {"size": 5, "colour": "green"}]
     with MLGateClient(served[0].address, timeout=120) as client:
         client.upload_dataset("houses", path)
         model = client.train("houses", "price", estimator="decision_tree", task="regression").model_id
