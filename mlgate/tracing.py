@@ -1,6 +1,6 @@
 """OpenTelemetry traces across the broker: off and free unless ``OTEL_*`` variables turn them on.
 
-The gateway starts a span per RPC (the gRPC instrumentation) and opens child spans for validate and
+The gateway starts a span per RPC (``server.interceptors.TracingInterceptor``) and opens child spans for validate and
 publish; the trace context rides in the job message's headers (W3C ``traceparent``) to the worker,
 whose spans (queue wait, load, fit, score, save, or the prediction) join the same trace, and back in
 its events' headers. With tracing off, ``span`` is an empty context manager and no OpenTelemetry
@@ -21,7 +21,6 @@ __all__ = [
     "extract",
     "inject",
     "record_span",
-    "server_interceptors",
     "span",
     "tracing_requested",
 ]
@@ -78,15 +77,6 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-def server_interceptors() -> list[Any]:
-    """The gRPC server instrumentation when tracing is on, else nothing."""
-    if _tracer is None:
-        return []
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
-
-    return [aio_server_interceptor()]  # type: ignore[no-untyped-call]
-
-
 def inject(headers: tuple[tuple[str, str], ...] = ()) -> tuple[tuple[str, str], ...]:
     """``headers`` plus the current trace context (unchanged when tracing is off)."""
     if _tracer is None:
@@ -108,13 +98,21 @@ def extract(headers: tuple[tuple[str, str], ...]) -> Any:
 
 
 @contextlib.contextmanager
-def span(name: str, *, parent: Any = None, **attributes: Any) -> Iterator[None]:
-    """A span named ``name``, a child of the current one or of ``parent`` (from ``extract``)."""
+def span(
+    name: str, *, parent: Any = None, server: bool = False, **attributes: Any
+) -> Iterator[None]:
+    """A span named ``name``, a child of the current one or of ``parent`` (from ``extract``);
+    ``server`` marks a span that answers a remote call."""
     if _tracer is None:
         yield
         return
+    from opentelemetry.trace import SpanKind
+
     with _tracer.start_as_current_span(
-        name, context=parent, attributes={k: str(v) for k, v in attributes.items()}
+        name,
+        context=parent,
+        kind=SpanKind.SERVER if server else SpanKind.INTERNAL,
+        attributes={k: str(v) for k, v in attributes.items()},
     ):
         yield
 
@@ -128,3 +126,9 @@ def record_span(name: str, start_ns: int, end_ns: int, **attributes: Any) -> Non
         name, start_time=start_ns, attributes={k: str(v) for k, v in attributes.items()}
     )
     started.end(end_time=max(start_ns, end_ns))
+
+
+def reset_for_tests() -> None:
+    """Turn tracing off again in this process (tests configure it with an in-memory exporter)."""
+    global _tracer
+    _tracer = None

@@ -34,6 +34,7 @@ __all__ = [
     "EdgeInterceptor",
     "ErrorInterceptor",
     "MetricsInterceptor",
+    "TracingInterceptor",
     "edge_chain",
 ]
 
@@ -165,11 +166,21 @@ class MetricsInterceptor(EdgeInterceptor):
                 INFERENCE_REQUESTS.labels(code).inc()
 
 
+class TracingInterceptor(EdgeInterceptor):
+    """A server span per call, a child of the caller's trace when its metadata carries one.
+    Built on this chain rather than the OpenTelemetry gRPC instrumentation, whose aio interceptor
+    fails on handlers that write to the context instead of yielding (the health service's Watch)."""
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: Context) -> AsyncIterator[None]:
+        metadata = context.invocation_metadata() or ()
+        parent = tracing.extract(tuple((k, v) for k, v in metadata if isinstance(v, str)))
+        with tracing.span(method, parent=parent, server=True):
+            yield
+
+
 def edge_chain(settings: Settings) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
     """The gateway's interceptors, outermost first: tracing (when on) and metrics see every call
     and its final status; the error interceptor maps whatever a handler raises."""
-    return [
-        *tracing.server_interceptors(),
-        MetricsInterceptor(),
-        ErrorInterceptor(Backends.of(settings)),
-    ]
+    tracer: list[EdgeInterceptor] = [TracingInterceptor()] if tracing.enabled() else []
+    return [*tracer, MetricsInterceptor(), ErrorInterceptor(Backends.of(settings))]

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from brokers import open_broker
@@ -20,7 +22,7 @@ from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
-from tests.support.system import gateway_settings
+from tests.support.system import gateway_settings, running_gateway
 from tests.support.waiting import wait_for
 from workers.worker import Worker
 
@@ -33,6 +35,7 @@ def traced() -> Iterator[InMemorySpanExporter]:
     EXPORTER.clear()
     yield EXPORTER
     EXPORTER.clear()
+    tracing.reset_for_tests()  # the rest of the session runs with tracing off, as by default
 
 
 @pytest.fixture(params=["rabbitmq", "redis"])
@@ -108,3 +111,25 @@ def test_a_job_is_one_trace_from_the_gateway_through_the_worker(distributed, tra
         assert publish and publish[0].parent.span_id == root.context.span_id
         validate = [s for s in spans if s.name == "validate" and s.parent == root.context]
         assert validate, f"no 'validate' span under the {kind} RPC"
+
+
+def test_with_tracing_on_every_kind_of_handler_still_answers(traced, tmp_path: Path) -> None:
+    """The health service's Watch writes to its context instead of yielding: the tracing link
+    must enclose it like any other call (the OpenTelemetry gRPC interceptor did not)."""
+    gateway = running_gateway(gateway_settings(tmp_path / "data"))
+    try:
+        with grpc.insecure_channel(gateway.address) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(), timeout=10
+            )
+            assert next(iter(watch)).status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+            check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+            assert check.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        gateway.stop()
+    wait_for(
+        lambda: "/grpc.health.v1.Health/Check" in {s.name for s in traced.get_finished_spans()},
+        10,
+        "a server span for the health check",
+    )
