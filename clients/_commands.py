@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 
+_ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
 def out(text: str) -> None:
     print(text, flush=True)
 
@@ -185,10 +188,14 @@ def cmd_jobs_watch(args: argparse.Namespace, client: MLGateClient) -> int:
 
 
 def cmd_jobs_cancel(args: argparse.Namespace, client: MLGateClient) -> int:
-    job = client.cancel_job(args.job_id)
+    # CancelJob answers an ended job with its record, a cancelled one included: only a look
+    # first tells "cancelled now" from "had already been cancelled".
+    before = client.get_job(args.job_id)
+    ended = before.state in _ENDED
+    job = before if ended else client.cancel_job(args.job_id)
     if args.json:
         out(to_json(job))
-    elif job.state == "cancelled":
+    elif not ended and job.state == "cancelled":
         out(f"{job.id} cancelled")
     else:
         out(f"{job.id} had already ended: {job.state}")

@@ -34,6 +34,7 @@ __all__ = [
     "model_block",
     "models_table",
     "number",
+    "param_text",
     "predictions_table",
     "status_block",
     "table",
@@ -62,6 +63,17 @@ def jsonable(value: Any) -> Any:
 
 def to_json(value: Any) -> str:
     return json.dumps(jsonable(value), sort_keys=True)
+
+
+def param_text(value: Any) -> str:
+    """A hyperparameter as ``--param`` reads it back: JSON (``null``, ``true``, ``3.0``), or a
+    bare string where JSON would not read it as something else (``criterion=squared_error``)."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
 
 
 def number(value: float) -> str:
@@ -223,7 +235,7 @@ def model_block(model: Model) -> str:
         ("task", model.task),
         ("estimator", model.estimator),
         ("features", ", ".join(f"{c.name} ({c.dtype})" for c in model.features)),
-        ("params", ", ".join(f"{k}={v}" for k, v in sorted(model.params.items()))),
+        ("params", ", ".join(f"{k}={param_text(v)}" for k, v in sorted(model.params.items()))),
         ("metrics", metrics_text(model.metrics)),
     ]
     if model.feature_importances:

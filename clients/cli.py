@@ -8,10 +8,12 @@ gateway at the address, or its broker or storage is down); 130 interrupted by Ct
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.metadata
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from clients._commands import (
     cmd_datasets_delete,
@@ -31,23 +33,40 @@ from clients._commands import (
     err,
 )
 from clients._input import UsageError
+from clients._launch import cmd_gateway, cmd_serve, cmd_worker
 from clients._registry_commands import (
     cmd_models_alias,
     cmd_models_export,
     cmd_models_update,
     cmd_models_versions,
 )
+from clients._report import Failure, report
+from clients._requests import ESTIMATORS, TASKS
 from clients._security import tls_from_env, token_from_env
 from clients._tokens import add_token_arguments, cmd_token_new
 from clients.client import DEFAULT_ADDRESS, MLGateClient
-from clients.errors import JobError, MLGateError, ServerUnreachable
+from clients.errors import MLGateError
 
-__all__ = ["EXIT_CODES", "build_parser", "exit_code", "main"]
+__all__ = ["EXIT_CODES", "GATEWAY_WAIT", "build_parser", "exit_code", "main"]
 
 # The one table from a status code name to the exit status; any other code exits 1.
 EXIT_CODES = {"INVALID_ARGUMENT": 2, "UNAVAILABLE": 3}
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# Seconds a client command waits for a gateway that is not answering yet (one just started).
+GATEWAY_WAIT = 30.0
+
+_ESTIMATOR_HELP = "one of: {}; default: {}".format(
+    ", ".join(
+        name if len(tasks) == len(TASKS) else f"{name} ({tasks[0]} only)"
+        for name, tasks in ESTIMATORS.items()
+    ),
+    next(iter(ESTIMATORS)),
+)
+_TASK_HELP = (
+    "what to predict; default: inferred from the target: real numbers are regression; "
+    "labels, and integers with at most 20 distinct values, are classification"
+)
 
 Command = Callable[[argparse.Namespace, MLGateClient], int]
 ServerCommand = Callable[[argparse.Namespace], int]
@@ -57,49 +76,6 @@ def exit_code(error: MLGateError) -> int:
     return EXIT_CODES.get(error.code, 1)
 
 
-# Server processes: the CLI only dispatches to the part it launches; imports are lazy so client
-# commands never load the server or scikit-learn.
-
-
-def _data_dir(args: argparse.Namespace) -> Path | None:
-    # Storage URLs are file URIs, which need an absolute path.
-    return Path(args.data_dir).expanduser().resolve() if args.data_dir else None
-
-
-def _launch(run: Callable[[], None]) -> int:
-    try:
-        run()
-    except ValueError as exc:  # a bad setting, reported before anything starts
-        raise UsageError(str(exc)) from exc
-    return 0
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from server.main import run_gateway
-
-    return _launch(
-        lambda: run_gateway(
-            port=args.port, data_dir=_data_dir(args), embedded_workers=True, host=args.host
-        )
-    )
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
-    from server.main import run_gateway
-
-    return _launch(
-        lambda: run_gateway(
-            port=args.port, data_dir=_data_dir(args), embedded_workers=False, host=args.host
-        )
-    )
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.main import main as run_worker
-
-    return _launch(lambda: run_worker(data_dir=_data_dir(args)))
-
-
 # The parser
 
 
@@ -107,11 +83,32 @@ def _model_argument(sub: argparse.ArgumentParser, dest: str = "model_id") -> Non
     sub.add_argument(dest, metavar="MODEL", help="model id, NAME, NAME/VERSION or NAME@ALIAS")
 
 
+class _ParseError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises on a usage error instead of exiting, so ``--json`` can report it as JSON."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _ParseError(self, message)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("mlgate")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """The whole command line; ``env`` supplies MLGATE_ADDRESS's default."""
     # The global options are accepted before or after the command; SUPPRESS keeps a subcommand's
     # absent copy from overwriting one given before it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--address", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -122,9 +119,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     common.add_argument("--token", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlgate", description="Train and use scikit-learn models through an mlgate gateway."
     )
+    parser.add_argument("--version", action="version", version=f"mlgate {_version()}")
     parser.add_argument(
         "--address",
         default=env.get("MLGATE_ADDRESS") or DEFAULT_ADDRESS,
@@ -198,14 +196,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="NAMES",
         help="feature columns, comma-separated or repeated (default: all but the target)",
     )
-    train.add_argument("--estimator", help="estimator name (default: random_forest)")
+    train.add_argument("--estimator", metavar="NAME", help=_ESTIMATOR_HELP)
     train.add_argument(
         "--param",
         action="append",
         metavar="NAME=VALUE",
         help="hyperparameter, value read as JSON or else as a string; repeatable",
     )
-    train.add_argument("--task", choices=["regression", "classification"])
+    train.add_argument("--task", choices=list(TASKS), help=_TASK_HELP)
     train.add_argument("--test-size", type=float, help="held-out fraction (default 0.2)")
     train.add_argument("--seed", type=int, help="random seed (default 42)")
     train.add_argument("--detach", action="store_true", help="print the job id and return")
@@ -298,10 +296,27 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # Whoever read the output has gone (`mlgate jobs list | head -1`): stop quietly.
+        _drop_stdout()
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser(os.environ)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:
+    except _ParseError as exc:
+        options = argv[: argv.index("--")] if "--" in argv else argv
+        if "--json" in options:
+            report(Failure("INVALID_ARGUMENT", f"{exc.parser.prog}: {exc.message}"), True)
+        else:
+            exc.parser.print_usage(sys.stderr)
+            err(f"{exc.parser.prog}: error: {exc.message}")
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_USAGE)
     try:
         if args.server:
@@ -309,15 +324,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _client(args, os.environ) as client:
             return int(args.func(args, client))
     except UsageError as exc:
-        err(f"mlgate: error: {exc}")
+        if args.json:
+            report(Failure("INVALID_ARGUMENT", str(exc)), True)
+        else:
+            err(f"mlgate: error: {exc}")
         return EXIT_USAGE
     except MLGateError as exc:
-        _report(exc, args.address)
+        report(Failure.of(exc, args.address, os.environ), args.json)
         return exit_code(exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise
     except OSError as exc:
-        err(f"error: {exc}")
+        if args.json:
+            report(Failure("UNKNOWN", str(exc)), True)
+        else:
+            err(f"error: {exc}")
         return 1
 
 
@@ -330,21 +353,15 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> MLGateClient:
             timeout=args.timeout,
             tls=tls or False,
             token=args.token or token_from_env(env),
+            connect_timeout=min(GATEWAY_WAIT, args.timeout or GATEWAY_WAIT),
+            on_wait=lambda address: err(f"waiting for the gateway at {address}…"),
         )
     except ValueError as exc:  # an unreadable or half-given TLS file
         raise UsageError(str(exc)) from exc
 
 
-def _report(error: MLGateError, address: str) -> None:
-    text = f"error: {error.code}: {error.message}"
-    if isinstance(error, JobError):
-        text += f" (job {error.job_id})"
-    err(text)
-    if isinstance(error, ServerUnreachable):
-        err(
-            f"hint: no mlgate gateway answers at {address}; start one with `mlgate serve`, "
-            "or point --address / MLGATE_ADDRESS at a running one"
-        )
-        err("hint: a gateway that serves TLS needs --tls (or MLGATE_TLS=1) and MLGATE_TLS_CA")
-    elif error.code == "UNAUTHENTICATED":
-        err("hint: this gateway wants a token: set MLGATE_TOKEN (or pass --token)")
+def _drop_stdout() -> None:
+    # Python flushes stdout once more on exit; aim it at /dev/null so that cannot fail as well.
+    # (An in-process caller's capture has no file descriptor: nothing to do then.)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

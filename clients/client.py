@@ -46,6 +46,15 @@ CHUNK_SIZE = 1024 * 1024
 _MAX_MESSAGE = 64 * 1024 * 1024
 # A broken stream is resumed this many times in a row without a new event before giving up.
 _MAX_RESUMES = 5
+# A gateway that answers at once is connected well within this; past it, ``on_wait`` is told.
+_PROMPT_CONNECT = 0.5
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    # Retry a refused connection within a fraction of a second, not gRPC's 1 s growing to 120 s:
+    # a gateway that is starting is found as soon as it listens.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 T = TypeVar("T")
 Resp = TypeVar("Resp")
@@ -79,7 +88,9 @@ class MLGateClient(RegistryCalls, InferenceCalls):
     ``timeout`` bounds each short call (get, list, cancel, delete, upload, submit) in seconds;
     train, predict and watch follow a job until it ends however long it runs, and if their
     stream breaks with UNAVAILABLE they wait up to ``resume_timeout`` seconds for the gateway
-    and resume it where it left off. ``tls`` (True, or a ``TLS`` naming the CA and a client
+    and resume it where it left off. The first call waits up to ``connect_timeout`` seconds for
+    a gateway that does not answer yet (one that is starting), calling ``on_wait(address)`` if
+    it is not there at once. ``tls`` (True, or a ``TLS`` naming the CA and a client
     certificate) connects over TLS; ``token`` is sent as ``authorization: Bearer <token>``.
     Use as a context manager, or call ``close()``.
     """
@@ -92,15 +103,17 @@ class MLGateClient(RegistryCalls, InferenceCalls):
         resume_timeout: float = 30.0,
         tls: TLS | bool = False,
         token: str | None = None,
+        connect_timeout: float = 0.0,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self.address = address
         self._timeout = timeout
         self._resume_timeout = resume_timeout
+        self._connect_timeout = connect_timeout
+        self._on_wait = on_wait
+        self._connected = connect_timeout <= 0
         self._channel = open_channel(
-            address,
-            TLS() if tls is True else tls or None,
-            token,
-            [("grpc.max_receive_message_length", _MAX_MESSAGE)],
+            address, TLS() if tls is True else tls or None, token, _CHANNEL_OPTIONS
         )
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
@@ -123,6 +136,24 @@ class MLGateClient(RegistryCalls, InferenceCalls):
 
     def close(self) -> None:
         self._channel.close()
+
+    def wait_ready(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> bool:
+        """Whether a connection to the gateway is up within ``timeout`` seconds; ``on_wait`` is
+        called with the address if it is not up at once."""
+        # One future for the whole wait: it is woken by the channel's connectivity changes, and a
+        # second subscription could leave gRPC's watcher thread polling a channel being closed.
+        ready = grpc.channel_ready_future(self._channel)
+        try:
+            try:
+                ready.result(timeout=min(_PROMPT_CONNECT, timeout))
+            except grpc.FutureTimeoutError:
+                if on_wait is not None:
+                    on_wait(self.address)
+                ready.result(timeout=max(0.0, timeout - _PROMPT_CONNECT))
+        except grpc.FutureTimeoutError:
+            ready.cancel()
+            return False
+        return True
 
     def __enter__(self) -> Self:
         return self
@@ -179,6 +210,7 @@ class MLGateClient(RegistryCalls, InferenceCalls):
             dataset_id, target, features, estimator, params, task, test_size, random_seed
         )
         request.model_name = model_name
+        self._connect()
         call: _EventStream = self._jobs.Train(request, timeout=self._timeout)
         try:
             for response in call:
@@ -329,7 +361,19 @@ class MLGateClient(RegistryCalls, InferenceCalls):
 
     # Plumbing
 
+    def _connect(self) -> None:
+        """Before the first call: wait for a gateway that is starting, within connect_timeout."""
+        if self._connected:
+            return
+        if not self.wait_ready(self._connect_timeout, self._on_wait):
+            raise ServerUnreachable(
+                f"no mlgate gateway answers at {self.address} (waited {self._connect_timeout:g}s)",
+                "UNAVAILABLE",
+            )
+        self._connected = True
+
     def _unary(self, method: Callable[..., Resp], request: Any) -> Resp:
+        self._connect()
         try:
             return method(request, timeout=self._timeout)
         except grpc.RpcError as exc:
@@ -345,6 +389,7 @@ class MLGateClient(RegistryCalls, InferenceCalls):
         resumed with WatchJob after the last event seen, so none is missed or repeated."""
         last = after_seq
         resumes = 0
+        self._connect()
         call: _EventStream = open_stream()
         try:
             while True:
@@ -371,12 +416,7 @@ class MLGateClient(RegistryCalls, InferenceCalls):
             call.cancel()
 
     def _wait_for_gateway(self, broken: MLGateError) -> None:
-        # Woken by the channel's connectivity changes, not by polling.
-        ready = grpc.channel_ready_future(self._channel)
-        try:
-            ready.result(timeout=self._resume_timeout)
-        except grpc.FutureTimeoutError:
-            ready.cancel()
+        if not self.wait_ready(self._resume_timeout):
             raise ServerUnreachable(
                 f"lost the gateway at {self.address} and it did not come back within "
                 f"{self._resume_timeout:g}s ({broken.message})",

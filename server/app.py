@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -45,7 +46,7 @@ from server.operations import Dependencies, StatusServicer
 from server.recorder import Recorder
 from server.registry import ModelCatalog
 from server.submit import Submitter
-from server.transport import listen
+from server.transport import SERVER_OPTIONS, listen
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
@@ -75,7 +76,10 @@ class Gateway:
         self.settings = settings
         self.broker: Broker = open_broker(settings)
         self.store: JobStore = open_job_store(
-            settings.store_url, ca_file=settings.broker_ca or None, retention=settings.job_retention
+            settings.store_url,
+            settings.namespace,
+            ca_file=settings.broker_ca or None,
+            retention=settings.job_retention,
         )
         objects = open_object_store(settings.storage_url)
         self.dependencies = Dependencies(settings, self.broker, self.store, objects)
@@ -102,7 +106,20 @@ class Gateway:
         return [Worker(self.broker, self.catalog, self.models, self.settings)]
 
     async def start(self) -> int:
-        """Connect, start serving and return the bound port (useful with port 0)."""
+        """Connect, start serving and return the bound port (useful with port 0).
+
+        The port is bound first, so a port in use fails (PortInUse) before anything connects.
+        """
+        server = grpc.aio.server(
+            # Authentication first: a caller it refuses reaches nothing else.
+            interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.settings)],
+            options=[
+                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                *SERVER_OPTIONS,
+            ],
+        )
+        self.port = listen(server, self.settings)
         try:
             await asyncio.to_thread(self.broker.start)
         except BrokerUnavailable as exc:
@@ -124,14 +141,6 @@ class Gateway:
                 max_rows=settings.batch_max_rows,
                 max_delay=settings.batch_max_delay_us / 1e6,
             )
-        )
-        server = grpc.aio.server(
-            # Authentication first: a caller it refuses reaches nothing else.
-            interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.settings)],
-            options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ],
         )
         models = ModelCatalog(self.store.registry, self.models, ManifestCache(self.models))
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
@@ -160,7 +169,6 @@ class Gateway:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = listen(server, self.settings)
         await server.start()
         self._server = server
         await self._update_health()
@@ -263,7 +271,9 @@ class Gateway:
             await self._server.wait_for_termination()
 
 
-async def _serve(settings: Settings, embedded_workers: bool) -> None:
+async def _serve(
+    settings: Settings, embedded_workers: bool, on_ready: Callable[[str, int], None] | None
+) -> None:
     gateway = Gateway(settings, embedded_workers=embedded_workers)
     await gateway.start()
     stopping = asyncio.Event()
@@ -273,11 +283,19 @@ async def _serve(settings: Settings, embedded_workers: bool) -> None:
     print(
         f"mlgate {'serving' if embedded_workers else 'gateway'} on port {gateway.port}", flush=True
     )
+    if on_ready is not None:
+        on_ready(settings.host, gateway.port)
     await stopping.wait()
     log.info("draining: refusing new calls, finishing running ones")
     await gateway.stop()
 
 
-def serve(settings: Settings, *, embedded_workers: bool = False) -> None:
-    """Run a gateway until SIGTERM or SIGINT, then drain gracefully."""
-    asyncio.run(_serve(settings, embedded_workers))
+def serve(
+    settings: Settings,
+    *,
+    embedded_workers: bool = False,
+    on_ready: Callable[[str, int], None] | None = None,
+) -> None:
+    """Run a gateway until SIGTERM or SIGINT, then drain gracefully; ``on_ready(host, port)``
+    is called once it serves."""
+    asyncio.run(_serve(settings, embedded_workers, on_ready))

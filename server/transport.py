@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
+import socket
 from pathlib import Path
 
 import grpc
 
 from mlgate.settings import Settings
 
-__all__ = ["bind_address", "listen", "server_credentials"]
+__all__ = ["SERVER_OPTIONS", "PortInUse", "bind_address", "listen", "server_credentials"]
 
 log = logging.getLogger(__name__)
+
+# gRPC sets SO_REUSEPORT by default: a second server on a taken port would start, and the kernel
+# would split connections between the two. Off, the second one fails to bind.
+SERVER_OPTIONS = (("grpc.so_reuseport", 0),)
+
+
+class PortInUse(OSError):
+    """Another process listens on the gateway's port."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(
+            errno.EADDRINUSE,
+            f"port {port} is in use; stop what listens there or choose another port with --port",
+        )
+        self.port = port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def bind_address(host: str, port: int) -> str:
@@ -66,15 +86,19 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def listen(server: grpc.aio.Server, settings: Settings) -> int:
-    """Bind the server as the settings say (TLS only, when configured); returns the port."""
+    """Bind a server created with SERVER_OPTIONS as the settings say (TLS only, when
+    configured); returns the port. Raises PortInUse when another process holds it."""
     address = bind_address(settings.host, settings.port)
     credentials = server_credentials(settings)
+    # A plain socket asks first: gRPC's own failure also writes a C-level error line to stderr.
+    if settings.port and _in_use(settings.host.strip("[]"), settings.port):
+        raise PortInUse(settings.port)
     try:
         if credentials is None:
             port = server.add_insecure_port(address)
         else:
             port = server.add_secure_port(address, credentials)
-    except RuntimeError as exc:  # grpc raises it when the address cannot be bound
+    except RuntimeError as exc:  # taken since the check, or an address gRPC cannot bind
         raise OSError(f"cannot listen on {address}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {address}: is the port in use?")
@@ -87,3 +111,22 @@ def listen(server: grpc.aio.Server, settings: Settings) -> int:
             settings.host,
         )
     return port
+
+
+def _in_use(host: str, port: int) -> bool:
+    try:
+        addresses = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror:
+        return False  # gRPC reports an unresolvable host itself
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC binds: a port whose last connections are in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False

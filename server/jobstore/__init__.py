@@ -9,11 +9,16 @@ __all__ = ["JobStore", "JobStoreError", "JobStoreUnavailable", "open_job_store"]
 
 
 def open_job_store(
-    url: str, *, ca_file: str | None = None, retention: float = DEFAULT_RETENTION
+    url: str,
+    namespace: str = "mlgate",
+    *,
+    ca_file: str | None = None,
+    retention: float = DEFAULT_RETENTION,
 ) -> JobStore:
     """The job store ``MLGATE_STORE_URL`` names: ``sqlite:///path.db`` or ``redis://host:port/db``
     (``rediss://`` for TLS, trusting ``ca_file`` when given), deleting finished jobs
-    ``retention`` seconds after they ended (0: never)."""
+    ``retention`` seconds after they ended (0: never). A Redis store's keys go under
+    ``namespace`` unless the URL gives ``?namespace=``."""
     if url.startswith("sqlite://"):
         from server.jobstore.sqlite import SQLiteJobStore
 
@@ -21,5 +26,5 @@ def open_job_store(
     if url.startswith(("redis://", "rediss://")):
         from server.jobstore.redis import RedisJobStore
 
-        return RedisJobStore.from_url(url, ca_file=ca_file, retention=retention)
+        return RedisJobStore.from_url(url, namespace, ca_file=ca_file, retention=retention)
     raise ValueError(f"MLGATE_STORE_URL must start with sqlite:// or redis://, not {url[:20]!r}")

@@ -1,6 +1,7 @@
 """The Redis job store: job records shared by several gateways (``MLGATE_STORE_URL=redis://...``).
 
-Keys, under a namespace (default ``mlgate``; ``?namespace=`` in the URL):
+Keys, under a namespace (``?namespace=`` in the URL, else the gateway's MLGATE_NAMESPACE, whose
+default is ``mlgate``):
 
     {ns}:job:{id}                        the Job record, without prediction rows (serialized)
     {ns}:job:{id}:rows                   a prediction's rows (a serialized PredictRequest)
@@ -110,14 +111,20 @@ class RedisJobStore(JobStore):
 
     @classmethod
     def from_url(
-        cls, url: str, *, ca_file: str | None = None, retention: float = DEFAULT_RETENTION
+        cls,
+        url: str,
+        namespace: str = "mlgate",
+        *,
+        ca_file: str | None = None,
+        retention: float = DEFAULT_RETENTION,
     ) -> RedisJobStore:
-        """``redis://[:password@]host:port/db[?namespace=mlgate&retention=seconds]``, or
+        """``redis://[:password@]host:port/db[?namespace=NS&retention=seconds]``, or
         ``rediss://`` for TLS, trusting ``ca_file`` when given; a retention in the URL wins
-        over ``retention``."""
+        over ``retention``. Without ``namespace=`` in the URL, keys go under ``namespace`` (the
+        gateway's MLGATE_NAMESPACE)."""
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
-        namespace = query.pop("namespace", "mlgate")
+        namespace = query.pop("namespace", namespace)
         retention = float(query.pop("retention", retention))
         client = redis.Redis.from_url(
             urlunsplit(parts._replace(query=urlencode(query))),

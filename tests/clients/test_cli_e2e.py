@@ -117,6 +117,9 @@ def test_cancel_a_queued_job(mlgate) -> None:
     assert status == 1
     assert out.splitlines()[-1].split()[1] == "cancelled"
     assert err.strip() == f"error: CANCELLED: cancelled by request (job {waiting})"
+    # A second cancel changes nothing, and says so rather than claiming it cancelled the job.
+    status, out, _ = mlgate("jobs", "cancel", waiting)
+    assert (status, out.strip()) == (0, f"{waiting} had already ended: cancelled")
 
 
 def test_models_list_get_delete(mlgate) -> None:
@@ -199,3 +202,48 @@ def test_predict_prints_the_results_warnings_on_stderr(mlgate, tmp_path) -> None
     assert status == 0, err
     assert "warning: feature colour: unseen category 'purple' (1 row) ignored" in err
     assert json.loads(out)["warnings"] == [err.split("warning: ", 1)[1].strip()]
+
+
+def test_with_json_errors_are_one_json_object_on_stderr(mlgate, tmp_path) -> None:
+    status, out, err = mlgate("--json", "train", "diabetes", "--target", "nope")
+    assert (status, out) == (2, "")
+    error = json.loads(err)["error"]
+    assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", "target")
+    assert error["message"].startswith("target: 'nope' is not a column of diabetes")
+    status, _, err = mlgate("jobs", "get", "job_" + "0" * 32, "--json")
+    assert status == 1
+    assert json.loads(err)["error"]["code"] == "NOT_FOUND"
+
+    path = tmp_path / "one-class.csv"
+    path.write_text("x,label\n1,a\n2,a\n3,a\n4,a\n5,a\n")
+    assert mlgate("datasets", "upload", str(path))[0] == 0
+    status, out, err = mlgate("--json", "train", "one-class", "--target", "label")
+    assert (status, out) == (1, "")
+    error = json.loads(err)["error"]
+    assert error["code"] == "FAILED_PRECONDITION" and error["field"] is None
+    assert re.fullmatch(r"job_[0-9a-f]{32}", error["job_id"])
+
+
+def test_messages_speak_json_null_not_python_none(mlgate) -> None:
+    """Values come in as JSON, so messages and listings name them as JSON does."""
+    status, _, err = mlgate(
+        "train", "diabetes", "--target", "target", "--param", "n_estimators=null"
+    )
+    assert status == 2
+    assert "Got null instead" in err and "None" not in err
+    status, _, err = mlgate("train", "diabetes", "--target", "target", "--param", "max_depth=0")
+    assert status == 2
+    assert "or null. Got 0 instead" in err and "None" not in err
+
+    model_id = cli_json(mlgate, "train", "diabetes", "--target", "target")["model_id"]
+    status, _, err = mlgate("predict", model_id, "--row", json.dumps({**DOC_ROW, "sex": None}))
+    assert status == 2
+    assert (
+        err.strip()
+        == "error: INVALID_ARGUMENT: rows[0].sex: must be a finite numeric value, not null"
+    )
+    status, out, _ = mlgate("models", "get", model_id)
+    assert status == 0
+    params = out.split("params:", 1)[1].splitlines()[0]
+    assert "max_leaf_nodes=null" in params and "bootstrap=true" in params
+    assert "criterion=squared_error" in params and "None" not in params

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import socket
 
 import pytest
 
+from clients._requests import ESTIMATORS
 from clients.cli import build_parser, main
+from workers.estimators import DEFAULT_ESTIMATOR
+from workers.estimators import ESTIMATORS as ALLOWLIST
 
 
 def _closed_address() -> str:
@@ -93,14 +98,78 @@ def test_bad_rows_and_params_are_usage_errors(tmp_path, capsys) -> None:
     assert "--param 'depth' is not name=value" in capsys.readouterr().err
 
 
-def test_no_gateway_exits_3_with_a_hint(monkeypatch, capsys) -> None:
+def test_no_gateway_exits_3_after_waiting_with_a_note_and_a_hint(monkeypatch, capsys) -> None:
     address = _closed_address()
     monkeypatch.setenv("MLGATE_ADDRESS", address)
-    assert main(["datasets", "list"]) == 3
-    err = capsys.readouterr().err
-    assert err.startswith("error: UNAVAILABLE: ")
-    assert f"no mlgate gateway answers at {address}" in err
-    assert "mlgate serve" in err
+    monkeypatch.delenv("MLGATE_BROKER", raising=False)
+    # --timeout bounds the wait for a gateway as it bounds each call.
+    assert main(["--timeout", "1", "datasets", "list"]) == 3
+    note, error, hint, tls_hint = capsys.readouterr().err.splitlines()
+    assert note == f"waiting for the gateway at {address}…"
+    assert error == f"error: UNAVAILABLE: no mlgate gateway answers at {address} (waited 1s)"
+    port = address.rsplit(":", 1)[1]
+    assert hint.startswith(f"hint: start one with `mlgate serve --port {port}`")
+    assert f"`mlgate gateway --port {port}` and `mlgate worker`" in hint
+    assert tls_hint.startswith("hint: a gateway that serves TLS needs --tls")
+
+
+@pytest.mark.parametrize(
+    ("broker", "host", "wanted", "unwanted"),
+    [
+        ("", "127.0.0.1", "mlgate serve", "MLGATE_BROKER="),
+        ("rabbitmq", "127.0.0.1", "mlgate gateway", "mlgate serve"),
+        ("redis", "localhost", "MLGATE_BROKER=redis for both", "mlgate serve"),
+        ("", "gateway.invalid", "check the address", "mlgate serve"),
+    ],
+)
+def test_the_no_gateway_hint_fits_the_situation(
+    broker, host, wanted, unwanted, monkeypatch, capsys
+) -> None:
+    """A distributed setup (MLGATE_BROKER set) is told about gateway and workers, not `serve`;
+    a remote address is told to check the address, not to start a local gateway."""
+    monkeypatch.setenv("MLGATE_BROKER", broker)
+    port = _closed_address().rsplit(":", 1)[1]
+    argv = ["--json", "--timeout", "0.5", "--address", f"{host}:{port}", "models", "list"]
+    assert main(argv) == 3
+    error = json.loads(capsys.readouterr().err.splitlines()[-1])["error"]
+    assert (error["code"], error["field"]) == ("UNAVAILABLE", None)
+    assert wanted in error["hints"][0] and unwanted not in error["hints"][0]
+
+
+def test_version_is_the_installed_package_version(capsys) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"mlgate {importlib.metadata.version('mlgate')}\n"
+
+
+def test_train_help_lists_the_estimators_and_explains_the_task(capsys) -> None:
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ALLOWLIST:
+        assert name in text
+    assert "linear (regression only)" in text
+    assert "logistic_regression (classification only)" in text
+    assert f"default: {DEFAULT_ESTIMATOR}" in text
+    assert "default: inferred from the target" in text
+
+
+def test_the_clients_estimator_table_is_the_gateways_allowlist() -> None:
+    """The CLI names the estimators without loading scikit-learn; this holds its copy true."""
+    assert {name: set(tasks) for name, tasks in ESTIMATORS.items()} == {
+        name: set(spec.classes) for name, spec in ALLOWLIST.items()
+    }
+    assert next(iter(ESTIMATORS)) == DEFAULT_ESTIMATOR
+
+
+def test_usage_errors_are_json_with_json(capsys) -> None:
+    assert main(["--json", "train", "diabetes"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    error = json.loads(captured.err)["error"]
+    assert error["code"] == "INVALID_ARGUMENT" and error["field"] is None
+    assert "the following arguments are required: --target" in error["message"]
+    argv = ["--address", _closed_address(), "predict", "mdl_x", "--json"]
+    assert main(argv) == 2
+    assert "give the rows one way" in json.loads(capsys.readouterr().err)["error"]["message"]
 
 
 def test_serve_refuses_a_bad_broker_setting(monkeypatch, capsys) -> None:

@@ -7,7 +7,9 @@ import os
 import pty
 import re
 import select
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +19,7 @@ import pytest
 
 from clients import MLGateClient, TrainResult
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
+from tests.support.system import gateway_settings, running_gateway
 
 MLGATE = Path(sys.executable).parent / "mlgate"
 
@@ -106,13 +109,27 @@ def test_serve_and_gateway_run_until_sigterm(script, tmp_path, command, banner) 
         line = process.stdout.readline()
         match = re.fullmatch(rf"mlgate {banner} on port (\d+)\n", line)
         assert match, f"first line {line!r}, log:\n{log.read_text()}"
-        env = _env(MLGATE_ADDRESS=f"127.0.0.1:{match.group(1)}")
+        port = match.group(1)
+        # Then where it listens and what to try next, runnable as printed.
+        step = re.fullmatch(
+            rf"listening on localhost:{port}; (.*?)(\S*mlgate --address localhost:{port} "
+            rf"train diabetes --target target)\n",
+            process.stdout.readline(),
+        )
+        assert step, log.read_text()
+        env = _env(MLGATE_ADDRESS=f"127.0.0.1:{port}")
         listed = _run(script, "--json", "datasets", "list", env=env)
         assert listed.returncode == 0, listed.stderr
         assert "diabetes" in {d["id"] for d in json.loads(listed.stdout)}
         if command == "serve":
-            trained = _run(script, "train", "iris", "--target", "target", env=env)
+            assert step.group(1) == "try it from a second terminal: "
+            trained = subprocess.run(
+                shlex.split(step.group(2)), env=_env(), capture_output=True, text=True, timeout=120
+            )
             assert trained.returncode == 0, trained.stderr
+            assert "metrics: mae=" in trained.stdout
+        else:
+            assert "start workers with `" in step.group(1) and "mlgate worker`" in step.group(1)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
     finally:
@@ -221,3 +238,86 @@ def test_ctrl_c_leaves_the_job_running_and_says_how_to_follow_it(script, embedde
     job_id = re.findall(r"interrupted; job (job_[0-9a-f]{32}) keeps running", message)[-1]
     with MLGateClient(embedded_gateway, timeout=60) as client:
         assert isinstance(client.wait(job_id), TrainResult)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_second_server_on_a_taken_port_fails_at_start(script, tmp_path) -> None:
+    """Two gateways never share a port (each would get half the calls): the second one exits
+    non-zero with one line saying so, and the first keeps serving."""
+    port = str(_closed_port())
+    log = tmp_path / "first.log"
+    with log.open("w") as errors:
+        first = subprocess.Popen(
+            [script, "serve", "--port", port, "--data-dir", str(tmp_path / "a")],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline() == f"mlgate serving on port {port}\n", log.read_text()
+        second = _run(
+            script, "serve", "--port", port, "--data-dir", str(tmp_path / "b"), env=_env()
+        )
+        assert second.returncode == 1
+        assert second.stderr.splitlines() == [
+            f"error: port {port} is in use; stop what listens there or choose another port "
+            "with --port"
+        ]
+        listed = _run(script, "--address", f"127.0.0.1:{port}", "datasets", "list", env=_env())
+        assert listed.returncode == 0 and "diabetes" in listed.stdout
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+
+
+def test_a_client_waits_for_a_gateway_that_is_starting(script, tmp_path) -> None:
+    """A command run just before its gateway listens says it is waiting, then goes through."""
+    port = _closed_port()
+    client = subprocess.Popen(
+        [script, "--address", f"127.0.0.1:{port}", "--json", "datasets", "list"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    gateway = None
+    try:
+        assert client.stderr is not None
+        assert client.stderr.readline() == f"waiting for the gateway at 127.0.0.1:{port}…\n"
+        gateway = running_gateway(gateway_settings(tmp_path / "data").with_(port=port))
+        out, err = client.communicate(timeout=60)
+        assert client.returncode == 0, err
+        assert "diabetes" in {d["id"] for d in json.loads(out)}
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+        if gateway is not None:
+            gateway.stop()
+
+
+def test_output_closed_early_ends_quietly(script, embedded_gateway) -> None:
+    """`mlgate jobs list | head -1`: the reader goes away and the command stops, no traceback
+    and no error, with status 0 as Unix tools end when their output is closed."""
+    reader, writer = os.pipe()
+    os.close(reader)  # every write to the pipe now fails with EPIPE
+    try:
+        done = subprocess.run(
+            [script, "--address", embedded_gateway, "datasets", "list"],
+            env=_env(),
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+    assert (done.returncode, done.stderr) == (0, "")

@@ -12,9 +12,11 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
+from server.jobstore import open_job_store
 from server.jobstore.redis import RedisJobStore
 from tests.jobstore.conftest import wait_until_swept
-from tests.support.redis import redis_stores, require_redis
+from tests.support.fresh import unique_namespace
+from tests.support.redis import delete_namespace, redis_stores, require_redis
 
 
 def _job(created_ns: int = 1_700_000_000_000_000_000) -> jobs_pb2.Job:
@@ -119,3 +121,24 @@ def test_a_deleted_job_leaves_nothing_behind_in_keys_or_indexes(
                 assert not any(done.id.encode() in m for m in client.zrange(key, 0, -1))
     finally:
         client.close()
+
+
+def test_keys_go_under_the_url_namespace_else_the_gateway_namespace() -> None:
+    """Without ``?namespace=``, a gateway's MLGATE_NAMESPACE keeps its job records apart from
+    another deployment's on the same Redis; the URL's namespace, when given, wins."""
+    url = require_redis()
+    gateway_ns, url_ns = unique_namespace(), unique_namespace()
+    client = redis.Redis.from_url(url)
+    try:
+        for store_url, expected in ((url, gateway_ns), (f"{url}?namespace={url_ns}", url_ns)):
+            store = open_job_store(store_url, gateway_ns)
+            job = _job()
+            store.create(job)
+            assert client.exists(f"{expected}:job:{job.id}")
+            assert not client.exists(f"mlgate:job:{job.id}")
+            assert store.get(job.id) == job
+            store.close()
+    finally:
+        client.close()
+        delete_namespace(url, gateway_ns)
+        delete_namespace(url, url_ns)
