@@ -13,11 +13,11 @@ DATA_DIR ?= data
 PYTEST_ARGS ?=
 
 .PHONY: help install gen tables run lint release-contract typecheck test test-fast services bench clean
+.DEFAULT_GOAL := help
 
-help:
-	@echo "make run      set up and serve mlgate on port $(PORT) (embedded broker)"
-	@echo "make test     set up and run lint, types and the whole test suite"
-	@echo "make bench    measure predict latency/throughput, training rate and watcher fan-out"
+# `make` alone lists every target with the text after its `##`.
+help: ## list these targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "make %-17s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 # The editable install maps the top-level packages that exist when it runs: the generated
 # inference package must exist (empty until `make gen`) or processes started elsewhere cannot
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-install: $(STAMP)
+install: $(STAMP) ## create .venv and install mlgate with its dev tools
 
 # Generated code is built, not committed: protos/ is the single source of truth. Each proto
 # package lands in the Python package of the same path (mlgate.v1, inference).
@@ -41,41 +41,41 @@ $(GEN): $(STAMP) $(PROTOS)
 	touch inference/__init__.py
 	touch $@
 
-gen: $(GEN)
+gen: $(GEN) ## generate the gRPC code (mlgate/v1, inference) from protos/, after install
 
 # What the gateway knows of scikit-learn without importing it (tests/unit/test_tables.py holds
 # the committed files equal to a fresh run): renew after upgrading scikit-learn.
-tables: gen
+tables: gen ## regenerate mlgate's scikit-learn tables (after upgrading scikit-learn)
 	$(BIN)/python -m workers.tables
 
-run: gen
+run: gen ## serve a gateway and workers on the embedded broker (PORT=50051 HOST=127.0.0.1 DATA_DIR=data)
 	$(BIN)/mlgate serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
-lint: gen
+lint: gen ## ruff, ruff format --check, buf lint and buf breaking
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd protos && ../$(BIN)/buf lint
 	cd protos && ../$(BIN)/buf breaking --against ../$(CONTRACT)
 
 # The released contract `buf breaking` holds protos/ to. Rebuild it only when cutting a release.
-release-contract: install
+release-contract: install ## rebuild the released contract buf breaking checks against (at a release)
 	cd protos && ../$(BIN)/buf build --exclude-source-info -o ../$(CONTRACT)
 
-typecheck: gen
+typecheck: gen ## mypy --strict
 	$(BIN)/mypy
 
-services:
+services: ## install and start RabbitMQ and Redis on loopback if they are not running
 	bash scripts/ensure-services.sh
 
-test: gen lint typecheck services
+test: gen lint typecheck services ## lint, types, then the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: gen
+test-fast: gen ## the test suite without the slow fault-injection tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: gen services
+bench: gen services ## measure predict latency and throughput, training rate and watcher fan-out
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.fanout
 
-clean:
+clean: ## remove .venv, the generated code and tool caches
 	rm -rf $(VENV) mlgate/v1 inference .mypy_cache .ruff_cache .pytest_cache
