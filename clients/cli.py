@@ -53,7 +53,8 @@ __all__ = ["EXIT_CODES", "GATEWAY_WAIT", "build_parser", "exit_code", "main"]
 EXIT_CODES = {"INVALID_ARGUMENT": 2, "UNAVAILABLE": 3}
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-# Seconds a client command waits for a gateway that is not answering yet (one just started).
+# Seconds a client command waits for a gateway that is not answering yet (one just started),
+# unless MLGATE_CONNECT_TIMEOUT says otherwise; --timeout bounds it too.
 GATEWAY_WAIT = 30.0
 
 _ESTIMATOR_HELP = "one of: {}; default: {}".format(
@@ -353,11 +354,20 @@ def _client(args: argparse.Namespace, env: Mapping[str, str]) -> MLGateClient:
             timeout=args.timeout,
             tls=tls or False,
             token=args.token or token_from_env(env),
-            connect_timeout=min(GATEWAY_WAIT, args.timeout or GATEWAY_WAIT),
+            connect_timeout=_gateway_wait(env, args.timeout),
             on_wait=lambda address: err(f"waiting for the gateway at {address}…"),
         )
     except ValueError as exc:  # an unreadable or half-given TLS file
         raise UsageError(str(exc)) from exc
+
+
+def _gateway_wait(env: Mapping[str, str], timeout: float | None) -> float:
+    text = env.get("MLGATE_CONNECT_TIMEOUT", "")
+    try:
+        wait = float(text) if text else GATEWAY_WAIT
+    except ValueError:
+        raise UsageError(f"MLGATE_CONNECT_TIMEOUT: {text!r} is not a number of seconds") from None
+    return min(wait, timeout) if timeout else wait
 
 
 def _drop_stdout() -> None:

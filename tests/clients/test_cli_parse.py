@@ -113,6 +113,15 @@ def test_no_gateway_exits_3_after_waiting_with_a_note_and_a_hint(monkeypatch, ca
     assert tls_hint.startswith("hint: a gateway that serves TLS needs --tls")
 
 
+def test_the_wait_for_a_gateway_is_a_setting(monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MLGATE_CONNECT_TIMEOUT", "0.7")
+    assert main(["--address", _closed_address(), "models", "list"]) == 3
+    assert "(waited 0.7s)" in capsys.readouterr().err
+    monkeypatch.setenv("MLGATE_CONNECT_TIMEOUT", "soon")
+    assert main(["--address", _closed_address(), "models", "list"]) == 2
+    assert "MLGATE_CONNECT_TIMEOUT: 'soon' is not a number" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("broker", "host", "wanted", "unwanted"),
     [

@@ -1,56 +1,35 @@
-"""The README's walkthroughs run as written against a live gateway."""
+"""The README's walkthroughs run as written: against a live embedded gateway, and the RabbitMQ
+and Redis ones with their own gateway and workers on the real brokers."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
+import redis
 
 from mlgate.v1 import models_pb2, models_pb2_grpc
-from tests.support.fresh import free_port
+from tests.support import rabbitmq
+from tests.support import redis as shared_redis
+from tests.support.fresh import free_port, unique_namespace
+from tests.support.walkthroughs import ROOT, environment, run_walkthrough, script
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def _walkthrough(name: str) -> str:
-    text = README.read_text()
-    match = re.search(
-        rf"<!-- walkthrough:{name} -->\s*```bash\n(.*?)```\s*<!-- /walkthrough -->", text, re.S
-    )
-    assert match, f"README has no {name} walkthrough"
-    return match.group(1)
+README = ROOT / "README.md"
 
 
-def _run(script: str, address: str, cwd: Path) -> str:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "MLGATE_ADDRESS": address,
-    }
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script.replace("localhost:50051", address)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+def _run(name: str, address: str, cwd: Path) -> str:
+    """A walkthrough against the gateway at ``address``, which stands for localhost:50051."""
+    source = script(README, name, {"localhost:50051": address})
+    return run_walkthrough(source, cwd, environment(cwd, MLGATE_ADDRESS=address)).stdout
 
 
 @pytest.mark.parametrize("name", ["grpcurl", "cli"])
 def test_walkthrough_trains_then_predicts(name: str, embedded_gateway: str, tmp_path: Path) -> None:
-    out = _run(_walkthrough(name), embedded_gateway, tmp_path)
+    out = _run(name, embedded_gateway, tmp_path)
     assert re.search(r"mdl_[0-9a-f]{32}", out)
     assert "rmse" in out
     # The README's patient, predicted by the README's forest.
@@ -74,7 +53,7 @@ def test_inference_walkthrough_with_grpcurl_the_cli_and_tritonclient(
 def test_registry_walkthrough_predicts_through_the_alias(
     embedded_gateway: str, tmp_path: Path
 ) -> None:
-    out = _run(_walkthrough("registry"), embedded_gateway, tmp_path)
+    out = _run("registry", embedded_gateway, tmp_path)
     assert "diabetes-rf@production -> diabetes-rf/1" in out
     # Version 1 is the README's forest, so the prediction through the alias is the README's.
     predictions = re.findall(r"^0\s+(\S+)$", out, re.M)
@@ -95,36 +74,11 @@ def test_registry_walkthrough_predicts_through_the_alias(
     assert (tmp_path / "diabetes-rf.model.manifest.json").is_file()
 
 
-def _run_with_servers(script: str, cwd: Path, **env: str) -> tuple[int, str, str]:
-    """Run a walkthrough that starts servers in the background; they are stopped after it. Its
-    exit code, stdout and stderr. The environment is the caller's without mlgate's variables."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("MLGATE_", "OTEL_"))}
-    clean["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
-    out, err = cwd / "stdout", cwd / "stderr"
-    # Files, not pipes: the gateway the walkthrough starts in the background outlives the script.
-    with out.open("w") as stdout, err.open("w") as stderr:
-        shell = subprocess.Popen(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=cwd,
-            env={**clean, **env},
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            code = shell.wait(timeout=300)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(shell.pid, signal.SIGTERM)
-    return code, out.read_text(), err.read_text()
-
-
 def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Path) -> None:
     port = free_port()
-    script = _walkthrough("security").replace("50051", str(port))
-    code, said, logged = _run_with_servers(script, tmp_path)
-    assert code == 0, said + logged
+    source = script(README, "security", {"50051": str(port)})
+    done = run_walkthrough(source, tmp_path, environment(tmp_path))
+    said, logged = done.stdout, done.stderr
     assert '"status": "SERVING"' in said
     assert re.search(r'"model_id": "mdl_[0-9a-f]{32}"', said)
     assert "refused, as it should be" in said
@@ -139,10 +93,56 @@ def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Pat
 
 def test_operations_walkthrough_shows_status_metrics_and_json_logs(tmp_path: Path) -> None:
     port, metrics = free_port(), free_port()
-    script = _walkthrough("operations").replace("50051", str(port)).replace("9100", str(metrics))
-    code, said, logged = _run_with_servers(script, tmp_path, MLGATE_ADDRESS=f"localhost:{port}")
-    assert code == 0, said + logged
+    source = script(README, "operations", {"50051": str(port), "9100": str(metrics)})
+    env = environment(tmp_path, MLGATE_ADDRESS=f"localhost:{port}")
+    said = run_walkthrough(source, tmp_path, env).stdout
     assert re.search(r"workers:\s+1", said), said
     assert 'mlgate_jobs_finished_total{kind="train",state="succeeded"} 1.0' in said, said
     ended = [json.loads(line) for line in said.splitlines() if line.startswith('{"time"')]
     assert any(e.get("outcome") == "succeeded" and e.get("kind") == "train" for e in ended)
+
+
+def _distributed(name: str, tmp_path: Path, namespace: str) -> str:
+    """A walkthrough that starts its own gateway on "50051" (a free port here) and workers,
+    under a namespace of its own on the shared broker."""
+    port = free_port()
+    env = environment(tmp_path, MLGATE_NAMESPACE=namespace, MLGATE_ADDRESS=f"localhost:{port}")
+    return run_walkthrough(script(README, name, {"50051": str(port)}), tmp_path, env).stdout
+
+
+def _trained_job(out: str) -> str:
+    """The job of `mlgate train`'s summary, which names a model and its metrics."""
+    summary = re.search(
+        r"^job: +(job_[0-9a-f]{32})\nmodel: +mdl_[0-9a-f]{32}\nmetrics: +mae=\S+  r2=\S+  rmse=\S+$",
+        out,
+        re.M,
+    )
+    assert summary, out
+    return summary.group(1)
+
+
+def test_rabbitmq_walkthrough_starts_a_gateway_and_workers_and_trains(tmp_path: Path) -> None:
+    """As written: the gateway and two workers start in the background and `mlgate train` runs
+    at once, waiting for the gateway to listen."""
+    url = rabbitmq.require_rabbitmq()
+    namespace = unique_namespace()
+    try:
+        _trained_job(_distributed("rabbitmq", tmp_path, namespace))
+    finally:
+        rabbitmq.delete_namespace(url, namespace)
+
+
+def test_redis_walkthrough_starts_a_gateway_and_workers_and_trains(tmp_path: Path) -> None:
+    """As written, with the Redis job store: the job's record lands under the run's
+    MLGATE_NAMESPACE, beside its streams, not under another deployment's `mlgate:`."""
+    url = shared_redis.require_redis()
+    namespace = unique_namespace()
+    client = redis.Redis.from_url(url)
+    try:
+        job_id = _trained_job(_distributed("redis", tmp_path, namespace))
+        assert client.exists(f"{namespace}:job:{job_id}")
+        assert client.exists(f"{namespace}:events")
+        assert not client.exists(f"mlgate:job:{job_id}")
+    finally:
+        client.close()
+        shared_redis.delete_namespace(url, namespace)

@@ -1,0 +1,209 @@
+"""Every command block of the README and docs/*.md is run as written by a test, on the broker it
+names, or is excused below with the reason it cannot run here."""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support import rabbitmq
+from tests.support import redis as shared_redis
+from tests.support.fresh import free_ports, unique_namespace
+from tests.support.walkthroughs import (
+    DOCUMENTS,
+    ROOT,
+    RUNNABLE,
+    blocks,
+    environment,
+    run_walkthrough,
+    script,
+)
+
+DOCS = ROOT / "docs"
+_SERVER_START = "starts the machine's shared {} server, which `make services` runs for the tests"
+_TEST_SUITE = "runs tests of this suite: the suite does not run itself"
+_DOCKER = (
+    "needs Docker, which our machines do not have; tests/deploy/test_compose.py checks "
+    "compose.yaml and the Dockerfile statically"
+)
+_TEMPLATE = (
+    "a template to fill in with your own bucket and credentials; the SeaweedFS walkthrough of "
+    "docs/s3.md runs the same settings against a local server"
+)
+
+# (document, first line of the block) -> why it is not run.
+NOT_RUN = {
+    ("README.md", "make run     # creates .venv, installs, generates the gRPC code, serves on localhost:50051"): (
+        "`make run` is tests/contract/test_make.py's; `make test` is this suite"
+    ),
+    ("README.md", "export MLGATE_STORAGE_URL=s3://my-bucket/mlgate"): _TEMPLATE,
+    ("README.md", "docker compose up --build -d                   # RabbitMQ, Redis, SeaweedFS, gateway, a worker"): _DOCKER,
+    ("README.md", "make test        # ruff, ruff format --check, buf lint, mypy --strict, then pytest (all of it)"): _TEST_SUITE,
+    ("docs/cli.md", "import os"): (
+        "needs a gateway serving TLS, certificates and a token; the README's security walkthrough "
+        "connects the same way, and tests/security/test_tls.py with these arguments"
+    ),
+    ("docs/compose.md", "docker compose up --build -d        # build the image and start everything, in order"): _DOCKER,
+    ("docs/compose.md", "docker compose up -d                           # RabbitMQ (the default)"): _DOCKER,
+    ("docs/compose.md", "docker compose up -d --scale worker=4"): _DOCKER,
+    ("docs/compose.md", "docker run --rm mlgate:local --help"): _DOCKER,
+    ("docs/rabbitmq.md", "rabbitmq-server -detached"): _SERVER_START.format("RabbitMQ"),
+    ("docs/rabbitmq.md", "rabbitmqctl import_definitions deploy/rabbitmq/definitions.json"): (
+        "rewrites the shared node's users and the default namespace's queues; the private node "
+        "of tests/brokers/test_rabbitmq.py boots with this file"
+    ),
+    ("docs/rabbitmq.md", "rabbitmqctl list_queues name type messages messages_unacknowledged consumers"): (
+        "needs the node's Erlang cookie (root or the rabbitmq user), which a test run may not have"
+    ),
+    ("docs/rabbitmq.md", "make services                      # starts RabbitMQ (and Redis) if they are not running"): _TEST_SUITE,
+    ("docs/redis.md", "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --appendonly yes --dir /var/lib/redis"): (
+        _SERVER_START.format("Redis")
+    ),
+    ("docs/redis.md", "export MLGATE_STORE_URL='redis://:password@redis.internal:6379/0?namespace=mlgate&retention=2592000'"): (
+        "an example URL for a Redis elsewhere, with a password"
+    ),
+    ("docs/redis.md", ".venv/bin/python -m pytest tests/brokers tests/jobstore -k redis   # contract suites on Redis"): _TEST_SUITE,
+    ("docs/s3.md", "export MLGATE_STORAGE_URL=s3://my-bucket/mlgate     # bucket my-bucket, keys under mlgate/"): _TEMPLATE,
+    ("docs/s3.md", "export MLGATE_S3_ENDPOINT_URL=http://127.0.0.1:8333   # or AWS_ENDPOINT_URL, which boto3 also reads"): _TEMPLATE,
+    ("docs/s3.md", "python -m storage.s3 create-bucket                     # or: ... create-bucket s3://my-bucket/mlgate"): _TEMPLATE,
+    ("docs/s3.md", ".venv/bin/pytest tests/storage"): _TEST_SUITE,
+}  # fmt: skip
+
+
+def test_every_command_block_runs_in_a_walkthrough_or_says_why_not() -> None:
+    unaccounted, seen = [], set()
+    for document in DOCUMENTS:
+        for block in blocks(document):
+            if block.language not in RUNNABLE or block.walkthrough is not None:
+                continue
+            key = (str(document.relative_to(ROOT)), block.first_line)
+            seen.add(key)
+            if key not in NOT_RUN:
+                unaccounted.append(f"{block.where}: {block.first_line}")
+    assert not unaccounted, "blocks neither run nor excused:\n" + "\n".join(unaccounted)
+    assert not set(NOT_RUN) - seen, f"excuses for blocks that are gone: {set(NOT_RUN) - seen}"
+
+
+def _summary(out: str, count: int = 1) -> list[str]:
+    """The jobs of `mlgate train`'s summaries (job, model, metrics), at least ``count`` of them."""
+    jobs = re.findall(
+        r"^job: +(job_[0-9a-f]{32})\nmodel: +mdl_[0-9a-f]{32}.*\nmetrics: ", out, re.M
+    )
+    assert len(jobs) >= count, out
+    return jobs
+
+
+def test_cli_walkthrough(tmp_path: Path) -> None:
+    """docs/cli.md top to bottom: `mlgate serve` in a second terminal, the Python client, a
+    gateway and worker on Redis, then every command example in order."""
+    url = shared_redis.require_redis()
+    namespace = unique_namespace()
+    serve, gateway = free_ports(2)
+    env = environment(tmp_path, MLGATE_NAMESPACE=namespace, MLGATE_ADDRESS=f"localhost:{serve}")
+    ports = {"50051": str(serve), "50052": str(gateway)}
+    try:
+        out = run_walkthrough(script(DOCS / "cli.md", "cli", ports), tmp_path, env).stdout
+    finally:
+        shared_redis.delete_namespace(url, namespace)
+    # The client's forest predicts the README's patient; the invalid depth names its field.
+    assert re.search(r"^mdl_[0-9a-f]{32} \{.*'rmse': 53\.0", out, re.M), out
+    assert "(208.64" in out
+    assert re.search(r"^params\.max_depth params\.max_depth: The 'max_depth' parameter", out, re.M)
+    _summary(out, 4)
+    assert re.search(r"^0 +208\.645$", out, re.M)  # the predict table
+    assert re.search(r"had already ended: succeeded$", out, re.M)
+    assert (tmp_path / "forest.skops").is_file() and (
+        tmp_path / "forest.skops.manifest.json"
+    ).is_file()
+    assert re.search(r"^id: +houses$", out, re.M)
+
+
+def test_rabbitmq_walkthrough(tmp_path: Path) -> None:
+    url = rabbitmq.require_rabbitmq()
+    namespace = unique_namespace()
+    (port,) = free_ports(1)
+    env = environment(tmp_path, MLGATE_NAMESPACE=namespace, MLGATE_ADDRESS=f"localhost:{port}")
+    try:
+        done = run_walkthrough(
+            script(DOCS / "rabbitmq.md", "rabbitmq", {"50051": str(port)}), tmp_path, env
+        )
+    finally:
+        rabbitmq.delete_namespace(url, namespace)
+    _summary(done.stdout)
+    assert (tmp_path / "mlgate-data" / "jobs.db").is_file()
+
+
+def test_redis_walkthrough(tmp_path: Path) -> None:
+    url = shared_redis.require_redis()
+    namespace = unique_namespace()
+    (port,) = free_ports(1)
+    env = environment(tmp_path, MLGATE_NAMESPACE=namespace, MLGATE_ADDRESS=f"localhost:{port}")
+    try:
+        done = run_walkthrough(
+            script(DOCS / "redis.md", "redis", {"50051": str(port)}), tmp_path, env
+        )
+        (job_id,) = _summary(done.stdout)
+        with redis.Redis.from_url(url) as client:
+            assert client.exists(f"{namespace}:job:{job_id}")
+    finally:
+        shared_redis.delete_namespace(url, namespace)
+
+
+# SeaweedFS's default ports, which docs/s3.md's `weed server` uses as written.
+_SEAWEEDFS_PORTS = (8080, 8333, 8888, 9333, 18080, 18333, 18888, 19333)
+
+
+@pytest.fixture
+def seaweedfs_defaults() -> Iterator[None]:
+    """The default SeaweedFS ports for one test at a time on this machine, free when it starts."""
+    with open("/tmp/mlgate-doc-seaweedfs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for port in _SEAWEEDFS_PORTS:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    pytest.fail(f"port {port} is taken; docs/s3.md's SeaweedFS needs it")
+        yield
+        # A stopped SeaweedFS may leave its unix sockets behind, named by port.
+        for stale in Path("/tmp").glob("seaweedfs-*-*.sock"):
+            if any(str(port) in stale.name for port in _SEAWEEDFS_PORTS):
+                stale.unlink(missing_ok=True)
+
+
+def test_s3_seaweedfs_walkthrough(tmp_path: Path, seaweedfs_defaults: None) -> None:
+    """docs/s3.md's local S3: SeaweedFS, the bucket, `mlgate serve` on it in a second
+    terminal, and a model trained into the bucket."""
+    (port,) = free_ports(1)
+    env = environment(tmp_path, MLGATE_ADDRESS=f"localhost:{port}")
+    private = {
+        "50051": str(port),
+        "/tmp/seaweedfs": str(tmp_path / "seaweedfs"),
+        "source .venv/bin/activate": f"source {ROOT / '.venv' / 'bin' / 'activate'}",
+    }
+    # The test's own look into the bucket, while the walkthrough's SeaweedFS still runs.
+    look = tmp_path / "bucket.py"
+    look.write_text(_LIST_MODELS)
+    source = script(DOCS / "s3.md", "seaweedfs", private) + f"python {look}\n"
+    out = run_walkthrough(source, tmp_path, env).stdout
+    (job_id,) = _summary(out)
+    model = job_id.replace("job_", "mdl_")
+    assert f"object: dev/models/{model}/manifest.json" in out.splitlines(), out
+
+
+_LIST_MODELS = """import boto3
+
+s3 = boto3.client(
+    "s3",
+    endpoint_url="http://127.0.0.1:8333",
+    aws_access_key_id="mlgate",
+    aws_secret_access_key="mlgate-local-secret",
+    region_name="us-east-1",
+)
+for item in s3.list_objects_v2(Bucket="mlgate", Prefix="dev/models/").get("Contents", []):
+    print("object:", item["Key"])
+"""
