@@ -11,7 +11,6 @@ from clients.errors import InvalidArgument
 from mlgate.v1 import datasets_pb2, jobs_pb2
 
 __all__ = [
-    "ESTIMATORS",
     "KINDS",
     "STATES",
     "TASKS",
@@ -32,19 +31,6 @@ STATES = {
     "cancelled": jobs_pb2.JOB_STATE_CANCELLED,
 }
 TASKS = {"regression": jobs_pb2.TASK_REGRESSION, "classification": jobs_pb2.TASK_CLASSIFICATION}
-_BOTH = ("regression", "classification")
-# The gateway's estimator allowlist, by name, with the tasks each supports; the default first.
-# The client never loads scikit-learn; tests/clients holds this equal to the gateway's table.
-ESTIMATORS: dict[str, tuple[str, ...]] = {
-    "random_forest": _BOTH,
-    "extra_trees": _BOTH,
-    "gradient_boosting": _BOTH,
-    "hist_gradient_boosting": _BOTH,
-    "decision_tree": _BOTH,
-    "linear": ("regression",),
-    "ridge": _BOTH,
-    "logistic_regression": ("classification",),
-}
 
 
 def choice(table: Mapping[str, T], value: str | None, field: str, default: T) -> T:

@@ -41,11 +41,12 @@ from clients._registry_commands import (
     cmd_models_versions,
 )
 from clients._report import Failure, report
-from clients._requests import ESTIMATORS, TASKS
+from clients._requests import TASKS
 from clients._security import tls_from_env, token_from_env
 from clients._tokens import add_token_arguments, cmd_token_new
 from clients.client import DEFAULT_ADDRESS, MLGateClient
 from clients.errors import MLGateError
+from mlgate.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
 __all__ = ["EXIT_CODES", "GATEWAY_WAIT", "build_parser", "exit_code", "main"]
 
@@ -59,10 +60,10 @@ GATEWAY_WAIT = 30.0
 
 _ESTIMATOR_HELP = "one of: {}; default: {}".format(
     ", ".join(
-        name if len(tasks) == len(TASKS) else f"{name} ({tasks[0]} only)"
-        for name, tasks in ESTIMATORS.items()
+        name if len(spec.classes) == len(TASKS) else f"{name} ({next(iter(spec.classes))} only)"
+        for name, spec in ESTIMATORS.items()
     ),
-    next(iter(ESTIMATORS)),
+    DEFAULT_ESTIMATOR,
 )
 _TASK_HELP = (
     "what to predict; default: inferred from the target: real numbers are regression; "

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any, TypeGuard
 
 from mlgate.errors import InvalidArgument
-from mlgate.quoting import quote, shorten
+from mlgate.quoting import quote, quote_value, shorten
 
 __all__ = ["TABLE_FILE", "check", "describe", "has_parameter", "satisfies", "table"]
 
@@ -83,12 +83,12 @@ def check(path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if not _finite(value):
             # JSON, in which hyperparameters are recorded and shown, has no NaN or infinity.
             what = "be a finite number" if isinstance(value, float) else "hold finite numbers only"
-            raise InvalidArgument(field, f"must {what}, not {quote(value)}")
+            raise InvalidArgument(field, f"must {what}, not {quote_value(value)}")
         value = _coerce(value, known[name]["default"])
         allowed = known[name]["allowed"]
         if allowed is not None and not any(satisfies(c, value) for c in allowed):
             raise InvalidArgument(
-                field, f"{short} needs {describe(allowed)}; got {quote(value)} instead"
+                field, f"{short} needs {describe(allowed)}; got {quote_value(value)} instead"
             )
         checked[name] = value
     return checked
@@ -156,7 +156,8 @@ def _in_interval(interval: Constraint, value: Any) -> bool:
 
 
 def describe(allowed: list[Constraint]) -> str:
-    """What a request may send, in scikit-learn's words: "an int in the range [1, inf) or None"."""
+    """What a request may send, in scikit-learn's words but JSON's values: "an int in the range
+    [1, inf) or null"."""
     parts = [_describe(c) for c in allowed if not c.get("hidden")]
     shown = [part for part in parts if part]
     if not shown:
@@ -179,9 +180,9 @@ def _describe(constraint: Constraint) -> str:
     if kind == "instance":
         return _INSTANCES.get(constraint["type"], _NO_INSTANCES)[1]
     simple = {
-        "none": "None",
+        "none": "null",
         "boolean": "a bool",
-        "random_state": "an int in the range [0, 4294967295] or None",
+        "random_state": "an int in the range [0, 4294967295] or null",
         "verbose": "an int in the range [0, inf) or a bool",
         "array-like": "a list",
     }

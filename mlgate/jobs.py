@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2
 from mlgate.errors import InvalidArgument
 from mlgate.estimators import CLASSIFICATION, DEFAULT_ESTIMATOR, ESTIMATORS, REGRESSION
 from mlgate.estimators import hyperparameters as check_hyperparameters
-from mlgate.quoting import listing, quote, shorten
+from mlgate.quoting import listing, quote, quote_value, shorten
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 
 __all__ = [
@@ -174,7 +174,7 @@ def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.
                 ok = False
             if not ok:
                 raise InvalidArgument(
-                    f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote(value)}"
+                    f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote_value(value)}"
                 )
             if dtype in ("numeric", "integer") and abs(value) > MAX_MAGNITUDE:
                 raise InvalidArgument(

@@ -7,9 +7,10 @@ it left out. (The gateway also caps whole messages, as a last resort.)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
-__all__ = ["MAX_NAMES", "MAX_QUOTE", "listing", "quote", "shorten"]
+__all__ = ["MAX_NAMES", "MAX_QUOTE", "listing", "quote", "quote_value", "shorten"]
 
 MAX_QUOTE = 60
 MAX_NAMES = 8
@@ -25,6 +26,17 @@ def shorten(text: str, limit: int = MAX_QUOTE) -> str:
 def quote(value: object, limit: int = MAX_QUOTE) -> str:
     """The value's repr, shortened: for values a person sent, which may be of any size."""
     return shorten(repr(value), limit)
+
+
+def quote_value(value: object, limit: int = MAX_QUOTE) -> str:
+    """A value a request sent as JSON, in JSON's words where Python's differ (``null``, ``true``,
+    ``[1, null]``); strings and numbers as ``quote`` shows them."""
+    if value is None or isinstance(value, bool | list | dict):
+        try:
+            return shorten(json.dumps(value), limit)
+        except (TypeError, ValueError):
+            pass  # not JSON after all
+    return quote(value, limit)
 
 
 def listing(names: Iterable[object], limit: int = MAX_NAMES) -> str:

@@ -230,10 +230,10 @@ def test_messages_speak_json_null_not_python_none(mlgate) -> None:
         "train", "diabetes", "--target", "target", "--param", "n_estimators=null"
     )
     assert status == 2
-    assert "Got null instead" in err and "None" not in err
+    assert "got null instead" in err and "None" not in err
     status, _, err = mlgate("train", "diabetes", "--target", "target", "--param", "max_depth=0")
     assert status == 2
-    assert "or null. Got 0 instead" in err and "None" not in err
+    assert "[1, inf) or null; got 0 instead" in err and "None" not in err
 
     model_id = cli_json(mlgate, "train", "diabetes", "--target", "target")["model_id"]
     status, _, err = mlgate("predict", model_id, "--row", json.dumps({**DOC_ROW, "sex": None}))

@@ -8,10 +8,9 @@ import socket
 
 import pytest
 
-from clients._requests import ESTIMATORS
 from clients.cli import build_parser, main
-from workers.estimators import DEFAULT_ESTIMATOR
-from workers.estimators import ESTIMATORS as ALLOWLIST
+from mlgate.estimators import DEFAULT_ESTIMATOR
+from mlgate.estimators import ESTIMATORS as ALLOWLIST
 
 
 def _closed_address() -> str:
@@ -159,14 +158,6 @@ def test_train_help_lists_the_estimators_and_explains_the_task(capsys) -> None:
     assert "logistic_regression (classification only)" in text
     assert f"default: {DEFAULT_ESTIMATOR}" in text
     assert "default: inferred from the target" in text
-
-
-def test_the_clients_estimator_table_is_the_gateways_allowlist() -> None:
-    """The CLI names the estimators without loading scikit-learn; this holds its copy true."""
-    assert {name: set(tasks) for name, tasks in ESTIMATORS.items()} == {
-        name: set(spec.classes) for name, spec in ALLOWLIST.items()
-    }
-    assert next(iter(ESTIMATORS)) == DEFAULT_ESTIMATOR
 
 
 def test_usage_errors_are_json_with_json(capsys) -> None:

@@ -81,7 +81,7 @@ def test_refusals_say_what_scikit_learn_accepts() -> None:
     with pytest.raises(InvalidArgument) as excinfo:
         hyperparameters("random_forest", REGRESSION, {"max_depth": "deep"}, 42)
     assert excinfo.value.message == (
-        "params.max_depth: RandomForestRegressor needs an int in the range [1, inf) or None; "
+        "params.max_depth: RandomForestRegressor needs an int in the range [1, inf) or null; "
         "got 'deep' instead"
     )
     with pytest.raises(InvalidArgument) as excinfo:
