@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
-from inference import grpc_predict_v2_pb2 as pb
 
 from brokers.base import IncomingRequest
+from inference import grpc_predict_v2_pb2 as pb
 from mlgate import tracing
 from mlgate.errors import MLGateError, status_of
 from mlgate.metrics import INFERENCE_BATCH_ROWS

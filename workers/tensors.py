@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from inference import grpc_predict_v2_pb2 as pb
 
+from inference import grpc_predict_v2_pb2 as pb
 from mlgate.errors import InvalidArgument
 from mlgate.quoting import quote
 from mlgate.tensors import DATATYPES

@@ -39,7 +39,7 @@ def test_walkthrough_trains_then_predicts(name: str, embedded_gateway: str, tmp_
 def test_inference_walkthrough_with_grpcurl_the_cli_and_tritonclient(
     embedded_gateway: str, tmp_path: Path
 ) -> None:
-    out = _run(_walkthrough("inference"), embedded_gateway, tmp_path)
+    out = _run("inference", embedded_gateway, tmp_path)
     assert "rpc ModelInfer ( .inference.ModelInferRequest ) returns" in out
     assert '"name": "s6"' in out  # ModelMetadata lists the features
     # The README's patient: scikit-learn's float64, in full, from grpcurl and from tritonclient.
