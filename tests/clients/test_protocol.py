@@ -74,7 +74,8 @@ def test_other_errors_are_raised_not_resumed(play) -> None:
 
 
 def test_resume_fails_as_unreachable_when_the_gateway_does_not_come_back(play) -> None:
-    gateway, _ = play(Script())
+    # No terminal event to send: the job cannot end before the gateway goes away.
+    gateway, _ = play(Script(events=training_events()[:2]))
 
     def stop_after_first(event) -> None:
         if event.seq == 1:
