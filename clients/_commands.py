@@ -26,7 +26,6 @@ from clients._format import (
     train_summary,
 )
 from clients._input import UsageError, parse_delimiter, parse_features, parse_params, parse_rows
-from clients._scoring import score_csv
 from clients.client import MLGateClient
 from clients.errors import JobCancelled, JobFailed
 from clients.status import waiting_note
@@ -105,6 +104,8 @@ def _score(args: argparse.Namespace, client: MLGateClient) -> int:
         raise UsageError("give the rows one way: --csv FILE, --row JSON, --rows-file FILE, or -")
     if args.chunk_rows < 1:
         raise UsageError("--chunk-rows must be 1 or more")
+    from clients._scoring import score_csv  # numpy, loaded only for batch scoring
+
     if args.out is None:
         scored = score_csv(client, args.model_id, args.csv, sys.stdout, chunk_rows=args.chunk_rows)
     else:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
-import numpy as np
 
 from clients.errors import from_rpc_error
 from inference import grpc_predict_v2_pb2 as pb
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["InferenceCalls", "Inferred", "Tensor", "encode_bytes"]
 
@@ -65,6 +67,8 @@ def _output(response: pb.ModelInferResponse, i: int) -> Any:
     raw = response.raw_output_contents[i]
     if tensor.datatype == "BYTES":
         return _strings(raw)
+    import numpy as np  # only when a reply is decoded: `mlgate gateway` never loads numpy
+
     return np.frombuffer(raw, dtype=_NUMPY[tensor.datatype]).reshape(list(tensor.shape))
 
 

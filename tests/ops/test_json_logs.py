@@ -13,7 +13,7 @@ from tests.support.redis import PrivateRedis
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 
 # Process banners go to stdout for people and scripts; everything logged is JSON.
-BANNERS = ("mlgate gateway on port", "mlgate worker running")
+BANNERS = ("mlgate gateway on port", "mlgate worker running", "listening on ")
 
 
 def test_json_logs_parse_name_each_job_end_and_never_show_the_password(tmp_path: Path) -> None:
