@@ -152,8 +152,10 @@ class MetricsInterceptor(EdgeInterceptor):
         code = "OK"
         try:
             yield
-        except asyncio.CancelledError:
-            code = "CANCELLED"  # the client went away or its deadline passed
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away or its deadline passed; a client that leaves a stream once it
+            # has the final event closes the server's generator (GeneratorExit) before it returns.
+            code = "CANCELLED"
             raise
         except BaseException:
             found = context.code()
