@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from bench import inference
+from bench import inference, training
 from mlgate.settings import BROKERS, Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.background import BackgroundGateway
@@ -143,7 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--trains", type=int, default=20, help="training jobs")
     parser.add_argument(
-        "--only", choices=["inference", "jobs"], help="run one part (default: both)"
+        "--only", choices=["inference", "training", "jobs"], help="run one part (default: all)"
+    )
+    parser.add_argument(
+        "--train-jobs", type=int, default=40, help="training: jobs submitted at once per round"
+    )
+    parser.add_argument(
+        "--train-rounds", type=int, default=3, help="training: rounds, the systems taking turns"
+    )
+    parser.add_argument(
+        "--train-alone", type=int, default=20, help="training: jobs one at a time per broker"
+    )
+    parser.add_argument(
+        "--celery-url",
+        default=training.CELERY_URL,
+        help="training: the Redis database the Celery reference uses ('' for no reference)",
     )
     parser.add_argument(
         "--ceiling-rounds", type=int, default=3, help="runs of the do-nothing server"
@@ -155,11 +169,22 @@ def main(argv: list[str] | None = None) -> int:
         help="embedded runs with metrics off and on, alternated (0 to skip)",
     )
     args = parser.parse_args(argv)
-    if args.only != "jobs":
+    if args.only in (None, "inference"):
         print(inference_table(args))
-        if args.only == "inference":
-            return 0
         print()
+    if args.only in (None, "training"):
+        brokers = [b for b in args.brokers.split(",") if b != "memory"]
+        report = training.measure(
+            brokers,
+            args.train_jobs,
+            args.train_rounds,
+            args.train_alone,
+            celery_url=args.celery_url or None,
+        )
+        print(training.main_table(report))
+        print()
+    if args.only not in (None, "jobs"):
+        return 0
     results = []
     for broker in args.brokers.split(","):
         print(f"benchmarking {broker} ...", file=sys.stderr, flush=True)

@@ -266,7 +266,10 @@ class Worker:
         record.feature_importances.update(feature_importances(trained.estimator, checked.features))
         with tracing.span("save model", model_id=model_id):
             saved = self._models.save(record, trained.estimator)
-        return {"train_result": jobs_pb2.TrainResult(model_id=saved.id, metrics=saved.metrics)}
+        result = jobs_pb2.TrainResult(
+            model_id=saved.id, metrics=saved.metrics, fit_seconds=trained.fit_seconds
+        )
+        return {"train_result": result}
 
     def _predict(self, job: jobs_pb2.Job, events: _Events, delivery: Delivery) -> dict[str, Any]:
         request = job.predict
