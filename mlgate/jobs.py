@@ -103,6 +103,11 @@ def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
             f"{test_size} of {schema.id}'s {schema.rows} rows leaves {schema.rows - test_rows} to "
             f"train on and {test_rows} to test; choose one that leaves at least one row for each",
         )
+    if request.HasField("timeout_seconds") and not request.timeout_seconds > 0:
+        raise InvalidArgument(
+            "timeout_seconds",
+            f"must be a number of seconds above 0, not {quote_value(request.timeout_seconds)}",
+        )
     seed = request.random_seed if request.HasField("random_seed") else DEFAULT_SEED
     if not 0 <= seed < 2**32:
         raise InvalidArgument("random_seed", "must be between 0 and 2**32 - 1")

@@ -46,6 +46,50 @@ def _positive(env: Mapping[str, str], variable: str, default: str, *, zero: bool
     return value
 
 
+def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+    text = env.get(variable)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{variable} must be a number of seconds above 0, not {text!r}")
+    return value
+
+
+_UNITS = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def _bytes(env: Mapping[str, str], variable: str) -> int:
+    """A size such as ``1073741824``, ``512MiB`` or ``2 GiB``; 0 when unset."""
+    text = env.get(variable, "").strip()
+    if not text:
+        return 0
+    number = text.rstrip("KMGTiBb ")
+    unit = text[len(number) :].strip().upper()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        value = 0
+    if value < 2**20:
+        raise ValueError(
+            f"{variable} must be a size of at least 1 MiB, in bytes or with MiB or GiB "
+            f"(for example 2GiB), not {text!r}"
+        )
+    return int(value)
+
+
+def _default_memory_limit() -> int:
+    """Half of this machine's memory: a runaway fit fails before the kernel's OOM killer acts."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    return int(total // 2)
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "mlgate"
@@ -68,6 +112,10 @@ class Settings:
     # Predictions are short: a worker takes several at once. Training takes one at a time.
     predict_prefetch: int = 16
     train_concurrency: int = 1
+    # Each fit runs in a child process of its worker, stopped (FAILED) past these limits: seconds
+    # (a request's timeout_seconds may only lower it) and bytes of memory the fit may allocate.
+    train_timeout: float = 3600.0
+    train_memory_limit: int = field(default_factory=lambda: _default_memory_limit())
     # Cores one fit may use: caps n_jobs. 0 shares this machine's cores among train_concurrency.
     fit_cores: int = 0
     model_cache_bytes: int = 512 * 1024 * 1024
@@ -142,6 +190,9 @@ class Settings:
             "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
             "fit_cores": int(env.get("MLGATE_FIT_CORES", "0")),
+            "train_timeout": _seconds(env, "MLGATE_TRAIN_TIMEOUT", 3600.0),
+            "train_memory_limit": _bytes(env, "MLGATE_TRAIN_MEMORY_LIMIT")
+            or _default_memory_limit(),
             "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
             "max_model_bytes": int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
             "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),

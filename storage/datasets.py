@@ -99,6 +99,11 @@ class DatasetCatalog:
         self._store = store
         self._lock = threading.Lock()
 
+    @property
+    def store(self) -> ObjectStore:
+        """Where the datasets are kept (a worker's fit processes open it too)."""
+        return self._store
+
     def describe(self, dataset_id: str) -> datasets_pb2.Dataset:
         """The dataset's schema; raises NotFound."""
         check_dataset_id(dataset_id)

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
 import boto3
@@ -229,6 +229,20 @@ class S3ObjectStore(ObjectStore):
     def __repr__(self) -> str:
         return f"S3ObjectStore(s3://{self.bucket}/{self.prefix} at {self._where})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A worker's fit processes open the same store with a client of their own: a boto3 client
+        # does not cross processes. Its credentials go along (the child may not have them in its
+        # environment); botocore keeps them on the request signer.
+        signer = getattr(self._client, "_request_signer", None)
+        found = getattr(signer, "_credentials", None)
+        frozen = found.get_frozen_credentials() if found is not None else None
+        credentials = (frozen.access_key, frozen.secret_key) if frozen is not None else None
+        meta = self._client.meta
+        return (
+            _reopen,
+            (self.bucket, self.prefix, meta.endpoint_url, meta.region_name, credentials),
+        )
+
     def _key(self, key: str) -> str:
         return self.prefix + check_key(key)
 
@@ -353,6 +367,20 @@ class S3ObjectStore(ObjectStore):
             for page in pages:
                 for item in page.get("Contents", []):
                     yield item["Key"].removeprefix(self.prefix)
+
+
+def _reopen(
+    bucket: str,
+    prefix: str,
+    endpoint_url: str,
+    region: str | None,
+    credentials: tuple[str, str] | None,
+) -> S3ObjectStore:
+    """The store an S3ObjectStore pickled as (see ``__reduce__``)."""
+    client = make_client(
+        endpoint_url, credentials=credentials, region=region, ca_file=ca_from_env()
+    )
+    return S3ObjectStore(client, bucket, prefix)
 
 
 def main(argv: list[str]) -> int:

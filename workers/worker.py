@@ -15,8 +15,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
-
 from brokers.base import INFERENCE_QUEUE, PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
 from brokers.errors import BrokerError
 from mlgate import tracing
@@ -31,12 +29,14 @@ from mlgate.v1 import jobs_pb2, models_pb2
 from storage.datasets import DatasetCatalog
 from storage.errors import IntegrityError, StorageUnavailable
 from storage.models import ModelRepository
-from workers import prediction, training
+from workers import prediction
 from workers.cache import ModelCache
 from workers.categories import unseen_categories
-from workers.importances import feature_importances
+from workers.fitpool import ChildDied, FitPool, FitStopped
+from workers.fitting import FitTask
 from workers.inference import InferenceServer
 from workers.parallelism import cap_jobs, fit_cores
+from workers.values import values
 
 __all__ = ["Worker"]
 
@@ -116,8 +116,10 @@ class Worker:
         )
         self._cancelled = _Recent()
         self._subscriptions: list[Subscription] = []
+        self._pool = FitPool(catalog.store, settings.train_concurrency)
 
     def start(self) -> None:
+        self._pool.start()
         self._subscriptions = [
             self._broker.watch_events(self._on_event),
             self._broker.consume(
@@ -138,6 +140,11 @@ class Worker:
         for subscription in reversed(self._subscriptions):
             subscription.cancel(timeout)
         self._subscriptions = []
+        self._pool.close()
+
+    def fit_pids(self) -> list[int]:
+        """The process ids of this worker's fit processes."""
+        return self._pool.pids()
 
     def _on_event(self, body: bytes) -> None:
         seen = jobs_pb2.JobEvent.FromString(body)
@@ -203,6 +210,11 @@ class Worker:
         except (BrokerError, StorageUnavailable):
             outcome = "left for redelivery"
             raise  # the outcome cannot be recorded now: leave the job for redelivery
+        except ChildDied as exc:
+            # As if the worker had died: the attempt counts, and the delivery goes back.
+            outcome = "left for redelivery"
+            log.warning("job %s: %s", job.id, exc)
+            return
         except MLGateError as exc:
             outcome = "failed"
             events.failed(*status_of(exc))
@@ -231,43 +243,36 @@ class Worker:
             # An earlier attempt saved the model and died before acknowledging: reuse it.
             record = self._models.get(model_id)
             return {"train_result": jobs_pb2.TrainResult(model_id=model_id, metrics=record.metrics)}
-        events.running(TRAIN_SEQ[jobs_pb2.STAGE_LOADING_DATA], jobs_pb2.STAGE_LOADING_DATA, 0.05)
-        checked = plan(request, self._catalog.describe(request.dataset_id))
-        with tracing.span("load data", dataset_id=request.dataset_id):
-            frame, dataset_sha256 = self._catalog.load_with_digest(request.dataset_id)
+        schema = self._catalog.describe(request.dataset_id)
+        task = FitTask(
+            job_id=job.id,
+            model_id=model_id,
+            plan=plan(request, schema),
+            dataset_sha256=schema.sha256,
+            cores=self._cores,
+            memory_limit=self._settings.train_memory_limit,
+        )
+        timeout = self._settings.train_timeout
+        if request.HasField("timeout_seconds"):
+            timeout = min(timeout, request.timeout_seconds)
 
         def progress(stage: int, fraction: float) -> None:
-            self._check_cancelled(job)
             events.running(TRAIN_SEQ[stage], stage, fraction)
 
-        with tracing.span("fit and score", estimator=checked.estimator):
-            trained = training.fit(frame, checked, progress, cores=self._cores)
+        with tracing.span("fit and score", estimator=task.plan.estimator):
+            try:
+                fitted = self._pool.run(
+                    task, progress, stop=lambda: job.id in self._cancelled, timeout=timeout
+                )
+            except FitStopped:
+                raise Cancelled(job.id) from None
         self._check_cancelled(job)
         events.running(TRAIN_SEQ[jobs_pb2.STAGE_SAVING], jobs_pb2.STAGE_SAVING, 0.9)
-        record = models_pb2.Model(
-            id=model_id,
-            job_id=job.id,
-            dataset_id=checked.dataset_id,
-            dataset_sha256=dataset_sha256,
-            target=checked.target,
-            task=jobs_pb2.TASK_REGRESSION
-            if trained.task == "regression"
-            else jobs_pb2.TASK_CLASSIFICATION,
-            estimator=checked.estimator,
-            metrics=trained.metrics,
-            train_rows=trained.train_rows,
-            test_rows=trained.test_rows,
-        )
-        record.create_time.GetCurrentTime()
-        for name in checked.features:
-            record.features.add(name=name, dtype=checked.dtypes[name])
-        record.params.update(trained.params)
-        record.classes.extend(_values(trained.classes))
-        record.feature_importances.update(feature_importances(trained.estimator, checked.features))
+        record = models_pb2.Model.FromString(fitted.record)
         with tracing.span("save model", model_id=model_id):
-            saved = self._models.save(record, trained.estimator)
+            saved = self._models.save_encoded(record, fitted.encoded)
         result = jobs_pb2.TrainResult(
-            model_id=saved.id, metrics=saved.metrics, fit_seconds=trained.fit_seconds
+            model_id=saved.id, metrics=saved.metrics, fit_seconds=fitted.fit_seconds
         )
         return {"train_result": result}
 
@@ -287,8 +292,8 @@ class Worker:
         with tracing.span("predict", rows=len(rows)):
             predicted, classes, probabilities = prediction.predict(model, record, rows)
         result = jobs_pb2.PredictResult(model_id=request.model_id)
-        result.predictions.extend(_values(predicted))
-        result.classes.extend(_values(classes))
+        result.predictions.extend(values(predicted))
+        result.classes.extend(values(classes))
         for row in probabilities:
             result.probabilities.add(values=row)
         result.warnings.extend(unseen_categories(model, rows))
@@ -311,12 +316,3 @@ def _log_end(job: jobs_pb2.Job, outcome: str, attempt: int, started: float) -> N
         since_submitted,
         extra={"kind": kind, "outcome": outcome, "attempt": attempt, "duration_s": round(ran, 6)},
     )
-
-
-def _values(items: list[Any]) -> list[struct_pb2.Value]:
-    values = []
-    for item in items:
-        value = struct_pb2.Value()
-        json_format.ParseDict(item, value)
-        values.append(value)
-    return values

@@ -26,6 +26,7 @@ __all__ = [
     "JobStore",
     "SweepSchedule",
     "apply_event",
+    "number_cancel",
 ]
 
 DEFAULT_RETENTION = 30 * 24 * 3600.0
@@ -47,6 +48,21 @@ def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
     job.update_time.CopyFrom(event.time)
     job.last_event.CopyFrom(event)
     return True
+
+
+def number_cancel(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> jobs_pb2.JobEvent:
+    """Make ``event`` the CANCELLED event that follows ``job``'s last one: the next seq, and for a
+    job a worker had started, the attempt and stage it was cancelled in."""
+    event.seq = job.last_event.seq + 1
+    if job.attempt and not is_terminal(job.state):
+        last = job.last_event
+        event.attempt = job.attempt
+        event.stage = last.stage
+        event.progress = last.progress
+        stage = jobs_pb2.Stage.Name(last.stage).removeprefix("STAGE_").lower().replace("_", " ")
+        where = f"while {stage}" if last.stage else "before it started"
+        event.message = f"{event.message} {where} (attempt {job.attempt})".strip()
+    return event
 
 
 class SweepSchedule:

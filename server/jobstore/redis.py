@@ -40,7 +40,13 @@ from mlgate.errors import AlreadyExists
 from mlgate.events import is_terminal
 from mlgate.urls import tls_options
 from mlgate.v1 import jobs_pb2
-from server.jobstore.base import DEFAULT_RETENTION, JobStore, SweepSchedule, apply_event
+from server.jobstore.base import (
+    DEFAULT_RETENTION,
+    JobStore,
+    SweepSchedule,
+    apply_event,
+    number_cancel,
+)
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.records import split_rows, summary, with_rows
 from server.jobstore.redis_registry import RedisModelRegistry
@@ -203,11 +209,7 @@ class RedisJobStore(JobStore):
         return self._update(event.job_id, lambda _job: event)
 
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        def numbered(job: jobs_pb2.Job) -> jobs_pb2.JobEvent:
-            event.seq = job.last_event.seq + 1
-            return event
-
-        return self._update(job_id, numbered, keep_unchanged=True)
+        return self._update(job_id, lambda job: number_cancel(job, event), keep_unchanged=True)
 
     def _update(
         self,

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from mlgate.events import TERMINAL_STATES, is_terminal
 from mlgate.v1 import jobs_pb2
-from server.jobstore.base import DEFAULT_RETENTION, JobStore, SweepSchedule, apply_event
+from server.jobstore.base import (
+    DEFAULT_RETENTION,
+    JobStore,
+    SweepSchedule,
+    apply_event,
+    number_cancel,
+)
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.records import split_rows, summary, with_rows
 from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
@@ -219,7 +225,7 @@ class SQLiteJobStore(JobStore):
             job = self._load(job_id)
             if job is None:
                 return None
-            event.seq = job.last_event.seq + 1
+            number_cancel(job, event)
             if apply_event(job, event):
                 self._save(job)
                 self._insert_event(event)

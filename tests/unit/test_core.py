@@ -53,6 +53,29 @@ def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
         Settings.from_env({"MLGATE_BROKER": "kafka"})
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1073741824", 2**30), ("512MiB", 512 * 2**20), ("2 GiB", 2 * 2**30), ("1.5GiB", 3 * 2**29)],
+)
+def test_the_training_memory_limit_reads_bytes_and_units(text: str, expected: int) -> None:
+    settings = Settings.from_env({"MLGATE_TRAIN_MEMORY_LIMIT": text})
+    assert settings.train_memory_limit == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "12", "-1GiB", "2GB", "1 PiB"])
+def test_a_training_memory_limit_that_is_not_a_size_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="MLGATE_TRAIN_MEMORY_LIMIT.*at least 1 MiB"):
+        Settings.from_env({"MLGATE_TRAIN_MEMORY_LIMIT": text})
+
+
+def test_training_limits_have_generous_defaults() -> None:
+    settings = Settings.from_env({})
+    assert settings.train_timeout == 3600
+    assert settings.train_memory_limit >= 2**28  # half of the machine's memory
+    with pytest.raises(ValueError, match="MLGATE_TRAIN_TIMEOUT"):
+        Settings.from_env({"MLGATE_TRAIN_TIMEOUT": "0"})
+
+
 def test_status_of_maps_domain_and_unexpected_errors() -> None:
     assert status_of(NotFound("model x does not exist")) == ("NOT_FOUND", "model x does not exist")
     assert status_of(ZeroDivisionError("boom")) == ("INTERNAL", "ZeroDivisionError: boom")

@@ -1,0 +1,191 @@
+"""The child side of the fit pool (``workers.fitpool``): a long-lived process that fits models.
+
+A child imports scikit-learn once and serves fits one after another over its pipe: it loads the
+dataset itself (cached, so a series of jobs on one dataset reads it once), fits and scores, builds
+the model's record and encodes its artifact, and sends back only those bytes. Its worker keeps the
+broker connection and the events; the child never touches either.
+
+Messages to the worker, each a tuple:
+
+* ``("progress", stage, fraction)`` while it works, at most a few per second;
+* ``("done", record_bytes, form, artifact_bytes, fit_seconds)`` when the model is ready to save;
+* ``("failed", code, message)`` for a job that cannot succeed (a gRPC status code name);
+* ``("unavailable", message)`` when the object store could not be read: worth another attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import resource
+import signal
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import pandas as pd
+
+from mlgate.errors import MLGateError, status_of
+from mlgate.jobs import Plan
+from mlgate.v1 import jobs_pb2, models_pb2
+from storage.base import ObjectStore
+from storage.datasets import DatasetCatalog
+from storage.errors import IntegrityError, StorageUnavailable
+from storage.models import encode
+from workers import training
+from workers.importances import feature_importances
+from workers.values import values
+
+__all__ = ["FitTask", "serve"]
+
+log = logging.getLogger(__name__)
+
+# Datasets a child keeps loaded between jobs.
+_CACHED_DATASETS = 4
+# A child reports progress at most this often (stage changes always go).
+_PROGRESS_EVERY = 0.25
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class FitTask:
+    """One fit, as the worker hands it to a child: small, so sending it costs nothing."""
+
+    job_id: str
+    model_id: str
+    plan: Plan
+    # The dataset's digest as described when the job was planned: the cache key.
+    dataset_sha256: str
+    cores: int
+    # Bytes the fit may allocate on top of what the child holds before it starts; 0: no limit.
+    memory_limit: int
+
+
+class _Datasets:
+    """The datasets this child loaded, most recently used last."""
+
+    def __init__(self, catalog: DatasetCatalog) -> None:
+        self._catalog = catalog
+        self._frames: OrderedDict[tuple[str, str], tuple[pd.DataFrame, str]] = OrderedDict()
+
+    def load(self, dataset_id: str, described_sha256: str) -> tuple[pd.DataFrame, str]:
+        key = (dataset_id, described_sha256)
+        found = self._frames.get(key)
+        if found is None:
+            found = self._frames[key] = self._catalog.load_with_digest(dataset_id)
+            while len(self._frames) > _CACHED_DATASETS:
+                self._frames.popitem(last=False)
+        self._frames.move_to_end(key)
+        return found
+
+
+def serve(conn: Connection, store: ObjectStore) -> None:
+    """The child's main loop: run each task the worker sends until its pipe closes."""
+    # Ctrl-C in a terminal reaches the whole process group: the worker decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    datasets = _Datasets(DatasetCatalog(store))
+    while True:
+        try:
+            task: FitTask = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(_run(task, datasets, conn))
+
+
+def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> tuple[Any, ...]:
+    last = [0.0, -1.0]  # when the last progress went, and its stage
+
+    def progress(stage: int, fraction: float) -> None:
+        now = time.monotonic()
+        if stage != last[1] or now - last[0] >= _PROGRESS_EVERY:
+            last[0], last[1] = now, stage
+            conn.send(("progress", stage, fraction))
+
+    try:
+        with _memory_limit(task.memory_limit):
+            progress(jobs_pb2.STAGE_LOADING_DATA, 0.05)
+            frame, dataset_sha256 = datasets.load(task.plan.dataset_id, task.dataset_sha256)
+            trained = training.fit(frame, task.plan, progress, cores=task.cores)
+            record = _record(task, trained, dataset_sha256)
+            encoded = encode(trained.estimator)
+    except MemoryError:
+        return ("failed", "RESOURCE_EXHAUSTED", _memory_message(task.memory_limit))
+    except StorageUnavailable as exc:
+        return ("unavailable", str(exc))
+    except IntegrityError as exc:
+        return ("failed", "DATA_LOSS", str(exc))
+    except MLGateError as exc:
+        return ("failed", *status_of(exc))
+    except Exception as exc:
+        log.exception("job %s: the fit failed", task.job_id)
+        return ("failed", *status_of(exc))
+    return ("done", record.SerializeToString(), encoded.form, encoded.data, trained.fit_seconds)
+
+
+def _memory_message(limit: int) -> str:
+    return (
+        f"the fit needed more memory than its limit of {limit / 2**20:.0f} MiB "
+        "(MLGATE_TRAIN_MEMORY_LIMIT); train a smaller model (fewer or shallower trees, fewer "
+        "rows) or raise the limit"
+    )
+
+
+def _record(task: FitTask, trained: training.Trained, dataset_sha256: str) -> models_pb2.Model:
+    checked = task.plan
+    record = models_pb2.Model(
+        id=task.model_id,
+        job_id=task.job_id,
+        dataset_id=checked.dataset_id,
+        dataset_sha256=dataset_sha256,
+        target=checked.target,
+        task=jobs_pb2.TASK_REGRESSION
+        if trained.task == "regression"
+        else jobs_pb2.TASK_CLASSIFICATION,
+        estimator=checked.estimator,
+        metrics=trained.metrics,
+        train_rows=trained.train_rows,
+        test_rows=trained.test_rows,
+    )
+    record.create_time.GetCurrentTime()
+    for name in checked.features:
+        record.features.add(name=name, dtype=checked.dtypes[name])
+    record.params.update(trained.params)
+    record.classes.extend(values(trained.classes))
+    record.feature_importances.update(feature_importances(trained.estimator, checked.features))
+    return record
+
+
+@contextlib.contextmanager
+def _memory_limit(limit: int) -> Iterator[None]:
+    """Bound the address space to what the child maps now plus ``limit``: an allocation past it
+    raises MemoryError in the fit instead of waking the kernel's OOM killer."""
+    if limit <= 0:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    bound = _mapped_bytes() + limit
+    if hard != resource.RLIM_INFINITY:
+        bound = min(bound, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (bound, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _mapped_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        pages = int(statm.read().split()[0])
+    return pages * resource.getpagesize()
+
+
+def _die_with_parent() -> None:
+    """Linux: the child is killed when the process that forked it exits, so a fit never outlives
+    its worker."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
