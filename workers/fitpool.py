@@ -60,6 +60,8 @@ class Fitted:
     record: bytes
     encoded: Encoded
     fit_seconds: float
+    # When the child loaded the dataset (time_ns at start and end), for the job's trace.
+    loaded: tuple[int, int]
 
 
 class _Child:
@@ -199,8 +201,8 @@ class FitPool:
 def _answer(message: tuple[Any, ...]) -> Fitted:
     kind = message[0]
     if kind == "done":
-        _, record, form, data, fit_seconds = message
-        return Fitted(record, Encoded(form, data), fit_seconds)
+        _, record, form, data, fit_seconds, loaded = message
+        return Fitted(record, Encoded(form, data), fit_seconds, loaded)
     if kind == "unavailable":
         raise StorageUnavailable(message[1])
     raise from_status(message[1], message[2])

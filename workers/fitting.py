@@ -8,7 +8,8 @@ broker connection and the events; the child never touches either.
 Messages to the worker, each a tuple:
 
 * ``("progress", stage, fraction)`` while it works, at most a few per second;
-* ``("done", record_bytes, form, artifact_bytes, fit_seconds)`` when the model is ready to save;
+* ``("done", record_bytes, form, artifact_bytes, fit_seconds, (load_start_ns, load_end_ns))``
+  when the model is ready to save;
 * ``("failed", code, message)`` for a job that cannot succeed (a gRPC status code name);
 * ``("unavailable", message)`` when the object store could not be read: worth another attempt.
 """
@@ -109,7 +110,9 @@ def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> tuple[Any, ...
     try:
         with _memory_limit(task.memory_limit):
             progress(jobs_pb2.STAGE_LOADING_DATA, 0.05)
+            load_started = time.time_ns()
             frame, dataset_sha256 = datasets.load(task.plan.dataset_id, task.dataset_sha256)
+            loaded = (load_started, time.time_ns())
             trained = training.fit(frame, task.plan, progress, cores=task.cores)
             record = _record(task, trained, dataset_sha256)
             encoded = encode(trained.estimator)
@@ -124,7 +127,14 @@ def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> tuple[Any, ...
     except Exception as exc:
         log.exception("job %s: the fit failed", task.job_id)
         return ("failed", *status_of(exc))
-    return ("done", record.SerializeToString(), encoded.form, encoded.data, trained.fit_seconds)
+    return (
+        "done",
+        record.SerializeToString(),
+        encoded.form,
+        encoded.data,
+        trained.fit_seconds,
+        loaded,
+    )
 
 
 def _memory_message(limit: int) -> str:

@@ -266,6 +266,7 @@ class Worker:
                 )
             except FitStopped:
                 raise Cancelled(job.id) from None
+        tracing.record_span("load data", *fitted.loaded, dataset_id=request.dataset_id)
         self._check_cancelled(job)
         events.running(TRAIN_SEQ[jobs_pb2.STAGE_SAVING], jobs_pb2.STAGE_SAVING, 0.9)
         record = models_pb2.Model.FromString(fitted.record)

@@ -64,7 +64,7 @@ def test_the_training_memory_limit_reads_bytes_and_units(text: str, expected: in
 
 @pytest.mark.parametrize("text", ["lots", "12", "-1GiB", "2GB", "1 PiB"])
 def test_a_training_memory_limit_that_is_not_a_size_is_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="MLGATE_TRAIN_MEMORY_LIMIT.*at least 1 MiB"):
+    with pytest.raises(ValueError, match=r"MLGATE_TRAIN_MEMORY_LIMIT.*at least 1 MiB"):
         Settings.from_env({"MLGATE_TRAIN_MEMORY_LIMIT": text})
 
 
