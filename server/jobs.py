@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker
 from mlgate import tracing
+from mlgate.columns import check_columns, row_count
 from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import check_job_id, new_job_id
@@ -79,13 +80,19 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> AsyncIterator[jobs_pb2.PredictResponse]:
         with tracing.span("validate"):
             model_id = await self._models.resolve(request.model_id)
-            if len(request.rows) > self._settings.max_predict_rows:
+            if request.rows and request.columns:
+                raise InvalidArgument("columns", "send the rows as rows or as columns, not both")
+            count = row_count(request)
+            if count > self._settings.max_predict_rows:
                 raise ResourceExhausted(
-                    f"{len(request.rows)} rows is over the limit of "
+                    f"{count} rows is over the limit of "
                     f"{self._settings.max_predict_rows} per request; split the request"
                 )
             record = await self._models.manifest(model_id)
-            check_rows([from_struct(row) for row in request.rows], record.features)
+            if request.columns:
+                check_columns(request.columns, record.features)
+            else:
+                check_rows([from_struct(row) for row in request.rows], record.features)
         job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
         job.predict.CopyFrom(request)
         # Workers get the id the reference means now: an alias moved later changes nothing

@@ -8,7 +8,7 @@ a person reading the result should know, so each such feature gets one warning.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sklearn.pipeline import Pipeline
@@ -23,8 +23,9 @@ def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
 
 
-def unseen_categories(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """A warning per categorical feature with values in ``rows`` that training never saw."""
+def unseen_categories(model: Any, values_of: Callable[[str], Iterable[Any]]) -> list[str]:
+    """A warning per categorical feature with values that training never saw; ``values_of``
+    gives a feature's values, one per row."""
     if not isinstance(model, Pipeline):
         return []
     warnings = []
@@ -33,8 +34,8 @@ def unseen_categories(model: Any, rows: Sequence[Mapping[str, Any]]) -> list[str
             continue
         for column, known in zip(columns, encoder.categories_, strict=True):
             seen = set(known.tolist())
-            # Rows passed check_rows: a string feature's values are str, a boolean one's bool.
-            unseen = Counter(row[column] for row in rows if row[column] not in seen)
+            # Checked rows or columns: a string feature's values are str, a boolean one's bool.
+            unseen = Counter(value for value in values_of(column) if value not in seen)
             if not unseen:
                 continue
             listed = ", ".join(

@@ -1,4 +1,5 @@
-"""Open Inference Protocol tensors into numpy arrays, without per-value Python work for numbers.
+"""Open Inference Protocol tensors, and prediction jobs' columns, into numpy arrays without
+per-value Python work for numbers.
 
 The gateway checked names, datatypes, shapes and sizes (``mlgate.tensors.check_request``); what
 is left here is reading the bytes (``np.frombuffer`` on raw contents, one conversion of a typed
@@ -14,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from inference import grpc_predict_v2_pb2 as pb
+from mlgate.columns import column_values
 from mlgate.errors import InvalidArgument
 from mlgate.quoting import quote
 from mlgate.tensors import DATATYPES
-from mlgate.v1 import models_pb2
+from mlgate.v1 import jobs_pb2, models_pb2
 
-__all__ = ["Columns", "Inputs", "concatenate", "decode", "numeric_only"]
+__all__ = ["Columns", "Inputs", "concatenate", "decode", "from_columns", "numeric_only"]
 
 Columns = dict[str, np.ndarray]
 #: A float64 matrix [N, F] (numeric models) or columns by feature name (the others).
@@ -135,3 +137,26 @@ def concatenate(parts: Sequence[Inputs]) -> Inputs:
         name: np.concatenate([part[name] for part in parts if isinstance(part, dict)])
         for name in first
     }
+
+
+def from_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.Model) -> Inputs:
+    """A prediction job's columns (checked by ``mlgate.columns.check_columns``) as the model's
+    evaluator takes them: numbers are read as one array each, not value by value."""
+    by_name = {column.name: column for column in columns}
+    features = record.features
+    if numeric_only(features):
+        first = column_values(by_name[features[0].name])
+        matrix = np.empty((len(first), len(features)), dtype=np.float64)
+        for c, feature in enumerate(features):
+            matrix[:, c] = np.asarray(column_values(by_name[feature.name]), dtype=np.float64)
+        return matrix
+    inputs: Columns = {}
+    for feature in features:
+        values = column_values(by_name[feature.name])
+        if feature.dtype in ("numeric", "integer"):
+            inputs[feature.name] = np.asarray(values, dtype=np.float64)
+        elif feature.dtype == "boolean":
+            inputs[feature.name] = np.asarray(values, dtype=bool)
+        else:
+            inputs[feature.name] = np.array(list(values), dtype=object)
+    return inputs

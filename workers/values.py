@@ -7,7 +7,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
-__all__ = ["values"]
+__all__ = ["add_values", "values"]
 
 
 def values(items: Iterable[Any]) -> list[struct_pb2.Value]:
@@ -17,3 +17,18 @@ def values(items: Iterable[Any]) -> list[struct_pb2.Value]:
         json_format.ParseDict(item, value)
         found.append(value)
     return found
+
+
+def add_values(field: Any, items: Iterable[Any]) -> None:
+    """Append plain values (numbers, strings, booleans) to a repeated ``Value`` field: one
+    ``add`` each, far cheaper than parsing each as JSON when a result holds thousands."""
+    add = field.add
+    for item in items:
+        if isinstance(item, bool):
+            add(bool_value=item)
+        elif isinstance(item, int | float):
+            add(number_value=item)
+        elif isinstance(item, str):
+            add(string_value=item)
+        else:
+            field.extend(values([item]))

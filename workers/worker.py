@@ -18,6 +18,7 @@ from typing import Any
 from brokers.base import INFERENCE_QUEUE, PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
 from brokers.errors import BrokerError
 from mlgate import tracing
+from mlgate.columns import check_columns, column_values
 from mlgate.errors import MLGateError, status_of
 from mlgate.events import PREDICT_SEQ, TRAIN_SEQ, event, terminal_seq
 from mlgate.ids import model_id_for_job
@@ -32,11 +33,13 @@ from storage.models import ModelRepository
 from workers import prediction
 from workers.cache import ModelCache
 from workers.categories import unseen_categories
+from workers.evaluation import evaluate
 from workers.fitpool import ChildDied, FitPool, FitStopped
 from workers.fitting import FitTask
 from workers.inference import InferenceServer
 from workers.parallelism import cap_jobs, fit_cores
-from workers.values import values
+from workers.tensors import from_columns
+from workers.values import add_values
 
 __all__ = ["Worker"]
 
@@ -286,19 +289,42 @@ class Worker:
             )
         with tracing.span("load model", model_id=request.model_id):
             record, model = self.cache.get(request.model_id, sha)
+        # No RUNNING event for the prediction itself: it takes milliseconds, and an event costs
+        # every gateway a job-store write and every watcher a message.
+        if request.columns:
+            return {"predict_result": _predict_columns(model, record, request)}
         rows = [from_struct(row) for row in request.rows]
         check_rows(rows, record.features)
-        events.running(PREDICT_SEQ[jobs_pb2.STAGE_PREDICTING], jobs_pb2.STAGE_PREDICTING, 0.5)
         INFERENCE_BATCH_ROWS.observe(len(rows))
         with tracing.span("predict", rows=len(rows)):
             predicted, classes, probabilities = prediction.predict(model, record, rows)
         result = jobs_pb2.PredictResult(model_id=request.model_id)
-        result.predictions.extend(values(predicted))
-        result.classes.extend(values(classes))
+        add_values(result.predictions, predicted)
+        add_values(result.classes, classes)
         for row in probabilities:
             result.probabilities.add(values=row)
-        result.warnings.extend(unseen_categories(model, rows))
+        result.warnings.extend(unseen_categories(model, lambda name: (row[name] for row in rows)))
         return {"predict_result": result}
+
+
+def _predict_columns(
+    model: Any, record: models_pb2.Model, request: jobs_pb2.PredictRequest
+) -> jobs_pb2.PredictResult:
+    """A columnar prediction: the columns become arrays and are evaluated in one step, by the
+    same path as online inference."""
+    count = check_columns(request.columns, record.features)
+    INFERENCE_BATCH_ROWS.observe(count)
+    with tracing.span("predict", rows=count):
+        predicted, proba = evaluate(model, record, from_columns(request.columns, record))
+    result = jobs_pb2.PredictResult(model_id=request.model_id)
+    add_values(result.predictions, predicted.tolist())
+    add_values(result.classes, [prediction.plain(c) for c in getattr(model, "classes_", [])])
+    if proba is not None:
+        for row in proba.tolist():
+            result.probabilities.add(values=row)
+    by_name = {column.name: column for column in request.columns}
+    result.warnings.extend(unseen_categories(model, lambda name: column_values(by_name[name])))
+    return result
 
 
 def _log_end(job: jobs_pb2.Job, outcome: str, attempt: int, started: float) -> None:

@@ -1,12 +1,14 @@
 """What a job record holds where: stored, listed, and returned by GetJob.
 
-A prediction's rows can be megabytes, and they never change: the stores keep them apart from the
-record, which every event rewrites, and add them back only on ``get``. Listings are summaries
-without rows or predictions, so a page of jobs stays small whatever the jobs carried.
+A prediction's rows (or columns) can be megabytes, and they never change: the stores keep them
+apart from the record, which every event rewrites, and add them back only on ``get``. Listings
+are summaries without rows or predictions, so a page of jobs stays small whatever the jobs
+carried.
 """
 
 from __future__ import annotations
 
+from mlgate.columns import row_count
 from mlgate.v1 import jobs_pb2
 
 __all__ = ["GET_JOB_MAX_BYTES", "bounded", "split_rows", "summary", "with_rows"]
@@ -21,9 +23,11 @@ def split_rows(job: jobs_pb2.Job) -> tuple[jobs_pb2.Job, bytes]:
     record.CopyFrom(job)
     if not job.HasField("predict"):
         return record, b""
-    record.row_count = len(job.predict.rows)
+    record.row_count = row_count(job.predict)
     del record.predict.rows[:]
-    return record, jobs_pb2.PredictRequest(rows=job.predict.rows).SerializeToString()
+    del record.predict.columns[:]
+    apart = jobs_pb2.PredictRequest(rows=job.predict.rows, columns=job.predict.columns)
+    return record, apart.SerializeToString()
 
 
 def with_rows(record: jobs_pb2.Job, rows: bytes | None) -> jobs_pb2.Job:
@@ -38,8 +42,9 @@ def with_rows(record: jobs_pb2.Job, rows: bytes | None) -> jobs_pb2.Job:
 def summary(job: jobs_pb2.Job) -> jobs_pb2.Job:
     """The job without its prediction rows and predictions (in place), for listings."""
     if job.HasField("predict"):
-        job.row_count = job.row_count or len(job.predict.rows)
+        job.row_count = job.row_count or row_count(job.predict)
         del job.predict.rows[:]
+        del job.predict.columns[:]
         job.truncated = job.row_count > 0
     result = job.last_event.predict_result
     if result.predictions or result.classes or result.probabilities:
@@ -56,8 +61,9 @@ def bounded(job: jobs_pb2.Job, limit: int = GET_JOB_MAX_BYTES) -> jobs_pb2.Job:
     size = job.ByteSize()
     if size <= limit:
         return job
+    # Columns cannot lose trailing rows one at a time: a job too large with them is summarized.
     rows = job.predict.rows
-    job.row_count = job.row_count or len(rows)
+    job.row_count = job.row_count or row_count(job.predict)
     keep = len(rows)
     while keep and size > limit:
         keep -= 1
