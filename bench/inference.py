@@ -48,6 +48,7 @@ class InferenceResult:
     p99_ms: float
     big_p50_ms: float
     jobs_per_s: float
+    big_job_p50_ms: float = 0.0
 
 
 def _request(model_id: str, X: np.ndarray) -> bytes:
@@ -106,13 +107,34 @@ async def _jobs_in_flight(address: str, model_id: str, total: int, width: int) -
         return await _in_flight(job, b"", total, width)
 
 
+async def _big_job(address: str, model_id: str, X: np.ndarray, count: int) -> list[float]:
+    """Job-style Predict of all of ``X``'s rows as columns, one job at a time: seconds each."""
+    request = jobs_pb2.PredictRequest(model_id=model_id)
+    for name, column in zip(DIABETES_FEATURES, X.T, strict=True):
+        request.columns.add(name=name).doubles.values.extend(column.tolist())
+    body = request.SerializeToString()
+    async with grpc.aio.insecure_channel(address, options=_OPTIONS) as channel:
+        call = channel.unary_stream(
+            "/mlgate.v1.JobService/Predict",
+            request_serializer=None,
+            response_deserializer=jobs_pb2.PredictResponse.FromString,
+        )
+
+        async def job(data: bytes) -> None:
+            async for response in call(data, timeout=60):
+                if response.event.state == jobs_pb2.JOB_STATE_FAILED:
+                    raise RuntimeError(response.event.error.message)
+
+        await job(body)  # warm
+        return await _sequential(job, body, count)
+
+
 async def _drive(
     address: str, model_id: str, sequential: int, total: int, width: int
 ) -> InferenceResult:
     one = _request(model_id, np.array([[DOC_ROW[f] for f in DIABETES_FEATURES]]))
-    big = _request(
-        model_id, np.random.default_rng(0).normal(0.0, 0.05, (10_000, len(DIABETES_FEATURES)))
-    )
+    X = np.random.default_rng(0).normal(0.0, 0.05, (10_000, len(DIABETES_FEATURES)))
+    big = _request(model_id, X)
     async with grpc.aio.insecure_channel(address, options=_OPTIONS) as channel:
         call = _unary(channel)
         await _sequential(call, one, 50)  # warm the model cache and the connections
@@ -120,6 +142,7 @@ async def _drive(
         rps = await _in_flight(call, one, total, width)
         big_samples = await _sequential(call, big, 20)
     jobs = await _jobs_in_flight(address, model_id, max(width * 10, total // 4), width)
+    big_jobs = await _big_job(address, model_id, X, 10)
     return InferenceResult(
         "",
         rps,
@@ -127,6 +150,7 @@ async def _drive(
         samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000,
         statistics.median(big_samples) * 1000,
         jobs,
+        statistics.median(big_jobs) * 1000,
     )
 
 
@@ -218,13 +242,14 @@ def report(results: list[InferenceResult], ceilings: list[float]) -> str:
         "",
         "| system | ModelInfer, 1 row, 32 in flight | share of ceiling (target ≥ 60%) "
         "| 1 row p50 (target) | 1 row p99 | 10,000 rows p50 (target ≤ 25 ms) "
-        "| Predict jobs/s, 32 in flight |",
-        "|---|---|---|---|---|---|---|",
+        "| Predict jobs/s, 32 in flight (target ≥ 1,000 on Redis) "
+        "| Predict, 10,000 rows as columns, p50 (target ≤ 100 ms) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r.system} | {r.in_flight_rps:.0f} req/s | {r.in_flight_rps / top:.0%} "
             f"| {r.p50_ms:.2f} ms (≤ {targets.get(r.system, 2.0):g} ms) | {r.p99_ms:.2f} ms "
-            f"| {r.big_p50_ms:.1f} ms | {r.jobs_per_s:.0f} |"
+            f"| {r.big_p50_ms:.1f} ms | {r.jobs_per_s:.0f} | {r.big_job_p50_ms:.1f} ms |"
         )
     return "\n".join(lines)

@@ -25,7 +25,14 @@ from clients._format import (
     to_json,
     train_summary,
 )
-from clients._input import UsageError, parse_delimiter, parse_features, parse_params, parse_rows
+from clients._input import (
+    UsageError,
+    as_columns,
+    parse_delimiter,
+    parse_features,
+    parse_params,
+    parse_rows,
+)
 from clients.client import MLGateClient
 from clients.errors import JobCancelled, JobFailed
 from clients.status import waiting_note
@@ -92,7 +99,8 @@ def cmd_predict(args: argparse.Namespace, client: MLGateClient) -> int:
     if args.out is not None:
         raise UsageError("--out goes with --csv")
     rows = _read_rows(args)
-    result = _follow(lambda on_event: client.predict(args.model_id, rows, on_event=on_event))
+    sent: list[dict[str, Any]] | dict[str, list[Any]] = as_columns(rows) if args.columns else rows
+    result = _follow(lambda on_event: client.predict(args.model_id, sent, on_event=on_event))
     for warning in result.warnings:
         err(f"warning: {warning}")
     out(to_json(result) if args.json else predictions_table(result))
@@ -102,6 +110,8 @@ def cmd_predict(args: argparse.Namespace, client: MLGateClient) -> int:
 def _score(args: argparse.Namespace, client: MLGateClient) -> int:
     if args.row or args.rows_file is not None or args.stdin is not None:
         raise UsageError("give the rows one way: --csv FILE, --row JSON, --rows-file FILE, or -")
+    if args.columns:
+        raise UsageError("--columns goes with --row, --rows-file or -; --csv sends arrays already")
     if args.chunk_rows < 1:
         raise UsageError("--chunk-rows must be 1 or more")
     from clients._scoring import score_csv  # numpy, loaded only for batch scoring

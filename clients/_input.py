@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "UsageError",
+    "as_columns",
     "parse_delimiter",
     "parse_features",
     "parse_param",
@@ -89,3 +90,14 @@ def parse_delimiter(text: str) -> str:
         return _DELIMITERS[text.lower()]
     except KeyError:
         raise UsageError(f"--delimiter {text!r} is not one of ',', ';', '|' or 'tab'") from None
+
+
+def as_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as one list of values per feature, for ``predict --columns``."""
+    names = list(rows[0])
+    for i, row in enumerate(rows, 1):
+        if set(row) != set(names):
+            raise UsageError(
+                f"row {i} has other features than row 1: with --columns every row needs the same"
+            )
+    return {name: [row[name] for row in rows] for name in names}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 from google.protobuf import struct_pb2
@@ -15,6 +15,7 @@ __all__ = [
     "STATES",
     "TASKS",
     "choice",
+    "columns_request",
     "struct",
     "train_request",
     "upload_requests",
@@ -98,3 +99,33 @@ def upload_requests(
         return
     while chunk := file.read(chunk_size):
         yield datasets_pb2.UploadDatasetRequest(chunk=chunk)
+
+
+def _column_kind(name: str, values: Sequence[Any]) -> str:
+    """The typed field a column's values fit: bools, int64s, doubles or strings."""
+    if not values:
+        return "doubles"  # the gateway says what an empty column lacks
+    if all(isinstance(v, bool) for v in values):
+        return "bools"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "int64s"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return "doubles"
+    if all(isinstance(v, str) for v in values):
+        return "strings"
+    raise InvalidArgument(
+        f"columns.{name}: a column holds values of one kind: numbers, strings or booleans",
+        "INVALID_ARGUMENT",
+    )
+
+
+def columns_request(model_id: str, columns: Mapping[str, Iterable[Any]]) -> jobs_pb2.PredictRequest:
+    """A PredictRequest with one typed column per feature. A column may be a list or anything
+    with ``tolist()`` (a numpy array, a pandas Series); its kind follows its values."""
+    request = jobs_pb2.PredictRequest(model_id=model_id)
+    for name, given in columns.items():
+        tolist = getattr(given, "tolist", None)
+        values = tolist() if callable(tolist) else list(given)
+        column = request.columns.add(name=name)
+        getattr(column, _column_kind(name, values)).values.extend(values)
+    return request

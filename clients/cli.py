@@ -219,6 +219,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     predict.add_argument("--row", action="append", metavar="JSON", help="one row; repeatable")
     predict.add_argument("--rows-file", metavar="FILE", help="JSON list of rows or JSON Lines")
     predict.add_argument(
+        "--columns",
+        action="store_true",
+        help="send the rows as columns (one typed array per feature): cheaper for many rows",
+    )
+    predict.add_argument(
         "--csv",
         metavar="FILE",
         help="score a CSV file of any size online (ModelInfer), in chunks; one prediction per row",

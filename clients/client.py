@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Generic, Protocol, Self, TypeVar
@@ -13,7 +13,15 @@ import grpc
 
 from clients._inference_calls import InferenceCalls
 from clients._registry_calls import RegistryCalls
-from clients._requests import KINDS, STATES, choice, struct, train_request, upload_requests
+from clients._requests import (
+    KINDS,
+    STATES,
+    choice,
+    columns_request,
+    struct,
+    train_request,
+    upload_requests,
+)
 from clients._security import TLS, open_channel, tls_from_env, token_from_env
 from clients.errors import (
     JobCancelled,
@@ -225,15 +233,20 @@ class MLGateClient(RegistryCalls, InferenceCalls):
     def predict(
         self,
         model_id: str,
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[Mapping[str, Any]] | Mapping[str, Iterable[Any]],
         on_event: EventCallback | None = None,
     ) -> PredictResult:
-        """Predict one value per row (rows are dicts keyed by feature name) and wait for them.
-        ``model_id`` is any model reference: an id, NAME, NAME/VERSION or NAME@ALIAS; the
-        result's ``model_id`` is the model that answered."""
-        request = jobs_pb2.PredictRequest(
-            model_id=model_id, rows=[struct(row, f"rows[{i}]") for i, row in enumerate(rows)]
-        )
+        """Predict one value per row and wait for them. ``rows`` is a list of dicts keyed by
+        feature name, or columns: one dict mapping each feature to its values in row order
+        (lists or numpy arrays), which cost far less to send and evaluate. ``model_id`` is any
+        model reference: an id, NAME, NAME/VERSION or NAME@ALIAS; the result's ``model_id`` is
+        the model that answered."""
+        if isinstance(rows, Mapping):
+            request = columns_request(model_id, rows)
+        else:
+            request = jobs_pb2.PredictRequest(
+                model_id=model_id, rows=[struct(row, f"rows[{i}]") for i, row in enumerate(rows)]
+            )
         final = self._finish(self._events(lambda: self._jobs.Predict(request)), on_event)
         return PredictResult.from_event(final)
 

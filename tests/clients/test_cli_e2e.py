@@ -63,6 +63,8 @@ def test_classifier_rows_from_a_file_jsonl_and_stdin(mlgate, tmp_path, monkeypat
         assert result["predictions"] == [0, 0]
         assert result["classes"] == [0, 1, 2]
         assert len(result["probabilities"]) == 2
+        columns = cli_json(mlgate, "predict", model_id, "--rows-file", str(path), "--columns")
+        assert columns["probabilities"] == result["probabilities"]
     monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(IRIS_ROW)))
     status, out, _ = mlgate("predict", model_id, "-")
     assert status == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 
 import pytest
 
@@ -174,6 +175,35 @@ def test_upload_a_csv_then_train_and_predict_on_it(client: MLGateClient, tmp_pat
     assert isinstance(price, float)
     with pytest.raises(FileNotFoundError):
         client.upload_dataset("missing", tmp_path / "missing.csv")
+
+
+def test_columns_predict_what_rows_predict(client: MLGateClient, tmp_path) -> None:
+    """A dict of columns (lists, numpy arrays) is sent as typed arrays: integers as int64s,
+    strings as strings, through the encoder of a model with a string feature."""
+    import numpy as np
+
+    path = tmp_path / "houses.csv"
+    path.write_text(HOUSES_CSV)
+    client.upload_dataset("houses", path)
+    model_id = client.train(
+        "houses", "price", estimator="decision_tree", task="regression", test_size=0.25
+    ).model_id
+    rows = [
+        {"size": 30, "colour": "red"},
+        {"size": 55, "colour": "blue"},
+        {"size": 5, "colour": "pink"},
+    ]
+    by_rows = client.predict(model_id, rows)
+    columns: dict[str, Any] = {"size": np.array([30, 55, 5]), "colour": ["red", "blue", "pink"]}
+    by_columns = client.predict(model_id, columns)
+    assert by_columns.predictions == by_rows.predictions
+    assert by_columns.warnings == by_rows.warnings and "'pink' (1 row)" in by_columns.warnings[0]
+    with pytest.raises(
+        errors.InvalidArgument, match=r"columns\.size: a column holds values of one"
+    ):
+        client.predict(model_id, {"size": [30, "big"], "colour": ["red", "red"]})
+    with pytest.raises(errors.InvalidArgument, match=r"columns\[1\] \('colour'\): has 1 values"):
+        client.predict(model_id, {"size": [30, 40], "colour": ["red"]})
 
 
 def test_models_list_get_and_delete(client: MLGateClient) -> None:
