@@ -2,8 +2,9 @@
 
 Events arrive by two paths: the durable channel (shared by the gateways, kept while none runs) and
 the live one (every gateway sees every event). Both record idempotently, so whichever comes first
-wins and the other is a no-op; the live path makes a gateway's own streams fast even when another
-gateway took the durable copy.
+wins and the other is a no-op (one this gateway recorded lately is known without asking the job
+store); the live path makes a gateway's own streams fast even when another gateway took the
+durable copy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 
 from brokers.base import Broker, EventDelivery, Subscription
 from mlgate import tracing
@@ -26,6 +28,8 @@ from storage.models import ModelRepository
 __all__ = ["Recorder"]
 
 log = logging.getLogger(__name__)
+
+_RECENT = 10_000
 
 
 class Recorder:
@@ -46,6 +50,9 @@ class Recorder:
         self._loop = loop
         self._lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
+        # Events this gateway recorded lately, by (job, seq, attempt): each arrives by both
+        # paths, and the second needs no job-store transaction to find out it is a duplicate.
+        self._recorded: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     def start(self) -> None:
         self._subscriptions = [
@@ -67,20 +74,33 @@ class Recorder:
 
     def record(self, event: jobs_pb2.JobEvent) -> None:
         """Record ``event`` if it moves its job forward, then wake the job's streams."""
+        key = (event.job_id, event.seq, event.attempt)
+        with self._lock:
+            # The other path brought it here first: the store has it, only the wake-up is left.
+            seen = key in self._recorded
+        if seen:
+            self._wake(event.job_id)
+            return
         parent = tracing.extract(tuple(event.trace_context.items()))
         with (
             tracing.span("record event", parent=parent, seq=event.seq, state=event.state),
             self._lock,
         ):
             applied = self._store.record(event)
+            self._recorded[key] = None
+            if len(self._recorded) > _RECENT:
+                self._recorded.popitem(last=False)
         if applied is None:
             self._discard_orphan_model(event)
         elif is_terminal(applied.state):
             job_ended(applied)  # counted by the one gateway that recorded the end
         # Wake even for a duplicate: another gateway may have recorded it just before us.
+        self._wake(event.job_id)
+
+    def _wake(self, job_id: str) -> None:
         # RuntimeError: the gateway is shutting down and its loop is closed.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._hub.notify, event.job_id)
+            self._loop.call_soon_threadsafe(self._hub.notify, job_id)
 
     def _discard_orphan_model(self, event: jobs_pb2.JobEvent) -> None:
         # A worker that missed a cancellation may still finish the job; its model must not outlive it.

@@ -57,18 +57,24 @@ class Submitter:
     async def _record_and_publish(
         self, job: jobs_pb2.Job, queue: str, headers: tuple[tuple[str, str], ...]
     ) -> None:
-        # Record before publishing: a fast worker's first event must find the job in the store.
-        await asyncio.to_thread(self._store.create, job)
-        message = Message(job.id, job.SerializeToString(), tracing.inject(headers))
         timeout = self._settings.publish_timeout
-        try:
-            with tracing.span("publish", job_id=job.id, queue=queue):
-                await asyncio.to_thread(
-                    lambda: self._broker.publish(queue, message, timeout=timeout)
-                )
-        except Exception as exc:
-            await self._fail(job, exc)
-            raise
+
+        def record_then_publish() -> Exception | None:
+            # Record before publishing: a fast worker's first event must find the job in the
+            # store. One thread hop for both; what failed decides what the record says.
+            self._store.create(job)  # raises: nothing was recorded
+            message = Message(job.id, job.SerializeToString(), tracing.inject(headers))
+            try:
+                with tracing.span("publish", job_id=job.id, queue=queue):
+                    self._broker.publish(queue, message, timeout=timeout)
+            except Exception as exc:
+                return exc
+            return None
+
+        failed = await asyncio.to_thread(record_then_publish)
+        if failed is not None:
+            await self._fail(job, failed)
+            raise failed
         JOBS_SUBMITTED.labels(kind_label(job.kind)).inc()
 
     async def _fail(self, job: jobs_pb2.Job, exc: Exception) -> None:
