@@ -46,7 +46,9 @@ def _positive(env: Mapping[str, str], variable: str, default: str, *, zero: bool
     return value
 
 
-def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
+def _seconds(
+    env: Mapping[str, str], variable: str, default: float, *, zero: bool = False
+) -> float:
     text = env.get(variable)
     if not text:
         return default
@@ -54,8 +56,9 @@ def _seconds(env: Mapping[str, str], variable: str, default: float) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"{variable} must be a number of seconds above 0, not {text!r}")
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        lowest = "0 or more" if zero else "above 0"
+        raise ValueError(f"{variable} must be a number of seconds {lowest}, not {text!r}")
     return value
 
 
@@ -109,6 +112,9 @@ class Settings:
     storage_url: str = field(default="", repr=False)
     # A delivery beyond this many is dead-lettered and its job FAILED.
     max_attempts: int = 3
+    # How long a job waits out an outage of the object store or the broker (retrying with backoff,
+    # not counting attempts) before it ends FAILED with UNAVAILABLE; 0 fails it at once.
+    outage_retry_seconds: float = 300.0
     # Predictions are short: a worker takes several at once. Training takes one at a time.
     predict_prefetch: int = 16
     train_concurrency: int = 1
@@ -187,6 +193,9 @@ class Settings:
             "storage_url": _checked(env, "MLGATE_STORAGE_URL", ("file", "s3"))
             or (data_dir / "storage").as_uri(),
             "max_attempts": int(env.get("MLGATE_MAX_ATTEMPTS", "3")),
+            "outage_retry_seconds": _seconds(
+                env, "MLGATE_OUTAGE_RETRY_SECONDS", 300.0, zero=True
+            ),
             "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
             "fit_cores": int(env.get("MLGATE_FIT_CORES", "0")),

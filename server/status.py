@@ -19,6 +19,7 @@ from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate.errors import MLGateError
 from mlgate.settings import Settings
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
+from storage import describe_store
 from storage.errors import (
     IntegrityError,
     ObjectNotFound,
@@ -68,8 +69,7 @@ class Backends:
         """The names of the backends ``settings`` choose; only URL schemes are read."""
         scheme = urlsplit(settings.store_url).scheme
         job_store = "redis" if scheme == "rediss" else scheme
-        object_store = "s3" if settings.storage_url.startswith("s3://") else "local directory"
-        return cls(settings.broker, job_store or "sqlite", object_store)
+        return cls(settings.broker, job_store or "sqlite", describe_store(settings.storage_url))
 
 
 def cap(message: str, limit: int = MAX_MESSAGE_BYTES) -> str:

@@ -15,8 +15,14 @@ __all__ = [
     "ObjectStore",
     "StorageError",
     "StorageUnavailable",
+    "describe_store",
     "open_object_store",
 ]
+
+
+def describe_store(url: str) -> str:
+    """The kind of object store a storage URL names, as messages name it (never its address)."""
+    return "s3" if url.startswith("s3://") else "local directory"
 
 
 def open_object_store(url: str) -> ObjectStore:

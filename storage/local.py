@@ -70,7 +70,11 @@ class LocalObjectStore(ObjectStore):
         path = self._path(key)
         self._check_root()
         with self._errors(key):
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Folders below the root only: a root removed meanwhile stays an outage (the
+            # FileNotFoundError), not a fresh empty store that later writes would go to.
+            parts = path.parent.relative_to(self.root).parts
+            for depth in range(1, len(parts) + 1):
+                self.root.joinpath(*parts[:depth]).mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as out:

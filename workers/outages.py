@@ -1,0 +1,142 @@
+"""Outages of what a job depends on (the object store, the broker) wait; they are not attempts.
+
+A job that meets ``StorageUnavailable`` or ``BrokerUnavailable`` did not fail and its worker did
+not die: the store it needs is away. Leaving the delivery to the broker would redeliver it at once
+and count each redelivery as an attempt, until the job was dead-lettered for "a worker that died"
+in under a second. Instead the worker keeps the delivery (its broker connection lives on other
+threads) and runs the job again after a backoff (0.5 s, doubling to 5 s, jittered) until it gets
+past the outage, for at most ``MLGATE_OUTAGE_RETRY_SECONDS`` from the first failure. The job's
+steps are safe to repeat: a training job whose model was saved reuses it, so a job that lost only
+its final event to a broker outage is not fitted again. Past the bound the job ends FAILED with
+UNAVAILABLE, naming the store and what it said.
+
+An outage is logged once per process when a job first meets it and once when a job next gets
+past it, never per retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from brokers._backoff import Backoff
+from brokers.errors import BrokerUnavailable
+from mlgate.errors import Unavailable
+from storage import describe_store
+from storage.errors import StorageUnavailable
+
+__all__ = ["OutageOutlasted", "OutageRetry"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: The errors that mean "a store is away", as opposed to a job that failed or a worker stopping.
+OUTAGES = (StorageUnavailable, BrokerUnavailable)
+_FIRST_DELAY = 0.5
+_LONGEST_DELAY = 5.0
+# How often a waiting job looks at its cancellation and at the worker stopping.
+_POLL = 0.25
+
+
+class OutageOutlasted(Unavailable):
+    """A store stayed away for longer than the job may wait for it."""
+
+
+class _Known:
+    """Which stores this process has seen away, so each outage is logged once, not per job."""
+
+    def __init__(self) -> None:
+        self._since: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def down(self, name: str, exc: BaseException, limit: float) -> None:
+        with self._lock:
+            if name in self._since:
+                return
+            self._since[name] = time.monotonic()
+        log.warning(
+            "%s is unreachable (%s): jobs wait for it, up to %.0f s each, without counting an "
+            "attempt",
+            name,
+            exc,
+            limit,
+        )
+
+    def up(self, name: str) -> None:
+        with self._lock:
+            since = self._since.pop(name, None)
+        if since is not None:
+            log.warning("%s is back after %.1f s", name, time.monotonic() - since)
+
+
+class OutageRetry:
+    """Runs jobs through outages of the object store and the broker (see the module docstring).
+
+    ``broker`` and ``storage_url`` name the stores in messages as the gateway names them;
+    ``stopping`` set, a waiting job gives up at once and its outage error goes to the caller,
+    which leaves the delivery to the broker.
+    """
+
+    def __init__(self, limit: float, *, broker: str, storage_url: str) -> None:
+        self.limit = limit
+        self.stopping = threading.Event()
+        self._names = {
+            StorageUnavailable: f"the object store ({describe_store(storage_url)})",
+            BrokerUnavailable: f"the job broker ({broker})",
+        }
+        self._known = _Known()
+
+    def _name(self, exc: BaseException) -> str:
+        for kind, name in self._names.items():
+            if isinstance(exc, kind):
+                return name
+        raise TypeError(f"not an outage: {exc!r}")  # pragma: no cover - OUTAGES only
+
+    def run(self, attempt: Callable[[], T], *, check: Callable[[], None] = lambda: None) -> T:
+        """``attempt()``, run again while it meets an outage; ``check`` is called while waiting
+        and may raise to end the wait (a cancelled job). Raises ``OutageOutlasted`` past the
+        bound, or the outage error itself once the worker is stopping."""
+        backoff = Backoff(base=_FIRST_DELAY, cap=_LONGEST_DELAY)
+        deadline: float | None = None
+        away: set[str] = set()
+        while True:
+            try:
+                result = attempt()
+            except OUTAGES as exc:
+                name = self._name(exc)
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.limit
+                self._known.down(name, exc, self.limit)
+                away.add(name)
+                if self.stopping.is_set():
+                    raise
+                if now >= deadline:
+                    raise OutageOutlasted(
+                        f"{name} was unreachable for {self.limit:g} s, longer than this job "
+                        f"waits (MLGATE_OUTAGE_RETRY_SECONDS): {exc}"
+                    ) from exc
+                self._wait(min(deadline, now + backoff.next_delay()), check)
+                if self.stopping.is_set():
+                    raise
+                continue
+            except BaseException:
+                self._back(away)  # an outcome other than an outage: the stores answered
+                raise
+            self._back(away)
+            return result
+
+    def _back(self, away: set[str]) -> None:
+        for name in away:
+            self._known.up(name)
+
+    def _wait(self, until: float, check: Callable[[], None]) -> None:
+        while (left := until - time.monotonic()) > 0:
+            check()
+            if self.stopping.wait(min(left, _POLL)):
+                return
+        check()
