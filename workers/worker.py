@@ -183,7 +183,7 @@ class Worker:
             return
         events = _Events(self._broker, job, delivery.attempt, self._settings.publish_timeout)
         limit = self._settings.max_attempts
-        if delivery.attempt > limit:
+        if delivery.attempt > limit and not self._reported_saved(job, events):
             reason = (
                 f"dead-lettered after {limit} attempts: each ended without an outcome "
                 "(the worker died or lost its broker connection while running the job)"
@@ -203,6 +203,31 @@ class Worker:
             if delivery.attempt == 1:
                 tracing.record_span("queue wait", job.create_time.ToNanoseconds(), time.time_ns())
             self._run(job, events, delivery, run)
+
+    def _reported_saved(self, job: jobs_pb2.Job, events: _Events) -> bool:
+        """Over the attempt limit, a training job whose model is saved has succeeded (a broker
+        outage, not a dying worker, took its deliveries): report that rather than dead-letter it.
+        Whether it was reported; one try, so a job cannot go round for ever."""
+        if job.kind != jobs_pb2.JOB_KIND_TRAIN:
+            return False
+        try:
+            result = self._saved_result(model_id_for_job(job.id))
+            if result is None:
+                return False
+            events.send(
+                terminal_seq(job.kind), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result
+            )
+        except Exception as exc:
+            log.warning("job %s: its saved model could not be reported: %s", job.id, exc)
+            return False
+        return True
+
+    def _saved_result(self, model_id: str) -> dict[str, Any] | None:
+        """The result of a training job whose model an earlier attempt saved, if one did."""
+        if not self._models.exists(model_id):
+            return None
+        record = self._models.get(model_id)
+        return {"train_result": jobs_pb2.TrainResult(model_id=model_id, metrics=record.metrics)}
 
     def _run(
         self,

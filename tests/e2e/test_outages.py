@@ -4,6 +4,7 @@ UNAVAILABLE naming the service, never its address."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from tests.support.redis import PrivateRedis
 from tests.support.s3 import start_seaweedfs
 from tests.support.system import gateway_settings, running_gateway
 
+# A fit of several seconds: it is still running once the broker has stopped (which takes RabbitMQ
+# seconds), and ends while the broker is away.
+SLOW_FIT = {"n_estimators": 3000, "max_depth": 10}
 PAIRS = "\n".join(["x,y", *(f"{i},{2 * i + 1}" for i in range(40))]).encode()
 
 
@@ -237,3 +241,57 @@ def test_a_stopped_object_store_is_unavailable_to_every_rpc_that_reads_it(
             gateway.stop()
     finally:
         stop_s3()
+
+
+@pytest.mark.slow
+def test_a_broker_outage_while_a_job_runs_costs_no_attempt(
+    outage: Outage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The job finishes its fit while the broker is away; its outcome waits for the broker, then
+    is recorded, and the redelivery RabbitMQ makes of the job (its channel died) is acknowledged
+    without running. With MLGATE_MAX_ATTEMPTS=1 any redelivery counted as an attempt would have
+    dead-lettered it."""
+    caplog.set_level(logging.WARNING, logger="workers.outages")
+    settings = gateway_settings(
+        tmp_path / "data",
+        broker=outage.broker,
+        broker_url=outage.url,
+        namespace=unique_namespace("outage"),
+        publish_timeout=2.0,
+        redis_heartbeat_ttl=3.0,
+        redis_reclaim_interval=1.0,
+        max_attempts=1,
+    )
+    gateway = running_gateway(settings)
+    try:
+        with grpc.insecure_channel(gateway.address) as channel:
+            stream = jobs(channel).Train(diabetes_request(params=SLOW_FIT))
+            accepted = first_event(stream)
+            while first_event(stream).state != jobs_pb2.JOB_STATE_RUNNING:
+                pass
+            hang_up(stream)
+            outage.stop()
+            # The fit ends while the broker is away: its outcome waits (and says so) until then.
+            deadline = time.monotonic() + 120
+            while not [r for r in caplog.records if r.name == "workers.outages"]:
+                assert time.monotonic() < deadline, "the job's outcome never waited for the broker"
+                time.sleep(0.1)  # the worker's log is the signal
+            outage.start()
+            _wait_status(gateway.address, health_pb2.HealthCheckResponse.SERVING)
+            watched = [
+                r.event
+                for r in jobs(channel).WatchJob(
+                    jobs_pb2.WatchJobRequest(job_id=accepted.job_id), timeout=120
+                )
+            ]
+            assert watched[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED, watched[-1]
+            record = jobs(channel).GetJob(jobs_pb2.GetJobRequest(job_id=accepted.job_id)).job
+            assert record.attempt == 1
+            listed = models(channel).ListModels(models_pb2.ListModelsRequest()).models
+            assert [m.job_id for m in listed] == [accepted.job_id]
+    finally:
+        gateway.stop()
+    waited = [r.getMessage() for r in caplog.records if r.name == "workers.outages"]
+    assert len(waited) == 2, waited
+    assert waited[0].startswith(f"the job broker ({outage.broker}) is unreachable"), waited
+    assert waited[1].startswith(f"the job broker ({outage.broker}) is back after"), waited

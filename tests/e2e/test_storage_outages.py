@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -27,17 +28,17 @@ DOWN = "is unreachable"
 BACK = "is back after"
 
 
-def _submit(channel: grpc.Channel, count: int) -> list[tuple[jobs_pb2.JobEvent, object]]:
+def _submit(channel: grpc.Channel, count: int) -> list[tuple[jobs_pb2.JobEvent, Any]]:
     """``count`` training jobs accepted (QUEUED), with their open event streams."""
     streams = [jobs(channel).Train(diabetes_request(), timeout=300) for _ in range(count)]
     return [(first_event(stream), stream) for stream in streams]
 
 
-def _finish(submitted: list[tuple[jobs_pb2.JobEvent, object]]) -> list[jobs_pb2.JobEvent]:
+def _finish(submitted: list[tuple[jobs_pb2.JobEvent, Any]]) -> list[jobs_pb2.JobEvent]:
     """Each job's last event, after checking its whole stream is well formed."""
     last = []
     for queued, stream in submitted:
-        events = [queued, *events_of(stream)]  # type: ignore[call-overload]
+        events = [queued, *events_of(stream)]
         assert_well_formed(events)
         last.append(events[-1])
     return last
@@ -87,7 +88,7 @@ def _messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if text in r.getMessage()]
 
 
-def _renamed_away(storage: Path) -> tuple[Callable[[], None], Callable[[], None]]:
+def _renamed_away(storage: Path) -> tuple[Callable[[], object], Callable[[], object]]:
     away = storage.with_name("storage-away")
     return lambda: storage.rename(away), lambda: away.rename(storage)
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from brokers.base import TRAIN_QUEUE, EventDelivery, Message
-from brokers.errors import BrokerUnavailable
+from brokers.errors import BrokerError, BrokerUnavailable
 from brokers.memory import MemoryBroker
 from mlgate.ids import new_job_id
 from mlgate.settings import Settings
@@ -22,9 +22,14 @@ from workers.worker import Worker
 class FlakyBroker(MemoryBroker):
     """A memory broker whose event publishes fail while ``failing`` says so."""
 
-    def __init__(self, failing: Callable[[jobs_pb2.JobEvent], bool]) -> None:
+    def __init__(
+        self,
+        failing: Callable[[jobs_pb2.JobEvent], bool],
+        error: type[BrokerError] = BrokerUnavailable,
+    ) -> None:
         super().__init__()
         self._failing = failing
+        self._error = error
         self.refused: list[jobs_pb2.JobEvent] = []
         self._lock2 = threading.Lock()
 
@@ -33,7 +38,7 @@ class FlakyBroker(MemoryBroker):
         with self._lock2:
             if self._failing(event):
                 self.refused.append(event)
-                raise BrokerUnavailable("broker down for the test")
+                raise self._error("broker down for the test")
         super().publish_event(body, timeout=timeout)
 
 
@@ -71,22 +76,39 @@ def test_progress_events_lost_to_an_outage_do_not_fail_the_job(tmp_path: Path) -
     assert models.exists(events[-1].train_result.model_id)
 
 
-def test_a_terminal_event_that_cannot_be_published_leaves_the_job_for_redelivery(
+def test_a_terminal_event_the_broker_cannot_take_waits_for_it_in_the_same_attempt(
     tmp_path: Path,
 ) -> None:
     failures = iter([True, True])
     broker = FlakyBroker(lambda e: e.state != jobs_pb2.JOB_STATE_RUNNING and next(failures, False))
     events, models = _run(broker, tmp_path)
     final = events[-1]
-    # Two attempts could not record their outcome; the third did, reusing the saved model.
+    # Two tries could not record the outcome: a broker outage, waited out, not an attempt; the
+    # third reused the saved model.
     assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED
-    assert final.attempt == 3
+    assert final.attempt == 1
     assert [e.state for e in broker.refused] == [jobs_pb2.JOB_STATE_SUCCEEDED] * 2
     assert [m.job_id for m in models.list()] == [final.job_id]
 
 
+def test_a_broker_error_other_than_an_outage_leaves_the_job_for_redelivery(
+    tmp_path: Path,
+) -> None:
+    failures = iter([True, True])
+    broker = FlakyBroker(
+        lambda e: e.state != jobs_pb2.JOB_STATE_RUNNING and next(failures, False), BrokerError
+    )
+    events, models = _run(broker, tmp_path)
+    final = events[-1]
+    assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    assert final.attempt == 3
+    assert [m.job_id for m in models.list()] == [final.job_id]
+
+
 def test_a_job_beyond_max_attempts_is_dead_lettered_and_failed(tmp_path: Path) -> None:
-    broker = FlakyBroker(lambda e: e.state == jobs_pb2.JOB_STATE_SUCCEEDED)
+    # Each attempt ends without an outcome, as when its worker dies: a broker error that is not
+    # an outage (one would be waited out). The saved model cannot be reported either.
+    broker = FlakyBroker(lambda e: e.state == jobs_pb2.JOB_STATE_SUCCEEDED, BrokerError)
     events, _ = _run(broker, tmp_path)
     assert events[-1].state == jobs_pb2.JOB_STATE_FAILED
     assert events[-1].error.code == "ABORTED"
