@@ -46,9 +46,7 @@ def _positive(env: Mapping[str, str], variable: str, default: str, *, zero: bool
     return value
 
 
-def _seconds(
-    env: Mapping[str, str], variable: str, default: float, *, zero: bool = False
-) -> float:
+def _seconds(env: Mapping[str, str], variable: str, default: float, *, zero: bool = False) -> float:
     text = env.get(variable)
     if not text:
         return default
@@ -193,9 +191,7 @@ class Settings:
             "storage_url": _checked(env, "MLGATE_STORAGE_URL", ("file", "s3"))
             or (data_dir / "storage").as_uri(),
             "max_attempts": int(env.get("MLGATE_MAX_ATTEMPTS", "3")),
-            "outage_retry_seconds": _seconds(
-                env, "MLGATE_OUTAGE_RETRY_SECONDS", 300.0, zero=True
-            ),
+            "outage_retry_seconds": _seconds(env, "MLGATE_OUTAGE_RETRY_SECONDS", 300.0, zero=True),
             "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
             "fit_cores": int(env.get("MLGATE_FIT_CORES", "0")),
