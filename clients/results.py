@@ -15,6 +15,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from mlgate.estimators import recorded_params
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 
 __all__ = [
@@ -234,7 +235,9 @@ class Model:
             task=task_name(model.task),
             estimator=model.estimator,
             features=_columns(model.features),
-            params=json_format.MessageToDict(model.params),
+            params=recorded_params(
+                model.estimator, task_name(model.task), json_format.MessageToDict(model.params)
+            ),
             metrics=dict(model.metrics),
             classes=tuple(_label(from_value(v)) for v in model.classes),
             train_rows=model.train_rows,

@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 from mlgate.errors import InvalidArgument
 from mlgate.quoting import quote, quote_value, shorten
 
-__all__ = ["TABLE_FILE", "check", "describe", "has_parameter", "satisfies", "table"]
+__all__ = ["TABLE_FILE", "check", "describe", "has_parameter", "satisfies", "table", "typed"]
 
 TABLE_FILE = "sklearn_constraints.json"
 
@@ -92,6 +92,19 @@ def check(path: str, params: Mapping[str, Any]) -> dict[str, Any]:
             )
         checked[name] = value
     return checked
+
+
+def typed(path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded hyperparameters of class ``path`` with the integer ones ints again, by the rule
+    ``check`` applies (a Struct, in which they are recorded, keeps every number a double)."""
+    try:
+        known = _parameters(path)
+    except LookupError:
+        return dict(params)
+    return {
+        name: _coerce(value, known[name]["default"]) if name in known else value
+        for name, value in params.items()
+    }
 
 
 def _finite(value: Any) -> bool:

@@ -23,6 +23,7 @@ __all__ = [
     "EstimatorSpec",
     "estimator_class",
     "hyperparameters",
+    "recorded_params",
 ]
 
 REGRESSION = "regression"
@@ -40,6 +41,8 @@ class EstimatorSpec:
     name: str
     classes: Mapping[str, str]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # Trains on feature columns with blanks (missing values), handling them itself.
+    missing_values: bool = False
 
 
 ESTIMATORS: dict[str, EstimatorSpec] = {
@@ -74,6 +77,7 @@ ESTIMATORS: dict[str, EstimatorSpec] = {
                 REGRESSION: "sklearn.ensemble.HistGradientBoostingRegressor",
                 CLASSIFICATION: "sklearn.ensemble.HistGradientBoostingClassifier",
             },
+            missing_values=True,
         ),
         EstimatorSpec(
             "decision_tree",
@@ -117,6 +121,16 @@ def estimator_class(name: str, task: str) -> str:
             f"{spec.name} does not support {task}; it supports {', '.join(spec.classes)}",
         )
     return path
+
+
+def recorded_params(name: str, task: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's recorded hyperparameters with its integer ones as ints (``max_depth=3``, not
+    ``3.0``), for showing them; as they are for an estimator or task not allowlisted."""
+    try:
+        path = estimator_class(name, task)
+    except InvalidArgument:
+        return dict(params)
+    return constraints.typed(path, params)
 
 
 def hyperparameters(

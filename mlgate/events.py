@@ -1,8 +1,11 @@
 """Job events and their sequence numbers, shared by the gateway and the workers.
 
-A job's seq values are fixed by its pipeline, not counted at run time: QUEUED is 1, each stage has
-its own number and the terminal event comes last. A redelivered job therefore re-emits the same
-seq for the same step, and the job store drops it as a duplicate.
+QUEUED is seq 1. Each delivery of a job (an attempt) numbers its events in a block of its own,
+above every earlier attempt's: attempt ``a`` counts up from ``a * ATTEMPT_SEQ_BLOCK`` and ends with
+the block's last number. So a redelivered job's events are recorded and streamed (the new attempt
+and its progress show), while a copy of one attempt's event (recorded by two paths, published
+twice) has the seq of the first and is dropped as a duplicate; a late event of an earlier attempt
+is below the new attempt's and is dropped too.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.v1 import jobs_pb2
 
 __all__ = [
-    "PREDICT_SEQ",
+    "ATTEMPT_SEQ_BLOCK",
     "QUEUED_SEQ",
     "TERMINAL_STATES",
-    "TRAIN_SEQ",
+    "attempt_seq",
     "event",
     "is_terminal",
     "terminal_seq",
@@ -26,25 +29,22 @@ TERMINAL_STATES = frozenset(
     {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
 )
 QUEUED_SEQ = 1
-TRAIN_SEQ: dict[int, int] = {
-    jobs_pb2.STAGE_LOADING_DATA: 2,
-    jobs_pb2.STAGE_FITTING: 3,
-    jobs_pb2.STAGE_EVALUATING: 4,
-    jobs_pb2.STAGE_SAVING: 5,
-}
-PREDICT_SEQ: dict[int, int] = {
-    jobs_pb2.STAGE_LOADING_MODEL: 2,
-    jobs_pb2.STAGE_PREDICTING: 3,
-}
+# Events one attempt may number; its progress events stop short of the block's end.
+ATTEMPT_SEQ_BLOCK = 1_000_000
 
 
 def is_terminal(state: int) -> bool:
     return state in TERMINAL_STATES
 
 
-def terminal_seq(kind: int) -> int:
-    stages = TRAIN_SEQ if kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_SEQ
-    return max(stages.values()) + 1
+def attempt_seq(attempt: int, step: int) -> int:
+    """The seq of an attempt's ``step``-th event (from 1)."""
+    return attempt * ATTEMPT_SEQ_BLOCK + step
+
+
+def terminal_seq(attempt: int) -> int:
+    """The seq of an attempt's outcome: above all of that attempt's other events."""
+    return (attempt + 1) * ATTEMPT_SEQ_BLOCK - 1
 
 
 def event(job_id: str, seq: int, state: int, **fields: object) -> jobs_pb2.JobEvent:

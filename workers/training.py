@@ -18,11 +18,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from mlgate.errors import FailedPrecondition, InvalidArgument
-from mlgate.estimators import CLASSIFICATION, REGRESSION
+from mlgate.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION
 from mlgate.jobs import Plan
 from mlgate.quoting import listing
 from mlgate.v1 import jobs_pb2
 from workers.estimators import build
+from workers.fitprogress import fit_reporting
 from workers.parallelism import cap_jobs
 from workers.prediction import plain
 
@@ -75,10 +76,16 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     if missing:
         raise FailedPrecondition(f"dataset {plan.dataset_id} no longer has the columns {missing}")
     data = frame[[*plan.features, plan.target]]
-    if data.isna().to_numpy().any():
+    # Blanks in the target never train; in the features, only estimators that handle them.
+    if data[plan.target].isna().any():
+        raise InvalidArgument("target", f"column {plan.target} has missing values")
+    if not ESTIMATORS[plan.estimator].missing_values and data.isna().to_numpy().any():
         bad = [str(c) for c in data.columns if data[c].isna().any()]
+        handles = [name for name, spec in ESTIMATORS.items() if spec.missing_values]
         raise InvalidArgument(
-            "features", f"columns with missing values cannot be used: {listing(bad)}"
+            "features",
+            f"columns with missing values cannot be used by {plan.estimator}: {listing(bad)}; "
+            f"{listing(handles)} can",
         )
     X, y = data[list(plan.features)], data[plan.target]
     task = plan.task or infer_task(y)
@@ -95,7 +102,11 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
         raise FailedPrecondition("classification needs at least two classes in the training rows")
     progress(jobs_pb2.STAGE_FITTING, 0.2)
     started = time.perf_counter()
-    model.fit(X_train, y_train)
+
+    def fitting(share: float) -> None:
+        progress(jobs_pb2.STAGE_FITTING, 0.2 + 0.6 * share)
+
+    fit_reporting(model, estimator, X_train, y_train, fitting, cores=cores)
     fitted = time.perf_counter()
     progress(jobs_pb2.STAGE_EVALUATING, 0.8)
     scoring = time.perf_counter()

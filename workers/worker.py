@@ -21,7 +21,7 @@ from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate import tracing
 from mlgate.columns import check_columns, column_values
 from mlgate.errors import MLGateError, status_of
-from mlgate.events import PREDICT_SEQ, TRAIN_SEQ, event, terminal_seq
+from mlgate.events import ATTEMPT_SEQ_BLOCK, attempt_seq, event, terminal_seq
 from mlgate.ids import model_id_for_job
 from mlgate.jobs import MODEL_SHA_HEADER, check_rows, from_struct, plan
 from mlgate.logs import job_context
@@ -53,32 +53,51 @@ class Cancelled(Exception):
 
 
 class _Events:
-    """Publishes one attempt's events for one job."""
+    """Publishes one attempt's events for one job, numbered in the attempt's own seq block."""
 
-    def __init__(self, broker: Broker, job: jobs_pb2.Job, attempt: int, timeout: float) -> None:
+    def __init__(
+        self, broker: Broker, job: jobs_pb2.Job, attempt: int, timeout: float, max_attempts: int
+    ) -> None:
         self._broker = broker
         self._job = job
         self._attempt = attempt
         self._timeout = timeout
+        self._max_attempts = max_attempts
+        self._step = 0
 
     def send(self, seq: int, state: int, **fields: Any) -> None:
         body = event(self._job.id, seq, state, attempt=self._attempt, **fields)
         body.trace_context.update(tracing.inject())
         self._broker.publish_event(body.SerializeToString(), timeout=self._timeout)
 
-    def running(self, seq: int, stage: int, progress: float, message: str = "") -> None:
+    def running(self, stage: int, progress: float, message: str = "") -> None:
+        if self._step >= ATTEMPT_SEQ_BLOCK - 2:
+            return  # the attempt's block is spent: only its outcome is left to number
+        self._step += 1
+        if self._step == 1 and self._attempt > 1:
+            message = message or (
+                f"attempt {self._attempt} of {self._max_attempts} started: the earlier one "
+                "ended without an outcome"
+            )
         # Progress is informative: a broker outage must not fail the job over it. Only the
         # terminal event decides the outcome, and it is retried by redelivery, not skipped.
         try:
             self.send(
-                seq, jobs_pb2.JOB_STATE_RUNNING, stage=stage, progress=progress, message=message
+                attempt_seq(self._attempt, self._step),
+                jobs_pb2.JOB_STATE_RUNNING,
+                stage=stage,
+                progress=progress,
+                message=message,
             )
         except BrokerError as exc:
             log.warning("job %s: progress event not published: %s", self._job.id, exc)
 
+    def succeeded(self, **result: Any) -> None:
+        self.send(terminal_seq(self._attempt), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result)
+
     def failed(self, code: str, message: str) -> None:
         self.send(
-            terminal_seq(self._job.kind),
+            terminal_seq(self._attempt),
             jobs_pb2.JOB_STATE_FAILED,
             error=jobs_pb2.JobError(code=code, message=message),
             message=message,
@@ -181,8 +200,8 @@ class Worker:
             log.info("job %s: outcome already recorded; redelivery acknowledged", job.id)
             delivery.ack()
             return
-        events = _Events(self._broker, job, delivery.attempt, self._settings.publish_timeout)
         limit = self._settings.max_attempts
+        events = _Events(self._broker, job, delivery.attempt, self._settings.publish_timeout, limit)
         if delivery.attempt > limit and not self._reported_saved(job, events):
             reason = (
                 f"dead-lettered after {limit} attempts: each ended without an outcome "
@@ -214,9 +233,7 @@ class Worker:
             result = self._saved_result(model_id_for_job(job.id))
             if result is None:
                 return False
-            events.send(
-                terminal_seq(job.kind), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result
-            )
+            events.succeeded(**result)
         except Exception as exc:
             log.warning("job %s: its saved model could not be reported: %s", job.id, exc)
             return False
@@ -289,7 +306,7 @@ class Worker:
             log.exception("job %s failed", job.id)
             events.failed(*status_of(exc))
             return "failed"
-        events.send(terminal_seq(job.kind), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result)
+        events.succeeded(**result)
         return "succeeded"
 
     def _check_cancelled(self, job: jobs_pb2.Job) -> None:
@@ -317,7 +334,7 @@ class Worker:
             timeout = min(timeout, request.timeout_seconds)
 
         def progress(stage: int, fraction: float) -> None:
-            events.running(TRAIN_SEQ[stage], stage, fraction)
+            events.running(stage, fraction)
 
         with tracing.span("fit and score", estimator=task.plan.estimator):
             try:
@@ -328,7 +345,7 @@ class Worker:
                 raise Cancelled(job.id) from None
         tracing.record_span("load data", *fitted.loaded, dataset_id=request.dataset_id)
         self._check_cancelled(job)
-        events.running(TRAIN_SEQ[jobs_pb2.STAGE_SAVING], jobs_pb2.STAGE_SAVING, 0.9)
+        events.running(jobs_pb2.STAGE_SAVING, 0.9)
         record = models_pb2.Model.FromString(fitted.record)
         with tracing.span("save model", model_id=model_id):
             saved = self._models.save_encoded(record, fitted.encoded)
@@ -341,9 +358,7 @@ class Worker:
         request = job.predict
         sha = dict(delivery.message.headers).get(MODEL_SHA_HEADER, "")
         if request.model_id not in self.cache:
-            events.running(
-                PREDICT_SEQ[jobs_pb2.STAGE_LOADING_MODEL], jobs_pb2.STAGE_LOADING_MODEL, 0.1
-            )
+            events.running(jobs_pb2.STAGE_LOADING_MODEL, 0.1)
         with tracing.span("load model", model_id=request.model_id):
             record, model = self.cache.get(request.model_id, sha)
         # No RUNNING event for the prediction itself: it takes milliseconds, and an event costs

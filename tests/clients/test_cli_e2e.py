@@ -249,3 +249,9 @@ def test_messages_speak_json_null_not_python_none(mlgate) -> None:
     params = out.split("params:", 1)[1].splitlines()[0]
     assert "max_leaf_nodes=null" in params and "bootstrap=true" in params
     assert "criterion=squared_error" in params and "None" not in params
+    # Integer hyperparameters read as integers, in text and in JSON; a float stays a float.
+    assert "max_depth=3," in params and "n_estimators=100," in params
+    assert "max_features=1.0" in params
+    model = cli_json(mlgate, "models", "get", model_id)
+    assert model["params"]["max_depth"] == 3 and isinstance(model["params"]["max_depth"], int)
+    assert isinstance(model["params"]["random_state"], int)

@@ -3,6 +3,7 @@ end one FAILED, and a child that dies costs only its attempt. On each broker, th
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -51,9 +52,8 @@ def _cleanup(broker: str, namespace: str) -> None:
 
 
 def _system(tmp_path: Path, broker: str = "memory", **changes: object) -> BackgroundGateway:
-    settings = gateway_settings(
-        tmp_path / "data", namespace=unique_namespace(), **_broker_settings(broker), **changes
-    )
+    chosen = {"namespace": unique_namespace(), **_broker_settings(broker), **changes}
+    settings = gateway_settings(tmp_path / "data", **chosen)
     return running_gateway(settings)
 
 
@@ -187,6 +187,65 @@ def test_a_fit_process_killed_mid_fit_costs_one_attempt(system: BackgroundGatewa
         final = events[-1]
         assert final.state == jobs_pb2.JOB_STATE_SUCCEEDED, final
         assert final.attempt == 2
+        # The stream shows the second attempt start and make progress, not attempt 1's last step.
+        second = [e for e in events if e.attempt == 2 and e.state == jobs_pb2.JOB_STATE_RUNNING]
+        assert second, [(e.attempt, e.stage) for e in events]
+        assert second[0].message.startswith("attempt 2 of 3 started")
+        assert {jobs_pb2.STAGE_LOADING_DATA, jobs_pb2.STAGE_FITTING} <= {e.stage for e in second}
+        seqs = [e.seq for e in events]
+        assert seqs == sorted(set(seqs))
         listed = models(channel).ListModels(models_pb2.ListModelsRequest()).models
         assert [m.id for m in listed] == [final.train_result.model_id]
         assert not _alive(child)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params"),
+    [
+        ("random_forest", {"n_estimators": 3000, "max_depth": 8}),
+        ("gradient_boosting", {"n_estimators": 6000, "max_depth": 2}),
+    ],
+)
+def test_a_long_fit_reports_its_progress(
+    system: BackgroundGateway, estimator: str, params: dict[str, Any]
+) -> None:
+    with grpc.insecure_channel(system.address) as channel:
+        request = diabetes_request(estimator=estimator, params=params)
+        events = events_of(jobs(channel).Train(request, timeout=120))
+    assert_well_formed(events)
+    assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+    fitting = [e for e in events if e.stage == jobs_pb2.STAGE_FITTING]
+    shares = [e.progress for e in fitting]
+    # Several steps between the fit's start (0.2) and its end (0.8), in order, a few a second.
+    assert len(shares) >= 3, shares
+    assert shares == sorted(shares) and 0.2 <= shares[0] < shares[-1] <= 0.8
+    times = [e.time.ToNanoseconds() / 1e9 for e in fitting]
+    spans = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert min(spans) >= 0.2, spans
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("broker", ["rabbitmq", "redis"])
+def test_a_fit_longer_than_the_broker_liveness_checks_keeps_its_delivery(
+    tmp_path: Path, broker: str
+) -> None:
+    # Heartbeats every second or two: a worker that missed them would lose the job to attempt 2.
+    if broker == "rabbitmq":
+        from tests.support.rabbitmq import SHARED_URL as RABBITMQ_URL
+
+        liveness: dict[str, Any] = {"broker_url": f"{RABBITMQ_URL}?heartbeat=2"}
+    else:
+        liveness = {"redis_heartbeat_ttl": 2.0, "redis_reclaim_interval": 1.0}
+    running = _system(tmp_path, broker, **liveness)
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            request = diabetes_request(params={"n_estimators": 5000, "max_depth": 10})
+            started = time.monotonic()
+            events = events_of(jobs(channel).Train(request, timeout=180))
+            took = time.monotonic() - started
+        assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED, events[-1]
+        assert {e.attempt for e in events[1:]} == {1}
+        assert took > 5, f"the fit took {took:.1f} s: too short to show anything"
+    finally:
+        running.stop()
+        _cleanup(broker, running.settings.namespace)

@@ -95,6 +95,44 @@ def test_missing_values_and_single_class_fail_with_reasons() -> None:
         _fit(pd.DataFrame({"x": [1, 2, 3, 4, 5], "y": ["a"] * 5}), target="y")
 
 
+def _with_blanks(rows: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=rows)
+    frame = pd.DataFrame(
+        {
+            "x": np.where(np.arange(rows) % 5 == 0, np.nan, x),
+            "colour": [None if i % 7 == 0 else "red" if v > 0 else "blue" for i, v in enumerate(x)],
+            "y": 2 * x + rng.normal(scale=0.1, size=rows),
+        }
+    )
+    return frame
+
+
+def test_hist_gradient_boosting_trains_on_columns_with_blanks() -> None:
+    frame = _with_blanks()
+    trained = _fit(frame, target="y", estimator="hist_gradient_boosting")
+    assert trained.metrics["r2"] > 0.5
+    assert trained.train_rows + trained.test_rows == len(frame)
+
+
+@pytest.mark.parametrize("estimator", ["random_forest", "linear", "gradient_boosting"])
+def test_other_estimators_refuse_blanks_naming_the_columns_and_who_can(estimator: str) -> None:
+    with pytest.raises(InvalidArgument, match="missing values") as refused:
+        _fit(_with_blanks(), target="y", estimator=estimator)
+    assert refused.value.field == "features"
+    assert (
+        "x, colour" in refused.value.message and "hist_gradient_boosting" in refused.value.message
+    )
+
+
+def test_blanks_in_the_target_never_train() -> None:
+    frame = _with_blanks()
+    frame.loc[3, "y"] = np.nan
+    with pytest.raises(InvalidArgument, match="column y has missing values") as refused:
+        _fit(frame, target="y", estimator="hist_gradient_boosting")
+    assert refused.value.field == "target"
+
+
 def _record(*features: tuple[str, str]) -> models_pb2.Model:
     record = models_pb2.Model()
     for name, dtype in features:
