@@ -3,7 +3,6 @@ end one FAILED, and a child that dies costs only its attempt. On each broker, th
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import time
@@ -219,9 +218,10 @@ def test_a_long_fit_reports_its_progress(
     # Several steps between the fit's start (0.2) and its end (0.8), in order, a few a second.
     assert len(shares) >= 3, shares
     assert shares == sorted(shares) and 0.2 <= shares[0] < shares[-1] <= 0.8
+    # At most a few a second (the fit process reports every quarter second at most; events can
+    # bunch up on the way when the machine is busy, so the rate is over the whole fit).
     times = [e.time.ToNanoseconds() / 1e9 for e in fitting]
-    spans = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert min(spans) >= 0.2, spans
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 5, times
 
 
 @pytest.mark.slow
