@@ -53,13 +53,20 @@ class Hub:
         if feed is not None:
             feed.stale.set()
 
-    async def follow(self, job_id: str, after_seq: int) -> AsyncGenerator[jobs_pb2.JobEvent]:
+    async def follow(
+        self, job_id: str, after_seq: int, first: jobs_pb2.JobEvent | None = None
+    ) -> AsyncGenerator[jobs_pb2.JobEvent]:
         """The job's events with seq above ``after_seq``, live, until its terminal event; at
-        once if the job has ended already and ``after_seq`` is at or past its last event."""
+        once if the job has ended already and ``after_seq`` is at or past its last event.
+
+        ``first`` is the first event of a job not recorded yet: following it before it is
+        recorded needs no read until the next wake-up, as nothing can have been missed."""
         feed = self._feeds.get(job_id)
         if feed is None:
             feed = self._feeds[job_id] = _Feed(job_id)
-            feed.reader = asyncio.create_task(self._read(feed))
+            if first is not None:
+                feed.events.append(first)
+            feed.reader = asyncio.create_task(self._read(feed, woken=first is not None))
         feed.followers += 1
         try:
             sent = 0
@@ -86,9 +93,12 @@ class Hub:
         if self._feeds.get(feed.job_id) is feed:
             del self._feeds[feed.job_id]
 
-    async def _read(self, feed: _Feed) -> None:
-        """Read whenever woken until the job's terminal event; an error ends the feed for all."""
+    async def _read(self, feed: _Feed, *, woken: bool) -> None:
+        """Read whenever woken (at once unless ``woken``) until the job's terminal event; an
+        error ends the feed for all."""
         try:
+            if woken:
+                await feed.stale.wait()
             while True:
                 feed.stale.clear()
                 last = feed.events[-1].seq if feed.events else 0

@@ -108,8 +108,13 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         queue: str,
         headers: tuple[tuple[str, str], ...],
     ) -> AsyncIterator[jobs_pb2.JobEvent]:
-        await self._submitter.submit(job, queue, headers)
-        async with contextlib.aclosing(self._hub.follow(job.id, 0)) as events:
+        # Followed before it is recorded, from its QUEUED event: the feed reads the store only
+        # when the job's next event wakes it.
+        follow = self._hub.follow(job.id, 0, first=job.last_event)
+        async with contextlib.aclosing(follow) as events:
+            queued = await anext(events)
+            await self._submitter.submit(job, queue, headers)
+            yield queued
             async for seen in events:
                 yield seen
 
