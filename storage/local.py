@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -16,17 +17,37 @@ from storage.errors import IntegrityError, ObjectNotFound, StorageUnavailable
 __all__ = ["LocalObjectStore"]
 
 _CHUNK = 1024 * 1024
+_TEMP = ".tmp"
+# A temporary file nobody has written to for this long belongs to a write that died: a live
+# write touches its file with every chunk.
+_STALE = 3600.0
 
 
 class LocalObjectStore(ObjectStore):
     """Objects as files under ``root``; writes go to a temporary file renamed into place.
 
+    Temporary files live in ``root/.tmp`` (no key can name it), never beside the objects, so a
+    process killed mid-write leaves nothing in a model's folder; what such writes left is removed
+    when a store is opened, once it has not been written to for ``_STALE`` seconds. Deleting the
+    last object of a folder below the top level (a model's) removes the folder too.
     File system errors become the storage error tree here, naming keys, never server paths.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._temp = self.root / _TEMP
+        self._temp.mkdir(exist_ok=True)
+        self._sweep()
+
+    def _sweep(self) -> None:
+        """Remove the temporary files of writes that died (older ones lay beside their objects)."""
+        cutoff = time.time() - _STALE
+        for path in self.root.rglob(f"{_TEMP}-*"):
+            # One gone meanwhile, or not ours to remove, is left to the next open.
+            with suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
 
     @classmethod
     def from_url(cls, url: str) -> LocalObjectStore:
@@ -72,10 +93,8 @@ class LocalObjectStore(ObjectStore):
         with self._errors(key):
             # Folders below the root only: a root removed meanwhile stays an outage (the
             # FileNotFoundError), not a fresh empty store that later writes would go to.
-            parts = path.parent.relative_to(self.root).parts
-            for depth in range(1, len(parts) + 1):
-                self.root.joinpath(*parts[:depth]).mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            self._temp.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._temp, prefix=f"{_TEMP}-")
         try:
             with os.fdopen(fd, "wb") as out:
                 if isinstance(fill, bytes):
@@ -91,11 +110,24 @@ class LocalObjectStore(ObjectStore):
                     os.fsync(out.fileno())
                 size = out.tell()
             with self._errors(key):
-                os.replace(tmp, path)
+                try:
+                    self._folders(path)
+                    os.replace(tmp, path)
+                except FileNotFoundError:
+                    # Its folder was removed meanwhile (a delete emptied it): make it again.
+                    self._folders(path)
+                    os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return size
+
+    def _folders(self, path: Path) -> None:
+        # Folders below the root only: a root removed meanwhile stays an outage (the
+        # FileNotFoundError), not a fresh empty store that later writes would go to.
+        parts = path.parent.relative_to(self.root).parts
+        for depth in range(1, len(parts) + 1):
+            self.root.joinpath(*parts[:depth]).mkdir(exist_ok=True)
 
     def put(self, key: str, data: bytes) -> None:
         self._write(key, data)
@@ -134,6 +166,9 @@ class LocalObjectStore(ObjectStore):
         path = self._path(key)
         with self._errors(key):
             path.unlink(missing_ok=True)
+        if path.parent.parent != self.root and path.parent != self.root:
+            with suppress(OSError):  # removed only once empty: a deleted model leaves no folder
+                path.parent.rmdir()
 
     def list(self, prefix: str) -> Iterator[str]:
         self._check_root()

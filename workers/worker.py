@@ -209,8 +209,10 @@ class Worker:
             )
             events.failed("ABORTED", reason)
             delivery.dead_letter(reason)
+            self._discard_unfinished(job)
             return
         if job.id in self._cancelled:
+            self._discard_unfinished(job)
             delivery.ack()
             return
         kind = "train" if job.kind == jobs_pb2.JOB_KIND_TRAIN else "predict"
@@ -239,6 +241,18 @@ class Worker:
             return False
         return True
 
+    def _discard_unfinished(self, job: jobs_pb2.Job) -> None:
+        """A training job that ends without a model leaves nothing in storage: an artifact that
+        an attempt saved before dying (or before its manifest failed) is removed."""
+        if job.kind != jobs_pb2.JOB_KIND_TRAIN:
+            return
+        try:
+            self._models.discard_unfinished(model_id_for_job(job.id))
+        except Exception as exc:
+            log.warning(
+                "job %s: what an unfinished attempt stored was not removed: %s", job.id, exc
+            )
+
     def _saved_result(self, model_id: str) -> dict[str, Any] | None:
         """The result of a training job whose model an earlier attempt saved, if one did."""
         if not self._models.exists(model_id):
@@ -266,6 +280,7 @@ class Worker:
             )
         except Cancelled:
             outcome = "cancelled"
+            self._discard_unfinished(job)
             delivery.ack()
             return
         except ChildDied as exc:
@@ -278,6 +293,8 @@ class Worker:
         finally:
             _log_end(job, outcome, delivery.attempt, started)
         self._recorded.add(job.id)
+        if outcome == "failed":
+            self._discard_unfinished(job)
         try:
             delivery.ack()
         except BrokerUnavailable as exc:

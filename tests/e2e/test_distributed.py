@@ -104,6 +104,17 @@ def test_a_worker_killed_mid_training_loses_nothing(cluster: Cluster) -> None:
         assert survivor is not None and survivor.pid != victim.pid
         listed = models(channel).ListModels(models_pb2.ListModelsRequest()).models
         assert [m.job_id for m in listed] == [queued.job_id]
+        assert _stored(cluster) == _files_of(listed[0])
+
+
+def _stored(cluster: Cluster) -> list[str]:
+    """Every file of the cluster's object store, temporary ones included."""
+    root = cluster.tmp / "data" / "storage"
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _files_of(model: models_pb2.Model) -> list[str]:
+    return [f"models/{model.id}/{model.sha256}.model", f"models/{model.id}/manifest.json"]
 
 
 @pytest.mark.slow
@@ -124,9 +135,10 @@ def test_a_job_that_kills_every_worker_is_dead_lettered(cluster: Cluster) -> Non
         assert "dead-lettered after 2 attempts" in failed.error.message
         # The worker that dead-lettered it is alive and takes the next job.
         assert train(channel, diabetes_request())[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
-        assert models(channel).ListModels(models_pb2.ListModelsRequest()).models[0].job_id != (
-            queued.job_id
-        )
+        listed = models(channel).ListModels(models_pb2.ListModelsRequest()).models
+        assert [m.job_id for m in listed] != [queued.job_id]
+        # Nothing of the dead-lettered job is left in storage: only the next job's model.
+        assert _stored(cluster) == _files_of(listed[0])
 
 
 @pytest.mark.slow

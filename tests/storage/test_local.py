@@ -3,7 +3,11 @@ naming keys, never the server's paths."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +68,55 @@ def test_a_missing_object_in_a_present_directory_is_still_not_found(root: Path) 
     with pytest.raises(ObjectNotFound):
         store.get("datasets/none.csv")
     assert not store.exists("datasets/none.csv")
+
+
+def test_a_write_killed_midway_leaves_nothing_beside_the_objects_and_is_swept(root: Path) -> None:
+    LocalObjectStore(root)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from storage.local import LocalObjectStore; "
+            "LocalObjectStore(Path(sys.argv[1])).put_stream('models/m3/a.model', sys.stdin.buffer)",
+            str(root),
+        ],
+        stdin=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
+    assert writer.stdin is not None
+    writer.stdin.write(b"x" * 3_000_000)
+    writer.stdin.flush()
+    deadline = time.monotonic() + 30
+    while not [p for p in (root / ".tmp").iterdir() if p.stat().st_size >= 1024 * 1024]:
+        assert time.monotonic() < deadline, "the writer never wrote"
+        time.sleep(0.05)  # the file's size is the only signal another process gives
+    writer.kill()
+    writer.wait()
+    writer.stdin.close()
+    # The model's folder holds nothing of it, and nothing lists it.
+    assert not (root / "models" / "m3").exists() or not any((root / "models" / "m3").iterdir())
+    assert list(LocalObjectStore(root).list("")) == []
+    (left,) = (root / ".tmp").iterdir()
+    # A store opened once the file has not been written to for an hour removes it.
+    old = time.time() - 3601
+    os.utime(left, (old, old))
+    LocalObjectStore(root)
+    assert list((root / ".tmp").iterdir()) == []
+
+
+def test_deleting_a_folders_last_object_removes_the_folder_but_not_a_top_level_one(
+    root: Path,
+) -> None:
+    store = LocalObjectStore(root)
+    store.put("models/m4/a.model", b"a")
+    store.put("models/m4/manifest.json", b"{}")
+    store.put("datasets/d.csv", b"a,b\n")
+    store.delete("models/m4/a.model")
+    assert (root / "models" / "m4").is_dir()
+    store.delete("models/m4/manifest.json")
+    assert not (root / "models" / "m4").exists()
+    store.delete("datasets/d.csv")
+    assert (root / "datasets").is_dir()
+    # A write into a folder a delete has just removed makes it again.
+    store.put("models/m4/manifest.json", b"{}")
+    assert store.get("models/m4/manifest.json") == b"{}"

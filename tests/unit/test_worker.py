@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from brokers.base import TRAIN_QUEUE, EventDelivery, Message
 from brokers.errors import BrokerError, BrokerUnavailable
-from brokers.memory import MemoryBroker
-from mlgate.ids import new_job_id
+from brokers.memory import PRIOR_ATTEMPTS_HEADER, MemoryBroker
+from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from storage.datasets import DatasetCatalog
@@ -42,7 +45,15 @@ class FlakyBroker(MemoryBroker):
         super().publish_event(body, timeout=timeout)
 
 
-def _run(broker: FlakyBroker, tmp_path: Path) -> tuple[list[jobs_pb2.JobEvent], ModelRepository]:
+def _run(
+    broker: FlakyBroker,
+    tmp_path: Path,
+    *,
+    target: str = "target",
+    prior_attempts: int = 0,
+    before: Callable[[LocalObjectStore, str], object] = lambda store, model_id: None,
+) -> tuple[list[jobs_pb2.JobEvent], ModelRepository]:
+    """Run one diabetes training job to its end; ``before`` prepares the store for its model."""
     store = LocalObjectStore(tmp_path / "objects")
     models = ModelRepository(store)
     settings = Settings.from_env(env={}, data_dir=tmp_path)
@@ -58,8 +69,10 @@ def _run(broker: FlakyBroker, tmp_path: Path) -> tuple[list[jobs_pb2.JobEvent], 
     broker.consume_events(record)
     job = jobs_pb2.Job(id=new_job_id(), kind=jobs_pb2.JOB_KIND_TRAIN)
     job.train.dataset_id = "diabetes"
-    job.train.target = "target"
-    broker.publish(TRAIN_QUEUE, Message(job.id, job.SerializeToString()), timeout=5)
+    job.train.target = target
+    before(store, model_id_for_job(job.id))
+    headers = ((PRIOR_ATTEMPTS_HEADER, str(prior_attempts)),)
+    broker.publish(TRAIN_QUEUE, Message(job.id, job.SerializeToString(), headers), timeout=5)
     events: list[jobs_pb2.JobEvent] = []
     while not events or events[-1].state == jobs_pb2.JOB_STATE_RUNNING:
         events.append(seen.get(timeout=60))
@@ -114,3 +127,47 @@ def test_a_job_beyond_max_attempts_is_dead_lettered_and_failed(tmp_path: Path) -
     assert events[-1].error.code == "ABORTED"
     assert "dead-lettered after 3 attempts" in events[-1].error.message
     assert [m.job_id for m in broker.dead_letters(TRAIN_QUEUE)] == [events[-1].job_id]
+
+
+def _died_before_its_manifest(store: LocalObjectStore, model_id: str) -> None:
+    """What an attempt that died between saving its artifact and its manifest left behind."""
+    store.put(f"models/{model_id}/{'ab' * 32}.model", b"half of a model")
+
+
+def _left(tmp_path: Path, model_id: str) -> list[str]:
+    return sorted(LocalObjectStore(tmp_path / "objects").list(f"models/{model_id}/"))
+
+
+@pytest.mark.parametrize("how", ["dead-lettered", "failed"])
+def test_a_training_job_that_ends_without_a_model_leaves_nothing_in_storage(
+    tmp_path: Path, how: str
+) -> None:
+    broker = FlakyBroker(lambda e: False)
+    if how == "dead-lettered":
+        events, _ = _run(broker, tmp_path, prior_attempts=3, before=_died_before_its_manifest)
+        assert "dead-lettered after 3 attempts" in events[-1].error.message
+    else:
+        events, _ = _run(broker, tmp_path, target="nope", before=_died_before_its_manifest)
+        assert events[-1].error.code == "INVALID_ARGUMENT"
+    assert events[-1].state == jobs_pb2.JOB_STATE_FAILED
+    model_id = model_id_for_job(events[-1].job_id)
+    assert _left(tmp_path, model_id) == []
+    assert not (tmp_path / "objects" / "models" / model_id).exists()
+
+
+def test_a_job_over_the_attempt_limit_whose_model_is_saved_succeeded(tmp_path: Path) -> None:
+    """Its earlier deliveries were taken by broker outages after the model was saved: the job is
+    reported SUCCEEDED with that model, not dead-lettered, and nothing is fitted again."""
+    first = FlakyBroker(lambda e: False)
+    done, models = _run(first, tmp_path)
+    saved = models.get(done[-1].train_result.model_id)
+
+    def same_model(store: LocalObjectStore, model_id: str) -> None:
+        manifest = json.loads(store.get(f"models/{saved.id}/manifest.json"))
+        manifest["model"]["id"] = model_id
+        store.put(f"models/{model_id}/{saved.sha256}.model", b"")  # not loaded: only reported
+        store.put(f"models/{model_id}/manifest.json", json.dumps(manifest).encode())
+
+    events, _ = _run(FlakyBroker(lambda e: False), tmp_path, prior_attempts=3, before=same_model)
+    assert [e.state for e in events] == [jobs_pb2.JOB_STATE_SUCCEEDED]
+    assert events[-1].train_result.model_id == model_id_for_job(events[-1].job_id)
