@@ -54,7 +54,10 @@ def _mid_run_outage(
     stop()
     time.sleep(OUTAGE)  # the outage's length is what is tested: nothing to wait for instead
     start()
-    return first + _finish(submitted[1:])
+    back = time.monotonic()
+    rest = _finish(submitted[1:])
+    print(f"\n{len(rest)} jobs ended {time.monotonic() - back:.1f} s after the store was back")
+    return first + rest
 
 
 def _assert_all_succeeded_first_time(done: list[jobs_pb2.JobEvent]) -> None:
