@@ -15,6 +15,7 @@ from sklearn.ensemble import (
 )
 
 from workers.fitprogress import fit_reporting, grow_forest
+from workers.importances import feature_importances
 
 
 @pytest.mark.parametrize(
@@ -59,3 +60,18 @@ def test_a_small_forest_is_fitted_in_one_call() -> None:
     fit_reporting(model, model, X, y, reports.append, cores=2)
     assert reports == []
     assert not model.warm_start and len(model.estimators_) == 100
+
+
+@pytest.mark.parametrize(
+    ("forest", "data"),
+    [
+        (RandomForestRegressor(n_estimators=50, max_depth=3, random_state=0), load_diabetes),
+        (ExtraTreesClassifier(n_estimators=30, random_state=1), load_iris),
+    ],
+)
+def test_forest_importances_are_scikit_learn_s_to_the_bit(forest, data) -> None:
+    X, y = data(return_X_y=True)
+    forest.fit(X, y)
+    features = [f"f{i}" for i in range(X.shape[1])]
+    found = feature_importances(forest, features)
+    assert list(found.values()) == [float(v) for v in forest.feature_importances_]
