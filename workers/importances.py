@@ -40,7 +40,9 @@ def _forest_importances(estimator: Any) -> list[float] | None:
     trees = [tree.tree_ for tree in estimator.estimators_ if tree.tree_.node_count > 1]
     if not trees:
         return None
-    mean = np.mean([tree.compute_feature_importances() for tree in trees], axis=0, dtype=np.float64)
+    mean = np.asarray(
+        np.mean([tree.compute_feature_importances() for tree in trees], axis=0, dtype=np.float64)
+    )
     total = float(np.sum(mean))
     return [float(v) / total for v in mean] if total else None
 
