@@ -101,7 +101,7 @@ class FitPool:
 
     def start(self) -> None:
         # Takes effect when the forkserver starts, with the first child of this process.
-        _context.set_forkserver_preload(["workers.fitting"])
+        _context.set_forkserver_preload(["workers.fitting", "workers.fitwarm"])
         for _ in range(self._size):
             self._idle.put(_Child(self._store))
 
