@@ -4,7 +4,7 @@ Every publish is mandatory and waits for the broker's confirm: a message the bro
 (``basic.nack``), could not route (``basic.return``: a queue was deleted) or did not confirm in
 time is an error, never a silent accept. A connection lost before the confirm means the outcome
 is unknown, so the message goes again once the connection is back (at least once, within the
-caller's timeout).
+caller's timeout). ``send`` alone, for what nothing depends on (a job's progress), does not wait.
 """
 
 from __future__ import annotations
@@ -216,6 +216,15 @@ class Publisher:
                 # A queue of the topology is gone (deleted by hand?): declare it again and retry.
                 self._io.call(self._redeclare)
             last = publish.outcome
+
+    def send(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
+        """Publish without waiting for the confirm, which is most of a publish's time: in the
+        channel's order, after every publish before it. Raises BrokerUnavailable at once while
+        the connection is down; whatever happens to the message afterwards goes unreported (an
+        unroutable one is logged)."""
+        if not self.ready.is_set():
+            raise BrokerUnavailable(f"RabbitMQ is unreachable: {self.link.last_error}")
+        self._io.call(partial(self._send, _Pending(), exchange, routing_key, body, properties))
 
     def browse(self, queue: str, limit: int, timeout: float) -> list[tuple[Any, bytes]]:
         """Up to ``limit`` messages from the head of ``queue``, left in place.

@@ -203,8 +203,13 @@ class Broker(abc.ABC):
         whose deadline has passed are dropped unanswered; a handler that raises sends nothing."""
 
     @abc.abstractmethod
-    def publish_event(self, body: bytes, *, timeout: float) -> None:
-        """Publish a job event durably to the gateways (both the durable and the live path)."""
+    def publish_event(self, body: bytes, *, timeout: float, confirm: bool = True) -> None:
+        """Publish a job event durably to the gateways (both the durable and the live path).
+
+        With ``confirm=False`` (progress, which a job's outcome does not depend on) the broker
+        may return before the event is confirmed, and raises at once rather than waiting for a
+        broker that is out of reach; events published by one process keep their order either way.
+        """
 
     @abc.abstractmethod
     def consume_events(self, handler: EventHandler) -> Subscription:

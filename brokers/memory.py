@@ -298,7 +298,7 @@ class MemoryBroker(Broker):
         pool = request_pool(f"memory-{queue}", concurrency, handler, requests)
         return self._track(_Consumer(requests.source, pool).start())
 
-    def publish_event(self, body: bytes, *, timeout: float) -> None:
+    def publish_event(self, body: bytes, *, timeout: float, confirm: bool = True) -> None:
         self._check_open()
         self._events.put(body)
         with self._lock:

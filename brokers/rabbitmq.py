@@ -259,10 +259,14 @@ class RabbitMQBroker(Broker):
 
     # --- events ---
 
-    def publish_event(self, body: bytes, *, timeout: float) -> None:
+    def publish_event(self, body: bytes, *, timeout: float, confirm: bool = True) -> None:
         self._check_open()
         properties = pika.BasicProperties(delivery_mode=_PERSISTENT)
-        self._publisher.publish(self.topology.events_exchange, "", body, properties, timeout)
+        exchange = self.topology.events_exchange
+        if confirm:
+            self._publisher.publish(exchange, "", body, properties, timeout)
+        else:
+            self._publisher.send(exchange, "", body, properties)
 
     def consume_events(self, handler: EventHandler) -> Subscription:
         return self._track(EventSubscriber(self._consumers, self.topology, handler))

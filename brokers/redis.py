@@ -325,7 +325,8 @@ class RedisBroker(Broker):
 
     # -- events ------------------------------------------------------------------------------
 
-    def publish_event(self, body: bytes, *, timeout: float) -> None:
+    def publish_event(self, body: bytes, *, timeout: float, confirm: bool = True) -> None:
+        # Redis answers a pipeline in a fraction of a millisecond: every event waits for it.
         options = self._options
         events = self._keys.events
 

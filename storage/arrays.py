@@ -101,7 +101,9 @@ def _require(condition: bool, reason: str) -> None:
         raise Malformed(reason)
 
 
+@functools.lru_cache(maxsize=64)
 def _dtype_name(dtype: np.dtype[Any]) -> str:
+    # Cached: comparing with the record dtypes costs more than the rest of a small array's encoding.
     for name, record in _RECORDS.items():
         if dtype == record:
             return name

@@ -23,6 +23,7 @@ from mlgate.jobs import Plan
 from mlgate.quoting import listing
 from mlgate.v1 import jobs_pb2
 from workers.estimators import build
+from workers.evaluation import evaluate_frame
 from workers.fitprogress import fit_reporting
 from workers.parallelism import cap_jobs
 from workers.prediction import plain
@@ -118,7 +119,8 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
 
 def metrics_for(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:
     """Holdout metrics: rmse, mae, r2; or accuracy, f1_macro, and roc_auc, log_loss where defined."""
-    predicted = model.predict(X)
+    # scikit-learn's own predictions, without a forest's per-tree dispatch (workers.evaluation).
+    predicted, proba = evaluate_frame(model, X)
     if task == REGRESSION:
         return {
             "rmse": float(math.sqrt(sk_metrics.mean_squared_error(y, predicted))),
@@ -131,8 +133,7 @@ def metrics_for(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[st
     }
     labels = list(getattr(model, "classes_", []))
     # Log loss and ROC AUC are undefined for holdout labels the model never saw in training.
-    if hasattr(model, "predict_proba") and set(y.unique()) <= set(labels):
-        proba = model.predict_proba(X)
+    if proba is not None and set(y.unique()) <= set(labels):
         scores["log_loss"] = float(sk_metrics.log_loss(y, proba, labels=labels))
         if y.nunique() == len(labels) and len(labels) >= 2:
             # ROC AUC needs every class present in the holdout; otherwise it is undefined.

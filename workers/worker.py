@@ -40,6 +40,7 @@ from workers.fitting import FitTask
 from workers.inference import InferenceServer
 from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
+from workers.progress import Pacer
 from workers.tensors import from_columns
 from workers.values import add_values
 
@@ -53,10 +54,17 @@ class Cancelled(Exception):
 
 
 class _Events:
-    """Publishes one attempt's events for one job, numbered in the attempt's own seq block."""
+    """Publishes one attempt's events for one job, numbered in the attempt's own seq block; its
+    progress at the pacer's pace (``workers.progress``)."""
 
     def __init__(
-        self, broker: Broker, job: jobs_pb2.Job, attempt: int, timeout: float, max_attempts: int
+        self,
+        broker: Broker,
+        job: jobs_pb2.Job,
+        attempt: int,
+        timeout: float,
+        max_attempts: int,
+        pacer: Pacer,
     ) -> None:
         self._broker = broker
         self._job = job
@@ -64,11 +72,24 @@ class _Events:
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._step = 0
+        self._pace = pacer.pace(self._publish_progress)
 
-    def send(self, seq: int, state: int, **fields: Any) -> None:
+    def _body(self, seq: int, state: int, **fields: Any) -> bytes:
         body = event(self._job.id, seq, state, attempt=self._attempt, **fields)
         body.trace_context.update(tracing.inject())
-        self._broker.publish_event(body.SerializeToString(), timeout=self._timeout)
+        return body.SerializeToString()
+
+    def send(self, seq: int, state: int, **fields: Any) -> None:
+        """Publish the attempt's outcome, confirmed; progress still held is dropped."""
+        self._pace.drop()
+        self._broker.publish_event(self._body(seq, state, **fields), timeout=self._timeout)
+
+    def _publish_progress(self, body: bytes) -> None:
+        self._broker.publish_event(body, timeout=self._timeout, confirm=False)
+
+    def close(self) -> None:
+        """The attempt has ended, with or without an outcome: no more progress."""
+        self._pace.close()
 
     def running(self, stage: int, progress: float, message: str = "") -> None:
         if self._step >= ATTEMPT_SEQ_BLOCK - 2:
@@ -80,15 +101,17 @@ class _Events:
                 "ended without an outcome"
             )
         # Progress is informative: a broker outage must not fail the job over it. Only the
-        # terminal event decides the outcome, and it is retried by redelivery, not skipped.
+        # terminal event decides the outcome, and it is retried by redelivery, not skipped. So
+        # progress is not confirmed either: the outcome, confirmed, follows it in order.
+        body = self._body(
+            attempt_seq(self._attempt, self._step),
+            jobs_pb2.JOB_STATE_RUNNING,
+            stage=stage,
+            progress=progress,
+            message=message,
+        )
         try:
-            self.send(
-                attempt_seq(self._attempt, self._step),
-                jobs_pb2.JOB_STATE_RUNNING,
-                stage=stage,
-                progress=progress,
-                message=message,
-            )
+            self._pace.offer(body)
         except BrokerError as exc:
             log.warning("job %s: progress event not published: %s", self._job.id, exc)
 
@@ -147,9 +170,11 @@ class Worker:
         )
         self._subscriptions: list[Subscription] = []
         self._pool = FitPool(catalog.store, settings.train_concurrency)
+        self._pacer = Pacer()
 
     def start(self) -> None:
         self._pool.start()
+        self._pacer.start()
         self._subscriptions = [
             self._broker.watch_events(self._on_event),
             self._broker.consume(
@@ -172,6 +197,7 @@ class Worker:
             subscription.cancel(timeout)
         self._subscriptions = []
         self._pool.close()
+        self._pacer.stop()
 
     def fit_pids(self) -> list[int]:
         """The process ids of this worker's fit processes."""
@@ -201,7 +227,9 @@ class Worker:
             delivery.ack()
             return
         limit = self._settings.max_attempts
-        events = _Events(self._broker, job, delivery.attempt, self._settings.publish_timeout, limit)
+        events = _Events(
+            self._broker, job, delivery.attempt, self._settings.publish_timeout, limit, self._pacer
+        )
         if delivery.attempt > limit and not self._reported_saved(job, events):
             reason = (
                 f"dead-lettered after {limit} attempts: each ended without an outcome "
@@ -291,6 +319,7 @@ class Worker:
             events.failed(*status_of(exc))
             outcome = "failed"
         finally:
+            events.close()
             _log_end(job, outcome, delivery.attempt, started)
         self._recorded.add(job.id)
         if outcome == "failed":

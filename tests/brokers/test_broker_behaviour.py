@@ -205,6 +205,28 @@ def test_events_wait_for_a_consumer_and_arrive_in_order(make_broker: BrokerFacto
     sub.cancel(WAIT)
 
 
+def test_unconfirmed_events_keep_their_place_before_a_confirmed_one(
+    make_broker: BrokerFactory,
+) -> None:
+    worker, gateway = make_broker(), make_broker()
+    live: queue.Queue[bytes] = queue.Queue()
+    durable: queue.Queue[bytes] = queue.Queue()
+
+    def record(delivery: EventDelivery) -> None:
+        durable.put(delivery.body)
+        delivery.ack()
+
+    subs = [gateway.watch_events(live.put), gateway.consume_events(record)]
+    for i in range(20):
+        worker.publish_event(f"progress-{i}".encode(), timeout=WAIT, confirm=False)
+    worker.publish_event(b"end", timeout=WAIT)
+    expected = [f"progress-{i}".encode() for i in range(20)] + [b"end"]
+    assert [live.get(timeout=WAIT) for _ in expected] == expected
+    assert [durable.get(timeout=WAIT) for _ in expected] == expected
+    for sub in subs:
+        sub.cancel(WAIT)
+
+
 def test_unacknowledged_event_is_delivered_again(make_broker: BrokerFactory) -> None:
     broker = make_broker()
     seen: queue.Queue[bytes] = queue.Queue()

@@ -9,6 +9,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -332,6 +333,11 @@ def test_jobs_and_events_survive_a_node_restart(
         wait_for(lambda: not gateway.healthy(), WAIT, "the gateway's broker reporting unhealthy")
         with pytest.raises(BrokerUnavailable):
             gateway.publish(TRAIN_QUEUE, Message("job-during-outage", b"x"), timeout=1)
+        # Progress, unconfirmed, does not wait for a node that is down: a job goes on without it.
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailable):
+            worker.publish_event(b"progress-during-outage", timeout=WAIT, confirm=False)
+        assert time.monotonic() - started < 1
         with pytest.raises(BrokerUnavailable, match="still trying"):
             late.start()
     finally:

@@ -221,3 +221,42 @@ def test_holdout_labels_unseen_in_training_leave_out_probability_metrics() -> No
     trained = _fit(frame, target="y", random_seed=0, test_size=0.3)
     assert "accuracy" in trained.metrics
     assert "log_loss" not in trained.metrics
+
+
+@pytest.mark.parametrize("name", ["random_forest", "extra_trees"])
+@pytest.mark.parametrize("dataset", ["diabetes", "iris"])
+def test_forest_importances_are_scikit_learns_exactly(name: str, dataset: str) -> None:
+    from sklearn import datasets as sk
+
+    from workers.importances import feature_importances
+
+    frame = getattr(sk, f"load_{dataset}")(as_frame=True).frame
+    trained = _fit(frame, target="target", estimator=name)
+    features = [str(c) for c in frame.columns if c != "target"]
+    expected = trained.estimator.feature_importances_
+    assert feature_importances(trained.estimator, features) == {
+        name: float(value) for name, value in zip(features, expected, strict=True)
+    }
+    # Trees that never split (a constant target) leave every importance at zero.
+    constant = frame.assign(target=1.0)
+    stumps = _fit(constant, target="target", estimator=name, task=jobs_pb2.TASK_REGRESSION)
+    assert feature_importances(stumps.estimator, features) == dict.fromkeys(features, 0.0)
+
+
+@pytest.mark.parametrize("dataset", ["diabetes", "iris", "breast_cancer"])
+def test_holdout_metrics_are_those_of_scikit_learns_predictions(dataset: str) -> None:
+    from sklearn import datasets as sk
+    from sklearn import metrics as sk_metrics
+
+    frame = getattr(sk, f"load_{dataset}")(as_frame=True).frame
+    trained = _fit(frame, target="target")
+    model = trained.estimator
+    X, y = frame.drop(columns="target").iloc[-90:], frame["target"].iloc[-90:]
+    scores = training.metrics_for(model, trained.task, X, y)
+    if trained.task == "regression":
+        assert scores["rmse"] == float(np.sqrt(sk_metrics.mean_squared_error(y, model.predict(X))))
+        assert scores["r2"] == float(sk_metrics.r2_score(y, model.predict(X)))
+    else:
+        assert scores["accuracy"] == float(sk_metrics.accuracy_score(y, model.predict(X)))
+        expected = sk_metrics.log_loss(y, model.predict_proba(X), labels=model.classes_)
+        assert scores["log_loss"] == pytest.approx(expected, rel=1e-9)
