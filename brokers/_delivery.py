@@ -6,7 +6,8 @@ into the pool and reads ``free``/``busy`` to take no more than the pool can run.
 pool
 
 * opens it (``Transport.open``) and runs the handler, logging what the handler raises;
-* leaves alone a delivery the handler settled, and sends back one it left unsettled
+* leaves alone a delivery the handler settled, hands back untouched one whose handler raised
+  ``HandBack`` (``Transport.release``: not an attempt), and sends back one it left unsettled
   (``Transport.retry``: the delivery counts as an attempt), after a pause that grows while
   deliveries keep failing if the subscription asks for one (an ordered event consumer, which
   would otherwise spin on an event it cannot record);
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from brokers._backoff import Backoff
-from brokers.base import Delivery, EventDelivery, Message, WatchHandler
+from brokers.base import Delivery, EventDelivery, HandBack, Message, WatchHandler
 
 __all__ = ["EventAck", "HandlerPool", "Settleable", "Transport", "WorkDelivery", "watch_pool"]
 
@@ -241,6 +242,10 @@ class HandlerPool(Generic[ItemT, DeliveryT]):
                 return
             try:
                 self._handler(delivery)
+            except HandBack:
+                if not delivery.settled:
+                    self._transport.release(current)
+                return
             except Exception:
                 log.exception(
                     "%s: handler failed on %s%s",

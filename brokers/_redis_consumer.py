@@ -235,7 +235,7 @@ class StreamConsumer(Subscription, Generic[DeliveryT]):
 
     def retry(self, entry: Entry) -> Entry | None:
         if self._pool.stopping.is_set():
-            self._give_back([entry.id])
+            self._give_back([entry.id], counted=True)
             return None
         return self._claim_again(entry)
 
@@ -258,9 +258,11 @@ class StreamConsumer(Subscription, Generic[DeliveryT]):
             return None
         return Entry(entry.id, entries[0][1], entry.attempt + 1)
 
-    def _give_back(self, entry_ids: list[bytes]) -> None:
-        """Hand unsettled entries to ``released`` without counting a delivery, once each: an
-        entry given back may already run elsewhere, so this consumer must not touch it again."""
+    def _give_back(self, entry_ids: list[bytes], *, counted: bool = False) -> None:
+        """Hand unsettled entries to ``released``, once each: an entry given back may already run
+        elsewhere, so this consumer must not touch it again. ``counted`` (an entry its handler
+        left unsettled) counts a delivery, so it comes again as the next attempt; otherwise it
+        comes again as the attempt it was."""
         with self._lock:
             ids = [i for i in entry_ids if i not in self._abandoned]
             self._abandoned.update(ids)
@@ -269,7 +271,7 @@ class StreamConsumer(Subscription, Generic[DeliveryT]):
         try:
             claim: list[StreamIdT] = list(ids)
             self.link.client.xclaim(
-                self.stream, self.group, RELEASED_CONSUMER, 0, claim, justid=True
+                self.stream, self.group, RELEASED_CONSUMER, 0, claim, justid=not counted
             )
         except redis.RedisError as exc:
             # They stay pending here; once the heartbeat is gone another consumer reclaims them.

@@ -20,7 +20,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
 from brokers._backoff import Backoff
-from brokers._redis_keys import Keys
+from brokers._redis_keys import RELEASED_CONSUMER, Keys
 from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable
 from mlgate.metrics import BROKER_RECONNECTS
 from mlgate.urls import redact_url, tls_options
@@ -116,17 +116,26 @@ def is_missing_group(exc: redis.ResponseError) -> bool:
 
 # Claims every entry pending on a consumer whose heartbeat is gone, atomically, so two reclaimers
 # never both take one entry and no lock is needed. XCLAIM counts the delivery, so the attempt is
-# the previous delivery count plus one. KEYS: stream, owner's heartbeat. ARGV: group, owner,
-# claimer, count.
+# the previous delivery count plus one; an entry handed back (owned by the released consumer) keeps
+# its count (RETRYCOUNT): it comes again as the attempt it was. KEYS: stream, owner's heartbeat.
+# ARGV: group, owner, claimer, count, the released consumer's name.
 _CLAIM = """
 if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
 local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[4]), ARGV[2])
+local handed_back = ARGV[2] == ARGV[5]
 local out = {}
 for _, p in ipairs(pending) do
-  local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, p[1])
+  local got
+  local attempt = p[4] + 1
+  if handed_back then
+    got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, p[1], 'RETRYCOUNT', p[4])
+    attempt = p[4]
+  else
+    got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, p[1])
+  end
   local entry = got[1]
   if type(entry) == 'table' and type(entry[2]) == 'table' then
-    out[#out + 1] = {entry[1], p[4] + 1, entry[2]}
+    out[#out + 1] = {entry[1], attempt, entry[2]}
   end
 end
 return out
@@ -291,7 +300,7 @@ class RedisLink:
         """Take up to ``count`` entries pending on ``owner`` if its heartbeat is gone."""
         rows = self._claim(
             keys=[stream, self.keys.heartbeat(stream, owner)],
-            args=[group, owner, claimer, count],
+            args=[group, owner, claimer, count, RELEASED_CONSUMER],
         )
         entries = []
         for entry_id, attempt, flat in rows or []:

@@ -36,6 +36,7 @@ __all__ = [
     "BrokerStats",
     "Delivery",
     "EventDelivery",
+    "HandBack",
     "IncomingRequest",
     "Message",
     "QueueStats",
@@ -109,7 +110,8 @@ class BrokerStats:
 
 class Delivery(abc.ABC):
     """One delivery of a work message. Settle it exactly once with ``ack`` or ``dead_letter``;
-    a delivery left unsettled when its handler returns or raises is delivered again."""
+    a delivery left unsettled when its handler returns or raises is delivered again, as another
+    attempt, unless the handler raised ``HandBack``."""
 
     message: Message
     #: 1 on the first delivery, then one more for each redelivery.
@@ -122,6 +124,11 @@ class Delivery(abc.ABC):
     @abc.abstractmethod
     def dead_letter(self, reason: str) -> None:
         """Move the message to the dead-letter queue: never deliver it again."""
+
+
+class HandBack(Exception):
+    """Raised by a work handler to give its delivery back untouched, not counted as an attempt:
+    the worker is stopping while the job waits for something else (an outage) to come back."""
 
 
 class EventDelivery(abc.ABC):

@@ -16,7 +16,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from brokers.base import INFERENCE_QUEUE, PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Subscription
+from brokers.base import (
+    INFERENCE_QUEUE,
+    PREDICT_QUEUE,
+    TRAIN_QUEUE,
+    Broker,
+    Delivery,
+    HandBack,
+    Subscription,
+)
 from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate import tracing
 from mlgate.columns import check_columns, column_values
@@ -315,6 +323,10 @@ class Worker:
             # As if the worker had died: the attempt counts, and the delivery goes back.
             log.warning("job %s: %s", job.id, exc)
             return
+        except OUTAGES as exc:
+            # The worker is stopping while the job waits for an outage: not an attempt.
+            outcome = "handed back"
+            raise HandBack(str(exc)) from exc
         except OutageOutlasted as exc:
             events.failed(*status_of(exc))
             outcome = "failed"

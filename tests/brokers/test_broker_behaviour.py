@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Delivery, EventDelivery, Message
+from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Delivery, EventDelivery, HandBack, Message
 from tests.brokers.conftest import BrokerFactory
 
 WAIT = 20.0
@@ -278,3 +278,25 @@ def test_unknown_queue_is_refused(make_broker: BrokerFactory) -> None:
 
 def test_broker_reports_healthy_while_connected(make_broker: BrokerFactory) -> None:
     assert make_broker().healthy()
+
+
+def test_a_handed_back_delivery_comes_again_as_the_same_attempt(
+    make_broker: BrokerFactory, request: pytest.FixtureRequest
+) -> None:
+    broker = make_broker()
+    broker.publish(TRAIN_QUEUE, Message("job-back", b"x"), timeout=WAIT)
+    got: queue.Queue[Delivery] = queue.Queue()
+
+    def handler(delivery: Delivery) -> None:
+        got.put(delivery)
+        if got.qsize() == 1:
+            raise HandBack("waiting for an outage while stopping")
+        delivery.ack()
+
+    sub = broker.consume(TRAIN_QUEUE, handler, prefetch=1)
+    first, again = _take(got), _take(got, "the delivery handed back")
+    sub.cancel(WAIT)
+    assert again.message.job_id == "job-back"
+    # RabbitMQ before 4.3 counts every message returned to a quorum queue, a nack included.
+    counted = request.node.callspec.params["make_broker"] == "rabbitmq"
+    assert (first.attempt, again.attempt) in ([(1, 1), (1, 2)] if counted else [(1, 1)])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -171,3 +173,48 @@ def test_a_job_over_the_attempt_limit_whose_model_is_saved_succeeded(tmp_path: P
     events, _ = _run(FlakyBroker(lambda e: False), tmp_path, prior_attempts=3, before=same_model)
     assert [e.state for e in events] == [jobs_pb2.JOB_STATE_SUCCEEDED]
     assert events[-1].train_result.model_id == model_id_for_job(events[-1].job_id)
+
+
+def test_a_worker_stopped_while_its_job_waits_out_an_outage_hands_it_back_uncounted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="workers.outages")
+    store = LocalObjectStore(tmp_path / "objects")
+    models = ModelRepository(store)
+    settings = Settings.from_env(env={}, data_dir=tmp_path)
+    broker = FlakyBroker(lambda e: False)
+    broker.start()
+    seen: queue.Queue[jobs_pb2.JobEvent] = queue.Queue()
+
+    def record(delivery: EventDelivery) -> None:
+        seen.put(jobs_pb2.JobEvent.FromString(delivery.body))
+        delivery.ack()
+
+    broker.consume_events(record)
+    away = store.root.with_name("away")
+    store.root.rename(away)
+    first = Worker(broker, DatasetCatalog(store), models, settings)
+    first.start()
+    job = jobs_pb2.Job(id=new_job_id(), kind=jobs_pb2.JOB_KIND_TRAIN)
+    job.train.dataset_id = "diabetes"
+    job.train.target = "target"
+    broker.publish(TRAIN_QUEUE, Message(job.id, job.SerializeToString()), timeout=5)
+    deadline = time.monotonic() + 30
+    while not caplog.records:
+        assert time.monotonic() < deadline, "the job never met the outage"
+        time.sleep(0.05)  # the worker's log is the signal
+    stopping = time.monotonic()
+    first.stop(10)
+    assert time.monotonic() - stopping < 3  # it did not wait out the outage, nor the grace
+    away.rename(store.root)
+    second = Worker(broker, DatasetCatalog(store), models, settings)
+    second.start()
+    try:
+        events = [seen.get(timeout=60)]
+        while events[-1].state == jobs_pb2.JOB_STATE_RUNNING:
+            events.append(seen.get(timeout=60))
+    finally:
+        second.stop(10)
+        broker.close()
+    assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+    assert events[-1].attempt == 1  # the handback was not an attempt
