@@ -146,7 +146,7 @@ def test_a_model_record_has_its_name_metadata_and_training_facts(channel: grpc.C
 
 
 def test_deleting_an_aliased_version_needs_force_and_versions_are_never_reused(
-    channel: grpc.Channel,
+    channel: grpc.Channel, tmp_path: Path
 ) -> None:
     one = train_named(channel, "rf", params=SMALL)
     two = train_named(channel, "rf", params=SMALL)
@@ -163,11 +163,15 @@ def test_deleting_an_aliased_version_needs_force_and_versions_are_never_reused(
     for gone in ("rf/1", "rf@production", one.model_id):
         assert code_of(get_model, channel, gone)[0] == grpc.StatusCode.NOT_FOUND
     assert get_model(channel, "rf").id == two.model_id
-    assert train_named(channel, "rf", params=SMALL).model_version == 3
+    three = train_named(channel, "rf", params=SMALL)
+    assert three.model_version == 3
 
     models(channel).DeleteModel(models_pb2.DeleteModelRequest(model_id=two.model_id))
     listed = models(channel).ListModels(models_pb2.ListModelsRequest(name="rf")).models
     assert [m.version for m in listed] == [3]
+    # Nothing of a deleted model is left in storage, not even its folder.
+    stored = tmp_path / "data" / "storage" / "models"
+    assert [p.name for p in stored.iterdir()] == [three.model_id]
 
 
 def test_names_and_aliases_survive_a_restart(tmp_path: Path) -> None:

@@ -41,7 +41,8 @@ def _keys(server: S3Server, prefix: str) -> list[str]:
     return sorted(item["Key"][len(prefix) + 1 :] for item in listed.get("Contents", []))
 
 
-def _walkthrough(address: str, server: S3Server, prefix: str) -> None:
+def _walkthrough(address: str, server: S3Server, prefix: str) -> str:
+    """Upload, train, predict; checks the keys stored and returns the model's id."""
     with grpc.insecure_channel(address) as channel:
         upload = datasets_pb2.UploadDatasetRequest(dataset_id="patients", chunk=CSV)
         datasets(channel).UploadDataset(iter([upload]))
@@ -60,6 +61,7 @@ def _walkthrough(address: str, server: S3Server, prefix: str) -> None:
         f"models/{model_id}/{sha}.model",
         f"models/{model_id}/manifest.json",
     ]
+    return model_id
 
 
 @pytest.fixture
@@ -74,7 +76,11 @@ def test_embedded_system_on_s3(s3_server: S3Server, s3_env: str, tmp_path: Path)
     settings = gateway_settings(tmp_path / "data", storage_url=f"s3://{s3_server.bucket}/{s3_env}")
     gateway = running_gateway(settings)
     try:
-        _walkthrough(gateway.address, s3_server, s3_env)
+        model_id = _walkthrough(gateway.address, s3_server, s3_env)
+        with grpc.insecure_channel(gateway.address) as channel:
+            models(channel).DeleteModel(models_pb2.DeleteModelRequest(model_id=model_id))
+        # Nothing of the deleted model is left in the bucket.
+        assert _keys(s3_server, s3_env) == ["datasets/patients.csv", "datasets/patients.json"]
     finally:
         gateway.stop()
 
