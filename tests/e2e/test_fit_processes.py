@@ -13,9 +13,17 @@ from typing import Any
 import grpc
 import pytest
 
-from mlgate.v1 import jobs_pb2, models_pb2
+from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from server.background import BackgroundGateway
-from tests.e2e.helpers import assert_well_formed, diabetes_request, events_of, jobs, models, refused
+from tests.e2e.helpers import (
+    assert_well_formed,
+    datasets,
+    diabetes_request,
+    events_of,
+    jobs,
+    models,
+    refused,
+)
 from tests.support.fresh import unique_namespace
 from tests.support.system import gateway_settings, running_gateway
 
@@ -264,3 +272,29 @@ def test_a_fit_that_grows_past_its_memory_limit_fails(tmp_path: Path) -> None:
             _timed_job(channel)
     finally:
         running.stop()
+
+
+def _with_blanks(rows: int = 80) -> bytes:
+    lines = ["size,colour,price"]
+    for i in range(rows):
+        size = "" if i % 6 == 0 else str(20 + i)
+        colour = "" if i % 9 == 0 else ("red", "blue")[i % 2]
+        lines.append(f"{size},{colour},{1000 + 30 * i + (50 if i % 2 else 0)}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_hist_gradient_boosting_trains_on_an_upload_with_blanks(system: BackgroundGateway) -> None:
+    with grpc.insecure_channel(system.address) as channel:
+        upload = datasets_pb2.UploadDatasetRequest(dataset_id="blanks", chunk=_with_blanks())
+        described = datasets(channel).UploadDataset(iter([upload])).dataset
+        assert {c.name: c.dtype for c in described.columns}["size"] == "numeric"
+        request = jobs_pb2.TrainRequest(
+            dataset_id="blanks", target="price", estimator="hist_gradient_boosting"
+        )
+        done = events_of(jobs(channel).Train(request, timeout=60))[-1]
+        assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED, done.error
+        request.estimator = "random_forest"
+        failed = events_of(jobs(channel).Train(request, timeout=60))[-1]
+        assert failed.error.code == "INVALID_ARGUMENT"
+        assert "missing values" in failed.error.message and "size, colour" in failed.error.message
+        assert "hist_gradient_boosting can" in failed.error.message
