@@ -162,7 +162,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         if job.state == jobs_pb2.JOB_STATE_CANCELLED and job.last_event.seq == cancel.seq:
             job_ended(job)
             self._hub.notify(job.id)
-            # Tell the workers, so a queued copy is skipped and a running one stops at its next step.
+            # Tell the workers, so a queued copy is skipped and a running fit is stopped at once.
             await self._call(
                 lambda: self._broker.publish_event(
                     cancel.SerializeToString(), timeout=self._settings.publish_timeout

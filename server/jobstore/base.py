@@ -37,7 +37,8 @@ def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
     if is_terminal(job.state):
         return False
     if event.seq <= job.last_event.seq:
-        # A redelivery repeats steps already recorded: only its attempt number is news. Kept, so
+        # A copy of an event recorded already, or a late one of an earlier attempt (each attempt
+        # numbers its events above the last's): only a higher attempt number is news. Kept, so
         # an embedded restart that requeues the job goes on counting toward max_attempts.
         if event.attempt > job.attempt:
             job.attempt = event.attempt
