@@ -131,6 +131,11 @@ class FitPool:
         """Run ``task`` in a free child; ``progress(stage, fraction)`` relays the child's reports.
         ``stop()`` is asked every few tens of milliseconds; true kills the fit (FitStopped)."""
         child = self._idle.get()
+        if not child.process.is_alive():
+            # It died while idle (the OOM killer, an operator): no fit of ours to blame for it.
+            log.warning("fit process %s had ended while idle; starting another", child.pid)
+            child.kill()
+            child = _Child(self._store)
         slot = threading.get_ident()
         with self._lock:
             self._running[slot] = child

@@ -298,3 +298,19 @@ def test_hist_gradient_boosting_trains_on_an_upload_with_blanks(system: Backgrou
         assert failed.error.code == "INVALID_ARGUMENT"
         assert "missing values" in failed.error.message and "size, colour" in failed.error.message
         assert "hist_gradient_boosting can" in failed.error.message
+
+
+def test_a_fit_process_that_died_while_idle_is_replaced_before_the_next_fit(
+    system: BackgroundGateway,
+) -> None:
+    with grpc.insecure_channel(system.address) as channel:
+        _timed_job(channel)
+        (idle,) = _fit_pids(system)
+        os.kill(idle, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _alive(idle) and time.monotonic() < deadline:
+            time.sleep(0.01)  # a process's end has no event to await from here
+        events = events_of(jobs(channel).Train(diabetes_request(), timeout=60))
+        assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
+        assert events[-1].attempt == 1  # no attempt lost to a process that was not fitting
+        assert _fit_pids(system) != [idle]
