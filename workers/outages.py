@@ -78,7 +78,7 @@ class OutageRetry:
 
     ``broker`` and ``storage_url`` name the stores in messages as the gateway names them;
     ``stopping`` set, a waiting job gives up at once and its outage error goes to the caller,
-    which leaves the delivery to the broker.
+    which hands the delivery back to the broker untouched (``brokers.base.HandBack``).
     """
 
     def __init__(self, limit: float, *, broker: str, storage_url: str) -> None:
