@@ -1,6 +1,6 @@
 """Prediction jobs with columnar input: the same numbers as rows and as scikit-learn, bit for bit,
-on the embedded system and on gateway and worker processes over Redis; bad columns refused with
-their statuses; the job record, its events and WatchJob as for rows."""
+on the embedded system and on gateway and worker processes over Redis and RabbitMQ; bad columns
+refused with their statuses; the job record, its events and WatchJob as for rows."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def _done(channel: grpc.Channel, request: jobs_pb2.PredictRequest) -> list[jobs_
     return events
 
 
-@pytest.fixture(scope="module", params=["embedded", "redis"])
+@pytest.fixture(scope="module", params=["embedded", "redis", "rabbitmq"])
 def system(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str, str]]:
@@ -81,7 +81,7 @@ def system(
         def stop() -> None:
             gateway.stop()
 
-    else:
+    elif request.param == "redis":
         from tests.support.redis import SHARED_URL, delete_namespace, require_redis
 
         require_redis()
@@ -92,6 +92,20 @@ def system(
         def stop() -> None:
             cluster.stop()
             delete_namespace(SHARED_URL, cluster.namespace)
+
+    else:
+        from tests.support.rabbitmq import SHARED_URL as RABBITMQ_URL
+        from tests.support.rabbitmq import delete_namespace as delete_rabbitmq_namespace
+        from tests.support.rabbitmq import require_rabbitmq
+
+        require_rabbitmq()
+        rabbit = Cluster(tmp, "rabbitmq")
+        address = rabbit.start_gateway()
+        rabbit.start_workers(1)
+
+        def stop() -> None:
+            rabbit.stop()
+            delete_rabbitmq_namespace(RABBITMQ_URL, rabbit.namespace)
 
     try:
         with grpc.insecure_channel(address) as channel:
