@@ -261,14 +261,14 @@ def test_a_fit_longer_than_the_broker_liveness_checks_keeps_its_delivery(
 
 @pytest.mark.slow
 def test_a_fit_that_grows_past_its_memory_limit_fails(tmp_path: Path) -> None:
-    running = _system(tmp_path, train_memory_limit=100 * 2**20)
+    running = _system(tmp_path, train_memory_limit=40 * 2**20)
     try:
         with grpc.insecure_channel(running.address) as channel:
             # Tree after tree, each a few tens of KiB: the limit is met partway, not at once.
             request = diabetes_request(params={"n_estimators": 100_000, "max_depth": None})
             failed = events_of(jobs(channel).Train(request, timeout=120))[-1]
             assert failed.error.code == "RESOURCE_EXHAUSTED", failed.error
-            assert "limit of 100 MiB" in failed.error.message
+            assert "limit of 40 MiB" in failed.error.message
             _timed_job(channel)
     finally:
         running.stop()
