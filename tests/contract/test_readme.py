@@ -34,6 +34,9 @@ def test_walkthrough_trains_then_predicts(name: str, embedded_gateway: str, tmp_
     assert "rmse" in out
     # The README's patient, predicted by the README's forest.
     assert "208.6" in out
+    if name == "grpcurl":
+        # Once from rows, once from columns (the Prediction section's second patient after it).
+        assert len(re.findall(r"\b208\.6445780005619\b", out)) == 2, out
 
 
 def test_inference_walkthrough_with_grpcurl_the_cli_and_tritonclient(
