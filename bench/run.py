@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "--train-jobs", type=int, default=40, help="training: jobs submitted at once per round"
     )
     parser.add_argument(
-        "--train-rounds", type=int, default=3, help="training: rounds, the systems taking turns"
+        "--train-rounds", type=int, default=5, help="training: rounds, the systems taking turns"
     )
     parser.add_argument(
         "--train-alone", type=int, default=20, help="training: jobs one at a time per broker"
