@@ -5,10 +5,10 @@ Each system runs as operators run it, in processes of its own: ``mlgate gateway`
 ``mlgate worker`` processes on Redis and on RabbitMQ, and a Celery worker (prefork, two processes,
 on a private Redis database) whose task splits, fits the same forest, scores the holdout and
 pickles the model to disk. All three are started first and warmed; then each round submits
-``--train-jobs`` jobs at once to each system in turn, so the machine's drift falls on all alike,
-and a system's throughput is the median of its rounds.
+``--train-jobs`` jobs at once to each system in turn (each round starting with the next one), so
+the machine's drift falls on all alike, and a system's throughput is the median of its rounds.
 
-For mlgate's jobs the worker reports the seconds it spent fitting and scoring
+For mlgate's jobs the fit process reports the seconds it spent fitting and scoring
 (``TrainResult.fit_seconds``). In a batch a job's time from submission to SUCCEEDED is mostly
 queueing, so the overhead per job is measured twice: in the batch, as the slot time each job
 took beyond its fit (two slots times the batch's duration, shared among its jobs, less the fit);
@@ -239,7 +239,8 @@ def measure(
             for system in systems:
                 system.batch(2 * SLOTS)  # every worker process has fitted once
             for turn in range(rounds):
-                for system in systems:
+                # Each round starts with the next system: none always follows the same one.
+                for system in systems[turn % len(systems) :] + systems[: turn % len(systems)]:
                     print(f"round {turn + 1}: {system.name} ...", file=sys.stderr, flush=True)
                     report.rounds[system.name].append(system.batch(jobs))
             report.load = os.getloadavg()
