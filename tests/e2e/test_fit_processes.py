@@ -110,7 +110,9 @@ def test_cancel_stops_a_running_fit_at_once(tmp_path: Path, broker: str) -> None
             assert response.job.state == jobs_pb2.JOB_STATE_CANCELLED
             final = events_of(stream)[-1]
             assert final.state == jobs_pb2.JOB_STATE_CANCELLED
-            assert final.attempt == 1
+            # It says where the job was: the attempt and the stage it was cancelled in.
+            assert (final.attempt, final.stage) == (1, jobs_pb2.STAGE_FITTING)
+            assert final.message == "cancelled by request while fitting (attempt 1)"
             next_took = _timed_job(channel)
             # The fit's process is gone and another took its place; the next job did not wait
             # for the cancelled fit: it ran within a second of the cancel plus its own time.
