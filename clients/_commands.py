@@ -83,6 +83,7 @@ def cmd_train(args: argparse.Namespace, client: MLGateClient) -> int:
         "test_size": args.test_size,
         "random_seed": args.seed,
         "model_name": args.name or "",
+        "timeout_seconds": args.time_limit,
     }
     if args.detach:
         job_id = client.submit_train(**request)

@@ -208,6 +208,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     train.add_argument("--task", choices=list(TASKS), help=_TASK_HELP)
     train.add_argument("--test-size", type=float, help="held-out fraction (default 0.2)")
     train.add_argument("--seed", type=int, help="random seed (default 42)")
+    train.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop the fit after this long: FAILED, DEADLINE_EXCEEDED (the server's limit caps it)",
+    )
     train.add_argument("--detach", action="store_true", help="print the job id and return")
     train.add_argument(
         "--name", help="register the model as the next version of this name (e.g. diabetes-rf)"

@@ -188,9 +188,11 @@ class MLGateClient(RegistryCalls, InferenceCalls):
         random_seed: int | None = None,
         on_event: EventCallback | None = None,
         model_name: str = "",
+        timeout_seconds: float | None = None,
     ) -> TrainResult:
         """Train a model and wait for it; ``on_event`` sees every event of the job as it happens.
-        With ``model_name``, the model is registered as that name's next version.
+        With ``model_name``, the model is registered as that name's next version;
+        ``timeout_seconds`` bounds the fit (the server's limit caps it).
 
         Raises JobFailed or JobCancelled when the job ends that way.
         """
@@ -198,6 +200,8 @@ class MLGateClient(RegistryCalls, InferenceCalls):
             dataset_id, target, features, estimator, params, task, test_size, random_seed
         )
         request.model_name = model_name
+        if timeout_seconds is not None:
+            request.timeout_seconds = timeout_seconds
         final = self._finish(self._events(lambda: self._jobs.Train(request)), on_event)
         return TrainResult.from_event(final)
 
@@ -212,12 +216,15 @@ class MLGateClient(RegistryCalls, InferenceCalls):
         test_size: float | None = None,
         random_seed: int | None = None,
         model_name: str = "",
+        timeout_seconds: float | None = None,
     ) -> str:
         """Queue a training job and return its id without waiting; see ``wait`` and ``watch``."""
         request = train_request(
             dataset_id, target, features, estimator, params, task, test_size, random_seed
         )
         request.model_name = model_name
+        if timeout_seconds is not None:
+            request.timeout_seconds = timeout_seconds
         self._connect()
         call: _EventStream = self._jobs.Train(request, timeout=self._timeout)
         try:

@@ -170,6 +170,17 @@ def test_errors_print_the_code_and_exit_by_it(mlgate) -> None:
     assert status == 2 and err.startswith("mlgate: error: cannot read /nonexistent/houses.csv")
 
 
+def test_a_fit_past_its_time_limit_says_so(mlgate) -> None:
+    endless = ["--param", "n_estimators=20000", "--param", "max_depth=null"]
+    status, out, err = mlgate(
+        "train", "diabetes", "--target", "target", "--time-limit", "1", *endless
+    )
+    assert (status, out) == (1, "")
+    assert err.startswith(
+        "error: DEADLINE_EXCEEDED: the fit took longer than its time limit of 1 s"
+    )
+
+
 def test_a_failed_job_prints_its_error_and_job(mlgate, tmp_path) -> None:
     path = tmp_path / "one-class.csv"
     path.write_text("x,label\n1,a\n2,a\n3,a\n4,a\n5,a\n")
