@@ -57,10 +57,12 @@ def test_console_script_trains_and_predicts(script, embedded_gateway) -> None:
 
 def test_progress_bar_on_a_terminal(script, embedded_gateway) -> None:
     """With stderr on a terminal the stages are drawn in place, and the line is cleared after."""
+    argv = [script, "--address", embedded_gateway, "train", "iris", "--target", "target"]
     leader, follower = pty.openpty()
     try:
         done = subprocess.run(
-            [script, "--address", embedded_gateway, "train", "iris", "--target", "target"],
+            # Fits for a second or so: progress comes at most every quarter second.
+            [*argv, "--param", "n_estimators=1500"],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=follower,
