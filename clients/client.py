@@ -423,6 +423,8 @@ class MLGateClient(RegistryCalls, InferenceCalls):
                         yield seen
                         if seen.state in TERMINAL_STATES:
                             return
+                    if job_id and self._ended_by(job_id, last):
+                        return  # asked for what follows a finished job's last event: nothing
                     broken: MLGateError = Unavailable("the stream ended early", "UNAVAILABLE")
                 except grpc.RpcError as exc:
                     broken = from_rpc_error(exc)
@@ -434,6 +436,16 @@ class MLGateClient(RegistryCalls, InferenceCalls):
                 call = self._jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_seq=last))
         finally:
             call.cancel()
+
+    def _ended_by(self, job_id: str, seq: int) -> bool:
+        """Whether the job has finished with an event at or before ``seq``: a stream that ends
+        cleanly after it has nothing more to send."""
+        try:
+            job = self._jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self._timeout)
+        except grpc.RpcError:
+            return False  # the gateway went away: resume as for any broken stream
+        last = job.job.last_event
+        return last.state in TERMINAL_STATES and last.seq <= seq
 
     def _wait_for_gateway(self, broken: MLGateError) -> None:
         if not self.wait_ready(self._resume_timeout):

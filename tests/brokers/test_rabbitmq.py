@@ -160,6 +160,12 @@ def test_a_publish_the_broker_does_not_confirm_raises_within_its_timeout(
     try:
         # A memory alarm: RabbitMQ blocks every publishing connection and confirms nothing.
         private_rabbitmq.ctl("set_vm_memory_high_watermark", "0")
+        # The node raises the alarm on its memory monitor's next check, not as the command returns.
+        wait_for(
+            lambda: "memory" in private_rabbitmq.ctl("eval", "rabbit_alarm:get_alarms()."),
+            WAIT,
+            "the node raising its memory alarm",
+        )
         with pytest.raises(PublishNotConfirmed):
             broker.publish(TRAIN_QUEUE, Message("job-blocked", b"x"), timeout=2)
         wait_for(lambda: not broker.healthy(), WAIT, "the blocked broker reporting unhealthy")

@@ -83,6 +83,8 @@ def test_submit_then_wait_and_watch(client: MLGateClient) -> None:
     assert [e.seq for e in client.watch(job_id, after_seq=events[1].seq)] == [
         e.seq for e in events[2:]
     ]
+    # Watching after a finished job's last event: nothing more, at once, and no error.
+    assert list(client.watch(job_id, after_seq=events[-1].seq)) == []
     model = client.get_model(result.model_id)
     assert model.test_rows == math.ceil(442 * 0.25)
     assert model.params["random_state"] == 7
