@@ -188,7 +188,9 @@ class CeleryReference:
                 self._process.wait()
         with self._app.connection_for_write() as connection:
             client = connection.default_channel.client
-            client.delete(self._queue, f"_kombu.binding.{self._queue}")
+            # Kombu names its binding set one way or the other, by version.
+            bindings = (f"_kombu.binding.{self._queue}", f"_kombu.binding_permanent.{self._queue}")
+            client.delete(self._queue, *bindings)
 
     def batch(self, count: int) -> Batch:
         args = (DIABETES_FEATURES, PARAMS, DEFAULT_SEED, DEFAULT_TEST_SIZE)
