@@ -31,29 +31,23 @@ def _launch(run: Callable[[], None]) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.main import run_gateway
-
-    return _launch(
-        lambda: run_gateway(
-            port=args.port,
-            data_dir=_data_dir(args),
-            embedded_workers=True,
-            host=args.host,
-            on_ready=lambda host, port: out(_next_step(host, port, embedded=True)),
-        )
-    )
+    return _run_gateway(args, embedded=True)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    return _run_gateway(args, embedded=False)
+
+
+def _run_gateway(args: argparse.Namespace, *, embedded: bool) -> int:
     from server.main import run_gateway
 
     return _launch(
         lambda: run_gateway(
             port=args.port,
             data_dir=_data_dir(args),
-            embedded_workers=False,
+            embedded_workers=embedded,
             host=args.host,
-            on_ready=lambda host, port: out(_next_step(host, port, embedded=False)),
+            on_ready=lambda host, port: out(_next_step(host, port, embedded=embedded)),
         )
     )
 

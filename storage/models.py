@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, BinaryIO
@@ -142,8 +142,6 @@ def loads(
         return _loads_arrays(data, model_id, features)
     import skops.io as sio
 
-    from storage.fitted import InvalidModel, check_fitted
-
     _check_unpacked_size(data, model_id, max_bytes)
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
@@ -151,28 +149,30 @@ def loads(
             f"model {model_id} contains types mlgate does not trust ({listing(untrusted)}); "
             "it was not loaded"
         )
-    try:
-        model = sio.loads(data, trusted=TRUSTED_TYPES)
-        check_fitted(model, features)
-    except InvalidModel as exc:
-        raise IntegrityError(
-            f"model {model_id} is not a valid model: {exc}; it was not loaded"
-        ) from None
-    except Exception as exc:
-        # A valid artifact loads; whatever else skops or scikit-learn trip over is damage.
-        raise IntegrityError(f"model {model_id} could not be loaded: {exc}") from None
-    return model
+    return _checked(lambda: sio.loads(data, trusted=TRUSTED_TYPES), model_id, features)
 
 
 def _loads_arrays(data: bytes, model_id: str, features: Sequence[str]) -> Any:
     from storage import arrays
-    from storage.fitted import InvalidModel, check_fitted
 
     # Nothing is compressed: the artifact's size, already bounded, is what it unpacks to.
+    return _checked(lambda: arrays.decode(data), model_id, features, arrays.Malformed)
+
+
+def _checked(
+    load: Callable[[], Any],
+    model_id: str,
+    features: Sequence[str],
+    *invalid: type[Exception],
+) -> Any:
+    """The loaded model once ``check_fitted`` accepts it; whatever a loader trips over is damage."""
+    from storage.fitted import InvalidModel, check_fitted
+
+    refused: tuple[type[Exception], ...] = (InvalidModel, *invalid)
     try:
-        model = arrays.decode(data)
+        model = load()
         check_fitted(model, features)
-    except (arrays.Malformed, InvalidModel) as exc:
+    except refused as exc:
         raise IntegrityError(
             f"model {model_id} is not a valid model: {exc}; it was not loaded"
         ) from None
