@@ -231,12 +231,16 @@ class S3ObjectStore(ObjectStore):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A worker's fit processes open the same store with a client of their own: a boto3 client
-        # does not cross processes. Its credentials go along (the child may not have them in its
-        # environment); botocore keeps them on the request signer.
+        # does not cross processes. Keys the client was given explicitly go along (the child's
+        # environment may not hold them; botocore keeps them on the request signer); any others
+        # the child finds by boto3's own chain, as the worker did, so temporary credentials
+        # (a role, a session token) are refreshed there rather than frozen and left to expire.
         signer = getattr(self._client, "_request_signer", None)
         found = getattr(signer, "_credentials", None)
-        frozen = found.get_frozen_credentials() if found is not None else None
-        credentials = (frozen.access_key, frozen.secret_key) if frozen is not None else None
+        credentials = None
+        if found is not None and getattr(found, "method", "") == "explicit":
+            frozen = found.get_frozen_credentials()
+            credentials = (frozen.access_key, frozen.secret_key)
         meta = self._client.meta
         return (
             _reopen,

