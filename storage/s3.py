@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -98,14 +99,14 @@ def ca_from_env(env: Mapping[str, str] | None = None) -> str | None:
 def make_client(
     endpoint_url: str | None,
     *,
-    credentials: tuple[str, str] | None = None,
+    credentials: tuple[str, str] | tuple[str, str, str | None] | None = None,
     region: str | None = None,
     max_pool: int = 10,
     ca_file: str | None = None,
 ) -> S3Client:
     """A boto3 S3 client: path-style addressing and conservative checksums for custom endpoints.
 
-    Without ``credentials`` (key id, secret) boto3's standard chain finds them; ``ca_file``
+    Without ``credentials`` (key id, secret and optionally a session token) boto3's standard chain finds them; ``ca_file``
     is the CA bundle trusted for an https:// endpoint.
     """
     options: dict[str, object] = {
@@ -121,9 +122,15 @@ def make_client(
         options["request_checksum_calculation"] = "when_required"
         options["response_checksum_validation"] = "when_required"
     # A fresh session per client: boto3's default session is shared module state, not thread-safe.
-    key_id, secret = credentials or (None, None)
+    key_id = secret = token = None
+    if credentials is not None:
+        key_id, secret = credentials[0], credentials[1]
+        token = credentials[2] if len(credentials) == 3 else None
     session = boto3.session.Session(
-        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=token,
+        region_name=region,
     )
     config = Config(**options)  # type: ignore[arg-type]
     return session.client("s3", endpoint_url=endpoint_url, config=config, verify=ca_file)
@@ -231,16 +238,16 @@ class S3ObjectStore(ObjectStore):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A worker's fit processes open the same store with a client of their own: a boto3 client
-        # does not cross processes. Keys the client was given explicitly go along (the child's
-        # environment may not hold them; botocore keeps them on the request signer); any others
-        # the child finds by boto3's own chain, as the worker did, so temporary credentials
-        # (a role, a session token) are refreshed there rather than frozen and left to expire.
+        # does not cross processes. Fixed credentials go along, session token included (the
+        # fit processes' environment is the one their forkserver started with; botocore keeps
+        # them on the request signer). Refreshable ones (a role) would be frozen to expire: the
+        # child finds those by boto3's own chain, as the worker did.
         signer = getattr(self._client, "_request_signer", None)
         found = getattr(signer, "_credentials", None)
         credentials = None
-        if found is not None and getattr(found, "method", "") == "explicit":
+        if found is not None and not isinstance(found, RefreshableCredentials):
             frozen = found.get_frozen_credentials()
-            credentials = (frozen.access_key, frozen.secret_key)
+            credentials = (frozen.access_key, frozen.secret_key, frozen.token)
         meta = self._client.meta
         return (
             _reopen,
@@ -378,7 +385,7 @@ def _reopen(
     prefix: str,
     endpoint_url: str,
     region: str | None,
-    credentials: tuple[str, str] | None,
+    credentials: tuple[str, str, str | None] | None,
 ) -> S3ObjectStore:
     """The store an S3ObjectStore pickled as (see ``__reduce__``)."""
     client = make_client(

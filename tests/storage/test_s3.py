@@ -209,24 +209,38 @@ def test_a_missing_weed_binary_fails_saying_how_to_install_it(
         start_seaweedfs(tmp_path)
 
 
-def test_a_fit_process_gets_explicit_keys_but_finds_chain_credentials_itself(
+def test_a_fit_process_gets_fixed_credentials_but_finds_refreshable_ones_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A store crosses to a worker's fit processes by pickling. Keys given to it explicitly go
-    along; credentials boto3 found (environment, a role) are found again there, not frozen."""
+    """A store crosses to a worker's fit processes by pickling. Fixed keys go along (token
+    included), as the fit processes' environment may predate them; credentials that refresh (a
+    role) are found again there by boto3's chain, not frozen to expire."""
     import pickle
 
-    explicit = S3ObjectStore(
-        make_client("http://127.0.0.1:1", credentials=("k1", "s1")), "mlgate", "p"
-    )
-    copy = pickle.loads(pickle.dumps(explicit))
-    assert copy._client._request_signer._credentials.secret_key == "s1"
+    from botocore.credentials import RefreshableCredentials
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k2")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s2")
-    found = S3ObjectStore(make_client("http://127.0.0.1:1"), "mlgate", "p")
-    data = pickle.dumps(found)
-    assert b"s2" not in data
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3-rotated")  # the chain, read afresh
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k1")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s1")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "t1")
+    fixed = S3ObjectStore(make_client("http://127.0.0.1:1"), "mlgate", "p")
+    monkeypatch.delenv("AWS_SESSION_TOKEN")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "changed")
+    copy = pickle.loads(pickle.dumps(fixed))
+    frozen = copy._client._request_signer._credentials.get_frozen_credentials()
+    assert (frozen.access_key, frozen.secret_key, frozen.token) == ("k1", "s1", "t1")
+
+    role = S3ObjectStore(make_client("http://127.0.0.1:1"), "mlgate", "p")
+    role._client._request_signer._credentials = RefreshableCredentials.create_from_metadata(  # type: ignore[attr-defined]
+        metadata={
+            "access_key": "role-key",
+            "secret_key": "role-secret",
+            "token": "role-token",
+            "expiry_time": "2999-01-01T00:00:00Z",
+        },
+        refresh_using=lambda: {},
+        method="assume-role",
+    )
+    data = pickle.dumps(role)
+    assert b"role-secret" not in data and b"role-token" not in data
     copy = pickle.loads(data)
-    assert copy._client._request_signer._credentials.secret_key == "s3-rotated"
+    assert copy._client._request_signer._credentials.secret_key == "changed"  # the chain, afresh
