@@ -42,9 +42,9 @@ from server.jobs import JobServicer
 from server.jobstore import JobStore, open_job_store
 from server.manifests import ManifestCache
 from server.models import ModelServicer
-from server.operations import Dependencies, StatusServicer
 from server.recorder import Recorder
 from server.registry import ModelCatalog
+from server.status_service import Dependencies, StatusServicer
 from server.submit import Submitter
 from server.transport import SERVER_OPTIONS, listen
 from storage import open_object_store

@@ -25,7 +25,7 @@ import grpc
 from mlgate import tracing
 from mlgate.metrics import INFERENCE_REQUESTS, STREAMS_OPEN
 from mlgate.settings import Settings
-from server.status import Backends, translate
+from server.error_mapping import Backends, translate
 
 __all__ = [
     "EVENT_STREAMS",
@@ -110,7 +110,7 @@ def _enclose(handler: Handler, around: Around) -> Handler:
 
 
 class ErrorInterceptor(EdgeInterceptor):
-    """Maps every exception a call raises to its status (``server.status``), in one place."""
+    """Maps every exception a call raises to its status (``server.error_mapping``), in one place."""
 
     def __init__(self, backends: Backends) -> None:
         super().__init__()

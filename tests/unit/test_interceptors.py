@@ -18,9 +18,9 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from brokers.errors import BrokerUnavailable
 from mlgate.errors import InvalidArgument
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc
+from server.error_mapping import MAX_MESSAGE_BYTES
 from server.interceptors import edge_chain
 from server.jobstore.errors import JobStoreUnavailable
-from server.status import MAX_MESSAGE_BYTES
 from storage.errors import IntegrityError, StorageError, StorageUnavailable
 from tests.support.system import gateway_settings
 
@@ -151,7 +151,7 @@ def test_every_kind_of_rpc_maps_an_error_the_same_way(tmp_path, error, code, mes
 def test_an_unexpected_error_is_internal_with_a_reference_to_its_logged_traceback(
     tmp_path, caplog
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="server.status")
+    caplog.set_level(logging.ERROR, logger="server.error_mapping")
 
     async def client(channel: grpc.aio.Channel) -> None:
         answers = await _statuses(channel)

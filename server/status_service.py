@@ -16,8 +16,8 @@ import grpc
 from brokers.base import Broker, BrokerStats
 from mlgate.settings import Settings
 from mlgate.v1 import status_pb2, status_pb2_grpc
+from server.error_mapping import Backends
 from server.jobstore.base import JobStore
-from server.status import Backends
 from storage.base import ObjectStore
 
 __all__ = ["Dependencies", "StatusServicer"]
