@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from bench import inference, training
+from bench import model_infer, training
 from mlgate.settings import BROKERS, Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.background import BackgroundGateway
@@ -208,13 +208,13 @@ def inference_table(args: argparse.Namespace) -> str:
     results, ceilings = [], []
     for broker in args.brokers.split(","):
         print(f"ceiling, then inference on {broker} ...", file=sys.stderr, flush=True)
-        ceilings.append(inference.ceiling(args.concurrent * 2, args.clients))
+        ceilings.append(model_infer.ceiling(args.concurrent * 2, args.clients))
         results.append(
-            inference.measure(broker, args.sequential, args.concurrent * 2, args.clients)
+            model_infer.measure(broker, args.sequential, args.concurrent * 2, args.clients)
         )
     for _ in range(max(0, args.ceiling_rounds - len(ceilings))):
-        ceilings.append(inference.ceiling(args.concurrent * 2, args.clients))
-    return inference.report(results, ceilings)
+        ceilings.append(model_infer.ceiling(args.concurrent * 2, args.clients))
+    return model_infer.report(results, ceilings)
 
 
 def metrics_overhead(rounds: int, concurrent: int, clients: int) -> str:

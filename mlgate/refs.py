@@ -8,7 +8,7 @@ A reference is one of::
     NAME@ALIAS          the version ALIAS points at now
 
 Names may not start with ``mdl_``, so a reference is never both a name and an id. Parsing is
-pure: what a reference resolves to is the job store's business (``server.registry``).
+pure: what a reference resolves to is the job store's business (``server.model_catalog``).
 """
 
 from __future__ import annotations

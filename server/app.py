@@ -33,17 +33,17 @@ from mlgate.v1 import (
 )
 from server.auth import AuthInterceptor
 from server.batching import Batcher
-from server.datasets import DatasetServicer
+from server.dataset_service import DatasetServicer
 from server.hub import Hub
-from server.inference import SERVICE_NAME as INFERENCE_SERVICE
-from server.inference import InferenceServicer, add_inference_service
+from server.inference_service import SERVICE_NAME as INFERENCE_SERVICE
+from server.inference_service import InferenceServicer, add_inference_service
 from server.interceptors import edge_chain
-from server.jobs import JobServicer
+from server.job_service import JobServicer
 from server.jobstore import JobStore, open_job_store
 from server.manifests import ManifestCache
-from server.models import ModelServicer
+from server.model_catalog import ModelCatalog
+from server.model_service import ModelServicer
 from server.recorder import Recorder
-from server.registry import ModelCatalog
 from server.status_service import Dependencies, StatusServicer
 from server.submit import Submitter
 from server.transport import SERVER_OPTIONS, listen

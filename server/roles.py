@@ -51,7 +51,7 @@ METHOD_ROLES = MappingProxyType(
         _MODELS + "DeleteModelAlias": Role.ADMIN,
         _DATASETS + "GetDataset": Role.READ,
         _DATASETS + "ListDatasets": Role.READ,
-        # Replacing an existing dataset (replace=true) needs admin; see server/datasets.py.
+        # Replacing an existing dataset (replace=true) needs admin; see server/dataset_service.py.
         _DATASETS + "UploadDataset": Role.TRAIN,
         _DATASETS + "DeleteDataset": Role.ADMIN,
         _STATUS + "GetStatus": Role.READ,

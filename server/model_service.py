@@ -10,8 +10,8 @@ from typing import Any
 import grpc
 
 from mlgate.v1 import models_pb2, models_pb2_grpc
+from server.model_catalog import ModelCatalog
 from server.paging import page_size
-from server.registry import ModelCatalog
 
 __all__ = ["ModelServicer"]
 

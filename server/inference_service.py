@@ -23,7 +23,7 @@ from mlgate.settings import Settings
 from mlgate.tensors import check_request, feature_datatype, outputs_of
 from mlgate.v1 import models_pb2
 from server.batching import Batcher, error_of
-from server.registry import ModelCatalog
+from server.model_catalog import ModelCatalog
 
 __all__ = ["SERVICE_NAME", "InferenceServicer", "add_inference_service"]
 

@@ -25,9 +25,9 @@ from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
 from server.jobstore.base import JobStore
 from server.jobstore.records import bounded
+from server.model_catalog import ModelCatalog
 from server.ownership import check_may_cancel, owner_name, sees_inputs, visible_event, visible_job
 from server.paging import page_size
-from server.registry import ModelCatalog
 from server.submit import Submitter
 from storage.datasets import DatasetCatalog
 
