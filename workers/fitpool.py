@@ -23,18 +23,16 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from typing import Any
 
 from mlgate.errors import DeadlineExceeded, MLGateError, from_status
 from storage.base import ObjectStore
 from storage.errors import StorageUnavailable
-from storage.models import Encoded
-from workers.fitting import FitTask, serve
+from workers.fitting import serve
+from workers.messages import FitAnswer, FitFailed, FitProgress, FitTask, Fitted, StoreAway
 
-__all__ = ["ChildDied", "FitPool", "FitStopped", "Fitted"]
+__all__ = ["ChildDied", "FitPool", "FitStopped"]
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +49,6 @@ class FitStopped(Exception):
 
 class ChildDied(Exception):
     """The child process ended in the middle of a fit, without an answer."""
-
-
-@dataclass(frozen=True)
-class Fitted:
-    """A fit's outcome, ready to save: the model's record (serialized) and its artifact."""
-
-    record: bytes
-    encoded: Encoded
-    fit_seconds: float
-    # When the child loaded the dataset (time_ns at start and end), for the job's trace.
-    loaded: tuple[int, int]
 
 
 class _Child:
@@ -190,10 +177,10 @@ class FitPool:
                     message = child.conn.recv()
                 except (EOFError, OSError):
                     message = None
+                if isinstance(message, FitProgress):
+                    progress(message.stage, message.fraction)
+                    continue
                 if message is not None:
-                    if message[0] == "progress":
-                        progress(message[1], message[2])
-                        continue
                     return _answer(message)
             if ready:
                 child.process.join(1.0)
@@ -203,14 +190,14 @@ class FitPool:
                 )
 
 
-def _answer(message: tuple[Any, ...]) -> Fitted:
-    kind = message[0]
-    if kind == "done":
-        _, record, form, data, fit_seconds, loaded = message
-        return Fitted(record, Encoded(form, data), fit_seconds, loaded)
-    if kind == "unavailable":
-        raise StorageUnavailable(message[1])
-    raise from_status(message[1], message[2])
+def _answer(answer: FitAnswer) -> Fitted:
+    match answer:
+        case Fitted():
+            return answer
+        case StoreAway(message):
+            raise StorageUnavailable(message)
+        case FitFailed(code, message):
+            raise from_status(code, message)
 
 
 def _seconds(value: float) -> str:

@@ -5,13 +5,8 @@ dataset itself (cached, so a series of jobs on one dataset reads it once), fits 
 the model's record and encodes its artifact, and sends back only those bytes. Its worker keeps the
 broker connection and the events; the child never touches either.
 
-Messages to the worker, each a tuple:
-
-* ``("progress", stage, fraction)`` while it works, at most a few per second;
-* ``("done", record_bytes, form, artifact_bytes, fit_seconds, (load_start_ns, load_end_ns))``
-  when the model is ready to save;
-* ``("failed", code, message)`` for a job that cannot succeed (a gRPC status code name);
-* ``("unavailable", message)`` when the object store could not be read: worth another attempt.
+It answers each ``FitTask`` with ``FitProgress`` messages, then one ``FitAnswer``
+(``workers.messages``).
 """
 
 from __future__ import annotations
@@ -24,14 +19,11 @@ import signal
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
 import pandas as pd
 
 from mlgate.errors import MLGateError, status_of
-from mlgate.jobs import Plan
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage.base import ObjectStore
 from storage.datasets import DatasetCatalog
@@ -39,9 +31,10 @@ from storage.errors import IntegrityError, StorageUnavailable
 from storage.models import encode
 from workers import training
 from workers.importances import feature_importances
+from workers.messages import FitAnswer, FitFailed, FitProgress, FitTask, Fitted, StoreAway
 from workers.values import values
 
-__all__ = ["FitTask", "serve"]
+__all__ = ["serve"]
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +43,6 @@ _CACHED_DATASETS = 4
 # A child reports progress at most this often (stage changes always go).
 _PROGRESS_EVERY = 0.25
 _PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True)
-class FitTask:
-    """One fit, as the worker hands it to a child: small, so sending it costs nothing."""
-
-    job_id: str
-    model_id: str
-    plan: Plan
-    # The dataset's digest as described when the job was planned: the cache key.
-    dataset_sha256: str
-    cores: int
-    # Bytes the fit may allocate on top of what the child holds before it starts; 0: no limit.
-    memory_limit: int
 
 
 class _Datasets:
@@ -98,14 +77,14 @@ def serve(conn: Connection, store: ObjectStore) -> None:
         conn.send(_run(task, datasets, conn))
 
 
-def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> tuple[Any, ...]:
+def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> FitAnswer:
     last = [0.0, -1.0]  # when the last progress went, and its stage
 
     def progress(stage: int, fraction: float) -> None:
         now = time.monotonic()
         if stage != last[1] or now - last[0] >= _PROGRESS_EVERY:
             last[0], last[1] = now, stage
-            conn.send(("progress", stage, fraction))
+            conn.send(FitProgress(stage, fraction))
 
     try:
         with _memory_limit(task.memory_limit):
@@ -117,24 +96,17 @@ def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> tuple[Any, ...
             record = _record(task, trained, dataset_sha256)
             encoded = encode(trained.estimator)
     except MemoryError:
-        return ("failed", "RESOURCE_EXHAUSTED", _memory_message(task.memory_limit))
+        return FitFailed("RESOURCE_EXHAUSTED", _memory_message(task.memory_limit))
     except StorageUnavailable as exc:
-        return ("unavailable", str(exc))
+        return StoreAway(str(exc))
     except IntegrityError as exc:
-        return ("failed", "DATA_LOSS", str(exc))
+        return FitFailed("DATA_LOSS", str(exc))
     except MLGateError as exc:
-        return ("failed", *status_of(exc))
+        return FitFailed(*status_of(exc))
     except Exception as exc:
         log.exception("job %s: the fit failed", task.job_id)
-        return ("failed", *status_of(exc))
-    return (
-        "done",
-        record.SerializeToString(),
-        encoded.form,
-        encoded.data,
-        trained.fit_seconds,
-        loaded,
-    )
+        return FitFailed(*status_of(exc))
+    return Fitted(record.SerializeToString(), encoded, trained.fit_seconds, loaded)
 
 
 def _memory_message(limit: int) -> str:

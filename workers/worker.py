@@ -44,8 +44,8 @@ from workers.cache import ModelCache
 from workers.categories import unseen_categories
 from workers.evaluation import evaluate
 from workers.fitpool import ChildDied, FitPool, FitStopped
-from workers.fitting import FitTask
 from workers.inference import InferenceServer
+from workers.messages import FitTask
 from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
 from workers.progress import Pacer
