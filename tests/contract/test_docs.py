@@ -40,11 +40,10 @@ _TEMPLATE = (
 # (document, a command in the block) -> why the block is not run.
 NOT_RUN = {
     ("README.md", "make run "): "`make run` is tests/contract/test_make.py's; `make test` is this suite",
-    ("README.md", "export MLGATE_STORAGE_URL=s3://my-bucket/mlgate"): _TEMPLATE,
-    ("README.md", "docker compose up --build -d"): _DOCKER,
-    ("README.md", "make test-fast"): _TEST_SUITE,
+    ("docs/brokers.md", "export MLGATE_STORAGE_URL=s3://my-bucket/mlgate"): _TEMPLATE,
+    ("docs/development.md", "make test-fast"): _TEST_SUITE,
     ("docs/cli.md", "tls=TLS(ca_file="): (
-        "needs a gateway serving TLS, certificates and a token; the README's security walkthrough "
+        "needs a gateway serving TLS, certificates and a token; docs/security.md's walkthrough "
         "connects the same way, and tests/security/test_tls.py with these arguments"
     ),
     ("docs/compose.md", "docker compose up --build -d"): _DOCKER,
@@ -60,7 +59,7 @@ NOT_RUN = {
         "needs the node's Erlang cookie (root or the rabbitmq user), which a test run may not have"
     ),
     ("docs/cli.md", "mlgate predict diabetes-rf --csv rows.csv"): (
-        "needs a rows.csv of the reader's; the README's inference walkthrough runs "
+        "needs a rows.csv of the reader's; docs/prediction.md's inference walkthrough runs "
         "`mlgate predict --csv` as written"
     ),
     ("docs/rabbitmq.md", ".venv/bin/pytest tests/brokers"): _TEST_SUITE,

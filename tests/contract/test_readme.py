@@ -1,5 +1,6 @@
-"""The README's walkthroughs run as written: against a live embedded gateway, and the RabbitMQ
-and Redis ones with their own gateway and workers on the real brokers."""
+"""The walkthroughs of the README and of the capability pages it links (docs/registry.md,
+prediction.md, security.md, operations.md, brokers.md) run as written: against a live embedded
+gateway, and the RabbitMQ and Redis ones with their own gateway and workers on the real brokers."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from tests.support.fresh import free_port, unique_namespace
 from tests.support.walkthroughs import ROOT, environment, run_walkthrough, script
 
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 
 
-def _run(name: str, address: str, cwd: Path) -> str:
-    """A walkthrough against the gateway at ``address``, which stands for localhost:50051."""
-    source = script(README, name, {"localhost:50051": address})
+def _run(name: str, address: str, cwd: Path, document: Path = README) -> str:
+    """A walkthrough of ``document`` against the gateway at ``address``, which stands for
+    localhost:50051."""
+    source = script(document, name, {"localhost:50051": address})
     return run_walkthrough(source, cwd, environment(cwd, MLGATE_ADDRESS=address)).stdout
 
 
@@ -35,14 +38,14 @@ def test_walkthrough_trains_then_predicts(name: str, embedded_gateway: str, tmp_
     # The README's patient, predicted by the README's forest.
     assert "208.6" in out
     if name == "grpcurl":
-        # Once from rows, once from columns (the Prediction section's second patient after it).
+        # Once from rows, once from columns (with a second patient after it).
         assert len(re.findall(r"\b208\.6445780005619\b", out)) == 2, out
 
 
 def test_inference_walkthrough_with_grpcurl_the_cli_and_tritonclient(
     embedded_gateway: str, tmp_path: Path
 ) -> None:
-    out = _run("inference", embedded_gateway, tmp_path)
+    out = _run("inference", embedded_gateway, tmp_path, DOCS / "prediction.md")
     assert "rpc ModelInfer ( .inference.ModelInferRequest ) returns" in out
     assert '"name": "s6"' in out  # ModelMetadata lists the features
     # The README's patient: scikit-learn's float64, in full, from grpcurl and from tritonclient.
@@ -56,7 +59,7 @@ def test_inference_walkthrough_with_grpcurl_the_cli_and_tritonclient(
 def test_registry_walkthrough_predicts_through_the_alias(
     embedded_gateway: str, tmp_path: Path
 ) -> None:
-    out = _run("registry", embedded_gateway, tmp_path)
+    out = _run("registry", embedded_gateway, tmp_path, DOCS / "registry.md")
     assert "diabetes-rf@production -> diabetes-rf/1" in out
     # Version 1 is the README's forest, so the prediction through the alias is the README's.
     predictions = re.findall(r"^0\s+(\S+)$", out, re.M)
@@ -79,7 +82,7 @@ def test_registry_walkthrough_predicts_through_the_alias(
 
 def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Path) -> None:
     port = free_port()
-    source = script(README, "security", {"50051": str(port)})
+    source = script(DOCS / "security.md", "security", {"50051": str(port)})
     done = run_walkthrough(source, tmp_path, environment(tmp_path))
     said, logged = done.stdout, done.stderr
     assert '"status": "SERVING"' in said
@@ -96,7 +99,8 @@ def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Pat
 
 def test_operations_walkthrough_shows_status_metrics_and_json_logs(tmp_path: Path) -> None:
     port, metrics = free_port(), free_port()
-    source = script(README, "operations", {"50051": str(port), "9100": str(metrics)})
+    ports = {"50051": str(port), "9100": str(metrics)}
+    source = script(DOCS / "operations.md", "operations", ports)
     env = environment(tmp_path, MLGATE_ADDRESS=f"localhost:{port}")
     said = run_walkthrough(source, tmp_path, env).stdout
     assert re.search(r"workers:\s+1", said), said
@@ -110,7 +114,8 @@ def _distributed(name: str, tmp_path: Path, namespace: str) -> str:
     under a namespace of its own on the shared broker."""
     port = free_port()
     env = environment(tmp_path, MLGATE_NAMESPACE=namespace, MLGATE_ADDRESS=f"localhost:{port}")
-    return run_walkthrough(script(README, name, {"50051": str(port)}), tmp_path, env).stdout
+    source = script(DOCS / "brokers.md", name, {"50051": str(port)})
+    return run_walkthrough(source, tmp_path, env).stdout
 
 
 def _trained_job(out: str) -> str:
