@@ -24,9 +24,9 @@ from typing import Any
 
 import grpc
 
+from bench.inputs import DIABETES_FEATURES
 from bench.run import ROW, bench_settings, final_event, system
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
-from tests.support.samples import DIABETES_FEATURES
 
 # Fits for several seconds on a 2-core machine, emitting its last three events at the end.
 SLOW_TRAIN = {"n_estimators": 1500, "max_depth": 12}

@@ -25,11 +25,10 @@ from typing import Any
 import grpc
 import numpy as np
 
-from inference import grpc_predict_v2_pb2 as pb
+from bench.deployment import Deployment
+from bench.inputs import DIABETES_FEATURES, DOC_ROW
+from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
-from tests.support.cluster import Cluster
-from tests.support.fresh import free_port
-from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 
 __all__ = ["InferenceResult", "ceiling", "measure"]
 
@@ -157,17 +156,13 @@ async def _drive(
 def measure(broker: str, sequential: int, total: int, width: int) -> InferenceResult:
     """The system on ``broker`` with two worker processes (embedded: one process)."""
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(Path(tmp), broker, {"MLGATE_NAMESPACE": "mlgate-bench"})
+        deployment = Deployment(Path(tmp), broker, "mlgate-bench")
         try:
             if broker == "memory":
-                port = free_port()
-                process = cluster._spawn(["serve", "--port", str(port)], "serve", {})
-                address = f"127.0.0.1:{port}"
-                cluster.gateways.append((process, address))
-                cluster.wait_serving(address, process)
+                address = deployment.serve()
             else:
-                address = cluster.start_gateway()
-                cluster.start_workers(2)
+                address = deployment.gateway()
+                deployment.workers(2)
             with grpc.insecure_channel(address) as channel:
                 stub = jobs_pb2_grpc.JobServiceStub(channel)
                 train = jobs_pb2.TrainRequest(
@@ -178,7 +173,7 @@ def measure(broker: str, sequential: int, total: int, width: int) -> InferenceRe
                 ].train_result.model_id
             result = asyncio.run(_drive(address, model_id, sequential, total, width))
         finally:
-            cluster.stop()
+            deployment.stop()
     result.system = "embedded" if broker == "memory" else broker
     return result
 

@@ -8,6 +8,7 @@ user's would be.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import dataclasses
 import multiprocessing
@@ -25,10 +26,10 @@ import grpc
 from google.protobuf import struct_pb2
 
 from bench import model_infer, training
+from bench.inputs import DIABETES_FEATURES, DOC_ROW
 from mlgate.settings import BROKERS, Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
-from server.background import BackgroundGateway
-from tests.support.samples import DIABETES_FEATURES, DOC_ROW
+from server.app import Gateway
 
 FEATURES = DIABETES_FEATURES
 ROW = DOC_ROW
@@ -71,10 +72,15 @@ def _timed(fn: Callable[[], object], count: int) -> list[float]:
 
 def _serve(settings: Settings, conn: Connection) -> None:
     """The system under test, in its own process so the client does not share its GIL."""
-    gateway = BackgroundGateway(settings).start()
-    conn.send(gateway.address)
-    conn.recv()
-    gateway.stop()
+
+    async def serve() -> None:
+        gateway = Gateway(settings, embedded_workers=True)
+        await gateway.start()
+        conn.send(f"127.0.0.1:{gateway.port}")
+        await asyncio.to_thread(conn.recv)
+        await gateway.stop(2.0)
+
+    asyncio.run(serve())
 
 
 @contextlib.contextmanager

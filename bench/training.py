@@ -35,11 +35,10 @@ from typing import Any, Protocol
 import grpc
 from celery import Celery
 
+from bench.deployment import Deployment
+from bench.inputs import DIABETES_FEATURES
 from mlgate.jobs import DEFAULT_SEED, DEFAULT_TEST_SIZE
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
-from tests.support.cluster import Cluster
-from tests.support.fresh import unique_namespace
-from tests.support.samples import DIABETES_FEATURES
 
 __all__ = ["Batch", "main_table", "measure"]
 
@@ -105,15 +104,15 @@ class Mlgate:
     def __init__(self, broker: str, tmp: Path) -> None:
         self.name = f"mlgate, gateway + 2 workers, {broker}"
         self.broker = broker
-        self._cluster = Cluster(tmp, broker, {"MLGATE_NAMESPACE": unique_namespace("mlgate-bench")})
+        self._deployment = Deployment(tmp, broker, f"mlgate-bench-{uuid.uuid4().hex[:12]}")
         self.address = ""
 
     def start(self) -> None:
-        self.address = self._cluster.start_gateway()
-        self._cluster.start_workers(SLOTS)
+        self.address = self._deployment.gateway()
+        self._deployment.workers(SLOTS)
 
     def stop(self) -> None:
-        self._cluster.stop()
+        self._deployment.stop()
 
     def batch(self, count: int) -> Batch:
         async def run() -> Batch:

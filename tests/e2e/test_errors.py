@@ -14,7 +14,6 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from server.background import BackgroundGateway
 from tests.e2e.helpers import (
     README_ROW,
     datasets,
@@ -25,6 +24,7 @@ from tests.e2e.helpers import (
     rows,
     trained_model,
 )
+from tests.support.background import BackgroundGateway
 
 MODEL_ID = "mdl_" + "ab" * 16
 

@@ -14,7 +14,6 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from server.background import BackgroundGateway
 from tests.e2e.helpers import (
     assert_well_formed,
     datasets,
@@ -24,6 +23,7 @@ from tests.e2e.helpers import (
     models,
     refused,
 )
+from tests.support.background import BackgroundGateway
 from tests.support.fresh import unique_namespace
 from tests.support.system import gateway_settings, running_gateway
 

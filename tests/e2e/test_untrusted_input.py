@@ -10,7 +10,6 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from server.background import BackgroundGateway
 from tests.e2e.helpers import (
     README_ROW,
     datasets,
@@ -22,6 +21,7 @@ from tests.e2e.helpers import (
     trained_model,
 )
 from tests.support.artifacts import aim_child_outside, rewrite_model
+from tests.support.background import BackgroundGateway
 from tests.support.samples import HOUSES_CSV
 from workers.parallelism import fit_cores
 

@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from mlgate.v1 import jobs_pb2
-from server.background import BackgroundGateway
 from tests.e2e.helpers import diabetes_request, events_of, first_event, jobs, train
+from tests.support.background import BackgroundGateway
 from tests.support.fresh import unique_namespace
 from tests.support.system import gateway_settings, running_gateway
 

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from mlgate.settings import Settings
-from server.background import BackgroundGateway
+from tests.support.background import BackgroundGateway
 
 __all__ = ["RunningGateway", "embedded_gateway", "gateway_settings", "running_gateway"]
 
