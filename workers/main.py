@@ -28,7 +28,7 @@ STOP_GRACE = 30.0
 
 def run_worker(settings: Settings) -> None:
     """Consume jobs until SIGTERM or SIGINT."""
-    broker = open_broker(settings)
+    broker = open_broker(settings.broker_settings())
     try:
         broker.start()
     except BrokerUnavailable as exc:

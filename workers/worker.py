@@ -174,7 +174,7 @@ class Worker:
         # outage took the delivery): their redelivery is acknowledged, neither run nor counted.
         self._recorded = _Recent()
         self._outages = OutageRetry(
-            settings.outage_retry_seconds, broker=settings.broker, storage_url=settings.storage_url
+            settings.outage_retry_seconds, broker=broker.name, storage_url=settings.storage_url
         )
         self._subscriptions: list[Subscription] = []
         self._pool = FitPool(catalog.store, settings.train_concurrency)
