@@ -14,11 +14,12 @@ COPY server/ server/
 COPY workers/ workers/
 COPY clients/ clients/
 COPY storage/ storage/
-RUN rm -rf mlgate/v1 inference \
- && python -m grpc_tools.protoc -Iprotos --python_out=. --grpc_python_out=. \
-      protos/mlgate/v1/*.proto protos/inference/*.proto \
- && touch mlgate/v1/__init__.py inference/__init__.py \
- && pip wheel --no-deps --wheel-dir /wheels .
+# Two wheels: the client distribution (with the generated code) and the product that needs it.
+RUN rm -rf clients/mlgate \
+ && python -m grpc_tools.protoc -Iprotos --python_out=clients --grpc_python_out=clients \
+      protos/mlgate/v1/*.proto protos/mlgate/oip/*.proto \
+ && touch clients/mlgate/v1/__init__.py clients/mlgate/oip/__init__.py \
+ && pip wheel --no-deps --wheel-dir /wheels ./clients .
 
 FROM python:3.11-slim
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 \

@@ -4,9 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-PROTOS := $(wildcard protos/mlgate/v1/*.proto) $(wildcard protos/inference/*.proto)
+PROTOS := $(wildcard protos/mlgate/v1/*.proto) $(wildcard protos/mlgate/oip/*.proto)
 CONTRACT := protos/v1-release.binpb
-GEN := mlgate/v1/__init__.py
+# The client distribution (clients/pyproject.toml) ships the generated code beside mlgate_client.
+GEN_DIR := clients
+GEN := $(GEN_DIR)/mlgate/v1/__init__.py
 PORT ?= 50051
 HOST ?= 127.0.0.1
 DATA_DIR ?= data
@@ -19,29 +21,34 @@ PYTEST_ARGS ?=
 help: ## list these targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / { printf "make %-17s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-# The editable install maps the top-level packages that exist when it runs: the generated
-# inference package must exist (empty until `make gen`) or processes started elsewhere cannot
-# import it.
-$(STAMP): pyproject.toml
+# Two editable installs: the client distribution (clients/) and the product that depends on it.
+# An editable install maps the packages that exist when it runs: the generated ones must exist
+# (empty until `make gen`) or processes started elsewhere cannot import them.
+$(STAMP): pyproject.toml clients/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	mkdir -p inference && touch inference/__init__.py
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	mkdir -p $(GEN_DIR)/mlgate/v1 $(GEN_DIR)/mlgate/oip
+	touch $(GEN_DIR)/mlgate/v1/__init__.py $(GEN_DIR)/mlgate/oip/__init__.py
+	$(BIN)/python -m pip install --quiet -e ./clients -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 install: $(STAMP) ## create .venv and install mlgate with its dev tools
 
-# Generated code is built, not committed: protos/ is the single source of truth. Each proto
-# package lands in the Python package of the same path (mlgate.v1, inference).
+# Generated code is built, not committed: protos/ is the single source of truth. Each proto file
+# lands in the Python module of the same path (mlgate/v1/jobs.proto: mlgate.v1.jobs_pb2); the
+# Open Inference Protocol keeps its wire package, inference, in mlgate/oip/. (mlgate/v1 and
+# inference/ at the top are where earlier versions generated it: removed so they cannot shadow it.)
 $(GEN): $(STAMP) $(PROTOS)
-	rm -rf mlgate/v1 inference/*
+	rm -rf $(GEN_DIR)/mlgate mlgate/v1 inference
+	mkdir -p $(GEN_DIR)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m grpc_tools.protoc -Iprotos \
-	  --python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTOS)
-	touch inference/__init__.py
+	  --python_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) --mypy_out=$(GEN_DIR) \
+	  --mypy_grpc_out=$(GEN_DIR) $(PROTOS)
+	touch $(GEN_DIR)/mlgate/oip/__init__.py $(GEN_DIR)/mlgate/oip/py.typed $(GEN_DIR)/mlgate/v1/py.typed
 	touch $@
 
-gen: $(GEN) ## generate the gRPC code (mlgate/v1, inference) from protos/, after install
+gen: $(GEN) ## generate the gRPC code (clients/mlgate/v1, clients/mlgate/oip) from protos/
 
 # What the gateway knows of scikit-learn without importing it (tests/unit/test_tables.py holds
 # the committed files equal to a fresh run): renew after upgrading scikit-learn.
@@ -78,4 +85,4 @@ bench: gen services ## measure predict latency and throughput, training rate and
 	$(BIN)/python -m bench.fanout
 
 clean: ## remove .venv, the generated code and tool caches
-	rm -rf $(VENV) mlgate/v1 inference .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(GEN_DIR)/mlgate mlgate/v1 inference .mypy_cache .ruff_cache .pytest_cache

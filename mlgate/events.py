@@ -13,6 +13,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.v1 import jobs_pb2
+from mlgate_client.results import TERMINAL_STATES
 
 __all__ = [
     "ATTEMPT_SEQ_BLOCK",
@@ -24,10 +25,6 @@ __all__ = [
     "terminal_seq",
 ]
 
-# A job in one of these states has ended: nothing moves it out, and no event follows.
-TERMINAL_STATES = frozenset(
-    {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
-)
 QUEUED_SEQ = 1
 # Events one attempt may number; its progress events stop short of the block's end.
 ATTEMPT_SEQ_BLOCK = 1_000_000

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from google.protobuf import struct_pb2
 
-from inference import grpc_predict_v2_pb2 as pb
 from mlgate.errors import InvalidArgument
+from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.quoting import listing, quote
 from mlgate.v1 import models_pb2
 

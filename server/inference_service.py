@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 
-from inference import grpc_predict_v2_pb2 as pb
 from mlgate.errors import NotFound
+from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.refs import ModelRef, ref_from_parts
 from mlgate.settings import Settings
 from mlgate.tensors import check_request, feature_datatype, outputs_of

@@ -17,10 +17,10 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from brokers.base import IncomingRequest
-from inference import grpc_predict_v2_pb2 as pb
 from mlgate import tracing
 from mlgate.errors import MLGateError, status_of
 from mlgate.metrics import INFERENCE_BATCH_ROWS
+from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.tensors import DATATYPES, PREDICT, PREDICT_PROBA, class_labels, outputs_of
 from mlgate.v1 import inference_pb2, models_pb2
 from storage.errors import IntegrityError

@@ -4,7 +4,7 @@
 regenerates both and holds the committed files equal, so a scikit-learn upgrade that changes what
 they say fails until they are renewed:
 
-- ``mlgate/sklearn_constraints.json``: every allowlisted class's hyperparameters, their defaults
+- ``clients/mlgate_client/sklearn_constraints.json``: every allowlisted class's hyperparameters, their defaults
   and scikit-learn's ``_parameter_constraints`` for them;
 - ``storage/builtin_datasets.json``: the schemas of the datasets scikit-learn ships.
 """
@@ -21,8 +21,8 @@ from typing import Any
 import sklearn
 from sklearn.utils import _param_validation as pv
 
-from mlgate.estimators import ESTIMATORS
 from mlgate.ids import BUILTIN_DATASETS
+from mlgate_client.estimators import ESTIMATORS, TABLE_FILE
 from storage.datasets import BUILTIN_TABLE, builtin_frame, dtype_name
 from workers.estimators import sklearn_class
 
@@ -118,7 +118,7 @@ def builtin_datasets() -> dict[str, Any]:
 
 
 TABLES = {
-    _ROOT / "mlgate" / "sklearn_constraints.json": sklearn_constraints,
+    _ROOT / "clients" / "mlgate_client" / TABLE_FILE: sklearn_constraints,
     _ROOT / "storage" / BUILTIN_TABLE: builtin_datasets,
 }
 

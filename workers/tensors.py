@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from inference import grpc_predict_v2_pb2 as pb
 from mlgate.columns import column_values
 from mlgate.errors import InvalidArgument
+from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.quoting import quote
 from mlgate.tensors import DATATYPES
 from mlgate.v1 import jobs_pb2, models_pb2

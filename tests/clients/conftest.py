@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from clients import MLGateClient
-from clients.cli import main
+from mlgate_client import MLGateClient
+from mlgate_client.cli import main
 
 Run = Callable[..., tuple[int, str, str]]
 

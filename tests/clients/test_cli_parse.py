@@ -8,9 +8,9 @@ import socket
 
 import pytest
 
-from clients.cli import build_parser, main
 from mlgate.estimators import DEFAULT_ESTIMATOR
 from mlgate.estimators import ESTIMATORS as ALLOWLIST
+from mlgate_client.cli import build_parser, main
 
 
 def _closed_address() -> str:
@@ -146,7 +146,7 @@ def test_the_no_gateway_hint_fits_the_situation(
 
 def test_version_is_the_installed_package_version(capsys) -> None:
     assert main(["--version"]) == 0
-    assert capsys.readouterr().out == f"mlgate {importlib.metadata.version('mlgate')}\n"
+    assert capsys.readouterr().out == f"mlgate {importlib.metadata.version('mlgate-client')}\n"
 
 
 def test_train_help_lists_the_estimators_and_explains_the_task(capsys) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from clients import MLGateClient, TrainResult
+from mlgate_client import MLGateClient, TrainResult
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 from tests.support.system import gateway_settings, running_gateway
 

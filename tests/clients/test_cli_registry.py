@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clients import MLGateClient
-from clients.errors import MLGateError
+from mlgate_client import MLGateClient
+from mlgate_client.errors import MLGateError
 from tests.clients.conftest import Run, cli_json
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, HOUSES_CSV
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from clients import MLGateClient, PredictResult, TrainResult, errors
 from mlgate.v1 import jobs_pb2
+from mlgate_client import MLGateClient, PredictResult, TrainResult, errors
 from tests.clients.proxy import Proxy
 from tests.support.samples import (
     DIABETES_FEATURES,

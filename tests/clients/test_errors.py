@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-import clients
-from clients import MLGateClient, errors
-from clients.cli import exit_code
+import mlgate_client
+from mlgate_client import MLGateClient, errors
+from mlgate_client.cli import exit_code
 
 
 @pytest.mark.parametrize(
@@ -102,5 +102,5 @@ def test_calling_an_address_where_nothing_listens_raises_server_unreachable() ->
 
 
 def test_the_package_exports_what_it_declares() -> None:
-    public = {name for name in vars(clients) if name[0].isupper()}
-    assert set(clients.__all__) == public
+    public = {name for name in vars(mlgate_client) if name[0].isupper()}
+    assert set(mlgate_client.__all__) == public

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from google.protobuf import struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clients import Job, PredictResult, TrainResult
-from clients._format import (
+from mlgate.v1 import jobs_pb2
+from mlgate_client import Job, PredictResult, TrainResult
+from mlgate_client._format import (
     Progress,
     event_dict,
     event_line,
@@ -21,7 +22,6 @@ from clients._format import (
     to_json,
     train_summary,
 )
-from mlgate.v1 import jobs_pb2
 
 JOB = "job_" + "a" * 32
 MODEL = "mdl_" + "a" * 32

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clients._input import (
+from mlgate_client._input import (
     UsageError,
     parse_delimiter,
     parse_features,

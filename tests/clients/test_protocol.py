@@ -9,8 +9,8 @@ import io
 import grpc
 import pytest
 
-from clients import MLGateClient, errors
 from mlgate.v1 import jobs_pb2
+from mlgate_client import MLGateClient, errors
 from tests.clients.scripted import JOB, MODEL, Script, ScriptedGateway, training_events
 
 

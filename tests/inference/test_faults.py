@@ -10,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-from inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from tests.e2e.helpers import trained_model
 from tests.e2e.test_outages import Outage, _wait_status
 from tests.e2e.test_outages import outage as outage  # the fixture, shared

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from inference import grpc_predict_v2_pb2 as pb
+from mlgate.oip import grpc_predict_v2_pb2 as pb
 from tests.inference.conftest import (
     FEATURES,
     fp64_output,
@@ -179,8 +179,8 @@ def test_readiness_and_metadata(stub, model_id) -> None:
 
 
 def test_string_features_travel_as_bytes_tensors(served, stub, tmp_path) -> None:
-    from clients import MLGateClient
-    from clients._inference_calls import encode_bytes
+    from mlgate_client import MLGateClient
+    from mlgate_client._inference_calls import encode_bytes
     from tests.support.samples import HOUSES_CSV
 
     path = tmp_path / "houses.csv"

@@ -7,7 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from clients import MLGateClient
+from mlgate_client import MLGateClient
 from tests.support.cluster import Cluster
 from tests.support.redis import PrivateRedis
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import MLGateClient
-from clients.errors import InvalidArgument, JobFailed
+from mlgate_client import MLGateClient
+from mlgate_client.errors import InvalidArgument, JobFailed
 from tests.support.cluster import Cluster
 from tests.support.fresh import free_port
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, SLOW_PARAMS

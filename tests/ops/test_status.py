@@ -13,8 +13,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from clients import MLGateClient
 from mlgate.v1 import models_pb2, models_pb2_grpc
+from mlgate_client import MLGateClient
 from tests.support.cluster import MLGATE, Cluster
 from tests.support.s3 import S3Server, start_seaweedfs
 from tests.support.samples import DIABETES_FEATURES

@@ -14,9 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from brokers import open_broker
-from clients import MLGateClient
 from mlgate import tracing
 from mlgate.settings import Settings
+from mlgate_client import MLGateClient
 from server.background import BackgroundGateway
 from storage import open_object_store
 from storage.datasets import DatasetCatalog

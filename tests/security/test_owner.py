@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from clients import MLGateClient, PermissionDenied
 from mlgate.v1 import jobs_pb2
+from mlgate_client import MLGateClient, PermissionDenied
 from tests.security.conftest import Authed
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 

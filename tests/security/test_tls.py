@@ -15,8 +15,8 @@ import pytest
 
 from brokers import BrokerUnavailable, open_broker
 from brokers.rabbitmq import _parameters as rabbitmq_parameters
-from clients import TLS, MLGateClient, MLGateError, Unavailable
 from mlgate.settings import Settings
+from mlgate_client import TLS, MLGateClient, MLGateError, Unavailable
 from server.jobstore import open_job_store
 from server.transport import server_credentials
 from storage.errors import StorageMisconfigured, StorageUnavailable

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from clients import MLGateClient, PermissionDenied, Unauthenticated
 from mlgate.tokens import Caller, Role, TokenFile, digest, new_token, parse_tokens, tokens_line
+from mlgate_client import MLGateClient, PermissionDenied, Unauthenticated
 from tests.security.conftest import Authed
 from tests.support.serving import clean_env, run_mlgate
 from tests.support.system import gateway_settings, running_gateway

@@ -7,8 +7,8 @@ from typing import IO, Any, TypeVar
 
 from google.protobuf import struct_pb2
 
-from clients.errors import InvalidArgument
 from mlgate.v1 import datasets_pb2, jobs_pb2
+from mlgate_client.errors import InvalidArgument
 
 __all__ = [
     "KINDS",

@@ -1,15 +1,15 @@
 """mlgate's Python client and the ``mlgate`` command line.
 
-from clients import MLGateClient
+from mlgate_client import MLGateClient
 
 with MLGateClient("localhost:50051") as client:
     result = client.train("diabetes", target="target")
     print(result.model_id, result.metrics)
 """
 
-from clients._security import TLS
-from clients.client import DEFAULT_ADDRESS, MLGateClient, Page
-from clients.errors import (
+from mlgate_client._security import TLS
+from mlgate_client.client import DEFAULT_ADDRESS, MLGateClient, Page
+from mlgate_client.errors import (
     AlreadyExists,
     DataLoss,
     DeadlineExceeded,
@@ -27,7 +27,7 @@ from clients.errors import (
     Unauthenticated,
     Unavailable,
 )
-from clients.results import Column, Dataset, Job, Model, PredictResult, TrainResult
+from mlgate_client.results import Column, Dataset, Job, Model, PredictResult, TrainResult
 
 __all__ = [
     "DEFAULT_ADDRESS",

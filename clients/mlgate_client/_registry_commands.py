@@ -9,10 +9,10 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from clients._commands import out
-from clients._format import model_block, to_json, versions_table
-from clients._input import UsageError
-from clients.client import MLGateClient
+from mlgate_client._commands import out
+from mlgate_client._format import model_block, to_json, versions_table
+from mlgate_client._input import UsageError
+from mlgate_client.client import MLGateClient
 
 __all__ = [
     "cmd_models_alias",

@@ -8,9 +8,9 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from clients.errors import MLGateError, from_rpc_error
-from clients.results import Alias, Model
 from mlgate.v1 import models_pb2
+from mlgate_client.errors import MLGateError, from_rpc_error
+from mlgate_client.results import Alias, Model
 
 if TYPE_CHECKING:
     from mlgate.v1 import models_pb2_grpc

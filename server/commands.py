@@ -1,5 +1,10 @@
-"""The server commands (serve, gateway, worker): the CLI only dispatches to the part it
-launches, importing it lazily so client commands never load the server or scikit-learn."""
+"""The server's commands on the ``mlgate`` command line: serve, gateway, worker and token new.
+
+The command line belongs to the client distribution (``mlgate_client.cli``); this module is the
+server's "mlgate.commands" entry point, so the commands exist wherever the server is installed and
+nowhere else. They only dispatch to the part they launch, importing it lazily: loading this
+module to build the parser loads neither the server nor scikit-learn.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,50 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from clients._commands import out
-from clients._input import UsageError
-from clients._report import LOCAL_HOSTS
-from clients.client import DEFAULT_ADDRESS
+from mlgate_client._commands import out
+from mlgate_client._input import UsageError
+from mlgate_client._report import LOCAL_HOSTS
+from mlgate_client.client import DEFAULT_ADDRESS
+from server.token_command import add_token_arguments, cmd_token_new
 
-__all__ = ["cmd_gateway", "cmd_serve", "cmd_worker"]
+if TYPE_CHECKING:
+    from mlgate_client.cli import AddCommand
+
+__all__ = ["add_commands", "cmd_gateway", "cmd_serve", "cmd_worker"]
+
+
+def add_commands(commands: Any, add: AddCommand) -> None:
+    """Add the server's commands to the ``mlgate`` parser's ``commands``."""
+    for name, func, help in (
+        ("serve", cmd_serve, "run a gateway and workers in one process (embedded broker)"),
+        ("gateway", cmd_gateway, "run the gateway only; workers run separately"),
+        ("worker", cmd_worker, "run a worker that consumes jobs from the broker"),
+    ):
+        sub = add(commands, name, func, help, server=True)
+        if name != "worker":
+            sub.add_argument(
+                "--port", type=int, help="port to listen on (default: $MLGATE_PORT or 50051)"
+            )
+            sub.add_argument(
+                "--host",
+                help="address to listen on (default: $MLGATE_HOST or 127.0.0.1; "
+                "0.0.0.0 or [::] for every interface)",
+            )
+        sub.add_argument("--data-dir", help="job store and storage directory ($MLGATE_DATA_DIR)")
+
+    token = add(commands, "token", None, "make tokens for a gateway with token roles")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    add_token_arguments(
+        add(
+            token_commands,
+            "new",
+            cmd_token_new,
+            "make a token: print it once, and the tokens-file line that admits it",
+            server=True,
+        )
+    )
 
 
 def _data_dir(args: argparse.Namespace) -> Path | None:

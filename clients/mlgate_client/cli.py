@@ -13,9 +13,9 @@ import importlib.metadata
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
-from clients._commands import (
+from mlgate_client._commands import (
     cmd_datasets_delete,
     cmd_datasets_get,
     cmd_datasets_list,
@@ -32,23 +32,29 @@ from clients._commands import (
     cmd_train,
     err,
 )
-from clients._input import UsageError
-from clients._launch import cmd_gateway, cmd_serve, cmd_worker
-from clients._registry_commands import (
+from mlgate_client._input import UsageError
+from mlgate_client._registry_commands import (
     cmd_models_alias,
     cmd_models_export,
     cmd_models_update,
     cmd_models_versions,
 )
-from clients._report import Failure, report
-from clients._requests import TASKS
-from clients._security import tls_from_env, token_from_env
-from clients._tokens import add_token_arguments, cmd_token_new
-from clients.client import DEFAULT_ADDRESS, MLGateClient
-from clients.errors import MLGateError
-from mlgate.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
+from mlgate_client._report import Failure, report
+from mlgate_client._requests import TASKS
+from mlgate_client._security import tls_from_env, token_from_env
+from mlgate_client.client import DEFAULT_ADDRESS, MLGateClient
+from mlgate_client.errors import MLGateError
+from mlgate_client.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
-__all__ = ["EXIT_CODES", "GATEWAY_WAIT", "build_parser", "exit_code", "main"]
+__all__ = [
+    "COMMANDS_GROUP",
+    "EXIT_CODES",
+    "GATEWAY_WAIT",
+    "AddCommand",
+    "build_parser",
+    "exit_code",
+    "main",
+]
 
 # The one table from a status code name to the exit status; any other code exits 1.
 EXIT_CODES = {"INVALID_ARGUMENT": 2, "UNAVAILABLE": 3}
@@ -72,6 +78,30 @@ _TASK_HELP = (
 
 Command = Callable[[argparse.Namespace, MLGateClient], int]
 ServerCommand = Callable[[argparse.Namespace], int]
+# Other distributions add commands through this entry-point group: the server's (serve, gateway,
+# worker, token) come with it, so a client-only install has the client commands alone. Each entry
+# point is a function ``add_commands(commands, add)`` that calls ``add`` once per command.
+COMMANDS_GROUP = "mlgate.commands"
+
+
+class AddCommand(Protocol):
+    """Adds command ``name`` to ``group`` (a subparsers action) and returns its parser. ``func``
+    runs it: with a client, or with the arguments alone when ``server`` (it connects nowhere)."""
+
+    def __call__(
+        self,
+        group: Any,
+        name: str,
+        func: Command | ServerCommand | None,
+        help: str,
+        server: bool = False,
+    ) -> argparse.ArgumentParser: ...
+
+
+def _installed_commands() -> list[Callable[[Any, AddCommand], None]]:
+    """The ``add_commands`` functions of the installed distributions, by entry-point name."""
+    found = sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name)
+    return [entry.load() for entry in found]
 
 
 def exit_code(error: MLGateError) -> int:
@@ -101,7 +131,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _version() -> str:
     try:
-        return importlib.metadata.version("mlgate")
+        return importlib.metadata.version("mlgate-client")
     except importlib.metadata.PackageNotFoundError:
         return "(not installed)"
 
@@ -157,34 +187,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
             sub.set_defaults(func=func, server=server)
         return sub
 
-    for name, func, help in (
-        ("serve", cmd_serve, "run a gateway and workers in one process (embedded broker)"),
-        ("gateway", cmd_gateway, "run the gateway only; workers run separately"),
-        ("worker", cmd_worker, "run a worker that consumes jobs from the broker"),
-    ):
-        sub = add(commands, name, func, help, server=True)
-        if name != "worker":
-            sub.add_argument(
-                "--port", type=int, help="port to listen on (default: $MLGATE_PORT or 50051)"
-            )
-            sub.add_argument(
-                "--host",
-                help="address to listen on (default: $MLGATE_HOST or 127.0.0.1; "
-                "0.0.0.0 or [::] for every interface)",
-            )
-        sub.add_argument("--data-dir", help="job store and storage directory ($MLGATE_DATA_DIR)")
-
-    token = add(commands, "token", None, "make tokens for a gateway with token roles")
-    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
-    add_token_arguments(
-        add(
-            token_commands,
-            "new",
-            cmd_token_new,
-            "make a token: print it once, and the tokens-file line that admits it",
-            server=True,
-        )
-    )
+    for add_commands in _installed_commands():
+        add_commands(commands, add)
 
     train = add(commands, "train", cmd_train, "train a model and wait for it")
     train.add_argument(

@@ -6,10 +6,10 @@ import argparse
 import os
 from pathlib import Path
 
-from clients._commands import err, out
-from clients._format import to_json
-from clients._input import UsageError
 from mlgate.tokens import Role, new_token, tokens_line
+from mlgate_client._commands import err, out
+from mlgate_client._format import to_json
+from mlgate_client._input import UsageError
 
 __all__ = ["add_token_arguments", "cmd_token_new"]
 

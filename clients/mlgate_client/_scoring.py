@@ -17,15 +17,15 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from clients._format import Progress
-from clients._inference_calls import Inferred, Tensor, encode_bytes
-from clients._input import UsageError
-from clients.errors import MLGateError
+from mlgate_client._format import Progress
+from mlgate_client._inference_calls import Inferred, Tensor, encode_bytes
+from mlgate_client._input import UsageError
+from mlgate_client.errors import MLGateError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from clients.client import MLGateClient
+    from mlgate_client.client import MLGateClient
 
 __all__ = ["score_csv"]
 

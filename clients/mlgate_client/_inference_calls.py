@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from clients.errors import from_rpc_error
-from inference import grpc_predict_v2_pb2 as pb
-from inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from mlgate.oip import grpc_predict_v2_pb2 as pb
+from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
+from mlgate_client.errors import from_rpc_error
 
 if TYPE_CHECKING:
     import numpy as np

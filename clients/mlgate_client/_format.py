@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from clients.results import (
+from mlgate.v1 import jobs_pb2
+from mlgate_client.results import (
     Dataset,
     Job,
     Model,
@@ -18,8 +19,7 @@ from clients.results import (
     state_name,
     timestamp,
 )
-from clients.status import Status
-from mlgate.v1 import jobs_pb2
+from mlgate_client.status import Status
 
 __all__ = [
     "Progress",

@@ -11,29 +11,6 @@ from typing import IO, Any, Generic, Protocol, Self, TypeVar
 
 import grpc
 
-from clients._inference_calls import InferenceCalls
-from clients._registry_calls import RegistryCalls
-from clients._requests import (
-    KINDS,
-    STATES,
-    choice,
-    columns_request,
-    struct,
-    train_request,
-    upload_requests,
-)
-from clients._security import TLS, open_channel, tls_from_env, token_from_env
-from clients.errors import (
-    JobCancelled,
-    JobFailed,
-    MLGateError,
-    ServerUnreachable,
-    Unavailable,
-    from_rpc_error,
-)
-from clients.results import Dataset, Job, Model, PredictResult, TrainResult
-from clients.status import Status
-from mlgate.events import TERMINAL_STATES
 from mlgate.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -44,6 +21,35 @@ from mlgate.v1 import (
     status_pb2,
     status_pb2_grpc,
 )
+from mlgate_client._inference_calls import InferenceCalls
+from mlgate_client._registry_calls import RegistryCalls
+from mlgate_client._requests import (
+    KINDS,
+    STATES,
+    choice,
+    columns_request,
+    struct,
+    train_request,
+    upload_requests,
+)
+from mlgate_client._security import TLS, open_channel, tls_from_env, token_from_env
+from mlgate_client.errors import (
+    JobCancelled,
+    JobFailed,
+    MLGateError,
+    ServerUnreachable,
+    Unavailable,
+    from_rpc_error,
+)
+from mlgate_client.results import (
+    TERMINAL_STATES,
+    Dataset,
+    Job,
+    Model,
+    PredictResult,
+    TrainResult,
+)
+from mlgate_client.status import Status
 
 __all__ = ["DEFAULT_ADDRESS", "MLGateClient", "Page"]
 

@@ -15,10 +15,11 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlgate.estimators import recorded_params
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
+from mlgate_client.estimators import recorded_params
 
 __all__ = [
+    "TERMINAL_STATES",
     "Alias",
     "Column",
     "Dataset",
@@ -34,6 +35,13 @@ __all__ = [
     "task_name",
     "timestamp",
 ]
+
+
+# A job in one of these states has ended: nothing moves it out, and no event follows. The gateway
+# and the workers hold to the same set (mlgate.events).
+TERMINAL_STATES = frozenset(
+    {jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED}
+)
 
 
 def enum_name(full: str, prefix: str) -> str:

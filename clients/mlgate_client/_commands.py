@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clients._format import (
+from mlgate.v1 import jobs_pb2
+from mlgate_client._format import (
     Progress,
     dataset_block,
     datasets_table,
@@ -25,7 +26,7 @@ from clients._format import (
     to_json,
     train_summary,
 )
-from clients._input import (
+from mlgate_client._input import (
     UsageError,
     as_columns,
     parse_delimiter,
@@ -33,10 +34,9 @@ from clients._input import (
     parse_params,
     parse_rows,
 )
-from clients.client import MLGateClient
-from clients.errors import JobCancelled, JobFailed
-from clients.status import waiting_note
-from mlgate.v1 import jobs_pb2
+from mlgate_client.client import MLGateClient
+from mlgate_client.errors import JobCancelled, JobFailed
+from mlgate_client.status import waiting_note
 
 __all__ = [
     "cmd_datasets_delete",
@@ -115,7 +115,7 @@ def _score(args: argparse.Namespace, client: MLGateClient) -> int:
         raise UsageError("--columns goes with --row, --rows-file or -; --csv sends arrays already")
     if args.chunk_rows < 1:
         raise UsageError("--chunk-rows must be 1 or more")
-    from clients._scoring import score_csv  # numpy, loaded only for batch scoring
+    from mlgate_client._scoring import score_csv  # numpy, loaded only for batch scoring
 
     if args.out is None:
         scored = score_csv(client, args.model_id, args.csv, sys.stdout, chunk_rows=args.chunk_rows)

@@ -9,8 +9,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from clients.client import DEFAULT_ADDRESS
-from clients.errors import InvalidArgument, JobError, MLGateError, ServerUnreachable, Unavailable
+from mlgate_client.client import DEFAULT_ADDRESS
+from mlgate_client.errors import (
+    InvalidArgument,
+    JobError,
+    MLGateError,
+    ServerUnreachable,
+    Unavailable,
+)
 
 __all__ = ["LOCAL_HOSTS", "Failure", "hints", "report"]
 
