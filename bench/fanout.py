@@ -26,6 +26,7 @@ import grpc
 
 from bench.inputs import DIABETES_FEATURES
 from bench.run import ROW, bench_settings, final_event, system
+from brokers import EMBEDDED
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 
 # Fits for several seconds on a 2-core machine, emitting its last three events at the end.
@@ -116,7 +117,7 @@ def measure(
 def run(watchers: int) -> list[Latencies]:
     with (
         tempfile.TemporaryDirectory() as tmp,
-        system(bench_settings("memory", Path(tmp))) as address,
+        system(bench_settings(EMBEDDED, Path(tmp))) as address,
         grpc.insecure_channel(address) as channel,
     ):
         stub = jobs_pb2_grpc.JobServiceStub(channel)

@@ -27,6 +27,7 @@ import numpy as np
 
 from bench.deployment import Deployment
 from bench.inputs import DIABETES_FEATURES, DOC_ROW
+from brokers import EMBEDDED
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 
@@ -158,7 +159,7 @@ def measure(broker: str, sequential: int, total: int, width: int) -> InferenceRe
     with tempfile.TemporaryDirectory() as tmp:
         deployment = Deployment(Path(tmp), broker, "mlgate-bench")
         try:
-            if broker == "memory":
+            if broker == EMBEDDED:
                 address = deployment.serve()
             else:
                 address = deployment.gateway()
@@ -174,7 +175,7 @@ def measure(broker: str, sequential: int, total: int, width: int) -> InferenceRe
             result = asyncio.run(_drive(address, model_id, sequential, total, width))
         finally:
             deployment.stop()
-    result.system = "embedded" if broker == "memory" else broker
+    result.system = "embedded" if broker == EMBEDDED else broker
     return result
 
 

@@ -27,7 +27,8 @@ from google.protobuf import struct_pb2
 
 from bench import model_infer, training
 from bench.inputs import DIABETES_FEATURES, DOC_ROW
-from mlgate.settings import BROKERS, Settings
+from brokers import BROKERS, EMBEDDED
+from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.app import Gateway
 
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         print(inference_table(args))
         print()
     if args.only in (None, "training"):
-        brokers = [b for b in args.brokers.split(",") if b != "memory"]
+        brokers = [b for b in args.brokers.split(",") if b != EMBEDDED]
         report = training.measure(
             brokers,
             args.train_jobs,
@@ -230,7 +231,7 @@ def metrics_overhead(rounds: int, concurrent: int, clients: int) -> str:
     for _ in range(rounds):
         for metrics in (False, True):
             print(f"overhead: metrics {'on' if metrics else 'off'} ...", file=sys.stderr)
-            result = run("memory", 50, concurrent, clients, 1, metrics=metrics)
+            result = run(EMBEDDED, 50, concurrent, clients, 1, metrics=metrics)
             rates[metrics].append(result.predict_rps)
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
     return (

@@ -1,26 +1,36 @@
 """Brokers: the contract (``base``), and its implementations ``memory``, ``rabbitmq``, ``redis``.
 
-``open_broker`` is the one place an implementation is chosen; drivers are imported lazily so the
-embedded broker needs neither pika nor redis at run time.
+``open_broker`` is the one place an implementation is chosen, from ``BrokerSettings`` (read from
+the environment at an entry point); drivers are imported lazily so the embedded broker needs
+neither pika nor redis at run time. Nothing outside this package names a backend: what a caller
+must know about one is a property of the contract (``Broker.name``, ``Broker.keeps_jobs``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from brokers.base import PREDICT_QUEUE, QUEUES, TRAIN_QUEUE, Broker, Delivery, Message
+from brokers.base import (
+    PREDICT_QUEUE,
+    PRIOR_ATTEMPTS_HEADER,
+    QUEUES,
+    TRAIN_QUEUE,
+    Broker,
+    Delivery,
+    Message,
+)
 from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable, PublishNotConfirmed
-
-if TYPE_CHECKING:
-    from mlgate.settings import Settings
+from brokers.settings import BROKERS, EMBEDDED, BrokerSettings
 
 __all__ = [
+    "BROKERS",
+    "EMBEDDED",
     "PREDICT_QUEUE",
+    "PRIOR_ATTEMPTS_HEADER",
     "QUEUES",
     "TRAIN_QUEUE",
     "Broker",
     "BrokerClosed",
     "BrokerError",
+    "BrokerSettings",
     "BrokerUnavailable",
     "Delivery",
     "Message",
@@ -29,18 +39,18 @@ __all__ = [
 ]
 
 
-def open_broker(settings: Settings) -> Broker:
-    """The broker ``settings.broker`` names, not yet started."""
-    if settings.broker == "memory":
+def open_broker(settings: BrokerSettings) -> Broker:
+    """The broker ``settings`` describe, not yet started."""
+    if settings.kind == "memory":
         from brokers.memory import MemoryBroker
 
         return MemoryBroker()
-    if settings.broker == "rabbitmq":
+    if settings.kind == "rabbitmq":
         from brokers.rabbitmq import RabbitMQBroker
 
         return RabbitMQBroker.from_settings(settings)
-    if settings.broker == "redis":
+    if settings.kind == "redis":
         from brokers.redis import RedisBroker
 
         return RedisBroker.from_settings(settings)
-    raise ValueError(f"unknown broker {settings.broker!r}")
+    raise ValueError(f"unknown broker {settings.kind!r}")

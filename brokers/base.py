@@ -25,10 +25,12 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 __all__ = [
     "INFERENCE_QUEUE",
     "PREDICT_QUEUE",
+    "PRIOR_ATTEMPTS_HEADER",
     "QUEUES",
     "REQUEST_QUEUES",
     "TRAIN_QUEUE",
@@ -51,6 +53,12 @@ PREDICT_QUEUE = "predict"
 QUEUES = (TRAIN_QUEUE, PREDICT_QUEUE)
 INFERENCE_QUEUE = "inference"
 REQUEST_QUEUES = (INFERENCE_QUEUE,)
+
+#: A work message's header: how many deliveries its job already had in an earlier process. A
+#: broker that does not keep jobs (``Broker.keeps_jobs`` false) counts attempts on from there, so
+#: a job queued again from the job store after a restart keeps its max_attempts; the others count
+#: deliveries themselves and ignore it.
+PRIOR_ATTEMPTS_HEADER = "prior-attempts"
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,12 @@ WatchHandler = Callable[[bytes], None]
 
 class Broker(abc.ABC):
     """A connection to a message broker, owned for the life of a process."""
+
+    #: The backend, as ``MLGATE_BROKER`` names it: for messages and status, never for branching.
+    name: ClassVar[str]
+    #: Whether queued jobs outlive this process. When they do not, whoever starts the process
+    #: queues again the jobs the job store says are unfinished (with ``PRIOR_ATTEMPTS_HEADER``).
+    keeps_jobs: ClassVar[bool] = True
 
     @abc.abstractmethod
     def start(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from brokers._delivery import EventAck, HandlerPool, WorkDelivery, watch_pool
 from brokers._requests import Outstanding, ServedRequest, request_pool
 from brokers.base import (
+    PRIOR_ATTEMPTS_HEADER,
     QUEUES,
     REQUEST_QUEUES,
     Broker,
@@ -35,12 +36,7 @@ from brokers.base import (
 )
 from brokers.errors import BrokerClosed
 
-__all__ = ["PRIOR_ATTEMPTS_HEADER", "MemoryBroker"]
-
-#: Read on publish by this broker only: how many deliveries the job already had in an earlier
-#: process. Its queues die with the process, so an embedded restart that requeues a job from the
-#: job store says where counting stopped, and max_attempts still applies across restarts.
-PRIOR_ATTEMPTS_HEADER = "prior-attempts"
+__all__ = ["MemoryBroker"]
 
 
 def _prior_attempts(message: Message) -> int:
@@ -227,6 +223,10 @@ class _Requests:
 
 class MemoryBroker(Broker):
     """Queues, events and dead letters held in this process."""
+
+    name = "memory"
+    # Its queues die with the process: the job store is then the only record of queued jobs.
+    keeps_jobs = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

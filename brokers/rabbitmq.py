@@ -49,9 +49,10 @@ from brokers.base import (
     WatchHandler,
 )
 from brokers.errors import BrokerClosed, BrokerUnavailable
-from mlgate.settings import Settings, redact_url
+from brokers.settings import BrokerSettings
+from mlgate.urls import redact_url
 
-__all__ = ["DEFAULT_URL", "RabbitMQBroker"]
+__all__ = ["RabbitMQBroker"]
 
 # pika logs every socket and handshake step at INFO, and each failed connection attempt as a
 # handful of ERRORs; "brokers.rabbitmq" reports what matters (a connection or channel lost, back,
@@ -59,7 +60,6 @@ __all__ = ["DEFAULT_URL", "RabbitMQBroker"]
 if logging.getLogger("pika").level == logging.NOTSET:
     logging.getLogger("pika").setLevel(logging.CRITICAL)
 
-DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 _PERSISTENT = pika.DeliveryMode.Persistent
 # A fit may take hours; RabbitMQ 3.12+ honours this instead of its 30-minute default.
 _DEFAULT_CONSUMER_TIMEOUT = 7 * 24 * 3600.0
@@ -70,9 +70,11 @@ _CLOSE_TIMEOUT = 10.0
 class RabbitMQBroker(Broker):
     """A broker on a RabbitMQ virtual host; queue and exchange names start with ``namespace``."""
 
+    name = "rabbitmq"
+
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str,
         *,
         namespace: str = "mlgate",
         connect_timeout: float = 5.0,
@@ -95,15 +97,10 @@ class RabbitMQBroker(Broker):
         self._requesters: list[RabbitRequester] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        """The broker at ``settings.broker_url`` (``MLGATE_BROKER_URL``), its queues and exchanges
-        under ``settings.namespace`` (``MLGATE_NAMESPACE``); an amqps:// URL trusts
-        ``settings.broker_ca`` (``MLGATE_BROKER_CA``) when set."""
-        return cls(
-            settings.broker_url or DEFAULT_URL,
-            namespace=settings.namespace,
-            ca_file=settings.broker_ca or None,
-        )
+    def from_settings(cls, settings: BrokerSettings) -> Self:
+        """The broker at ``settings.url``, its queues and exchanges under ``settings.namespace``;
+        an amqps:// URL trusts ``settings.ca_file`` when set."""
+        return cls(settings.url, namespace=settings.namespace, ca_file=settings.ca_file or None)
 
     def __repr__(self) -> str:
         return f"RabbitMQBroker({redact_url(self._url)!r}, namespace={self.topology.namespace!r})"

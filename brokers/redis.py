@@ -51,7 +51,7 @@ from brokers.base import (
 from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable
 
 if TYPE_CHECKING:
-    from mlgate.settings import Settings
+    from brokers.settings import BrokerSettings
 
 __all__ = ["RedisBroker", "RedisOptions"]
 
@@ -110,9 +110,11 @@ class _RedisEventAck(EventAck):
 class RedisBroker(Broker):
     """A broker on one Redis server (``redis://`` or ``rediss://``), its keys under ``namespace``."""
 
+    name = "redis"
+
     def __init__(
         self,
-        url: str = "redis://localhost:6379/0",
+        url: str,
         *,
         namespace: str = "mlgate",
         options: RedisOptions | None = None,
@@ -126,16 +128,16 @@ class RedisBroker(Broker):
         self._declarer: threading.Thread | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RedisBroker:
-        """The broker ``MLGATE_BROKER_URL`` and the ``MLGATE_REDIS_*`` settings describe."""
+    def from_settings(cls, settings: BrokerSettings) -> RedisBroker:
+        """The broker at ``settings.url`` with the Redis thresholds ``settings`` name."""
         options = RedisOptions(
             heartbeat_ttl=settings.redis_heartbeat_ttl,
             reclaim_interval=settings.redis_reclaim_interval,
             event_retention=settings.redis_event_retention,
             dead_letter_retention=settings.redis_dead_letter_retention,
-            ca_file=settings.broker_ca or None,
+            ca_file=settings.ca_file or None,
         )
-        return cls(settings.broker_url, namespace=settings.namespace, options=options)
+        return cls(settings.url, namespace=settings.namespace, options=options)
 
     def __repr__(self) -> str:
         return f"RedisBroker({self._link.where()!r}, namespace={self._keys.namespace!r})"

@@ -8,78 +8,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
 
-from mlgate.urls import check_url, redact_url
+from brokers.settings import BrokerSettings
+from mlgate import env as variables
+from mlgate.urls import redact_url
 
-__all__ = ["BROKERS", "Settings", "redact_url"]
-
-BROKERS = ("memory", "rabbitmq", "redis")
-_DEFAULT_BROKER_URLS = {
-    "memory": "memory://",
-    "rabbitmq": "amqp://guest:guest@localhost:5672/%2F",
-    "redis": "redis://localhost:6379/0",
-}
-# Per-broker URLs let a deployment name both brokers and switch with MLGATE_BROKER alone;
-# MLGATE_BROKER_URL, when set, wins.
-_BROKER_URL_VARIABLES = {"rabbitmq": "MLGATE_RABBITMQ_URL", "redis": "MLGATE_REDIS_URL"}
-_BROKER_SCHEMES = {"rabbitmq": ("amqp", "amqps"), "redis": ("redis", "rediss")}
-
-
-def _port(variable: str, text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{variable} must be a port number from 0 to 65535, not {text!r}")
-    return port
-
-
-def _positive(env: Mapping[str, str], variable: str, default: str, *, zero: bool = False) -> int:
-    text = env.get(variable) or default
-    lowest = 0 if zero else 1
-    try:
-        value = int(text)
-    except ValueError:
-        value = lowest - 1
-    if value < lowest:
-        raise ValueError(f"{variable} must be a whole number, {lowest} or more, not {text!r}")
-    return value
-
-
-def _seconds(env: Mapping[str, str], variable: str, default: float, *, zero: bool = False) -> float:
-    text = env.get(variable)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not (value >= 0 if zero else value > 0) or value == float("inf"):
-        lowest = "0 or more" if zero else "above 0"
-        raise ValueError(f"{variable} must be a number of seconds {lowest}, not {text!r}")
-    return value
-
-
-_UNITS = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def _bytes(env: Mapping[str, str], variable: str) -> int:
-    """A size such as ``1073741824``, ``512MiB`` or ``2 GiB``; 0 when unset."""
-    text = env.get(variable, "").strip()
-    if not text:
-        return 0
-    number = text.rstrip("KMGTiBb ")
-    unit = text[len(number) :].strip().upper()
-    try:
-        value = float(number) * _UNITS[unit]
-    except (ValueError, KeyError):
-        value = 0
-    if value < 2**20:
-        raise ValueError(
-            f"{variable} must be a size of at least 1 MiB, in bytes or with MiB or GiB "
-            f"(for example 2GiB), not {text!r}"
-        )
-    return int(value)
+__all__ = ["Settings", "redact_url"]
 
 
 def _default_memory_limit() -> int:
@@ -166,9 +99,7 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Self:
         """Settings from ``MLGATE_*`` variables; keyword overrides (CLI flags) win."""
         env = os.environ if env is None else env
-        broker = str(overrides.pop("broker", None) or env.get("MLGATE_BROKER", "memory"))
-        if broker not in BROKERS:
-            raise ValueError(f"MLGATE_BROKER must be one of {', '.join(BROKERS)}, not {broker!r}")
+        broker = BrokerSettings.from_env(env, kind=str(overrides.pop("broker", None) or "") or None)
         data_dir = (
             Path(
                 str(
@@ -181,50 +112,52 @@ class Settings:
             .absolute()
         )
         values: dict[str, object] = {
-            "broker": broker,
+            "broker": broker.kind,
             "data_dir": data_dir,
             "port": int(env.get("MLGATE_PORT", "50051")),
             "host": env.get("MLGATE_HOST") or "127.0.0.1",
-            "broker_url": _broker_url(broker, env),
-            "store_url": _checked(env, "MLGATE_STORE_URL", ("sqlite", "redis", "rediss"))
+            "broker_url": broker.url,
+            "store_url": variables.url(env, "MLGATE_STORE_URL", ("sqlite", "redis", "rediss"))
             or f"sqlite:///{data_dir / 'jobs.db'}",
-            "storage_url": _checked(env, "MLGATE_STORAGE_URL", ("file", "s3"))
+            "storage_url": variables.url(env, "MLGATE_STORAGE_URL", ("file", "s3"))
             or (data_dir / "storage").as_uri(),
             "max_attempts": int(env.get("MLGATE_MAX_ATTEMPTS", "3")),
-            "outage_retry_seconds": _seconds(env, "MLGATE_OUTAGE_RETRY_SECONDS", 300.0, zero=True),
+            "outage_retry_seconds": variables.seconds(
+                env, "MLGATE_OUTAGE_RETRY_SECONDS", 300.0, zero=True
+            ),
             "predict_prefetch": int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
             "train_concurrency": int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
             "fit_cores": int(env.get("MLGATE_FIT_CORES", "0")),
-            "train_timeout": _seconds(env, "MLGATE_TRAIN_TIMEOUT", 3600.0),
-            "train_memory_limit": _bytes(env, "MLGATE_TRAIN_MEMORY_LIMIT")
+            "train_timeout": variables.seconds(env, "MLGATE_TRAIN_TIMEOUT", 3600.0),
+            "train_memory_limit": variables.size(env, "MLGATE_TRAIN_MEMORY_LIMIT")
             or _default_memory_limit(),
             "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
             "max_model_bytes": int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
             "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
-            "batch_max_rows": _positive(env, "MLGATE_BATCH_MAX_ROWS", "4096"),
-            "batch_max_delay_us": _positive(env, "MLGATE_BATCH_MAX_DELAY_US", "2000", zero=True),
-            "infer_timeout": float(env.get("MLGATE_INFER_TIMEOUT", "30")),
-            "infer_concurrency": _positive(env, "MLGATE_INFER_CONCURRENCY", "2"),
-            "job_retention": _positive(env, "MLGATE_JOB_RETENTION", "2592000", zero=True),
-            "namespace": env.get("MLGATE_NAMESPACE", "mlgate"),
-            "redis_heartbeat_ttl": float(env.get("MLGATE_REDIS_HEARTBEAT_TTL", "15")),
-            "redis_reclaim_interval": float(env.get("MLGATE_REDIS_RECLAIM_INTERVAL", "5")),
-            "redis_event_retention": float(env.get("MLGATE_REDIS_EVENT_RETENTION", "86400")),
-            "redis_dead_letter_retention": float(
-                env.get("MLGATE_REDIS_DEAD_LETTER_RETENTION", "1209600")
+            "batch_max_rows": variables.positive(env, "MLGATE_BATCH_MAX_ROWS", "4096"),
+            "batch_max_delay_us": variables.positive(
+                env, "MLGATE_BATCH_MAX_DELAY_US", "2000", zero=True
             ),
+            "infer_timeout": float(env.get("MLGATE_INFER_TIMEOUT", "30")),
+            "infer_concurrency": variables.positive(env, "MLGATE_INFER_CONCURRENCY", "2"),
+            "job_retention": variables.positive(env, "MLGATE_JOB_RETENTION", "2592000", zero=True),
+            "namespace": broker.namespace,
+            "redis_heartbeat_ttl": broker.redis_heartbeat_ttl,
+            "redis_reclaim_interval": broker.redis_reclaim_interval,
+            "redis_event_retention": broker.redis_event_retention,
+            "redis_dead_letter_retention": broker.redis_dead_letter_retention,
             "tls_cert": env.get("MLGATE_TLS_CERT", ""),
             "tls_key": env.get("MLGATE_TLS_KEY", ""),
             "tls_client_ca": env.get("MLGATE_TLS_CLIENT_CA", ""),
             "auth_tokens_file": env.get("MLGATE_AUTH_TOKENS_FILE", ""),
-            "broker_ca": env.get("MLGATE_BROKER_CA", ""),
+            "broker_ca": broker.ca_file,
         }
         for name, variable in (
             ("metrics_port", "MLGATE_METRICS_PORT"),
             ("worker_metrics_port", "MLGATE_WORKER_METRICS_PORT"),
         ):
             if env.get(variable):
-                values[name] = _port(variable, env[variable])
+                values[name] = variables.port(variable, env[variable])
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check_tls()
@@ -247,6 +180,19 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def broker_settings(self) -> BrokerSettings:
+        """The broker these settings name."""
+        return BrokerSettings(
+            kind=self.broker,
+            url=self.broker_url,
+            namespace=self.namespace,
+            ca_file=self.broker_ca,
+            redis_heartbeat_ttl=self.redis_heartbeat_ttl,
+            redis_reclaim_interval=self.redis_reclaim_interval,
+            redis_event_retention=self.redis_event_retention,
+            redis_dead_letter_retention=self.redis_dead_letter_retention,
+        )
+
     def describe(self) -> str:
         """A one-line summary safe to log: URLs have their passwords redacted."""
         return (
@@ -254,22 +200,3 @@ class Settings:
             f"store={redact_url(self.store_url)} storage={redact_url(self.storage_url)} "
             f"data_dir={self.data_dir}"
         )
-
-
-def _checked(env: Mapping[str, str], variable: str, schemes: tuple[str, ...]) -> str:
-    """The variable's URL, checked (one-line ``ValueError``), or "" when it is unset."""
-    url = env.get(variable, "")
-    if not url:
-        return ""
-    scheme = url.split("://", 1)[0]
-    # A file:// or sqlite:/// URL names a path, not a host.
-    return check_url(variable, url, schemes, host=scheme not in ("file", "sqlite"))
-
-
-def _broker_url(broker: str, env: Mapping[str, str]) -> str:
-    if broker not in _BROKER_SCHEMES:
-        return _DEFAULT_BROKER_URLS[broker]
-    for variable in ("MLGATE_BROKER_URL", _BROKER_URL_VARIABLES[broker]):
-        if env.get(variable):
-            return _checked(env, variable, _BROKER_SCHEMES[broker])
-    return _DEFAULT_BROKER_URLS[broker]

@@ -14,10 +14,7 @@ from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from brokers import PREDICT_QUEUE, TRAIN_QUEUE, Broker, BrokerUnavailable, Message, open_broker
-from brokers.memory import PRIOR_ATTEMPTS_HEADER
-from mlgate.errors import MLGateError
-from mlgate.jobs import MODEL_SHA_HEADER
+from brokers import Broker, BrokerUnavailable, open_broker
 from mlgate.metrics import BrokerCollector, serve_metrics
 from mlgate.settings import Settings
 from mlgate.tokens import TokenFile
@@ -45,7 +42,7 @@ from server.model_catalog import ModelCatalog
 from server.model_service import ModelServicer
 from server.recorder import Recorder
 from server.status_service import Dependencies, StatusServicer
-from server.submit import Submitter
+from server.submit import Submitter, requeue_unfinished
 from server.transport import SERVER_OPTIONS, listen
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
@@ -74,7 +71,7 @@ class Gateway:
 
     def __init__(self, settings: Settings, *, embedded_workers: bool = False) -> None:
         self.settings = settings
-        self.broker: Broker = open_broker(settings)
+        self.broker: Broker = open_broker(settings.broker_settings())
         self.store: JobStore = open_job_store(
             settings.store_url,
             settings.namespace,
@@ -86,7 +83,9 @@ class Gateway:
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects, settings.max_model_bytes)
         self.hub = Hub(self.store.events)
-        self.submitter = Submitter(settings, self.broker, self.store, self.hub)
+        self.submitter = Submitter(
+            self.broker, self.store, self.hub, publish_timeout=settings.publish_timeout
+        )
         # Read now, so a missing or malformed tokens file stops start-up with one line.
         self.tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
         self.workers = self._embedded_worker() if embedded_workers else []
@@ -125,8 +124,16 @@ class Gateway:
         except BrokerUnavailable as exc:
             # Serve anyway: health says NOT_SERVING and submissions get UNAVAILABLE until it is back.
             log.warning("broker unavailable at start, serving NOT_SERVING: %s", exc)
-        if self.settings.broker == "memory":
-            await asyncio.to_thread(self._requeue_unfinished)
+        if not self.broker.keeps_jobs:
+            requeued = await asyncio.to_thread(
+                requeue_unfinished,
+                self.broker,
+                self.store,
+                self.models,
+                self.settings.publish_timeout,
+            )
+            if requeued:
+                log.info("requeued %d unfinished jobs from the job store", requeued)
         loop = asyncio.get_running_loop()
         self._recorder = Recorder(self.broker, self.store, self.models, self.hub, loop)
         self._recorder.start()
@@ -187,41 +194,6 @@ class Gateway:
         else:
             log.info("token roles from %s: %d tokens", self.tokens.path, len(self.tokens))
         return self.port
-
-    def _requeue_unfinished(self) -> None:
-        """Queue again the jobs a previous embedded process accepted but did not finish.
-
-        The in-memory broker's queues die with its process while the job store survives, so on
-        start the store is the only record of those jobs. Other brokers keep them themselves.
-        """
-        requeued = 0
-        for state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
-            token = ""
-            while True:
-                listed, token = self.store.list(
-                    kind=0, state=state, page_size=500, page_token=token
-                )
-                for summary in listed:
-                    job = self.store.get(summary.id)  # the whole job: listings leave out rows
-                    if job is None:
-                        continue
-                    queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
-                    # A job a worker had started counts that delivery: attempts go on from there.
-                    prior = max(job.attempt, job.last_event.attempt)
-                    headers: tuple[tuple[str, str], ...] = ((PRIOR_ATTEMPTS_HEADER, str(prior)),)
-                    if job.kind == jobs_pb2.JOB_KIND_PREDICT:
-                        try:
-                            sha = self.models.get(job.predict.model_id).sha256
-                            headers += ((MODEL_SHA_HEADER, sha),)
-                        except MLGateError:
-                            pass  # the worker fails the job with the reason
-                    message = Message(job.id, job.SerializeToString(), headers)
-                    self.broker.publish(queue, message, timeout=self.settings.publish_timeout)
-                    requeued += 1
-                if not token:
-                    break
-        if requeued:
-            log.info("requeued %d unfinished jobs from the job store", requeued)
 
     async def _update_health(self) -> None:
         # SERVING only while every dependency answers: the broker, the job store and the storage.

@@ -11,13 +11,13 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker
+from brokers.base import Broker
 from mlgate import tracing
 from mlgate.columns import check_columns, row_count
 from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import check_job_id, new_job_id
-from mlgate.jobs import MODEL_SHA_HEADER, check_rows, from_struct, plan
+from mlgate.jobs import check_rows, from_struct, plan
 from mlgate.metrics import job_ended
 from mlgate.refs import check_model_name
 from mlgate.settings import Settings
@@ -72,7 +72,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 check_model_name(request.model_name)
         job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
         job.train.CopyFrom(request)
-        async for seen in self._submit(job, TRAIN_QUEUE, ()):
+        async for seen in self._submit(job):
             yield jobs_pb2.TrainResponse(event=seen)
 
     async def Predict(
@@ -98,22 +98,18 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         # Workers get the id the reference means now: an alias moved later changes nothing
         # for this job, and the result names the model that answered.
         job.predict.model_id = model_id
-        headers = ((MODEL_SHA_HEADER, record.sha256),)
-        async for seen in self._submit(job, PREDICT_QUEUE, headers):
+        async for seen in self._submit(job, model_sha=record.sha256):
             yield jobs_pb2.PredictResponse(event=seen)
 
     async def _submit(
-        self,
-        job: jobs_pb2.Job,
-        queue: str,
-        headers: tuple[tuple[str, str], ...],
+        self, job: jobs_pb2.Job, *, model_sha: str = ""
     ) -> AsyncIterator[jobs_pb2.JobEvent]:
         # Followed before it is recorded, from its QUEUED event: the feed reads the store only
         # when the job's next event wakes it.
         follow = self._hub.follow(job.id, 0, first=job.last_event)
         async with contextlib.aclosing(follow) as events:
             queued = await anext(events)
-            await self._submitter.submit(job, queue, headers)
+            await self._submitter.submit(job, model_sha=model_sha)
             yield queued
             async for seen in events:
                 yield seen

@@ -1,49 +1,75 @@
-"""Submission as one step that a caller cannot split: the job is recorded, then published, or its
-record ends FAILED.
+"""Putting jobs on the broker's queues: ``job_message`` is the one way a job becomes a message,
+for a submission and for a job queued again on start.
 
-A client's deadline or cancellation cancels its RPC's coroutine at whatever await it has reached.
-Recording and publishing therefore run in a task of their own that the RPC only waits on through
-``asyncio.shield``: a caller that goes away stops waiting, not submitting.
+Submission is one step that a caller cannot split: the job is recorded, then published, or its
+record ends FAILED. A client's deadline or cancellation cancels its RPC's coroutine at whatever
+await it has reached. Recording and publishing therefore run in a task of their own that the RPC
+only waits on through ``asyncio.shield``: a caller that goes away stops waiting, not submitting.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-from brokers.base import Broker, Message
+from brokers import PREDICT_QUEUE, PRIOR_ATTEMPTS_HEADER, TRAIN_QUEUE, Broker, Message
 from brokers.errors import BrokerError
 from mlgate import tracing
+from mlgate.errors import MLGateError
 from mlgate.events import QUEUED_SEQ, event
+from mlgate.jobs import MODEL_SHA_HEADER
 from mlgate.metrics import JOBS_SUBMITTED, kind_label
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.base import JobStore
+from storage.models import ModelRepository
 
-__all__ = ["Submitter"]
+__all__ = ["Submitter", "job_message", "requeue_unfinished"]
 
 log = logging.getLogger(__name__)
+
+
+def job_message(
+    job: jobs_pb2.Job, *, model_sha: str = "", prior_attempts: int = 0
+) -> tuple[str, Message]:
+    """The queue and the message that carry ``job`` to a worker, with the caller's trace context.
+
+    ``model_sha`` (a predict job's) is the digest of the artifact the gateway checked the input
+    against; ``prior_attempts`` counts deliveries the job had in an earlier process."""
+    queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
+    headers: tuple[tuple[str, str], ...] = ()
+    if model_sha:
+        headers += ((MODEL_SHA_HEADER, model_sha),)
+    if prior_attempts:
+        headers += ((PRIOR_ATTEMPTS_HEADER, str(prior_attempts)),)
+    return queue, Message(job.id, job.SerializeToString(), tracing.inject(headers))
+
+
+def publish(broker: Broker, queue: str, message: Message, timeout: float) -> None:
+    """Publish a job's message, traced."""
+    with tracing.span("publish", job_id=message.job_id, queue=queue):
+        broker.publish(queue, message, timeout=timeout)
 
 
 class Submitter:
     """Records and queues jobs; ``drain`` waits for the submissions still under way."""
 
-    def __init__(self, settings: Settings, broker: Broker, store: JobStore, hub: Hub) -> None:
-        self._settings = settings
+    def __init__(
+        self, broker: Broker, store: JobStore, hub: Hub, *, publish_timeout: float
+    ) -> None:
         self._broker = broker
         self._store = store
         self._hub = hub
+        self._publish_timeout = publish_timeout
         self._running: set[asyncio.Task[None]] = set()
 
-    async def submit(
-        self, job: jobs_pb2.Job, queue: str, headers: tuple[tuple[str, str], ...]
-    ) -> None:
-        """Record ``job`` and publish it to ``queue``. Raises what went wrong if it was not
-        queued: nothing was recorded, or the record ends FAILED."""
+    async def submit(self, job: jobs_pb2.Job, *, model_sha: str = "") -> None:
+        """Record ``job`` and queue it (see ``job_message``). Raises what went wrong if it was
+        not queued: nothing was recorded, or the record ends FAILED."""
         # Stored and queued as read: fields this gateway does not know are no one's to keep.
         job.DiscardUnknownFields()
-        task = asyncio.create_task(self._record_and_publish(job, queue, headers))
+        task = asyncio.create_task(self._record_and_publish(job, model_sha))
         self._running.add(task)
         task.add_done_callback(self._finished)
         await asyncio.shield(task)
@@ -54,19 +80,14 @@ class Submitter:
             # Its caller has the error, or has gone; the job's record says FAILED either way.
             log.debug("submission failed: %s", task.exception())
 
-    async def _record_and_publish(
-        self, job: jobs_pb2.Job, queue: str, headers: tuple[tuple[str, str], ...]
-    ) -> None:
-        timeout = self._settings.publish_timeout
-
+    async def _record_and_publish(self, job: jobs_pb2.Job, model_sha: str) -> None:
         def record_then_publish() -> Exception | None:
             # Record before publishing: a fast worker's first event must find the job in the
             # store. One thread hop for both; what failed decides what the record says.
             self._store.create(job)  # raises: nothing was recorded
-            message = Message(job.id, job.SerializeToString(), tracing.inject(headers))
+            queue, message = job_message(job, model_sha=model_sha)
             try:
-                with tracing.span("publish", job_id=job.id, queue=queue):
-                    self._broker.publish(queue, message, timeout=timeout)
+                publish(self._broker, queue, message, self._publish_timeout)
             except Exception as exc:
                 return exc
             return None
@@ -84,7 +105,7 @@ class Submitter:
         if isinstance(exc, BrokerError):
             error = jobs_pb2.JobError(
                 code="UNAVAILABLE",
-                message=f"not queued: the job broker ({self._settings.broker}) did not take it; "
+                message=f"not queued: the job broker ({self._broker.name}) did not take it; "
                 "submit it again",
             )
         else:
@@ -103,3 +124,34 @@ class Submitter:
         """Wait until every submission under way is queued or failed (before closing the broker)."""
         if self._running:
             await asyncio.wait(set(self._running))
+
+
+def requeue_unfinished(
+    broker: Broker, store: JobStore, models: ModelRepository, publish_timeout: float
+) -> int:
+    """Queue again the jobs the job store says are QUEUED or RUNNING; how many there were.
+
+    For a broker that does not keep jobs (``Broker.keeps_jobs``): its queues died with the
+    previous process while the job store survived, so the store is the only record of them."""
+    requeued = 0
+    for state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
+        token = ""
+        while True:
+            listed, token = store.list(kind=0, state=state, page_size=500, page_token=token)
+            for summary in listed:
+                job = store.get(summary.id)  # the whole job: listings leave out rows
+                if job is None:
+                    continue
+                model_sha = ""
+                # A model that is gone is the worker's to report: it fails the job saying so.
+                if job.kind == jobs_pb2.JOB_KIND_PREDICT:
+                    with contextlib.suppress(MLGateError):
+                        model_sha = models.get(job.predict.model_id).sha256
+                # A job a worker had started counts that delivery: attempts go on from there.
+                prior = max(job.attempt, job.last_event.attempt)
+                queue, message = job_message(job, model_sha=model_sha, prior_attempts=prior)
+                publish(broker, queue, message, publish_timeout)
+                requeued += 1
+            if not token:
+                break
+    return requeued

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from brokers import PRIOR_ATTEMPTS_HEADER
 from brokers.base import TRAIN_QUEUE, EventDelivery, Message
 from brokers.errors import BrokerError, BrokerUnavailable
-from brokers.memory import PRIOR_ATTEMPTS_HEADER, MemoryBroker
+from brokers.memory import MemoryBroker
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2

@@ -1,0 +1,98 @@
+"""Reading ``MLGATE_*`` variables, for each part's settings (``brokers.settings``,
+``server.settings``, ``workers.settings``): a value that cannot work is refused in one line that
+names the variable, and settings print with their URLs' secrets redacted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from mlgate.urls import check_url, redact_url
+
+__all__ = ["URL", "port", "positive", "redacted_repr", "seconds", "size", "url"]
+
+#: Field metadata of a URL that may carry a password: ``redacted_repr`` shows it redacted.
+URL = {"url": True}
+
+_UNITS = {"": 1, "B": 1, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def port(variable: str, text: str) -> int:
+    """``text`` as a port number, 0 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{variable} must be a port number from 0 to 65535, not {text!r}")
+    return value
+
+
+def positive(env: Mapping[str, str], variable: str, default: str, *, zero: bool = False) -> int:
+    """A whole number above 0 (or 0 and above, with ``zero``)."""
+    text = env.get(variable) or default
+    lowest = 0 if zero else 1
+    try:
+        value = int(text)
+    except ValueError:
+        value = lowest - 1
+    if value < lowest:
+        raise ValueError(f"{variable} must be a whole number, {lowest} or more, not {text!r}")
+    return value
+
+
+def seconds(env: Mapping[str, str], variable: str, default: float, *, zero: bool = False) -> float:
+    """A finite number of seconds above 0 (or 0 and above, with ``zero``)."""
+    text = env.get(variable)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
+        lowest = "0 or more" if zero else "above 0"
+        raise ValueError(f"{variable} must be a number of seconds {lowest}, not {text!r}")
+    return value
+
+
+def size(env: Mapping[str, str], variable: str) -> int:
+    """A size such as ``1073741824``, ``512MiB`` or ``2 GiB``, at least 1 MiB; 0 when unset."""
+    text = env.get(variable, "").strip()
+    if not text:
+        return 0
+    number = text.rstrip("KMGTiBb ")
+    unit = text[len(number) :].strip().upper()
+    try:
+        value = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        value = 0
+    if value < 2**20:
+        raise ValueError(
+            f"{variable} must be a size of at least 1 MiB, in bytes or with MiB or GiB "
+            f"(for example 2GiB), not {text!r}"
+        )
+    return int(value)
+
+
+def url(env: Mapping[str, str], variable: str, schemes: tuple[str, ...]) -> str:
+    """The variable's URL, checked (one-line ``ValueError``), or "" when it is unset."""
+    text = env.get(variable, "")
+    if not text:
+        return ""
+    scheme = text.split("://", 1)[0]
+    # A file:// or sqlite:/// URL names a path, not a host.
+    return check_url(variable, text, schemes, host=scheme not in ("file", "sqlite"))
+
+
+def redacted_repr(settings: Any) -> str:
+    """A settings dataclass's repr in which every ``URL`` field has its secrets redacted."""
+    shown = []
+    for item in dataclasses.fields(settings):
+        value = getattr(settings, item.name)
+        if item.metadata.get("url") and isinstance(value, str):
+            value = redact_url(value)
+        shown.append(f"{item.name}={value!r}")
+    return f"{type(settings).__name__}({', '.join(shown)})"
