@@ -17,10 +17,10 @@ from brokers import open_broker
 from mlgate import tracing
 from mlgate.settings import Settings
 from mlgate_client import MLGateClient
-from server.background import BackgroundGateway
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
+from tests.support.background import BackgroundGateway
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 from tests.support.system import gateway_settings, running_gateway
 from tests.support.waiting import wait_for
@@ -47,7 +47,7 @@ def distributed(request: pytest.FixtureRequest, tmp_path: Path, traced) -> Itera
         broker_url=Settings.from_env(env={"MLGATE_BROKER": request.param}).broker_url
     )
     gateway = BackgroundGateway(settings, embedded_workers=False).start()
-    broker = open_broker(settings)
+    broker = open_broker(settings.broker_settings())
     broker.start()
     objects = open_object_store(settings.storage_url)
     worker = Worker(broker, DatasetCatalog(objects), ModelRepository(objects), settings)

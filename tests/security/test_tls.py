@@ -182,7 +182,7 @@ def test_redis_broker_and_job_store_over_tls_trust_the_broker_ca(tmp_path: Path,
     env = {"MLGATE_BROKER": "redis", "MLGATE_BROKER_URL": url, "MLGATE_STORE_URL": url}
     with server:
         trusted = Settings.from_env({**env, "MLGATE_BROKER_CA": str(pki.ca.cert)})
-        broker = open_broker(trusted.with_(namespace=unique_namespace()))
+        broker = open_broker(trusted.with_(namespace=unique_namespace()).broker_settings())
         try:
             broker.start()
             assert broker.healthy()
@@ -193,7 +193,7 @@ def test_redis_broker_and_job_store_over_tls_trust_the_broker_ca(tmp_path: Path,
         store.close()
         # Without the CA the server's certificate is not trusted.
         untrusted = Settings.from_env(env).with_(namespace=unique_namespace())
-        refused = open_broker(untrusted)
+        refused = open_broker(untrusted.broker_settings())
         try:
             with pytest.raises(BrokerUnavailable):
                 refused.start()
