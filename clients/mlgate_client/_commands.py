@@ -115,7 +115,13 @@ def _score(args: argparse.Namespace, client: MLGateClient) -> int:
         raise UsageError("--columns goes with --row, --rows-file or -; --csv sends arrays already")
     if args.chunk_rows < 1:
         raise UsageError("--chunk-rows must be 1 or more")
-    from mlgate_client._scoring import score_csv  # numpy, loaded only for batch scoring
+    try:
+        from mlgate_client._scoring import score_csv  # numpy, loaded only for batch scoring
+    except ImportError as exc:
+        raise UsageError(
+            f"--csv needs numpy and pandas ({exc.name} is missing): "
+            "pip install 'mlgate-client[scoring]'"
+        ) from None
 
     if args.out is None:
         scored = score_csv(client, args.model_id, args.csv, sys.stdout, chunk_rows=args.chunk_rows)

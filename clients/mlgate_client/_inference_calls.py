@@ -67,8 +67,12 @@ def _output(response: pb.ModelInferResponse, i: int) -> Any:
     raw = response.raw_output_contents[i]
     if tensor.datatype == "BYTES":
         return _strings(raw)
-    import numpy as np  # only when a reply is decoded: `mlgate gateway` never loads numpy
-
+    try:
+        import numpy as np  # only when a reply is decoded: `mlgate gateway` never loads numpy
+    except ImportError:
+        raise ImportError(
+            "decoding a ModelInfer reply needs numpy: pip install 'mlgate-client[scoring]'"
+        ) from None
     return np.frombuffer(raw, dtype=_NUMPY[tensor.datatype]).reshape(list(tensor.shape))
 
 

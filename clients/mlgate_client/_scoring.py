@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from mlgate_client._format import Progress
 from mlgate_client._inference_calls import Inferred, Tensor, encode_bytes
@@ -23,8 +24,6 @@ from mlgate_client._input import UsageError
 from mlgate_client.errors import MLGateError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from mlgate_client.client import MLGateClient
 
 __all__ = ["score_csv"]
@@ -75,8 +74,6 @@ def score_csv(
     delimiter: str = ",",
 ) -> int:
     """Write one prediction per row of the CSV at ``path`` to ``out``; the rows scored."""
-    import pandas as pd
-
     inputs, outputs = client.model_inputs(model)
     strings = {t.name: str for t in inputs if t.datatype == "BYTES"}
     try:
