@@ -15,10 +15,10 @@ import skops.io as sio
 from sklearn.datasets import load_diabetes
 
 from mlgate.estimators import DEFAULT_ESTIMATOR, REGRESSION
-from storage import arrays
-from storage.fitted import check_fitted
-from storage.models import TRUSTED_TYPES
 from workers.estimators import build
+from workers.formats import arrays
+from workers.formats.fitted import check_fitted
+from workers.formats.skops_format import TRUSTED_TYPES
 
 __all__ = ["main", "measure"]
 

@@ -1,7 +1,7 @@
 """Model artifacts and their manifests in the object store.
 
 A model is ``models/<id>/<sha256>.<format's extension>`` (the estimator as data: mlgate's own
-format, ``storage.arrays``, or skops for what that does not describe; never pickle) plus
+format or skops, written and read by the workers' ``workers.formats``; never pickle) plus
 ``models/<id>/manifest.json`` written last: the model's record with the artifact's digest, format
 and scikit-learn version. A model without a manifest does not exist; a rewrite (a redelivered
 training job) never exposes a half-written artifact because the digest names it, and whatever an
@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import logging
-import zipfile
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from google.protobuf import json_format
 
-from mlgate.errors import FailedPrecondition, NotFound, ResourceExhausted
+from mlgate.errors import NotFound, ResourceExhausted
 from mlgate.ids import check_model_id
-from mlgate.quoting import listing, quote
+from mlgate.quoting import quote
 from mlgate.v1 import models_pb2
 from storage.base import ObjectStore
 from storage.errors import IntegrityError, ObjectNotFound
@@ -35,31 +32,20 @@ __all__ = [
     "DEFAULT_MAX_MODEL_BYTES",
     "FORMATS",
     "SKOPS",
-    "TRUSTED_TYPES",
     "Encoded",
     "ModelRepository",
-    "encode",
+    "sklearn_version",
 ]
 
 log = logging.getLogger(__name__)
 
 SKOPS = "skops"
-#: mlgate's own format (``storage.arrays.FORMAT``, named here without importing scikit-learn).
+#: mlgate's own format (``workers.formats.arrays.FORMAT``, named here without importing
+#: scikit-learn).
 ARRAYS = "mlgate-arrays-v1"
 #: Each format mlgate reads, and the extension its artifacts are stored under.
 FORMATS = {ARRAYS: "model", SKOPS: "skops"}
 DEFAULT_MAX_MODEL_BYTES = 512 * 1024 * 1024
-# mlgate stores its artifacts uncompressed; real arrays never deflate anywhere near this much,
-# zeros crafted to inflate a small file into gigabytes do.
-_MAX_RATIO = 100
-_RATIO_FROM_BYTES = 1024 * 1024
-
-# Types beyond skops' own safe defaults that mlgate's allowlisted estimators contain. Loading
-# fails closed: an artifact holding any other type is refused, whatever the manifest says.
-TRUSTED_TYPES = [
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.tree._tree.Tree",
-]
 
 
 def _artifact_key(model_id: str, digest: str, form: str) -> str:
@@ -68,10 +54,6 @@ def _artifact_key(model_id: str, digest: str, form: str) -> str:
 
 def _manifest_key(model_id: str) -> str:
     return f"models/{model_id}/manifest.json"
-
-
-# The formats import scikit-learn: only the workers, which save and load artifacts, import them.
-# The gateway reads manifests alone and never pays for scikit-learn.
 
 
 @functools.cache
@@ -88,99 +70,6 @@ class Encoded:
     data: bytes
 
 
-def encode(estimator: Any) -> Encoded:
-    """mlgate's own format where it describes the estimator (every allowlisted one), else skops."""
-    from storage import arrays
-
-    try:
-        return Encoded(ARRAYS, arrays.encode(estimator))
-    except arrays.Unencodable as exc:
-        log.warning("saving with skops: mlgate's format does not describe %s", exc)
-        return Encoded(SKOPS, dumps(estimator))
-
-
-def dumps(estimator: Any) -> bytes:
-    """The skops artifact of ``estimator``."""
-    import skops.io as sio
-
-    data: bytes = sio.dumps(estimator)
-    return data
-
-
-def _check_unpacked_size(data: bytes, model_id: str, max_bytes: int) -> None:
-    """Refuse before unpacking an archive that would inflate past ``max_bytes`` or implausibly.
-
-    zipfile never inflates a member beyond its declared size, so the declared sizes bound memory.
-    """
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError) as exc:
-        raise IntegrityError(f"model {model_id} is not a readable skops archive: {exc}") from None
-    for member in members:
-        if member.file_size > _RATIO_FROM_BYTES and member.file_size > _MAX_RATIO * max(
-            member.compress_size, 1
-        ):
-            raise IntegrityError(
-                f"model {model_id} is not a model mlgate saved: {member.filename} would inflate "
-                f"{member.compress_size} bytes to {member.file_size}; it was not loaded"
-            )
-    total = sum(member.file_size for member in members)
-    if total > max_bytes:
-        raise ResourceExhausted(
-            f"model {model_id} unpacks to {total / 2**20:.0f} MiB, over this worker's limit of "
-            f"{max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES); it was not loaded"
-        )
-
-
-def loads(
-    data: bytes, model_id: str, features: Sequence[str], max_bytes: int, form: str = SKOPS
-) -> Any:
-    """Rebuild the estimator (only allowlisted types, whatever the format), then check its
-    fitted structure, so nothing crafted reaches scikit-learn's unchecked code."""
-    if form == ARRAYS:
-        return _loads_arrays(data, model_id, features)
-    import skops.io as sio
-
-    _check_unpacked_size(data, model_id, max_bytes)
-    untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
-    if untrusted:
-        raise IntegrityError(
-            f"model {model_id} contains types mlgate does not trust ({listing(untrusted)}); "
-            "it was not loaded"
-        )
-    return _checked(lambda: sio.loads(data, trusted=TRUSTED_TYPES), model_id, features)
-
-
-def _loads_arrays(data: bytes, model_id: str, features: Sequence[str]) -> Any:
-    from storage import arrays
-
-    # Nothing is compressed: the artifact's size, already bounded, is what it unpacks to.
-    return _checked(lambda: arrays.decode(data), model_id, features, arrays.Malformed)
-
-
-def _checked(
-    load: Callable[[], Any],
-    model_id: str,
-    features: Sequence[str],
-    *invalid: type[Exception],
-) -> Any:
-    """The loaded model once ``check_fitted`` accepts it; whatever a loader trips over is damage."""
-    from storage.fitted import InvalidModel, check_fitted
-
-    refused: tuple[type[Exception], ...] = (InvalidModel, *invalid)
-    try:
-        model = load()
-        check_fitted(model, features)
-    except refused as exc:
-        raise IntegrityError(
-            f"model {model_id} is not a valid model: {exc}; it was not loaded"
-        ) from None
-    except Exception as exc:
-        raise IntegrityError(f"model {model_id} could not be loaded: {exc}") from None
-    return model
-
-
 class ModelRepository:
     """Saves, reads, loads and deletes models by id."""
 
@@ -188,12 +77,13 @@ class ModelRepository:
         self._store = store
         self._max_bytes = max_bytes
 
-    def save(self, record: models_pb2.Model, estimator: Any) -> models_pb2.Model:
-        """Store the artifact, then the manifest; returns the record with digest and size set."""
-        return self.save_encoded(record, encode(estimator))
+    @property
+    def max_bytes(self) -> int:
+        """The largest artifact this repository saves or reads (``MLGATE_MAX_MODEL_BYTES``)."""
+        return self._max_bytes
 
     def save_encoded(self, record: models_pb2.Model, encoded: Encoded) -> models_pb2.Model:
-        """``save`` for an artifact already encoded (by the process that fitted it)."""
+        """Store the artifact, then the manifest; returns the record with digest and size set."""
         check_model_id(record.id)
         data = encoded.data
         if len(data) > self._max_bytes:
@@ -282,14 +172,9 @@ class ModelRepository:
         records.sort(key=lambda m: (m.create_time.ToNanoseconds(), m.id), reverse=True)
         return records
 
-    def load(self, model_id: str) -> tuple[models_pb2.Model, Any]:
-        """The record and the estimator, after checking version and digest."""
-        record, form = self.get_with_format(model_id)
-        if record.sklearn_version != sklearn_version():
-            raise FailedPrecondition(
-                f"model {model_id} was saved with scikit-learn {record.sklearn_version} but this "
-                f"worker runs {sklearn_version()}; retrain it"
-            )
+    def artifact(self, model_id: str, record: models_pb2.Model, form: str) -> Encoded:
+        """The artifact of the model ``get_with_format`` described by ``record`` and ``form``,
+        after checking its size and digest."""
         if record.size_bytes > self._max_bytes:
             raise ResourceExhausted(
                 f"model {model_id} is {record.size_bytes / 2**20:.0f} MiB, over this worker's "
@@ -308,8 +193,7 @@ class ModelRepository:
             raise IntegrityError(
                 f"model {model_id} failed its integrity check: the sha256 does not match"
             )
-        features = [f.name for f in record.features]
-        return record, loads(data, model_id, features, self._max_bytes, form)
+        return Encoded(form, data)
 
     def delete(self, model_id: str) -> None:
         """Remove the manifest first, so the model is gone before its bytes are; raises NotFound."""

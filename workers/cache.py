@@ -12,6 +12,7 @@ from typing import Any
 from mlgate.metrics import MODEL_CACHE_BYTES, MODEL_CACHE_HITS, MODEL_CACHE_MISSES
 from mlgate.v1 import models_pb2
 from storage.models import ModelRepository
+from workers import formats
 
 __all__ = ["ModelCache"]
 
@@ -73,7 +74,7 @@ class ModelCache:
                     MODEL_CACHE_HITS.inc()  # another request loaded it meanwhile
                     return entry.record, entry.estimator
             MODEL_CACHE_MISSES.inc()
-            record, estimator = self._models.load(model_id)
+            record, estimator = formats.load(self._models, model_id)
             if self._prepare is not None:
                 self._prepare(estimator)
             with self._lock:

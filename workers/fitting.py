@@ -28,8 +28,8 @@ from mlgate.v1 import jobs_pb2, models_pb2
 from storage.base import ObjectStore
 from storage.datasets import DatasetCatalog
 from storage.errors import IntegrityError, StorageUnavailable
-from storage.models import encode
 from workers import training
+from workers.formats import encode
 from workers.importances import feature_importances
 from workers.messages import FitAnswer, FitFailed, FitProgress, FitTask, Fitted, StoreAway
 from workers.values import values

@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import skops.io as sio
 
-from storage import arrays
-from storage.models import FORMATS, SKOPS, TRUSTED_TYPES
+from storage.models import FORMATS, SKOPS
+from workers.formats import arrays
+from workers.formats.skops_format import TRUSTED_TYPES
 
 __all__ = [
     "aim_child_outside",

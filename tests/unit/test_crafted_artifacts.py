@@ -25,9 +25,8 @@ from mlgate.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
-from storage.fitted import CHECKED_TYPES
 from storage.local import LocalObjectStore
-from storage.models import SKOPS, Encoded, ModelRepository, dumps
+from storage.models import SKOPS, Encoded, ModelRepository
 from tests.support.artifacts import (
     aim_child_outside,
     inflating_zip,
@@ -37,6 +36,9 @@ from tests.support.artifacts import (
     with_schema_value,
 )
 from workers.estimators import build, sklearn_class
+from workers.formats import load, save
+from workers.formats.fitted import CHECKED_TYPES
+from workers.formats.skops_format import dumps
 from workers.training import _with_encoding
 
 
@@ -69,7 +71,7 @@ def _store(
     if form == SKOPS:
         repo.save_encoded(record, Encoded(SKOPS, dumps(estimator)))
     else:
-        repo.save(record, estimator)
+        save(repo, record, estimator)
     return repo, record.id
 
 
@@ -84,7 +86,7 @@ def test_every_allowlisted_estimator_class_has_a_structure_check() -> None:
 def test_every_estimator_mlgate_trains_passes_the_checks(tmp_path: Path, name: str) -> None:
     for task in ESTIMATORS[name].classes:
         repo, model_id = _store(tmp_path / task, name, task)
-        _, model = repo.load(model_id)
+        _, model = load(repo, model_id)
         X, _ = _data(task)
         assert len(model.predict(X.iloc[:3])) == 3
 
@@ -151,7 +153,7 @@ def test_a_crafted_structure_is_data_loss(
     repo, model_id = _store(tmp_path, name, form=form)
     rewrite_model(tmp_path / "objects", model_id, mutate)
     with pytest.raises(IntegrityError, match=reason):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 def test_a_model_whose_inputs_disagree_with_its_manifest_is_refused(tmp_path: Path) -> None:
@@ -161,7 +163,7 @@ def test_a_model_whose_inputs_disagree_with_its_manifest_is_refused(tmp_path: Pa
     manifest["model"]["features"] = manifest["model"]["features"][:4]
     path.write_text(json.dumps(manifest))
     with pytest.raises(IntegrityError, match="disagrees with its manifest"):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 @pytest.mark.parametrize("count", [0, 3])
@@ -173,7 +175,7 @@ def test_a_node_count_that_disagrees_with_the_tree_arrays_is_refused(
     crafted = with_schema_value(artifact.read_bytes(), "node_count", count)
     replace_artifact(tmp_path / "objects", model_id, crafted)
     with pytest.raises(IntegrityError, match="node count"):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 def test_a_trusted_estimator_mlgate_never_trains_is_refused(tmp_path: Path) -> None:
@@ -181,7 +183,7 @@ def test_a_trusted_estimator_mlgate_never_trains_is_refused(tmp_path: Path) -> N
     X, y = _data(REGRESSION)
     replace_artifact(tmp_path / "objects", model_id, dumps(Lasso().fit(X, y)))
     with pytest.raises(IntegrityError, match="Lasso is not an estimator mlgate trains"):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 @pytest.mark.parametrize("form", ["", SKOPS])
@@ -191,7 +193,7 @@ def test_a_classifier_whose_trees_disagree_on_the_classes_is_refused(
     repo, model_id = _store(tmp_path, "random_forest", CLASSIFICATION, form=form)
     rewrite_model(tmp_path / "objects", model_id, lambda m: setattr(m, "classes_", m.classes_[:2]))
     with pytest.raises(IntegrityError, match="class count"):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 def test_the_encoding_pipeline_is_checked_too(tmp_path: Path) -> None:
@@ -204,11 +206,11 @@ def test_the_encoding_pipeline_is_checked_too(tmp_path: Path) -> None:
     record = models_pb2.Model(id=model_id_for_job(new_job_id()), estimator="decision_tree")
     for column in X.columns:
         record.features.add(name=str(column), dtype="numeric")
-    repo.save(record, model)
-    repo.load(record.id)
+    save(repo, record, model)
+    load(repo, record.id)
     rewrite_model(tmp_path / "objects", record.id, lambda m: aim_child_outside(m))
     with pytest.raises(IntegrityError, match="outside the tree"):
-        repo.load(record.id)
+        load(repo, record.id)
 
 
 def test_an_artifact_that_inflates_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
@@ -225,7 +227,7 @@ def test_an_artifact_that_inflates_is_refused_before_it_is_unpacked(tmp_path: Pa
     tracemalloc.start()
     try:
         with pytest.raises(IntegrityError, match="inflate"):
-            repo.load(model_id)
+            load(repo, model_id)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -237,10 +239,10 @@ def test_a_model_past_the_size_limit_is_neither_saved_nor_loaded(tmp_path: Path)
     size = repo.get(model_id).size_bytes
     small = ModelRepository(LocalObjectStore(tmp_path / "objects"), max_bytes=size // 2)
     with pytest.raises(ResourceExhausted, match="MLGATE_MAX_MODEL_BYTES"):
-        small.load(model_id)
+        load(small, model_id)
     X, y = _data(REGRESSION)
     estimator, _ = build("random_forest", REGRESSION, {"n_estimators": 20}, 0)
     record = models_pb2.Model(id=model_id_for_job(new_job_id()))
     with pytest.raises(ResourceExhausted, match="MLGATE_MAX_MODEL_BYTES"):
-        small.save(record, estimator.fit(X, y))
+        save(small, record, estimator.fit(X, y))
     assert not small.exists(record.id)

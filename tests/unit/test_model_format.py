@@ -19,12 +19,13 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from mlgate.estimators import ESTIMATORS
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
-from storage import arrays, models
+from storage import models
 from storage.errors import IntegrityError
 from storage.local import LocalObjectStore
 from storage.models import ModelRepository
 from tests.support.artifacts import artifact_path, replace_artifact
 from workers.estimators import build
+from workers.formats import arrays, load, save
 from workers.training import _with_encoding
 
 _DATA = {
@@ -45,7 +46,7 @@ def _save(tmp_path: Path, model: Any, X: pd.DataFrame) -> tuple[ModelRepository,
     record = models_pb2.Model(id=model_id_for_job(new_job_id()))
     for column in X.columns:
         record.features.add(name=str(column), dtype="numeric")
-    return repo, repo.save(record, model).id
+    return repo, save(repo, record, model).id
 
 
 @pytest.mark.parametrize(("name", "task", "kind"), _CASES)
@@ -61,7 +62,7 @@ def test_every_allowlisted_estimator_round_trips_with_equal_predictions(
         json.loads((tmp_path / "objects/models" / model_id / "manifest.json").read_text())["format"]
         == arrays.FORMAT
     )
-    _, loaded = repo.load(model_id)
+    _, loaded = load(repo, model_id)
     assert type(loaded) is type(model)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     if hasattr(model, "predict_proba"):
@@ -75,7 +76,7 @@ def test_the_encoding_pipeline_round_trips(tmp_path: Path) -> None:
     model = _with_encoding(estimator, {**{c: "numeric" for c in X.columns}, "colour": "string"})
     model.fit(X, y)
     repo, model_id = _save(tmp_path, model, X)
-    _, loaded = repo.load(model_id)
+    _, loaded = load(repo, model_id)
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     unseen = X.iloc[:3].assign(colour="green")
     np.testing.assert_array_equal(loaded.predict(unseen), model.predict(unseen))
@@ -130,7 +131,7 @@ def test_a_crafted_artifact_is_refused_without_running_anything(
     _craft(stored, change)
     repo, model_id, _ = stored
     with pytest.raises(IntegrityError, match=reason):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 def test_a_tree_whose_child_points_outside_is_refused(
@@ -146,7 +147,7 @@ def test_a_tree_whose_child_points_outside_is_refused(
     crafted[offset : offset + nodes.nbytes] = nodes.tobytes()
     replace_artifact(objects, model_id, _artifact(document, bytes(crafted)))
     with pytest.raises(IntegrityError, match="outside the tree"):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 def test_bytes_that_are_not_an_artifact_are_refused(
@@ -155,7 +156,7 @@ def test_bytes_that_are_not_an_artifact_are_refused(
     repo, model_id, objects = stored
     replace_artifact(objects, model_id, arrays.MAGIC + struct.pack("<Q", 10**9) + b"{}")
     with pytest.raises(IntegrityError, match="runs past the artifact"):
-        repo.load(model_id)
+        load(repo, model_id)
 
 
 def test_the_manifest_names_the_format_the_artifact_has() -> None:

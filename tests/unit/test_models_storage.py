@@ -16,10 +16,12 @@ from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
 from storage.local import LocalObjectStore
-from storage.models import TRUSTED_TYPES, ModelRepository
+from storage.models import ModelRepository
 from tests.support.artifacts import artifact_path, replace_artifact
 from workers.cache import ModelCache
 from workers.estimators import build
+from workers.formats import load, save
+from workers.formats.skops_format import TRUSTED_TYPES
 from workers.training import _with_encoding
 
 
@@ -70,8 +72,8 @@ def test_every_allowlisted_estimator_loads_with_the_trusted_types_only() -> None
 
 def test_save_then_load_round_trips(repo: ModelRepository) -> None:
     estimator = _fitted()
-    saved = repo.save(_record(), estimator)
-    loaded_record, loaded = repo.load(saved.id)
+    saved = save(repo, _record(), estimator)
+    loaded_record, loaded = load(repo, saved.id)
     assert loaded_record == saved
     X = load_diabetes(as_frame=True).data.iloc[:3]
     assert list(loaded.predict(X)) == list(estimator.predict(X))  # type: ignore[attr-defined]
@@ -79,51 +81,51 @@ def test_save_then_load_round_trips(repo: ModelRepository) -> None:
 
 
 def test_tampered_artifact_fails_the_integrity_check(repo: ModelRepository, tmp_path: Path) -> None:
-    saved = repo.save(_record(), _fitted())
+    saved = save(repo, _record(), _fitted())
     artifact = artifact_path(tmp_path / "objects", saved.id)
     blob = bytearray(artifact.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     artifact.write_bytes(bytes(blob))
     with pytest.raises(IntegrityError, match="integrity"):
-        repo.load(saved.id)
+        load(repo, saved.id)
 
 
 def test_an_untrusted_type_is_refused_even_with_a_matching_digest(
     repo: ModelRepository, tmp_path: Path
 ) -> None:
-    saved = repo.save(_record(), _fitted())
+    saved = save(repo, _record(), _fitted())
     # Someone with write access swaps in an artifact holding a type outside the allowlist and
     # rewrites the manifest to match: the digest passes, the allowlist still refuses.
     evil = sio.dumps({"model": pd.Timestamp("2020-01-01")})
     replace_artifact(tmp_path / "objects", saved.id, evil)
     with pytest.raises(IntegrityError, match="does not trust"):
-        repo.load(saved.id)
+        load(repo, saved.id)
 
 
 def test_another_sklearn_version_is_a_failed_precondition(
     repo: ModelRepository, tmp_path: Path
 ) -> None:
-    saved = repo.save(_record(), _fitted())
+    saved = save(repo, _record(), _fitted())
     path = tmp_path / "objects" / "models" / saved.id / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["model"]["sklearnVersion"] = "0.24.2"
     path.write_text(json.dumps(manifest))
     with pytest.raises(FailedPrecondition, match=r"0\.24\.2.*1\."):
-        repo.load(saved.id)
+        load(repo, saved.id)
 
 
 def test_missing_manifest_means_no_model(repo: ModelRepository, tmp_path: Path) -> None:
-    saved = repo.save(_record(), _fitted())
+    saved = save(repo, _record(), _fitted())
     (tmp_path / "objects" / "models" / saved.id / "manifest.json").unlink()
     with pytest.raises(NotFound):
-        repo.load(saved.id)
+        load(repo, saved.id)
     assert repo.list() == []
 
 
 def test_resaving_a_model_leaves_one_artifact(repo: ModelRepository, tmp_path: Path) -> None:
     record = _record()
-    repo.save(record, _fitted("random_forest"))
-    second = repo.save(record, _fitted("extra_trees"))
+    save(repo, record, _fitted("random_forest"))
+    second = save(repo, record, _fitted("extra_trees"))
     files = sorted(p.name for p in (tmp_path / "objects" / "models" / record.id).iterdir())
     assert files == sorted([artifact_path(tmp_path / "objects", record.id).name, "manifest.json"])
     assert files[0].startswith(second.sha256)
@@ -134,8 +136,8 @@ def test_resaving_a_model_leaves_one_artifact(repo: ModelRepository, tmp_path: P
 
 
 def test_cache_loads_each_model_once_and_respects_its_byte_bound(repo: ModelRepository) -> None:
-    first = repo.save(_record(), _fitted())
-    second = repo.save(_record(), _fitted())
+    first = save(repo, _record(), _fitted())
+    second = save(repo, _record(), _fitted())
     cache = ModelCache(repo, max_bytes=first.size_bytes + second.size_bytes // 2)
     for _ in range(5):
         cache.get(first.id)
@@ -149,7 +151,7 @@ def test_cache_loads_each_model_once_and_respects_its_byte_bound(repo: ModelRepo
 
 
 def test_a_deleted_model_leaves_the_cache_at_its_next_check(repo: ModelRepository) -> None:
-    saved = repo.save(_record(), _fitted())
+    saved = save(repo, _record(), _fitted())
     cache = ModelCache(repo, max_bytes=10 * saved.size_bytes, revalidate_after=0.0)
     cache.get(saved.id)
     assert saved.id in cache

@@ -11,8 +11,8 @@ or scikit-learn's two tree-node records, never Python objects.
 
 What a fitted model needs only while fitting is not kept: random generators are stored as None,
 and loss objects (compiled code) are rebuilt from the estimator's own parameters on load.
-Loading checks the document's shape as it goes; ``storage.fitted.check_fitted`` then checks the
-fitted structure before anything runs on it, as for every format.
+Loading checks the document's shape as it goes; ``workers.formats.fitted.check_fitted`` then
+checks the fitted structure before anything runs on it, as for every format.
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""Model formats: a fitted estimator as an artifact's bytes and back, as data, never as code.
+
+Two formats, named by each model's manifest (``storage.models``, which stores the bytes and never
+reads them):
+
+* ``arrays`` (``ARRAYS``), mlgate's own: every allowlisted estimator, saved as JSON and arrays;
+* ``skops_format`` (``SKOPS``), for what that does not describe and for models saved by earlier
+  versions, from trusted types only.
+
+Whatever the format, ``fitted.check_fitted`` checks a loaded model's structure before anything
+runs on it, so a crafted or damaged artifact is refused (``IntegrityError``) with its reason.
+Only workers import this package: it imports scikit-learn, which the gateway never loads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mlgate.errors import FailedPrecondition
+from mlgate.v1 import models_pb2
+from storage.errors import IntegrityError
+from storage.models import ARRAYS, SKOPS, Encoded, ModelRepository, sklearn_version
+from workers.formats import arrays
+from workers.formats.fitted import InvalidModel, check_fitted
+
+__all__ = ["decode", "encode", "load", "save"]
+
+log = logging.getLogger(__name__)
+
+
+def encode(estimator: Any) -> Encoded:
+    """mlgate's own format where it describes the estimator (every allowlisted one), else skops."""
+    try:
+        return Encoded(ARRAYS, arrays.encode(estimator))
+    except arrays.Unencodable as exc:
+        log.warning("saving with skops: mlgate's format does not describe %s", exc)
+        from workers.formats import skops_format  # rarely needed: not imported until it is
+
+        return Encoded(SKOPS, skops_format.dumps(estimator))
+
+
+def decode(encoded: Encoded, model_id: str, features: Sequence[str], max_bytes: int) -> Any:
+    """Rebuild the estimator (only allowlisted types, whatever the format), then check its
+    fitted structure, so nothing crafted reaches scikit-learn's unchecked code."""
+    data = encoded.data
+    if encoded.form == ARRAYS:
+        # Nothing is compressed: the artifact's size, already bounded, is what it unpacks to.
+        return _checked(lambda: arrays.decode(data), model_id, features, arrays.Malformed)
+    from workers.formats import skops_format
+
+    skops_format.check_archive(data, model_id, max_bytes)
+    return _checked(lambda: skops_format.loads(data), model_id, features)
+
+
+def _checked(
+    load: Callable[[], Any],
+    model_id: str,
+    features: Sequence[str],
+    *invalid: type[Exception],
+) -> Any:
+    """The loaded model once ``check_fitted`` accepts it; whatever a loader trips over is damage."""
+    refused: tuple[type[Exception], ...] = (InvalidModel, *invalid)
+    try:
+        model = load()
+        check_fitted(model, features)
+    except refused as exc:
+        raise IntegrityError(
+            f"model {model_id} is not a valid model: {exc}; it was not loaded"
+        ) from None
+    except Exception as exc:
+        raise IntegrityError(f"model {model_id} could not be loaded: {exc}") from None
+    return model
+
+
+def load(models: ModelRepository, model_id: str) -> tuple[models_pb2.Model, Any]:
+    """The record and the estimator, after checking version, size and digest."""
+    record, form = models.get_with_format(model_id)
+    if record.sklearn_version != sklearn_version():
+        raise FailedPrecondition(
+            f"model {model_id} was saved with scikit-learn {record.sklearn_version} but this "
+            f"worker runs {sklearn_version()}; retrain it"
+        )
+    encoded = models.artifact(model_id, record, form)
+    features = [f.name for f in record.features]
+    return record, decode(encoded, model_id, features, models.max_bytes)
+
+
+def save(models: ModelRepository, record: models_pb2.Model, estimator: Any) -> models_pb2.Model:
+    """Store the estimator's artifact, then its manifest; the record with digest and size set."""
+    return models.save_encoded(record, encode(estimator))
