@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.retry import Retry
 
 from brokers._backoff import Backoff
 from brokers._redis_keys import RELEASED_CONSUMER, Keys
 from brokers.errors import BrokerClosed, BrokerError, BrokerUnavailable
 from mlgate.metrics import BROKER_RECONNECTS
-from mlgate.urls import redact_url, tls_options
+from mlgate.redis_client import redis_client
+from mlgate.urls import redact_url
 
 __all__ = [
     "UNAVAILABLE",
@@ -172,21 +171,9 @@ class RedisLink:
         self.keys = keys
         self.options = options
         self.closed = threading.Event()
-        self._tls = tls_options(url, options.ca_file)
-        # One quick retry on a fresh connection hides a pooled connection that went stale
-        # (Redis restarted); longer outages are the callers' business, with their deadlines.
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=5.0,
-            socket_connect_timeout=2.0,
-            health_check_interval=10,
-            retry=Retry(
-                ExponentialWithJitterBackoff(base=0.05, cap=0.5),
-                1,
-                supported_errors=(redis.ConnectionError,),
-            ),
-            **self._tls,
-        )
+        # Longer outages than the client's retries ride out are the callers' business, with
+        # their deadlines.
+        self.client = redis_client(url, ca_file=options.ca_file)
         self._claim = self.client.register_script(_CLAIM)
         self._forget = self.client.register_script(_FORGET)
         self._dead_letter = self.client.register_script(_DEAD_LETTER)
@@ -203,13 +190,8 @@ class RedisLink:
 
     def blocking_client(self) -> redis.Redis:
         """A dedicated connection for blocking reads (one per subscription, for its life)."""
-        return redis.Redis.from_url(
-            self.url,
-            single_connection_client=True,
-            socket_timeout=MAX_BLOCK + 10.0,
-            socket_connect_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            **self._tls,
+        return redis_client(
+            self.url, ca_file=self.options.ca_file, timeout=MAX_BLOCK + 10.0, dedicated=True
         )
 
     def start_monitor(self) -> None:
@@ -227,13 +209,12 @@ class RedisLink:
         while not self.closed.is_set():
             try:
                 if conn is None:
-                    conn = redis.Redis.from_url(
+                    conn = redis_client(
                         self.url,
-                        single_connection_client=True,
-                        socket_timeout=HEALTH_INTERVAL,
-                        socket_connect_timeout=HEALTH_INTERVAL,
-                        retry=Retry(NoBackoff(), 0),
-                        **self._tls,
+                        ca_file=self.options.ca_file,
+                        timeout=HEALTH_INTERVAL,
+                        connect_timeout=HEALTH_INTERVAL,
+                        dedicated=True,
                     )
                 answered = bool(conn.ping())
                 if answered and lost:

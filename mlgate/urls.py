@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["check_url", "redact_url", "tls_options"]
+__all__ = ["check_url", "redact_url"]
 
 _HIDDEN = "***"
 # Query parameters whose values are secrets (password, pwd, token, secret, api_key, signature…).
@@ -74,8 +74,3 @@ def check_url(variable: str, url: str, schemes: tuple[str, ...], *, host: bool =
         raise ValueError(f"{variable} names no host; it looks like {schemes[0]}://host:port/…")
     return url
 
-
-def tls_options(url: str, ca_file: str | None) -> dict[str, str]:
-    """redis-py's keyword arguments to trust ``ca_file`` on a ``rediss://`` URL (none otherwise:
-    a plaintext connection takes no TLS arguments)."""
-    return {"ssl_ca_certs": ca_file} if ca_file and url.startswith("rediss://") else {}

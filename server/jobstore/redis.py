@@ -32,13 +32,11 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import Pipeline
-from redis.retry import Retry
 
 from mlgate.errors import AlreadyExists
 from mlgate.events import is_terminal
-from mlgate.urls import tls_options
+from mlgate.redis_client import redis_client
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
     DEFAULT_RETENTION,
@@ -132,20 +130,7 @@ class RedisJobStore(JobStore):
         query = dict(parse_qsl(parts.query))
         namespace = query.pop("namespace", namespace)
         retention = float(query.pop("retention", retention))
-        client = redis.Redis.from_url(
-            urlunsplit(parts._replace(query=urlencode(query))),
-            socket_timeout=5.0,
-            socket_connect_timeout=2.0,
-            health_check_interval=10,
-            # Reconnects through a stale pooled connection (Redis restarted); timeouts are not
-            # retried, so a hung Redis answers UNAVAILABLE within the socket timeout.
-            retry=Retry(
-                ExponentialWithJitterBackoff(base=0.05, cap=1.0),
-                3,
-                supported_errors=(redis.ConnectionError,),
-            ),
-            **tls_options(url, ca_file),
-        )
+        client = redis_client(urlunsplit(parts._replace(query=urlencode(query))), ca_file=ca_file)
         return cls(client, namespace=namespace, retention=retention)
 
     def __repr__(self) -> str:
