@@ -1,4 +1,5 @@
-"""Job stores: the contract (``base``), ``sqlite`` (the default) and ``redis`` (shared by gateways)."""
+"""Job stores: the contract (``base``), ``sqlite`` (the default), and ``redis`` and ``postgres``
+(shared by gateways)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ def open_job_store(
     ca_file: str | None = None,
     retention: float = DEFAULT_RETENTION,
 ) -> JobStore:
-    """The job store ``MLGATE_STORE_URL`` names: ``sqlite:///path.db`` or ``redis://host:port/db``
-    (``rediss://`` for TLS, trusting ``ca_file`` when given), deleting finished jobs
-    ``retention`` seconds after they ended (0: never). A Redis store's keys go under
-    ``namespace`` unless the URL gives ``?namespace=``."""
+    """The job store ``MLGATE_STORE_URL`` names: ``sqlite:///path.db``, ``redis://host:port/db``
+    (``rediss://`` for TLS, trusting ``ca_file`` when given) or
+    ``postgresql://user:password@host:port/db`` (``postgres://``; libpq's options, such as
+    ``sslmode``, in the query), deleting finished jobs ``retention`` seconds after they ended
+    (0: never). A Redis store's keys go under ``namespace`` unless the URL gives ``?namespace=``."""
     if url.startswith("sqlite://"):
         from server.jobstore.sqlite import SQLiteJobStore
 
@@ -27,4 +29,11 @@ def open_job_store(
         from server.jobstore.redis import RedisJobStore
 
         return RedisJobStore.from_url(url, namespace, ca_file=ca_file, retention=retention)
-    raise ValueError(f"MLGATE_STORE_URL must start with sqlite:// or redis://, not {url[:20]!r}")
+    if url.startswith(("postgresql://", "postgres://")):
+        from server.jobstore.postgres import PostgresJobStore
+
+        return PostgresJobStore.from_url(url, retention)
+    raise ValueError(
+        "MLGATE_STORE_URL must start with sqlite://, redis://, rediss://, postgresql:// or "
+        "postgres://"
+    )

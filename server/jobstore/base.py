@@ -7,6 +7,17 @@ redelivered event still raises the job's ``attempt``, the one thing it adds.
 Finished jobs are deleted, with their events, ``retention`` seconds after they ended (``0`` keeps
 them for ever). There is no sweeper thread: a write that finds a sweep due runs it, at most once
 per ``min(retention, 10)`` seconds per store.
+
+The outbox: ``create`` records a job with an *unpublished* mark, in the same write, so a job that
+was recorded but never reached the broker (its gateway died in between) can be found and
+published by any gateway. The mark is cleared by ``mark_published`` (many jobs in one write),
+and by any event the store applies to the job (a worker reporting on it, a cancel, a failure),
+since a job something has moved on needs no publishing. ``claim_unpublished`` returns whole jobs
+(rows included) whose mark is older than a threshold and, in the same atomic step, renews their
+marks: a claim is a lease of that many seconds, so two gateways never claim a job at once, and
+a job whose claimer died before publishing it is claimed again once the lease has run out.
+Publishing a claimed job more than once is harmless: workers drop a duplicate delivery. Marks
+are times of the store's clock where it has one (PostgreSQL), else the gateway's.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import abc
 import builtins
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
@@ -130,6 +141,18 @@ class JobStore(abc.ABC):
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         """Atomically end a job that has not ended with ``event`` (its seq is set to the next one).
         Returns the job's summary as it is afterwards, or None if there is no such job."""
+
+    @abc.abstractmethod
+    def mark_published(self, job_ids: Sequence[str]) -> None:
+        """Clear the unpublished marks of ``job_ids`` (unknown ids are ignored), in one write."""
+
+    @abc.abstractmethod
+    def claim_unpublished(
+        self, older_than_seconds: float, limit: int
+    ) -> builtins.list[jobs_pb2.Job]:
+        """Whole jobs whose unpublished mark is at least ``older_than_seconds`` old: the
+        ``limit`` oldest marks, in no particular order; atomically renews their marks (a lease:
+        see the module's docstring)."""
 
     @abc.abstractmethod
     def ping(self) -> None:

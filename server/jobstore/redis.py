@@ -11,6 +11,7 @@ default is ``mlgate``):
     {ns}:jobs:state:{s}                  index of one state
     {ns}:jobs:kind:{k}:state:{s}         index of one kind in one state
     {ns}:jobs:expiry                     finished jobs by the time they may be deleted
+    {ns}:jobs:unpublished                the outbox: job ids by the time of their mark (or claim)
 
 Indexes are sorted sets whose members all have score 0 and read ``{create_ns:020d}:{id}``, so
 lexicographic order is (create time, id) order exactly (nanoseconds do not fit a float score)
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -58,6 +59,15 @@ P = ParamSpec("P")
 _SWEEP_BATCH = 200
 _SWEEP_MAX_BATCHES = 50
 _MAX_TRANSACTION_TRIES = 100
+# Claims the outbox's due ids and renews their marks in one atomic step: two gateways claiming
+# at once never get the same id. KEYS[1] the outbox; ARGV: due at or before, limit, now.
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(due) do
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], id)
+end
+return due
+"""
 
 
 def _member(job: jobs_pb2.Job) -> str:
@@ -70,6 +80,7 @@ class _Keys:
             raise ValueError(f"invalid Redis namespace {namespace!r}")
         self.ns = namespace
         self.expiry = f"{namespace}:jobs:expiry"
+        self.unpublished = f"{namespace}:jobs:unpublished"
 
     def job(self, job_id: str) -> str:
         return f"{self.ns}:job:{job_id}"
@@ -112,6 +123,7 @@ class RedisJobStore(JobStore):
         self._keys = _Keys(namespace)
         self._sweeps = SweepSchedule(retention)
         self._registry = RedisModelRegistry(client, namespace, self._call, self._transact)
+        self._claim = client.register_script(_CLAIM)
 
     @classmethod
     def from_url(
@@ -182,6 +194,7 @@ class RedisJobStore(JobStore):
             )
             for index in self._keys.indexes(job.kind, job.state):
                 pipe.zadd(index, {_member(job): 0})
+            pipe.zadd(self._keys.unpublished, {job.id: time.time()})
             self._expire_if_ended(pipe, job)
 
         self._call(self._transact, key, write)
@@ -228,6 +241,7 @@ class RedisJobStore(JobStore):
             )
             if register is not None:
                 register(pipe)
+            pipe.zrem(self._keys.unpublished, job_id)
             if job.state != before:
                 member = _member(job)
                 for index in self._keys.indexes(job.kind, before):
@@ -268,6 +282,30 @@ class RedisJobStore(JobStore):
                 pipe.execute()
             if len(due) < _SWEEP_BATCH:
                 return
+
+    def mark_published(self, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            self._call(self._client.zrem, self._keys.unpublished, *job_ids)
+
+    def claim_unpublished(
+        self, older_than_seconds: float, limit: int
+    ) -> builtins.list[jobs_pb2.Job]:
+        now = time.time()
+        args = [now - older_than_seconds, limit, now]
+        claimed: Any = self._call(self._claim, keys=[self._keys.unpublished], args=args)
+        if not claimed:
+            return []
+        ids = [raw.decode() for raw in claimed]
+        keys = [key for job_id in ids for key in (self._keys.job(job_id), self._keys.rows(job_id))]
+        found: Any = self._call(self._client.mget, keys)
+        jobs, gone = [], []
+        for job_id, raw, rows in zip(ids, found[::2], found[1::2], strict=True):
+            if raw is None:  # deleted meanwhile: nothing left to publish
+                gone.append(job_id)
+            else:
+                jobs.append(with_rows(jobs_pb2.Job.FromString(raw), rows))
+        self.mark_published(gone)
+        return jobs
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The SQLite job store: the default for a single gateway, kept under the data directory.
 
-Tables: ``jobs`` (the records, without prediction rows; ``end_ns`` set once a job has ended),
-``job_rows`` (each prediction's rows, written once) and ``events`` (every job's event log).
+Tables: ``jobs`` (the records, without prediction rows; ``end_ns`` set once a job has ended,
+``unpublished_ns`` from its creation until it is known to be published), ``job_rows`` (each
+prediction's rows, written once) and ``events`` (every job's event log).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mlgate.events import TERMINAL_STATES, is_terminal
@@ -38,7 +39,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     state INTEGER NOT NULL,
     create_ns INTEGER NOT NULL,
     record BLOB NOT NULL,
-    end_ns INTEGER
+    end_ns INTEGER,
+    unpublished_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (create_ns DESC, id DESC);
 CREATE TABLE IF NOT EXISTS job_rows (
@@ -73,6 +75,7 @@ class SQLiteJobStore(JobStore):
         self._registry = SQLiteModelRegistry(self._db, self._locked, self._transaction)
         self._add_end_times()
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (end_ns)")
+        self._add_outbox()
 
     @classmethod
     def from_url(cls, url: str, retention: float = DEFAULT_RETENTION) -> SQLiteJobStore:
@@ -93,6 +96,17 @@ class SQLiteJobStore(JobStore):
             self._db.executemany(
                 "UPDATE jobs SET end_ns = ? WHERE id = ?",
                 [(jobs_pb2.Job.FromString(r).update_time.ToNanoseconds(), i) for i, r in ended],
+            )
+
+    def _add_outbox(self) -> None:
+        """Databases written before the outbox get its column, unset: their jobs are history."""
+        with self._transaction():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "unpublished_ns" not in columns:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN unpublished_ns INTEGER")
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS jobs_unpublished ON jobs (unpublished_ns)"
+                " WHERE unpublished_ns IS NOT NULL"
             )
 
     @contextlib.contextmanager
@@ -125,8 +139,8 @@ class SQLiteJobStore(JobStore):
         record, rows = split_rows(job)
         with self._transaction():
             self._db.execute(
-                "INSERT INTO jobs (id, kind, state, create_ns, record, end_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, kind, state, create_ns, record, end_ns, unpublished_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     job.id,
                     job.kind,
@@ -134,6 +148,7 @@ class SQLiteJobStore(JobStore):
                     job.create_time.ToNanoseconds(),
                     record.SerializeToString(),
                     _end_ns(job),
+                    time.time_ns(),
                 ),
             )
             if rows:
@@ -154,7 +169,7 @@ class SQLiteJobStore(JobStore):
 
     def _save(self, job: jobs_pb2.Job) -> None:
         self._db.execute(
-            "UPDATE jobs SET state = ?, record = ?, end_ns = ? WHERE id = ?",
+            "UPDATE jobs SET state = ?, record = ?, end_ns = ?, unpublished_ns = NULL WHERE id = ?",
             (job.state, job.SerializeToString(), _end_ns(job), job.id),
         )
 
@@ -245,6 +260,35 @@ class SQLiteJobStore(JobStore):
                     self._db.executemany(f"DELETE FROM {table} WHERE {column} = ?", due)
             if len(due) < _SWEEP_BATCH:
                 return
+
+    def mark_published(self, job_ids: Sequence[str]) -> None:
+        with self._transaction():
+            for start in range(0, len(job_ids), 500):
+                batch = list(job_ids[start : start + 500])
+                marks = ",".join("?" * len(batch))
+                self._db.execute(
+                    f"UPDATE jobs SET unpublished_ns = NULL WHERE id IN ({marks})"
+                    " AND unpublished_ns IS NOT NULL",
+                    batch,
+                )
+
+    def claim_unpublished(
+        self, older_than_seconds: float, limit: int
+    ) -> builtins.list[jobs_pb2.Job]:
+        now = time.time_ns()
+        with self._transaction():
+            # One writer at a time (BEGIN IMMEDIATE): another process's claim waits for this one.
+            claimed = self._db.execute(
+                "UPDATE jobs SET unpublished_ns = ? WHERE id IN (SELECT id FROM jobs"
+                " WHERE unpublished_ns <= ? ORDER BY unpublished_ns LIMIT ?) RETURNING id",
+                (now, now - int(older_than_seconds * 1e9), limit),
+            ).fetchall()
+            rows = self._db.execute(
+                "SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id"
+                f" WHERE jobs.id IN ({','.join('?' * len(claimed))})",
+                [job_id for (job_id,) in claimed],
+            ).fetchall()
+        return [with_rows(jobs_pb2.Job.FromString(record), body) for record, body in rows]
 
     def ping(self) -> None:
         with self._lock:

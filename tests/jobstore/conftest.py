@@ -50,7 +50,13 @@ def _redis(tmp_path: Path, retention: float) -> Iterator[StoreFactory]:
     yield from redis_stores(retention=retention)
 
 
-BACKENDS: dict[str, Backend] = {"sqlite": _sqlite, "redis": _redis}
+def _postgres(tmp_path: Path, retention: float) -> Iterator[StoreFactory]:
+    from tests.support.postgres import postgres_stores
+
+    yield from postgres_stores(retention=retention)
+
+
+BACKENDS: dict[str, Backend] = {"sqlite": _sqlite, "redis": _redis, "postgres": _postgres}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

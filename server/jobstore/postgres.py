@@ -1,0 +1,300 @@
+"""The PostgreSQL job store: job records in the database teams already run and back up, shared by
+every gateway on it (``MLGATE_STORE_URL=postgresql://USER:PASSWORD@HOST:PORT/DB``).
+
+Tables (``migrations/``): ``jobs`` (the records, without prediction rows), ``job_rows`` (each
+prediction's rows, written once), ``events`` (every job's event log, by seq) and the registry's.
+
+Each operation is one statement, so one round trip, wherever it can be: ``create`` writes the
+record, its rows and its first event in one statement of data-modifying CTEs. An update reads the
+record (one statement), applies the event in Python (``apply_event``), and writes the record and
+the event in one statement that compares and sets the record's ``rev``: a concurrent writer
+(another gateway, a cancel) makes it match nothing, and the update starts again from the new
+record. Only the update that registers a model version takes a transaction of several
+statements. Times (a job's end for retention, the outbox marks) are the database's clock.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+from collections.abc import Callable, Sequence
+
+import psycopg
+
+from mlgate.errors import AlreadyExists
+from mlgate.events import is_terminal
+from mlgate.v1 import jobs_pb2
+from server.jobstore.base import (
+    DEFAULT_RETENTION,
+    JobStore,
+    SweepSchedule,
+    apply_event,
+    number_cancel,
+)
+from server.jobstore.errors import JobStoreError, JobStoreUnavailable
+from server.jobstore.postgres_link import Connection, PostgresLink
+from server.jobstore.postgres_registry import PostgresModelRegistry
+from server.jobstore.records import split_rows, summary, with_rows
+from server.paging import decode_page_token, encode_page_token
+
+__all__ = ["PostgresJobStore", "listing"]
+
+_CREATE = """
+WITH job AS (
+    INSERT INTO jobs (id, kind, state, create_ns, record, end_at, unpublished_at)
+    VALUES (%(id)s, %(kind)s, %(state)s, %(create_ns)s, %(record)s,
+            CASE WHEN %(ended)s THEN now() END, now())
+), rows AS (
+    INSERT INTO job_rows (job_id, body) SELECT %(id)s, %(rows)s::bytea WHERE %(has_rows)s
+)
+INSERT INTO events (job_id, seq, body) VALUES (%(id)s, %(seq)s, %(event)s)
+"""
+_GET = """
+SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id WHERE jobs.id = %s
+"""
+_LOAD = "SELECT record, rev FROM jobs WHERE id = %s"
+# Matches nothing if another writer changed the record since it was read (``rev``). An event
+# whose seq is recorded already only raised the attempt: the record changes, the log does not.
+_SAVE = """
+WITH saved AS (
+    UPDATE jobs SET state = %(state)s, record = %(record)s, rev = rev + 1,
+        end_at = CASE WHEN %(ended)s THEN now() END, unpublished_at = NULL
+    WHERE id = %(id)s AND rev = %(rev)s
+    RETURNING id
+), logged AS (
+    INSERT INTO events (job_id, seq, body) SELECT id, %(seq)s, %(event)s FROM saved
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM saved
+"""
+_EVENTS = "SELECT body FROM events WHERE job_id = %s AND seq > %s ORDER BY seq"
+# Locked rows are another gateway's sweep: skipped, not waited for.
+_SWEEP = """
+WITH due AS (
+    SELECT id FROM jobs WHERE end_at < now() - make_interval(secs => %s)
+    LIMIT %s FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM jobs USING due WHERE jobs.id = due.id RETURNING jobs.id
+), rows AS (
+    DELETE FROM job_rows WHERE job_id IN (SELECT id FROM gone)
+), events AS (
+    DELETE FROM events WHERE job_id IN (SELECT id FROM gone)
+)
+SELECT count(*) FROM gone
+"""
+_MARK_PUBLISHED = """
+UPDATE jobs SET unpublished_at = NULL WHERE id = ANY(%s) AND unpublished_at IS NOT NULL
+"""
+# SKIP LOCKED: two gateways claiming at once take different jobs, neither waiting on the other.
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM jobs WHERE unpublished_at <= now() - make_interval(secs => %s)
+    ORDER BY unpublished_at LIMIT %s FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs SET unpublished_at = now() FROM due WHERE jobs.id = due.id
+    RETURNING jobs.id, jobs.record
+)
+SELECT claimed.record, job_rows.body FROM claimed
+LEFT JOIN job_rows ON job_rows.job_id = claimed.id
+"""
+_SWEEP_BATCH = 500
+_SWEEP_MAX_BATCHES = 20
+_MAX_UPDATE_TRIES = 100
+
+
+def listing(kind: int, state: int, after: tuple[int, str] | None) -> tuple[str, list[object]]:
+    """ListJobs' statement and its parameters before the page size: newest first, from the
+    index that matches the filters (``jobs_by_kind_state`` and the like)."""
+    where: list[str] = []
+    args: list[object] = []
+    if kind:
+        where.append("kind = %s")
+        args.append(kind)
+    if state:
+        where.append("state = %s")
+        args.append(state)
+    if after is not None:
+        where.append("(create_ns, id) < (%s, %s)")
+        args += list(after)
+    sql = "SELECT record FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY create_ns DESC, id DESC LIMIT %s", args
+
+
+class PostgresJobStore(JobStore):
+    """Job records in PostgreSQL, on a pool of connections opened once."""
+
+    def __init__(self, link: PostgresLink, *, retention: float = DEFAULT_RETENTION) -> None:
+        self._link = link
+        self._sweeps = SweepSchedule(retention)
+        self._registry = PostgresModelRegistry(link)
+
+    @classmethod
+    def from_url(cls, url: str, retention: float = DEFAULT_RETENTION) -> PostgresJobStore:
+        """``postgresql://USER:PASSWORD@HOST:PORT/DB[?sslmode=...&...]`` (or ``postgres://``):
+        any libpq option goes in the query. The schema is migrated now if the server answers,
+        else by the first call that finds it answering; raises SchemaMismatch for a database
+        that a newer mlgate upgraded."""
+        link = PostgresLink(url)
+        try:
+            link.open()
+        except BaseException:
+            link.close()
+            raise
+        return cls(link, retention=retention)
+
+    def __repr__(self) -> str:
+        return f"PostgresJobStore({self._link.where!r})"
+
+    @property
+    def registry(self) -> PostgresModelRegistry:
+        return self._registry
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create(self, job: jobs_pb2.Job) -> None:
+        record, rows = split_rows(job)
+        params = {
+            "id": job.id,
+            "kind": job.kind,
+            "state": job.state,
+            "create_ns": job.create_time.ToNanoseconds(),
+            "record": record.SerializeToString(),
+            "ended": is_terminal(job.state),
+            "rows": rows,
+            "has_rows": bool(rows),
+            "seq": job.last_event.seq,
+            "event": job.last_event.SerializeToString(),
+        }
+
+        def insert(conn: Connection) -> None:
+            try:
+                conn.execute(_CREATE, params)
+            except psycopg.errors.UniqueViolation:
+                raise AlreadyExists(f"job {job.id} already exists") from None
+
+        self._link.run(insert)
+
+    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        job = self._update(event.job_id, lambda _job: event)
+        self._sweeps.run_if_due(self._sweep, (JobStoreError,))
+        return None if job is None else summary(job)
+
+    def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+        def numbered(job: jobs_pb2.Job) -> jobs_pb2.JobEvent:
+            # A copy per try: numbering adds to the message, and a try may be repeated.
+            return number_cancel(job, jobs_pb2.JobEvent.FromString(event.SerializeToString()))
+
+        job = self._update(job_id, numbered, keep_unchanged=True)
+        self._sweeps.run_if_due(self._sweep, (JobStoreError,))
+        return None if job is None else summary(job)
+
+    def _update(
+        self,
+        job_id: str,
+        make_event: Callable[[jobs_pb2.Job], jobs_pb2.JobEvent],
+        *,
+        keep_unchanged: bool = False,
+    ) -> jobs_pb2.Job | None:
+        """Apply an event to a job; the job if it changed (or, with ``keep_unchanged``, if it
+        exists at all). Starts again from the stored record if another writer got there first."""
+        for _ in range(_MAX_UPDATE_TRIES):
+            row = self._link.run(
+                lambda conn: conn.execute(_LOAD, (job_id,), binary=True).fetchone()
+            )
+            if row is None:
+                return None
+            job, rev = jobs_pb2.Job.FromString(row[0]), int(row[1])
+            if not apply_event(job, make_event(job)):
+                return job if keep_unchanged else None
+            if self._link.run(functools.partial(self._save, job=job, rev=rev)):
+                return job
+        raise JobStoreUnavailable(f"PostgreSQL at {self._link.where}: job {job_id} kept changing")
+
+    def _save(self, conn: Connection, job: jobs_pb2.Job, rev: int) -> bool:
+        """Write the updated record and its last event if the record is still at ``rev``; a
+        job that succeeded with a model name gets its version in the same transaction."""
+        if self._registry.wants_version(job):
+            with conn.transaction() as transaction:
+                self._registry.register_in_transaction(conn, job)
+                if self._write(conn, job, rev):
+                    return True
+                # The version allocated above is given back with the rest: numbers stay dense.
+                raise psycopg.Rollback(transaction)
+            return False
+        return self._write(conn, job, rev)
+
+    def _write(self, conn: Connection, job: jobs_pb2.Job, rev: int) -> bool:
+        params = {
+            "id": job.id,
+            "state": job.state,
+            "record": job.SerializeToString(),
+            "ended": is_terminal(job.state),
+            "rev": rev,
+            "seq": job.last_event.seq,
+            "event": job.last_event.SerializeToString(),
+        }
+        found = conn.execute(_SAVE, params).fetchone()
+        return bool(found and found[0])
+
+    def _sweep(self) -> None:
+        """Delete jobs that ended more than ``retention`` seconds ago, with their rows and
+        events, a batch per statement."""
+        for _ in range(_SWEEP_MAX_BATCHES):
+            found = self._link.run(
+                lambda conn: conn.execute(_SWEEP, (self._sweeps.retention, _SWEEP_BATCH)).fetchone()
+            )
+            if not found or found[0] < _SWEEP_BATCH:
+                return
+
+    def mark_published(self, job_ids: Sequence[str]) -> None:
+        if job_ids:
+            self._link.run(lambda conn: conn.execute(_MARK_PUBLISHED, (list(job_ids),)))
+
+    def claim_unpublished(
+        self, older_than_seconds: float, limit: int
+    ) -> builtins.list[jobs_pb2.Job]:
+        rows = self._link.run(
+            lambda conn: conn.execute(
+                _CLAIM, (float(older_than_seconds), limit), binary=True
+            ).fetchall()
+        )
+        return [with_rows(jobs_pb2.Job.FromString(record), body) for record, body in rows]
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> jobs_pb2.Job | None:
+        row = self._link.run(
+            lambda conn: conn.execute(_GET, (job_id,), binary=True).fetchone(), retry=True
+        )
+        return None if row is None else with_rows(jobs_pb2.Job.FromString(row[0]), row[1])
+
+    def list(
+        self, *, kind: int, state: int, page_size: int, page_token: str
+    ) -> tuple[builtins.list[jobs_pb2.Job], str]:
+        after = decode_page_token(page_token) if page_token else None
+        sql, args = listing(kind, state, after)
+        rows = self._link.run(
+            lambda conn: conn.execute(sql, [*args, page_size + 1], binary=True).fetchall(),
+            retry=True,
+        )
+        jobs = [summary(jobs_pb2.Job.FromString(row[0])) for row in rows[:page_size]]
+        token = ""
+        if len(rows) > page_size:
+            last = jobs[-1]
+            token = encode_page_token(last.create_time.ToNanoseconds(), last.id)
+        return jobs, token
+
+    def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
+        rows = self._link.run(
+            lambda conn: conn.execute(_EVENTS, (job_id, after_seq), binary=True).fetchall(),
+            retry=True,
+        )
+        return [jobs_pb2.JobEvent.FromString(row[0]) for row in rows]
+
+    def ping(self) -> None:
+        self._link.ping()
+
+    def close(self) -> None:
+        self._link.close()

@@ -1,0 +1,211 @@
+"""The model registry in the PostgreSQL job store's database, on the store's connections.
+
+Reads are one statement each. Writes that must see a row as it is when they change it lock it:
+``set_alias`` shares the lock of the version it points at and ``forget`` takes that row's lock
+before reading the aliases, so an alias can never be left pointing at a forgotten version, and a
+version is allocated in the transaction that records its job SUCCEEDED (``JobStore.record``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from mlgate.errors import NotFound
+from mlgate.refs import ModelRef
+from mlgate.v1 import jobs_pb2
+from server.jobstore.postgres_link import Connection, PostgresLink
+from server.jobstore.registry import (
+    AliasChange,
+    ModelRegistry,
+    RegistryEntry,
+    aliased,
+    merge_tags,
+    stamp_version,
+    to_register,
+    unknown,
+)
+
+__all__ = ["PostgresModelRegistry"]
+
+_ALLOCATE = """
+INSERT INTO model_names (name, last_version) VALUES (%s, 1)
+ON CONFLICT (name) DO UPDATE SET last_version = model_names.last_version + 1
+RETURNING last_version
+"""
+_REGISTER = """
+INSERT INTO model_entries (model_id, name, version) VALUES (%s, %s, %s)
+ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, version = excluded.version
+"""
+_NAME_EXISTS = "EXISTS (SELECT 1 FROM model_names WHERE name = %(name)s)"
+_RESOLVE_ALIAS = f"""
+SELECT (SELECT e.model_id FROM model_aliases a
+        JOIN model_entries e ON e.name = a.name AND e.version = a.version
+        WHERE a.name = %(name)s AND a.alias = %(alias)s), {_NAME_EXISTS}
+"""
+_RESOLVE_VERSION = f"""
+SELECT (SELECT model_id FROM model_entries WHERE name = %(name)s AND version = %(version)s),
+       {_NAME_EXISTS}
+"""
+_RESOLVE_LATEST = f"""
+SELECT (SELECT model_id FROM model_entries WHERE name = %(name)s
+        ORDER BY version DESC LIMIT 1), {_NAME_EXISTS}
+"""
+_ENTRY = """
+SELECT e.model_id, e.name, e.version, e.description, e.tags,
+       coalesce((SELECT array_agg(a.alias ORDER BY a.alias) FROM model_aliases a
+                 WHERE a.name = e.name AND a.version = e.version), '{}')
+FROM model_entries e
+"""
+_ENTRIES = _ENTRY + " WHERE e.model_id = ANY(%s)"
+_VERSIONS = _ENTRY + " WHERE e.name = %s ORDER BY e.version DESC"
+# FOR SHARE: a concurrent ``forget`` of that version waits for this alias, then sees it.
+_SET_ALIAS = f"""
+WITH target AS (
+    SELECT model_id FROM model_entries
+    WHERE name = %(name)s AND version = %(version)s FOR SHARE
+), previous AS (
+    SELECT version FROM model_aliases WHERE name = %(name)s AND alias = %(alias)s
+), saved AS (
+    INSERT INTO model_aliases (name, alias, version)
+    SELECT %(name)s, %(alias)s, %(version)s::integer FROM target
+    ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version
+)
+SELECT (SELECT model_id FROM target), (SELECT version FROM previous), {_NAME_EXISTS}
+"""
+_DELETE_ALIAS = "DELETE FROM model_aliases WHERE name = %s AND alias = %s"
+_LOCK_ENTRY = "INSERT INTO model_entries (model_id) VALUES (%s) ON CONFLICT DO NOTHING"
+_UPDATE = "UPDATE model_entries SET description = %s, tags = %s WHERE model_id = %s"
+_LOCK_VERSION = "SELECT 1 FROM model_entries WHERE model_id = %s FOR UPDATE"
+_FORGET = """
+WITH unaliased AS (
+    DELETE FROM model_aliases WHERE name = %(name)s AND version = %(version)s
+)
+DELETE FROM model_entries WHERE model_id = %(model_id)s
+"""
+
+
+def _entry(row: Sequence[Any]) -> RegistryEntry:
+    model_id, name, version, description, tags, aliases = row
+    return RegistryEntry(
+        model_id, name or "", version or 0, tuple(aliases), description, dict(tags)
+    )
+
+
+class PostgresModelRegistry(ModelRegistry):
+    """Uses the job store's link: its pool, its error translation and its schema."""
+
+    def __init__(self, link: PostgresLink) -> None:
+        self._link = link
+
+    @staticmethod
+    def wants_version(job: jobs_pb2.Job) -> bool:
+        """Whether recording ``job`` as it is now registers a model version."""
+        return to_register(job) is not None
+
+    @staticmethod
+    def register_in_transaction(conn: Connection, job: jobs_pb2.Job) -> None:
+        """Inside the store's transaction that records ``job`` SUCCEEDED: allocate the version
+        (the name's row stays locked until the transaction ends) and stamp the job with it."""
+        found = to_register(job)
+        if found is None:
+            return
+        name, model_id = found
+        allocated = conn.execute(_ALLOCATE, (name,)).fetchone()
+        assert allocated is not None
+        conn.execute(_REGISTER, (model_id, name, allocated[0]))
+        stamp_version(job, name, allocated[0])
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def resolve(self, ref: ModelRef) -> str:
+        if ref.model_id:
+            return ref.model_id
+        if ref.alias:
+            sql = _RESOLVE_ALIAS
+        elif ref.version:
+            sql = _RESOLVE_VERSION
+        else:
+            sql = _RESOLVE_LATEST
+        params = {"name": ref.name, "alias": ref.alias, "version": ref.version}
+        row = self._link.run(lambda conn: conn.execute(sql, params).fetchone(), retry=True)
+        assert row is not None
+        model_id, name_exists = row
+        if model_id is not None:
+            return str(model_id)
+        raise unknown(ref, bool(name_exists))
+
+    def entries(self, model_ids: Sequence[str]) -> dict[str, RegistryEntry]:
+        found = {model_id: RegistryEntry(model_id) for model_id in model_ids}
+        if not model_ids:
+            return found
+        rows = self._link.run(
+            lambda conn: conn.execute(_ENTRIES, (list(model_ids),), binary=True).fetchall(),
+            retry=True,
+        )
+        for row in rows:
+            found[row[0]] = _entry(row)
+        return found
+
+    def versions(self, name: str) -> list[RegistryEntry]:
+        rows = self._link.run(
+            lambda conn: conn.execute(_VERSIONS, (name,), binary=True).fetchall(), retry=True
+        )
+        return [_entry(row) for row in rows]
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+        params = {"name": name, "alias": alias, "version": version}
+        row = self._link.run(lambda conn: conn.execute(_SET_ALIAS, params).fetchone())
+        assert row is not None
+        model_id, previous, name_exists = row
+        if model_id is None:
+            raise unknown(ModelRef(name=name, version=version), bool(name_exists))
+        return AliasChange(name, alias, version, str(model_id), previous or 0)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        deleted = self._link.run(lambda conn: conn.execute(_DELETE_ALIAS, (name, alias)).rowcount)
+        if not deleted:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+
+    def update(
+        self,
+        model_id: str,
+        description: str | None,
+        set_tags: Mapping[str, str],
+        remove_tags: Sequence[str],
+    ) -> RegistryEntry:
+        def write(conn: Connection) -> RegistryEntry:
+            with conn.transaction():
+                # Created if new, so that there is a row to lock: no concurrent update is lost.
+                conn.execute(_LOCK_ENTRY, (model_id,))
+                current = self._locked_entry(conn, model_id)
+                tags = merge_tags(current.tags, set_tags, remove_tags)
+                text = current.description if description is None else description
+                conn.execute(_UPDATE, (text, Jsonb(tags), model_id))
+            return self._locked_entry(conn, model_id)
+
+        return self._link.run(write)
+
+    def forget(self, model_id: str, *, force: bool) -> RegistryEntry:
+        def write(conn: Connection) -> RegistryEntry:
+            with conn.transaction():
+                if conn.execute(_LOCK_VERSION, (model_id,)).fetchone() is None:
+                    return RegistryEntry(model_id)
+                # Read after the lock: an alias a concurrent set_alias just made is seen.
+                entry = self._locked_entry(conn, model_id)
+                if entry.aliases and not force:
+                    raise aliased(model_id, entry.name, entry.version, entry.aliases)
+                params = {"name": entry.name, "version": entry.version, "model_id": model_id}
+                conn.execute(_FORGET, params)
+            return entry
+
+        return self._link.run(write)
+
+    @staticmethod
+    def _locked_entry(conn: Connection, model_id: str) -> RegistryEntry:
+        row = conn.execute(_ENTRIES, ([model_id],), binary=True).fetchone()
+        return RegistryEntry(model_id) if row is None else _entry(row)
