@@ -83,8 +83,10 @@ def url(env: Mapping[str, str], variable: str, schemes: tuple[str, ...]) -> str:
     if not text:
         return ""
     scheme = text.split("://", 1)[0]
-    # A file:// or sqlite:/// URL names a path, not a host.
-    return check_url(variable, text, schemes, host=scheme not in ("file", "sqlite"))
+    # A file:// or sqlite:/// URL names a path, not a host; a PostgreSQL URL may leave the host
+    # to libpq (a Unix socket, ``?host=`` or PGHOST).
+    pathlike = ("file", "sqlite", "postgresql", "postgres")
+    return check_url(variable, text, schemes, host=scheme not in pathlike)
 
 
 def redacted_repr(settings: Any) -> str:

@@ -117,7 +117,9 @@ class Settings:
             "port": int(env.get("MLGATE_PORT", "50051")),
             "host": env.get("MLGATE_HOST") or "127.0.0.1",
             "broker_url": broker.url,
-            "store_url": variables.url(env, "MLGATE_STORE_URL", ("sqlite", "redis", "rediss"))
+            "store_url": variables.url(
+                env, "MLGATE_STORE_URL", ("sqlite", "redis", "rediss", "postgresql", "postgres")
+            )
             or f"sqlite:///{data_dir / 'jobs.db'}",
             "storage_url": variables.url(env, "MLGATE_STORAGE_URL", ("file", "s3"))
             or (data_dir / "storage").as_uri(),

@@ -68,7 +68,7 @@ class Backends:
     def of(cls, settings: Settings) -> Backends:
         """The names of the backends ``settings`` choose; only URL schemes are read."""
         scheme = urlsplit(settings.store_url).scheme
-        job_store = "redis" if scheme == "rediss" else scheme
+        job_store = {"rediss": "redis", "postgres": "postgresql"}.get(scheme, scheme)
         return cls(settings.broker, job_store or "sqlite", describe_store(settings.storage_url))
 
 
