@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.errors import InvalidArgument
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
+from server.jobstore.base import JobStore
 from server.paging import encode_page_token
 from tests.jobstore.conftest import StoreFactory, wait_until_swept
 
@@ -219,3 +221,58 @@ def test_finished_jobs_are_deleted_after_the_retention_and_live_ones_kept(
     listed, _ = store.list(kind=0, state=0, page_size=10, page_token="")
     assert [j.id for j in listed] == [live.id]
     assert store.get(live.id) is not None
+
+
+def test_concurrent_gateways_neither_lose_nor_regress_updates(
+    make_store: StoreFactory,
+) -> None:
+    one, two = make_store(), make_store()
+    job = _job()
+    one.create(job)
+    running = jobs_pb2.JOB_STATE_RUNNING
+
+    def send(store: JobStore, seqs: range) -> None:
+        for seq in seqs:
+            store.record(_event(job.id, seq, running))
+
+    threads = [
+        threading.Thread(target=send, args=(one, range(2, 200, 2))),
+        threading.Thread(target=send, args=(two, range(3, 200, 2))),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = one.get(job.id)
+    assert final is not None
+    assert final.last_event.seq == 199
+    seqs = [e.seq for e in two.events(job.id, 0)]
+    assert seqs == sorted(seqs)
+    assert seqs[0] == 1 and seqs[-1] == 199
+
+
+def test_a_race_between_success_and_cancel_has_one_winner_everywhere(
+    make_store: StoreFactory,
+) -> None:
+    one, two = make_store(), make_store()
+    jobs = [_job(created_ns=1_700_000_000_000_000_000 + i) for i in range(20)]
+    for job in jobs:
+        one.create(job)
+    cancel = jobs_pb2.JOB_STATE_CANCELLED
+    succeed = jobs_pb2.JOB_STATE_SUCCEEDED
+    finish = threading.Thread(target=lambda: [one.record(_event(j.id, 2, succeed)) for j in jobs])
+    finish.start()
+    for job in jobs:
+        two.cancel(job.id, _event(job.id, 0, cancel))
+    finish.join()
+    by_state = {
+        state: {j.id for j in one.list(kind=0, state=state, page_size=50, page_token="")[0]}
+        for state in (cancel, succeed, jobs_pb2.JOB_STATE_QUEUED)
+    }
+    assert by_state[jobs_pb2.JOB_STATE_QUEUED] == set()
+    assert by_state[cancel] | by_state[succeed] == {j.id for j in jobs}
+    assert by_state[cancel] & by_state[succeed] == set()
+    for job in jobs:
+        stored = two.get(job.id)
+        assert stored is not None
+        assert stored.id in by_state[stored.state]
