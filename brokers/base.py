@@ -38,6 +38,7 @@ __all__ = [
     "BrokerStats",
     "Delivery",
     "EventDelivery",
+    "GroupStats",
     "HandBack",
     "IncomingRequest",
     "Message",
@@ -109,11 +110,31 @@ class QueueStats:
     depth: int
     #: Consumers attached to the queue: one per live worker process.
     consumers: int
+    #: Seconds the oldest waiting message has waited since it was published (0.0 when none
+    #: waits); None when the broker cannot tell without taking the message from the queue.
+    oldest_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """A consumer group reading a work queue's stream, on a broker built on streams: what a
+    stream autoscaler (KEDA's ``redis-streams`` trigger) reads from the broker."""
+
+    queue: str
+    #: The stream's and the group's names on the broker, as an autoscaler must name them.
+    stream: str
+    group: str
+    #: Entries not yet delivered to any consumer of the group.
+    lag: int
+    #: Entries delivered to a consumer and not yet acknowledged.
+    pending: int
 
 
 @dataclass(frozen=True)
 class BrokerStats:
     queues: tuple[QueueStats, ...]
+    #: One per work queue on a broker built on streams; empty on the others.
+    groups: tuple[GroupStats, ...] = ()
 
 
 class Delivery(abc.ABC):
@@ -246,5 +267,6 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     def stats(self) -> BrokerStats:
-        """Each work queue's depth and consumers, for ``mlgate status`` and the metrics.
+        """Each work queue's depth, consumers and oldest waiting message, for ``mlgate status``
+        and the metrics (with the consumer groups behind them, on a broker built on streams).
         An operator's query, not a hot path; raises ``BrokerUnavailable`` if it cannot answer."""

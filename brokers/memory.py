@@ -141,23 +141,28 @@ class _MemoryEventAck(EventAck):
         pass
 
 
+#: A queued job: its message, its deliveries so far, and when it was first queued (monotonic
+#: seconds; a redelivery keeps it, as the other brokers keep a message's publish time).
+_Job = tuple[Message, int, float]
+
+
 class _Jobs:
-    """The transport of one work queue: items are (message, deliveries so far)."""
+    """The transport of one work queue: items are ``_Job``."""
 
     def __init__(self, broker: MemoryBroker, queue: str) -> None:
         self._broker = broker
         self._queue = queue
         self.source = broker._queue(queue)
 
-    def open(self, item: tuple[Message, int]) -> _MemoryDelivery:
-        message, previous = item
+    def open(self, item: _Job) -> _MemoryDelivery:
+        message, previous, _queued = item
         return _MemoryDelivery(self._broker, self._queue, message, previous + 1)
 
-    def retry(self, item: tuple[Message, int]) -> None:
-        message, previous = item
-        self.source.put((message, previous + 1), front=True)
+    def retry(self, item: _Job) -> None:
+        message, previous, queued = item
+        self.source.put((message, previous + 1, queued), front=True)
 
-    def release(self, item: tuple[Message, int]) -> None:
+    def release(self, item: _Job) -> None:
         self.source.put(item, front=True)
 
 
@@ -231,12 +236,12 @@ class MemoryBroker(Broker):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._closed = False
-        self._queues: dict[str, _Queue[tuple[Message, int]]] = {q: _Queue() for q in QUEUES}
+        self._queues: dict[str, _Queue[_Job]] = {q: _Queue() for q in QUEUES}
         self._dead: dict[str, list[Message]] = {q: [] for q in QUEUES}
         self._events: _Queue[bytes] = _Queue()
         self._watchers: list[_Queue[bytes]] = []
         self._subscriptions: list[Subscription] = []
-        self._consumers: dict[str, list[_Consumer[tuple[Message, int]]]] = {q: [] for q in QUEUES}
+        self._consumers: dict[str, list[_Consumer[_Job]]] = {q: [] for q in QUEUES}
         self._requests: dict[str, _Queue[_RequestItem]] = {q: _Queue() for q in REQUEST_QUEUES}
 
     def start(self) -> None:
@@ -256,7 +261,7 @@ class MemoryBroker(Broker):
         if self._closed:
             raise BrokerClosed("the broker is closed")
 
-    def _queue(self, name: str) -> _Queue[tuple[Message, int]]:
+    def _queue(self, name: str) -> _Queue[_Job]:
         try:
             return self._queues[name]
         except KeyError:
@@ -269,7 +274,7 @@ class MemoryBroker(Broker):
 
     def publish(self, queue: str, message: Message, *, timeout: float) -> None:
         self._check_open()
-        self._queue(queue).put((message, _prior_attempts(message)))
+        self._queue(queue).put((message, _prior_attempts(message), time.monotonic()))
 
     def consume(self, queue: str, handler: DeliveryHandler, *, prefetch: int) -> Subscription:
         self._check_open()
@@ -337,6 +342,10 @@ class MemoryBroker(Broker):
             consumers = {
                 q: sum(not r.cancelled for r in runners) for q, runners in self._consumers.items()
             }
-        return BrokerStats(
-            tuple(QueueStats(q, len(self._queues[q].snapshot()), consumers[q]) for q in QUEUES)
-        )
+        now = time.monotonic()
+        found = []
+        for queue in QUEUES:
+            waiting = self._queues[queue].snapshot()
+            oldest = max((now - queued for _m, _n, queued in waiting), default=0.0)
+            found.append(QueueStats(queue, len(waiting), consumers[queue], oldest))
+        return BrokerStats(tuple(found))

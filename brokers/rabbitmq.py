@@ -225,9 +225,13 @@ class RabbitMQBroker(Broker):
         self._check_open()
         names = [self.topology.work_queue(queue) for queue in QUEUES]
         figures = self._publisher.queue_figures(names, self._connect_timeout)
+        # No oldest age: only the head message says when it was published, and reading it means
+        # taking it. A quorum queue counts that as a delivery (x-delivery-count goes up, and a
+        # message rejected back goes to the tail), so every scrape would spend an attempt of the
+        # job; RabbitMQ's own head_message_timestamp exists for classic queues only.
         return BrokerStats(
             tuple(
-                QueueStats(queue, depth, consumers)
+                QueueStats(queue, depth, consumers, oldest_seconds=None)
                 for queue, (depth, consumers) in zip(QUEUES, figures, strict=True)
             )
         )

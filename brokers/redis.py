@@ -40,6 +40,7 @@ from brokers.base import (
     BrokerStats,
     DeliveryHandler,
     EventHandler,
+    GroupStats,
     Message,
     QueueStats,
     ReplyHandler,
@@ -286,25 +287,22 @@ class RedisBroker(Broker):
         return [_decode(fields) for _id, fields in stream_entries(reply)]
 
     def stats(self) -> BrokerStats:
-        def read() -> list[QueueStats]:
+        def read() -> BrokerStats:
             client = self._link.client
-            found = []
+            # Ages by Redis's clock, which stamped the entry ids: no skew with this machine's.
+            seconds, micros = client.time()
+            now_ms = seconds * 1000 + micros // 1000
+            queues, groups = [], []
             for queue in QUEUES:
                 stream = self._keys.queue(queue)
-                waiting = 0
-                with contextlib.suppress(redis.ResponseError):  # no stream or group yet
-                    for group in client.xinfo_groups(stream):
-                        if _text(group["name"]) == WORK_GROUP:
-                            # ``lag``: entries the group has not delivered yet (Redis 7).
-                            lag = group.get("lag")
-                            waiting = int(lag) if lag is not None else client.xlen(stream)
+                lag, pending, oldest = _work_group_figures(client, stream, now_ms)
                 alive = sum(1 for _ in client.scan_iter(match=Keys.heartbeat(stream, "*")))
-                found.append(QueueStats(queue, waiting, alive))
-            return found
+                queues.append(QueueStats(queue, lag, alive, oldest))
+                groups.append(GroupStats(queue, stream, WORK_GROUP, lag, pending))
+            return BrokerStats(tuple(queues), tuple(groups))
 
-        return BrokerStats(
-            tuple(self._link.call("read queue figures", read, timeout=_READ_TIMEOUT))
-        )
+        stats: BrokerStats = self._link.call("read queue figures", read, timeout=_READ_TIMEOUT)
+        return stats
 
     # -- request/reply -----------------------------------------------------------------------
 
@@ -368,3 +366,29 @@ class RedisBroker(Broker):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _work_group_figures(client: redis.Redis, stream: str, now_ms: int) -> tuple[int, int, float]:
+    """(lag, pending, seconds the oldest undelivered entry has waited) of the workers' group.
+
+    An entry id starts with the milliseconds Redis stamped it with when it was added, and the
+    entries after the group's last-delivered-id are exactly those no worker was given yet: the
+    first of them is the oldest waiting job, read without taking it.
+    """
+    info: dict[str, Any] | None = None
+    with contextlib.suppress(redis.ResponseError):  # no stream yet
+        groups = client.xinfo_groups(stream)
+        info = next((g for g in groups if _text(g["name"]) == WORK_GROUP), None)
+    last, pending, lag = "0-0", 0, None
+    if info is not None:
+        last, pending, lag = _text(info["last-delivered-id"]), int(info["pending"]), info.get("lag")
+    if lag is None:
+        # No group yet, or a lag Redis cannot vouch for (it says so with nil): a work stream
+        # holds exactly the unsettled entries, the pending ones and those still waiting.
+        lag = max(0, int(client.xlen(stream)) - pending)
+    reply: Any = client.xrange(stream, min=f"({last}", max="+", count=1)
+    first = stream_entries(reply)
+    if not first:
+        return int(lag), pending, 0.0
+    added_ms = int(first[0][0].split(b"-", 1)[0])
+    return int(lag), pending, max(0.0, (now_ms - added_ms) / 1000)

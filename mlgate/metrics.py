@@ -9,13 +9,17 @@ without it the metrics cost nothing but those adds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from mlgate.v1 import jobs_pb2
+
+if TYPE_CHECKING:
+    from brokers.base import BrokerStats
 
 __all__ = [
     "BROKER_RECONNECTS",
@@ -87,6 +91,9 @@ METRIC_NAMES = frozenset(
         "mlgate_streams_open",
         "mlgate_workers",
         "mlgate_queue_depth",
+        "mlgate_queue_oldest_seconds",
+        "mlgate_stream_lag",
+        "mlgate_stream_pending",
     }
 )
 
@@ -125,10 +132,13 @@ def job_ended(job: jobs_pb2.Job) -> None:
 
 
 class BrokerCollector(Collector):
-    """``mlgate_workers`` and ``mlgate_queue_depth``, read from the broker at scrape time."""
+    """The broker's figures, read from it at scrape time: ``mlgate_workers``, each queue's
+    ``mlgate_queue_depth`` and ``mlgate_queue_oldest_seconds`` (left out where the broker cannot
+    tell), and on a broker built on streams each work stream's consumer group
+    ``mlgate_stream_lag`` and ``mlgate_stream_pending``, named as an autoscaler names them."""
 
-    def __init__(self, read: Callable[[], tuple[int, Mapping[str, int]]]) -> None:
-        # ``read`` returns (workers alive, {queue: messages waiting}).
+    def __init__(self, read: Callable[[], tuple[int, BrokerStats]]) -> None:
+        # ``read`` returns (workers alive, the broker's stats).
         self._read = read
 
     def collect(self) -> Iterable[Metric]:
@@ -136,15 +146,33 @@ class BrokerCollector(Collector):
         depth = GaugeMetricFamily(
             "mlgate_queue_depth", "Jobs waiting in a broker queue.", labels=["queue"]
         )
+        oldest = GaugeMetricFamily(
+            "mlgate_queue_oldest_seconds",
+            "Seconds the oldest job waiting in a broker queue has waited; 0 when none waits.",
+            labels=["queue"],
+        )
+        stream = ["queue", "stream", "group"]
+        lag = GaugeMetricFamily(
+            "mlgate_stream_lag", "Entries of a work stream not yet delivered.", labels=stream
+        )
+        pending = GaugeMetricFamily(
+            "mlgate_stream_pending", "Entries delivered and not yet acknowledged.", labels=stream
+        )
         try:
-            alive, queues = self._read()
+            alive, stats = self._read()
         except Exception as exc:  # a scrape during an outage shows the gap, not an error page
             log.debug("broker figures unavailable for /metrics: %s", exc)
             return []
         workers.add_metric([], alive)
-        for queue, count in sorted(queues.items()):
-            depth.add_metric([queue], count)
-        return [workers, depth]
+        for queue in stats.queues:
+            depth.add_metric([queue.name], queue.depth)
+            if queue.oldest_seconds is not None:
+                oldest.add_metric([queue.name], queue.oldest_seconds)
+        for group in stats.groups:
+            names = [group.queue, group.stream, group.group]
+            lag.add_metric(names, group.lag)
+            pending.add_metric(names, group.pending)
+        return [workers, depth, oldest, lag, pending]
 
 
 _registered: BrokerCollector | None = None

@@ -1,13 +1,12 @@
 """What an operator asks a gateway: is it healthy, which of its dependencies is not, how many
 workers are alive, how many jobs wait. Behind ``GetStatus``, ``mlgate status``, the health service
-and the ``mlgate_workers`` / ``mlgate_queue_depth`` metrics.
+and the broker's metrics (``mlgate_workers``, ``mlgate_queue_depth``, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
@@ -72,10 +71,10 @@ class Dependencies:
         if not self._broker.healthy():
             raise ConnectionError(f"the {self._kinds['broker']} broker is unreachable")
 
-    def broker_figures(self) -> tuple[int, Mapping[str, int]]:
-        """(workers alive, {queue: depth}) for the metrics collector."""
+    def broker_figures(self) -> tuple[int, BrokerStats]:
+        """(workers alive, the broker's stats) for the metrics collector."""
         stats = self._broker.stats()
-        return _workers(stats), {q.name: q.depth for q in stats.queues}
+        return _workers(stats), stats
 
 
 def _workers(stats: BrokerStats) -> int:

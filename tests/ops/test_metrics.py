@@ -4,34 +4,17 @@ worker processes over RabbitMQ and Redis."""
 from __future__ import annotations
 
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlgate_client import MLGateClient
 from mlgate_client.errors import InvalidArgument, JobFailed
 from tests.support.cluster import Cluster
 from tests.support.fresh import free_port
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, SLOW_PARAMS
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+from tests.support.scraping import scrape, value
 
 
 class System:
