@@ -10,7 +10,7 @@ import pytest
 
 from mlgate.v1 import jobs_pb2
 from mlgate_client import MLGateClient, PredictResult, TrainResult, errors
-from tests.clients.proxy import Proxy
+from tests.support.proxy import Proxy
 from tests.support.samples import (
     DIABETES_FEATURES,
     DOC_ROW,

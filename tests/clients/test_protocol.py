@@ -11,7 +11,7 @@ import pytest
 
 from mlgate.v1 import jobs_pb2
 from mlgate_client import MLGateClient, errors
-from tests.clients.scripted import JOB, MODEL, Script, ScriptedGateway, training_events
+from tests.support.scripted_gateway import JOB, MODEL, Script, ScriptedGateway, training_events
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.e2e.helpers import README_ROW
+from tests.support.gateway_calls import README_ROW
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOS = ROOT / "protos"

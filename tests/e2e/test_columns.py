@@ -16,7 +16,8 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.model_selection import train_test_split
 
 from mlgate.v1 import jobs_pb2
-from tests.e2e.helpers import (
+from tests.support.cluster import Cluster
+from tests.support.gateway_calls import (
     DIABETES_FEATURES,
     README_ROW,
     assert_well_formed,
@@ -26,7 +27,6 @@ from tests.e2e.helpers import (
     rows,
     trained_model,
 )
-from tests.support.cluster import Cluster
 from tests.support.system import gateway_settings, running_gateway
 
 IRIS_FEATURES = list(load_iris(as_frame=True).frame.columns[:-1])

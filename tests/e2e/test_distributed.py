@@ -10,7 +10,8 @@ import grpc
 import pytest
 
 from mlgate.v1 import jobs_pb2, models_pb2
-from tests.e2e.helpers import (
+from tests.support.cluster import Cluster
+from tests.support.gateway_calls import (
     README_ROW,
     assert_well_formed,
     diabetes_request,
@@ -22,7 +23,6 @@ from tests.e2e.helpers import (
     rows,
     train,
 )
-from tests.support.cluster import Cluster
 
 BROKERS = ["rabbitmq", "redis"]
 # Slow enough to be caught mid-fit on a 2-core machine, fast enough to finish a test.

@@ -13,7 +13,7 @@ from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import train_test_split
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from tests.e2e.helpers import (
+from tests.support.gateway_calls import (
     DIABETES_FEATURES,
     README_ROW,
     assert_well_formed,

@@ -14,7 +14,8 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from tests.e2e.helpers import (
+from tests.support.background import BackgroundGateway
+from tests.support.gateway_calls import (
     README_ROW,
     datasets,
     events_of,
@@ -24,7 +25,6 @@ from tests.e2e.helpers import (
     rows,
     trained_model,
 )
-from tests.support.background import BackgroundGateway
 
 MODEL_ID = "mdl_" + "ab" * 16
 

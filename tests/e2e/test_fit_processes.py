@@ -14,7 +14,9 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from tests.e2e.helpers import (
+from tests.support.background import BackgroundGateway
+from tests.support.fresh import unique_namespace
+from tests.support.gateway_calls import (
     assert_well_formed,
     datasets,
     diabetes_request,
@@ -23,8 +25,6 @@ from tests.e2e.helpers import (
     models,
     refused,
 )
-from tests.support.background import BackgroundGateway
-from tests.support.fresh import unique_namespace
 from tests.support.system import gateway_settings, running_gateway
 
 # Minutes of fitting on this machine: only a stop ends it within a test.

@@ -11,8 +11,16 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2
-from tests.e2e.helpers import README_ROW, datasets, diabetes_request, events_of, jobs, rows, train
 from tests.support.cluster import Cluster
+from tests.support.gateway_calls import (
+    README_ROW,
+    datasets,
+    diabetes_request,
+    events_of,
+    jobs,
+    rows,
+    train,
+)
 from tests.support.redis import SHARED_URL, delete_namespace, require_redis
 
 LIMIT_MB = 120

@@ -8,7 +8,15 @@ from typing import Any
 import grpc
 
 from mlgate.v1 import datasets_pb2, jobs_pb2
-from tests.e2e.helpers import README_ROW, datasets, events_of, jobs, rows, train, trained_model
+from tests.support.gateway_calls import (
+    README_ROW,
+    datasets,
+    events_of,
+    jobs,
+    rows,
+    train,
+    trained_model,
+)
 from tests.support.samples import HOUSES_CSV
 
 # What a client accepts unless told otherwise.

@@ -15,7 +15,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from tests.e2e.helpers import (
+from tests.support.fresh import unique_namespace
+from tests.support.gateway_calls import (
     README_ROW,
     assert_well_formed,
     datasets,
@@ -30,7 +31,6 @@ from tests.e2e.helpers import (
     train,
     trained_model,
 )
-from tests.support.fresh import unique_namespace
 from tests.support.rabbitmq import PrivateNode
 from tests.support.redis import PrivateRedis
 from tests.support.s3 import start_seaweedfs

@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlgate.v1 import jobs_pb2
-from tests.e2e.helpers import assert_well_formed, diabetes_request, first_event, jobs
 from tests.support.fresh import free_port
+from tests.support.gateway_calls import assert_well_formed, diabetes_request, first_event, jobs
 
 
 @pytest.fixture

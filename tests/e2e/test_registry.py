@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from storage.models import Encoded
-from tests.e2e.helpers import (
+from tests.support.gateway_calls import (
     DIABETES_FEATURES,
     README_ROW,
     datasets,
@@ -21,7 +21,7 @@ from tests.e2e.helpers import (
     models,
     rows,
 )
-from tests.e2e.registry_steps import (
+from tests.support.registry_steps import (
     code_of,
     export,
     get_model,

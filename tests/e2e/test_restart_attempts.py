@@ -10,7 +10,7 @@ import grpc
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from server.jobstore.sqlite import SQLiteJobStore
-from tests.e2e.helpers import diabetes_request, first_event, hang_up, jobs
+from tests.support.gateway_calls import diabetes_request, first_event, hang_up, jobs
 from tests.support.system import gateway_settings, running_gateway
 
 

@@ -10,7 +10,8 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from tests.e2e.helpers import (
+from tests.support.cluster import Cluster
+from tests.support.gateway_calls import (
     README_ROW,
     assert_well_formed,
     datasets,
@@ -22,8 +23,7 @@ from tests.e2e.helpers import (
     rows,
     train,
 )
-from tests.e2e.registry_steps import walk_the_registry
-from tests.support.cluster import Cluster
+from tests.support.registry_steps import walk_the_registry
 from tests.support.s3 import S3Server
 from tests.support.system import gateway_settings, running_gateway
 

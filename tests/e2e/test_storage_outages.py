@@ -15,9 +15,15 @@ import grpc
 import pytest
 
 from mlgate.v1 import jobs_pb2, models_pb2
-from tests.e2e.helpers import assert_well_formed, diabetes_request, events_of, first_event, jobs
-from tests.e2e.helpers import models as model_service
 from tests.support.cluster import Cluster
+from tests.support.gateway_calls import (
+    assert_well_formed,
+    diabetes_request,
+    events_of,
+    first_event,
+    jobs,
+)
+from tests.support.gateway_calls import models as model_service
 from tests.support.s3 import SeaweedFS
 from tests.support.system import gateway_settings, running_gateway
 

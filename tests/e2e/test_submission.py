@@ -8,7 +8,7 @@ import grpc
 
 from mlgate.events import TERMINAL_STATES
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
-from tests.e2e.helpers import README_ROW, jobs, rows, trained_model
+from tests.support.gateway_calls import README_ROW, jobs, rows, trained_model
 from tests.support.waiting import wait_for
 
 

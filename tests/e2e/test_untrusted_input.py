@@ -10,7 +10,9 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from tests.e2e.helpers import (
+from tests.support.artifacts import aim_child_outside, rewrite_model
+from tests.support.background import BackgroundGateway
+from tests.support.gateway_calls import (
     README_ROW,
     datasets,
     diabetes_request,
@@ -20,8 +22,6 @@ from tests.e2e.helpers import (
     rows,
     trained_model,
 )
-from tests.support.artifacts import aim_child_outside, rewrite_model
-from tests.support.background import BackgroundGateway
 from tests.support.samples import HOUSES_CSV
 from workers.parallelism import fit_cores
 

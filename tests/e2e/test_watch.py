@@ -10,9 +10,9 @@ import grpc
 import pytest
 
 from mlgate.v1 import jobs_pb2
-from tests.e2e.helpers import diabetes_request, events_of, first_event, jobs, train
 from tests.support.background import BackgroundGateway
 from tests.support.fresh import unique_namespace
+from tests.support.gateway_calls import diabetes_request, events_of, first_event, jobs, train
 from tests.support.system import gateway_settings, running_gateway
 
 # Slow enough to still be fitting once a hundred watchers are attached.

@@ -15,8 +15,13 @@ from sklearn.model_selection import train_test_split
 
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from tests.e2e.helpers import DIABETES_FEATURES, README_ROW, diabetes_request, trained_model
 from tests.support.background import BackgroundGateway
+from tests.support.gateway_calls import (
+    DIABETES_FEATURES,
+    README_ROW,
+    diabetes_request,
+    trained_model,
+)
 from tests.support.system import gateway_settings, running_gateway
 
 FEATURES = DIABETES_FEATURES

@@ -13,8 +13,15 @@ import grpc
 import pytest
 
 from mlgate.v1 import jobs_pb2
-from tests.e2e.helpers import DIABETES_FEATURES, README_ROW, events_of, jobs, rows, trained_model
 from tests.support.cluster import Cluster
+from tests.support.gateway_calls import (
+    DIABETES_FEATURES,
+    README_ROW,
+    events_of,
+    jobs,
+    rows,
+    trained_model,
+)
 from tests.support.samples import IRIS_ROW
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,12 +11,12 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from tests.e2e.helpers import trained_model
 from tests.e2e.test_outages import Outage, _wait_status
 from tests.e2e.test_outages import outage as outage  # the fixture, shared
 from tests.inference.conftest import fp64_output, matrix_request, readme_matrix, seed_forest
 from tests.support.cluster import Cluster
 from tests.support.fresh import unique_namespace
+from tests.support.gateway_calls import trained_model
 from tests.support.system import gateway_settings, running_gateway
 
 

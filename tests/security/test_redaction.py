@@ -14,7 +14,7 @@ from mlgate.settings import Settings
 from mlgate.urls import check_url, redact_url
 from mlgate.v1 import jobs_pb2
 from storage.s3 import endpoint_from_env
-from tests.e2e.helpers import diabetes_request, jobs
+from tests.support.gateway_calls import diabetes_request, jobs
 from tests.support.redis import PrivateRedis
 from tests.support.serving import clean_env, run_mlgate
 from tests.support.system import gateway_settings, running_gateway

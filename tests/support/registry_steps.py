@@ -10,7 +10,15 @@ import grpc
 import pytest
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from tests.e2e.helpers import README_ROW, datasets, diabetes_request, events_of, jobs, models, rows
+from tests.support.gateway_calls import (
+    README_ROW,
+    datasets,
+    diabetes_request,
+    events_of,
+    jobs,
+    models,
+    rows,
+)
 
 # Reads a stored artifact's bytes straight from the backend: (model id, sha256) -> bytes.
 ArtifactReader = Callable[[str, str], bytes]
