@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Delivery, EventDelivery, HandBack, Message
-from tests.brokers.conftest import BrokerFactory
+from tests.support.broker_backends import BrokerFactory
 
 WAIT = 20.0
 

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from brokers.base import INFERENCE_QUEUE, IncomingRequest, Reply, Request
-from tests.brokers.conftest import BrokerFactory
+from tests.support.broker_backends import BrokerFactory
 
 WAIT = 20.0
 

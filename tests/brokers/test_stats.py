@@ -9,7 +9,7 @@ import pytest
 
 from brokers._redis_keys import WORK_GROUP
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, Broker, Delivery, Message, QueueStats
-from tests.brokers.conftest import BrokerFactory
+from tests.support.broker_backends import BrokerFactory
 from tests.support.waiting import wait_for
 
 WAIT = 20.0

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from mlgate_client import MLGateClient
 from mlgate_client.cli import main
-
-Run = Callable[..., tuple[int, str, str]]
+from tests.support.cli import Run
 
 
 @pytest.fixture
@@ -30,10 +27,3 @@ def mlgate(embedded_gateway: str, capsys: pytest.CaptureFixture[str]) -> Run:
         return status, captured.out, captured.err
 
     return run
-
-
-def cli_json(run: Run, *argv: str) -> Any:
-    """The JSON a command prints with --json; it must succeed."""
-    status, out, err = run("--json", *argv)
-    assert status == 0, err
-    return json.loads(out)

@@ -11,8 +11,8 @@ import pytest
 from sklearn.datasets import load_iris
 
 from mlgate.v1 import jobs_pb2
-from tests.inference.conftest import seed_forest
 from tests.support.gateway_calls import DIABETES_FEATURES, events_of, jobs, rows, trained_model
+from tests.support.oip import seed_forest
 from tests.support.serving import clean_env, run_mlgate
 
 

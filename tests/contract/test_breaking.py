@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.test_api_contract import PROTOS, ROOT, _tool
+from tests.support.tools import PROTOS, ROOT, tool
 
 RELEASED = ROOT / "protos" / "v1-release.binpb"
 JOBS = Path("mlgate/v1/jobs.proto")
@@ -17,7 +17,7 @@ JOBS = Path("mlgate/v1/jobs.proto")
 
 def _breaking(protos: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [_tool("buf", "buf-bin"), "breaking", "--against", str(RELEASED)],
+        [tool("buf", "buf-bin"), "breaking", "--against", str(RELEASED)],
         cwd=protos,
         capture_output=True,
         text=True,

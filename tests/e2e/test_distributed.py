@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from mlgate.v1 import jobs_pb2, models_pb2
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, delete_cluster_namespace
 from tests.support.gateway_calls import (
     README_ROW,
     assert_well_formed,
@@ -31,18 +31,6 @@ SLOW_FIT = {"n_estimators": 500, "max_depth": 12}
 FAST_RECLAIM = {"MLGATE_REDIS_HEARTBEAT_TTL": "3", "MLGATE_REDIS_RECLAIM_INTERVAL": "1"}
 
 
-def _cleanup(broker: str, namespace: str) -> None:
-    if broker == "redis":
-        from tests.support.redis import SHARED_URL, delete_namespace
-
-        delete_namespace(SHARED_URL, namespace)
-    else:
-        from tests.support.rabbitmq import SHARED_URL as RABBITMQ_URL
-        from tests.support.rabbitmq import delete_namespace as delete_rabbitmq_namespace
-
-        delete_rabbitmq_namespace(RABBITMQ_URL, namespace)
-
-
 @pytest.fixture(params=BROKERS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     if request.param == "redis":
@@ -56,7 +44,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     running = Cluster(tmp_path, request.param, {"MLGATE_MAX_ATTEMPTS": "2", **FAST_RECLAIM})
     yield running
     running.stop()
-    _cleanup(request.param, running.namespace)
+    delete_cluster_namespace(request.param, running.namespace)
 
 
 @pytest.mark.slow

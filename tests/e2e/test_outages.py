@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from tests.support.fresh import unique_namespace
@@ -31,7 +30,8 @@ from tests.support.gateway_calls import (
     train,
     trained_model,
 )
-from tests.support.rabbitmq import PrivateNode
+from tests.support.outages import Outage, wait_status
+from tests.support.outages import outage as outage  # the fixture, shared
 from tests.support.redis import PrivateRedis
 from tests.support.s3 import start_seaweedfs
 from tests.support.system import gateway_settings, running_gateway
@@ -40,48 +40,6 @@ from tests.support.system import gateway_settings, running_gateway
 # seconds), and ends while the broker is away.
 SLOW_FIT = {"n_estimators": 3000, "max_depth": 10}
 PAIRS = "\n".join(["x,y", *(f"{i},{2 * i + 1}" for i in range(40))]).encode()
-
-
-@dataclass
-class Outage:
-    """A private broker server that a test may stop and start again."""
-
-    broker: str
-    url: str
-    stop: Callable[[], None]
-    start: Callable[[], object]
-
-
-@pytest.fixture(params=["rabbitmq", "redis"])
-def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outage]:
-    if request.param == "rabbitmq":
-        node: PrivateNode = request.getfixturevalue("private_rabbitmq")
-        yield Outage("rabbitmq", node.url, node.stop, node.start)
-        if not node.answers():
-            node.start()
-    else:
-        server = PrivateRedis(tmp_path / "redis").start()
-        try:
-            yield Outage("redis", server.url, server.stop, server.start)
-        finally:
-            server.stop()
-
-
-def _status(address: str) -> int:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            check = health_pb2_grpc.HealthStub(channel).Check
-            return int(check(health_pb2.HealthCheckRequest(), timeout=2).status)
-        except grpc.RpcError:
-            return -1
-
-
-def _wait_status(address: str, status: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while _status(address) != status:
-        if time.monotonic() > deadline:
-            pytest.fail(f"health did not become {status} within {timeout}s")
-        time.sleep(0.2)  # health is polled as any load balancer polls it
 
 
 @pytest.mark.slow
@@ -98,7 +56,7 @@ def test_broker_outage_is_visible_refused_and_survived(outage: Outage, tmp_path:
     gateway = running_gateway(settings)
     try:
         address = gateway.address
-        _wait_status(address, health_pb2.HealthCheckResponse.SERVING)
+        wait_status(address, health_pb2.HealthCheckResponse.SERVING)
         with grpc.insecure_channel(address) as channel:
             stream = jobs(channel).Train(
                 diabetes_request(params={"n_estimators": 400, "max_depth": 10})
@@ -107,7 +65,7 @@ def test_broker_outage_is_visible_refused_and_survived(outage: Outage, tmp_path:
             hang_up(stream)
 
             outage.stop()
-            _wait_status(address, health_pb2.HealthCheckResponse.NOT_SERVING)
+            wait_status(address, health_pb2.HealthCheckResponse.NOT_SERVING)
             assert refused(lambda: list(jobs(channel).Train(diabetes_request(), timeout=30))) == (
                 grpc.StatusCode.UNAVAILABLE,
                 f"the job broker ({outage.broker}) is unreachable; try again shortly",
@@ -120,7 +78,7 @@ def test_broker_outage_is_visible_refused_and_survived(outage: Outage, tmp_path:
             assert [j.last_event.error.code for j in not_queued] == ["UNAVAILABLE"]
 
             outage.start()
-            _wait_status(address, health_pb2.HealthCheckResponse.SERVING)
+            wait_status(address, health_pb2.HealthCheckResponse.SERVING)
             watched = [
                 r.event
                 for r in jobs(channel).WatchJob(
@@ -277,7 +235,7 @@ def test_a_broker_outage_while_a_job_runs_costs_no_attempt(
                 assert time.monotonic() < deadline, "the job's outcome never waited for the broker"
                 time.sleep(0.1)  # the worker's log is the signal
             outage.start()
-            _wait_status(gateway.address, health_pb2.HealthCheckResponse.SERVING)
+            wait_status(gateway.address, health_pb2.HealthCheckResponse.SERVING)
             watched = [
                 r.event
                 for r in jobs(channel).WatchJob(

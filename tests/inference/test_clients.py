@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from mlgate.v1 import jobs_pb2
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, delete_cluster_namespace
 from tests.support.gateway_calls import (
     DIABETES_FEATURES,
     README_ROW,
@@ -75,7 +75,6 @@ def test_tritonclient_on_the_embedded_system(embedded_gateway: str) -> None:
 
 @pytest.fixture(params=["rabbitmq", "redis"])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
-    from tests.e2e.test_distributed import _cleanup
     from tests.support.rabbitmq import require_rabbitmq
     from tests.support.redis import require_redis
 
@@ -87,7 +86,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
         yield running
     finally:
         running.stop()
-        _cleanup(request.param, running.namespace)
+        delete_cluster_namespace(request.param, running.namespace)
 
 
 def test_tritonclient_on_gateway_and_worker_processes(cluster: Cluster) -> None:

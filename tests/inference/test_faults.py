@@ -11,12 +11,12 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from tests.e2e.test_outages import Outage, _wait_status
-from tests.e2e.test_outages import outage as outage  # the fixture, shared
-from tests.inference.conftest import fp64_output, matrix_request, readme_matrix, seed_forest
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, delete_cluster_namespace
 from tests.support.fresh import unique_namespace
 from tests.support.gateway_calls import trained_model
+from tests.support.oip import fp64_output, matrix_request, readme_matrix, seed_forest
+from tests.support.outages import Outage, wait_status
+from tests.support.outages import outage as outage  # the fixture, shared
 from tests.support.system import gateway_settings, running_gateway
 
 
@@ -51,12 +51,12 @@ def test_a_stopped_broker_is_unavailable_at_once_and_inference_comes_back(
             model_id = trained_model(channel)
         assert _infer(gateway.address, model_id, 30)[0] == grpc.StatusCode.OK
         outage.stop()
-        _wait_status(gateway.address, health_pb2.HealthCheckResponse.NOT_SERVING)
+        wait_status(gateway.address, health_pb2.HealthCheckResponse.NOT_SERVING)
         code, took = _infer(gateway.address, model_id, 20)
         assert code == grpc.StatusCode.UNAVAILABLE
         assert took < 10, f"UNAVAILABLE after {took:.1f}s: it should not wait out the deadline"
         outage.start()
-        _wait_status(gateway.address, health_pb2.HealthCheckResponse.SERVING)
+        wait_status(gateway.address, health_pb2.HealthCheckResponse.SERVING)
         # The reply path reconnects on its own, with backoff: the first calls may still fail.
         deadline = time.monotonic() + 60
         while (code := _infer(gateway.address, model_id, 10)[0]) != grpc.StatusCode.OK:
@@ -68,7 +68,6 @@ def test_a_stopped_broker_is_unavailable_at_once_and_inference_comes_back(
 
 @pytest.fixture(params=["rabbitmq", "redis"])
 def cluster(request: pytest.FixtureRequest, tmp_path: Path):
-    from tests.e2e.test_distributed import _cleanup
     from tests.support.rabbitmq import require_rabbitmq
     from tests.support.redis import require_redis
 
@@ -78,7 +77,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path):
         yield running
     finally:
         running.stop()
-        _cleanup(request.param, running.namespace)
+        delete_cluster_namespace(request.param, running.namespace)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from mlgate.oip import grpc_predict_v2_pb2 as pb
-from tests.inference.conftest import (
+from tests.support.oip import (
     FEATURES,
     fp64_output,
     matrix_request,
@@ -185,17 +185,25 @@ def test_string_features_travel_as_bytes_tensors(served, stub, tmp_path) -> None
 
     path = tmp_path / "houses.csv"
     path.write_text(HOUSES_CSV)
-    houses: list[dict[str, Any]] = [{"size": 20, "colour": "red"}, {"size": 55, "colour": "blue"}, {"size": 5, "colour": "green"}]
+    houses: list[dict[str, Any]] = [
+        {"size": 20, "colour": "red"},
+        {"size": 55, "colour": "blue"},
+        {"size": 5, "colour": "green"},
+    ]
     with MLGateClient(served[0].address, timeout=120) as client:
         client.upload_dataset("houses", path)
-        model = client.train("houses", "price", estimator="decision_tree", task="regression").model_id
+        model = client.train(
+            "houses", "price", estimator="decision_tree", task="regression"
+        ).model_id
         expected = client.predict(model, houses).predictions
     for raw in (True, False):
         request = pb.ModelInferRequest(model_name=model)
         size = request.inputs.add(name="size", datatype="INT64", shape=[3])
         colour = request.inputs.add(name="colour", datatype="BYTES", shape=[3])
         if raw:
-            request.raw_input_contents.append(np.array([h["size"] for h in houses], "<i8").tobytes())
+            request.raw_input_contents.append(
+                np.array([h["size"] for h in houses], "<i8").tobytes()
+            )
             request.raw_input_contents.append(encode_bytes([h["colour"] for h in houses]))
         else:
             size.contents.int64_contents.extend(h["size"] for h in houses)

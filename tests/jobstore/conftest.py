@@ -7,27 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
 from server.jobstore.sqlite import SQLiteJobStore
-from tests.support.waiting import wait_for
+from tests.support.jobstores import StoreFactory
 
-StoreFactory = Callable[[], JobStore]
 Backend = Callable[[Path, float], Iterator[StoreFactory]]
 
 #: Long enough that no test's jobs expire, unless a test asks for the short one.
 RETENTION = 3600.0
 SHORT_RETENTION = 1.0
-
-
-def wait_until_swept(store: JobStore, ended_id: str, live_id: str) -> None:
-    """Write to the live job (a write sweeps when a sweep is due) until the ended job is gone."""
-
-    def swept() -> bool:
-        store.record(jobs_pb2.JobEvent(job_id=live_id, seq=1, state=jobs_pb2.JOB_STATE_QUEUED))
-        return store.get(ended_id) is None
-
-    wait_for(swept, 15, "the ended job being deleted")
 
 
 def _sqlite(tmp_path: Path, retention: float) -> Iterator[StoreFactory]:

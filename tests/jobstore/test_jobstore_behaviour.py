@@ -13,7 +13,7 @@ from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
 from server.paging import encode_page_token
-from tests.jobstore.conftest import StoreFactory, wait_until_swept
+from tests.support.jobstores import StoreFactory, wait_until_swept
 
 
 def _job(

@@ -11,7 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
-from tests.jobstore.conftest import StoreFactory
+from tests.support.jobstores import StoreFactory
 
 #: Long enough that no job of a test is due unless the test waits for it.
 LONG_AGO = 3600.0

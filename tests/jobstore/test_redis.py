@@ -13,8 +13,8 @@ from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore import open_job_store
 from server.jobstore.redis import RedisJobStore
-from tests.jobstore.conftest import wait_until_swept
 from tests.support.fresh import unique_namespace
+from tests.support.jobstores import wait_until_swept
 from tests.support.redis import delete_namespace, redis_stores, require_redis
 
 

@@ -12,7 +12,7 @@ from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.refs import ModelRef, parse_ref
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
-from tests.jobstore.conftest import StoreFactory
+from tests.support.jobstores import StoreFactory
 
 
 def _queued(store: JobStore, name: str = "") -> jobs_pb2.Job:

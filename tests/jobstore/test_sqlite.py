@@ -12,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore.sqlite import SQLiteJobStore
-from tests.jobstore.conftest import wait_until_swept
+from tests.support.jobstores import wait_until_swept
 
 # The schema as released before retention, with a record that held its rows.
 _OLD_SCHEMA = """

@@ -15,14 +15,8 @@ import pytest
 from storage.base import ObjectStore
 from storage.local import LocalObjectStore
 from storage.s3 import default_transfer
+from tests.support.object_stores import PART_SIZE, StoreFactory
 from tests.support.s3 import S3Server
-
-__all__ = ["PART_SIZE", "StoreFactory", "make_store", "store"]
-
-StoreFactory = Callable[[], ObjectStore]
-
-#: The smallest part S3 accepts; streams larger than this are uploaded in parts.
-PART_SIZE = 5 * 1024 * 1024
 
 
 def _local(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:

@@ -13,7 +13,7 @@ import pytest
 
 from storage.base import ObjectStore
 from storage.errors import ObjectNotFound
-from tests.storage.conftest import PART_SIZE, StoreFactory
+from tests.support.object_stores import PART_SIZE, StoreFactory
 
 MIB = 1024 * 1024
 BAD_KEYS = ["../x", "/abs", "a/../../b", "A B", "", "a//b", "a/", "a\\b", ".hidden", "a/./b"]

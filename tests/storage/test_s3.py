@@ -18,7 +18,7 @@ from boto3.s3.transfer import TransferConfig
 from storage import open_object_store
 from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
 from storage.s3 import S3ObjectStore, default_transfer, make_client
-from tests.storage.conftest import PART_SIZE
+from tests.support.object_stores import PART_SIZE
 from tests.support.s3 import S3Server, start_seaweedfs
 
 MIB = 1024 * 1024

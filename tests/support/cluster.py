@@ -17,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.support.fresh import free_port, unique_namespace
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "delete_cluster_namespace"]
 
 MLGATE = str(Path(sys.executable).parent / "mlgate")
 
@@ -134,3 +134,16 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def delete_cluster_namespace(broker: str, namespace: str) -> None:
+    """Remove what a cluster left on the shared RabbitMQ or Redis under ``namespace``."""
+    if broker == "redis":
+        from tests.support.redis import SHARED_URL, delete_namespace
+
+        delete_namespace(SHARED_URL, namespace)
+    else:
+        from tests.support.rabbitmq import SHARED_URL as RABBITMQ_URL
+        from tests.support.rabbitmq import delete_namespace as delete_rabbitmq_namespace
+
+        delete_rabbitmq_namespace(RABBITMQ_URL, namespace)
