@@ -51,7 +51,7 @@ from storage.models import ModelRepository
 if TYPE_CHECKING:
     from workers.worker import Worker
 
-__all__ = ["SERVICE_NAMES", "Gateway", "serve"]
+__all__ = ["LIVENESS_SERVICE", "SERVICE_NAMES", "Gateway", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,9 @@ SERVICE_NAMES = (
 )
 # Each check is a round trip to the job store and the storage; often enough for orchestrators.
 _HEALTH_INTERVAL = 2.0
+#: A health service name that is SERVING while the process answers, whatever its dependencies
+#: say: for a liveness probe, which must not restart a gateway that waits out a broker outage.
+LIVENESS_SERVICE = "liveness"
 
 
 class Gateway:
@@ -178,6 +181,7 @@ class Gateway:
         )
         await server.start()
         self._server = server
+        await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self._update_health()
         self._watchdog = asyncio.create_task(self._watch_health())
         if self.settings.metrics_port is not None:

@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mlgate.v1 import models_pb2, models_pb2_grpc
 from mlgate_client import MLGateClient
+from server.app import LIVENESS_SERVICE
 from tests.support.cluster import MLGATE, Cluster
 from tests.support.s3 import S3Server, start_seaweedfs
 from tests.support.samples import DIABETES_FEATURES
@@ -84,10 +85,11 @@ def test_an_embedded_system_has_its_worker(embedded_gateway: str) -> None:
     assert queue(found, "predict") == (0, 1)
 
 
-def health(address: str) -> int:
+def health(address: str, service: str = "") -> int:
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        return int(stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status)
+        request = health_pb2.HealthCheckRequest(service=service)
+        return int(stub.Check(request, timeout=5).status)
 
 
 @pytest.fixture
@@ -115,6 +117,8 @@ def test_health_follows_the_object_store(private_s3, tmp_path: Path) -> None:
             30,
             "NOT_SERVING with the object store stopped",
         )
+        # A liveness probe asks this name: waiting out an outage is no reason to restart.
+        assert health(gateway.address, LIVENESS_SERVICE) == health_pb2.HealthCheckResponse.SERVING
         found = status(gateway.address)
         (storage,) = [d for d in found["dependencies"] if d["name"] == "storage"]
         assert not storage["healthy"] and storage["kind"] == "s3"
