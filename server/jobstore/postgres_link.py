@@ -25,7 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
-from server.jobstore.postgres_schema import upgrade
+from server.jobstore.postgres_schema import Upgrade, upgrade
 
 __all__ = ["Connection", "PostgresLink", "describe_conninfo"]
 
@@ -84,7 +84,6 @@ class PostgresLink:
             name="mlgate-job-store",
             reconnect_timeout=_RECONNECT_WINDOW,
         )
-        self._pool.open(wait=False)
         self._failing = False
         self._schema_checked = False
         self._schema_lock = threading.Lock()
@@ -92,13 +91,27 @@ class PostgresLink:
     def __repr__(self) -> str:
         return f"PostgresLink({self.where!r})"
 
-    def connect(self) -> Connection:
-        """A connection of its own, outside the pool (for ``mlgate db upgrade``); the caller
-        closes it. Raises JobStoreUnavailable if the server cannot be reached."""
+    def upgrade(self) -> Upgrade:
+        """Apply the pending migrations on a connection of its own (so at once: a server that
+        refuses connections fails it fast). Raises JobStoreUnavailable if the server cannot be
+        reached, SchemaMismatch if its schema is newer than this mlgate's."""
         try:
-            return psycopg.connect(self._url, autocommit=True, **self._kwargs)
+            with psycopg.connect(self._url, autocommit=True, **self._kwargs) as conn:
+                done = upgrade(conn, self.where)
         except psycopg.Error as exc:
             raise self.translate(exc) from None
+        self._schema_checked = True
+        return done
+
+    def open(self) -> None:
+        """Open the pool and bring the schema up to date if the server answers; if it does not,
+        the first call that finds it answering will. Raises SchemaMismatch for a schema newer
+        than this mlgate's."""
+        self._pool.open(wait=False)
+        try:
+            self.upgrade()
+        except JobStoreUnavailable as exc:
+            log.warning("the job store is unreachable at start; serving, and trying again: %s", exc)
 
     def run(self, work: Callable[[Connection], T], *, retry: bool = False) -> T:
         """``work`` on a pooled connection, with psycopg's errors translated. With ``retry``
@@ -134,8 +147,11 @@ class PostgresLink:
         if not self._failing:
             self._failing = True
             log.warning("the job store (PostgreSQL at %s) is unreachable: %s", self.where, text)
-            # Off the caller's thread: checking each idle connection is a round trip.
-            threading.Thread(target=self._check_idle, name="mlgate-pg-check", daemon=True).start()
+            if not self._pool.closed:
+                # Off the caller's thread: checking each idle connection is a round trip.
+                checking = threading.Thread(target=self._check_idle, name="mlgate-pg-check")
+                checking.daemon = True
+                checking.start()
         return JobStoreUnavailable(f"PostgreSQL at {self.where} is unreachable: {text}")
 
     def _scrub(self, text: str) -> str:
@@ -147,24 +163,17 @@ class PostgresLink:
             self._pool.check()
 
     def _check_schema(self) -> None:
-        """Migrate (or refuse a newer schema) once, before the first call that uses the store."""
+        """Migrate (or refuse a newer schema) before the first call that uses the store, when
+        the server did not answer at start."""
         with self._schema_lock:
             if self._schema_checked:
                 return
             try:
-                with self._pool.connection(_WAIT) as conn:
+                with self._pool.connection(_WAIT_FAILING if self._failing else _WAIT) as conn:
                     upgrade(conn, self.where)
             except psycopg.Error as exc:
                 raise self.translate(exc) from None
             self._schema_checked = True
-
-    def open(self) -> None:
-        """Check the schema now if the server answers; if it does not, the first call that
-        finds it answering will. Raises SchemaMismatch for a schema newer than this mlgate's."""
-        try:
-            self._check_schema()
-        except JobStoreUnavailable as exc:
-            log.warning("the job store is unreachable at start; serving, and trying again: %s", exc)
 
     def ping(self) -> None:
         """One round trip; ConnectionError naming PostgreSQL (and nothing else) if it fails."""

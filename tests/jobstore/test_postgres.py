@@ -1,0 +1,173 @@
+"""What the PostgreSQL job store adds to the contract: listings that stay indexed past 100,000 jobs,
+a schema applied once by gateways starting together and refused when newer than the gateway,
+and a password that appears nowhere."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from mlgate.ids import new_job_id
+from mlgate.settings import Settings
+from mlgate.v1 import jobs_pb2
+from server.jobstore import open_job_store
+from server.jobstore.errors import JobStoreUnavailable, SchemaMismatch
+from server.jobstore.postgres import PostgresJobStore, listing
+from server.jobstore.postgres_schema import LATEST_VERSION
+from tests.support.fresh import free_port
+from tests.support.postgres import fresh_schema
+
+PASSWORD = "hunter2-Secret"
+
+_JOBS = """
+INSERT INTO jobs (id, kind, state, create_ns, record)
+SELECT 'job_' || lpad(to_hex(g), 32, '0'), 1 + mod(g, 2),
+       CASE mod(g, 100) WHEN 0 THEN 1 WHEN 1 THEN 2 WHEN 2 THEN 4 ELSE 3 END,
+       1700000000000000000 + g::bigint * 1000, '\\x'::bytea
+FROM generate_series(1, %s) AS g
+"""
+
+
+@pytest.fixture
+def schema_url() -> Iterator[str]:
+    with fresh_schema() as url:
+        yield url
+
+
+def _plan(conn: psycopg.Connection[Any], query: str, args: list[object]) -> str:
+    rows = conn.execute(f"EXPLAIN {query}", args).fetchall()  # type: ignore[call-overload]
+    return "\n".join(row[0] for row in rows)
+
+
+def _generic_plan(conn: psycopg.Connection[Any], query: str, args: list[object]) -> str:
+    """The plan PostgreSQL keeps for the prepared statement whatever the values (the one a
+    gateway's prepared listing may settle on)."""
+    count = iter(range(1, len(args) + 1))
+    numbered = re.sub(r"%s", lambda _: f"${next(count)}", query)
+    conn.execute(f"PREPARE listing AS {numbered}")  # type: ignore[call-overload]
+    try:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        values = sql.SQL(", ").join(sql.Literal(arg) for arg in args)
+        rows = conn.execute(sql.SQL("EXPLAIN EXECUTE listing({})").format(values)).fetchall()
+        return "\n".join(row[0] for row in rows)
+    finally:
+        conn.execute("DEALLOCATE listing")
+        conn.execute("RESET plan_cache_mode")
+
+
+def test_listing_never_scans_the_jobs_table_past_100000_jobs(schema_url: str) -> None:
+    store = PostgresJobStore.from_url(schema_url)
+    try:
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            conn.execute(_JOBS, (120_000,))
+            conn.execute("ANALYZE jobs")
+            cursor = (1700000000000000000 + 60_000 * 1000, "job_" + "0" * 32)
+            kinds = (0, jobs_pb2.JOB_KIND_TRAIN)
+            states = (0, jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_SUCCEEDED)
+            for kind in kinds:
+                for state in states:
+                    for after in (None, cursor):
+                        query, args = listing(kind, state, after)
+                        for plan in (
+                            _plan(conn, query, [*args, 51]),
+                            _generic_plan(conn, query, [*args, 51]),
+                        ):
+                            where = f"{kind=} {state=} {after=}:\n{plan}"
+                            assert "Seq Scan" not in plan, where
+                            assert "Index Scan" in plan, where
+                            # A rare state is found through the index, not by filtering it.
+                            if state == jobs_pb2.JOB_STATE_QUEUED:
+                                assert re.search(r"Index Cond: .*state = ", plan), where
+        # And the store pages through them as ListJobs does.
+        page, token = store.list(
+            kind=0, state=jobs_pb2.JOB_STATE_QUEUED, page_size=50, page_token=""
+        )
+        assert len(page) == 50 and token
+        assert [job.id for job in page] == sorted((job.id for job in page), reverse=True)
+    finally:
+        store.close()
+
+
+def test_gateways_starting_together_apply_the_schema_once(schema_url: str) -> None:
+    start = threading.Barrier(4)
+    stores: list[PostgresJobStore] = []
+    failures: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            stores.append(PostgresJobStore.from_url(schema_url))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert failures == []
+        with psycopg.connect(schema_url) as conn:
+            applied = conn.execute("SELECT version, name FROM schema_version").fetchall()
+        assert applied == [(1, "initial")]
+        assert LATEST_VERSION == 1
+        assert all(store.get(new_job_id()) is None for store in stores)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_schema_newer_than_the_gateway_is_refused_naming_both_versions(
+    schema_url: str,
+) -> None:
+    PostgresJobStore.from_url(schema_url).close()
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO schema_version (version, name) VALUES (%s, 'from_the_future')",
+            (LATEST_VERSION + 1,),
+        )
+    with pytest.raises(SchemaMismatch) as refused:
+        open_job_store(schema_url)
+    message = str(refused.value)
+    assert f"at version {LATEST_VERSION + 1}, newer than this mlgate knows" in message
+    assert f"(version {LATEST_VERSION})" in message
+    assert isinstance(refused.value, ValueError), "a gateway reports it as it does a bad setting"
+
+
+def test_the_password_is_in_no_message_repr_or_log(
+    schema_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # The shared server trusts loopback: the password is carried, never checked.
+    with_password = schema_url.replace("postgres@", f"postgres:{PASSWORD}@")
+    store = PostgresJobStore.from_url(with_password)
+    try:
+        assert PASSWORD not in repr(store)
+        assert store.get(new_job_id()) is None
+    finally:
+        store.close()
+    settings = Settings.from_env(env={"MLGATE_STORE_URL": with_password})
+    assert PASSWORD not in settings.describe() and PASSWORD not in repr(settings)
+
+    # Nothing listens there: the store starts anyway, and every call is refused at once.
+    nowhere = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{free_port()}/mlgate"
+    store = PostgresJobStore.from_url(nowhere)
+    try:
+        with pytest.raises(
+            JobStoreUnavailable, match=r"^PostgreSQL at 127\.0\.0\.1:\d+/mlgate"
+        ) as err:
+            store.get(new_job_id())
+        assert PASSWORD not in str(err.value)
+        with pytest.raises(ConnectionError, match=r"^the job store \(postgresql\) is unreachable$"):
+            store.ping()
+    finally:
+        store.close()
+    assert caplog.records, "the outage was logged"
+    assert not [r for r in caplog.records if PASSWORD in r.getMessage()]
