@@ -1,9 +1,7 @@
-"""The S3 object store: objects in one bucket under a key prefix, through one boto3 client.
+"""The S3 object store: objects in one bucket under a key prefix, through one boto3 client
+(made by ``storage.s3_client``).
 
-Credentials come from boto3's standard chain (environment, shared files, instance roles) and are
-never part of the URL or of any message. An S3-compatible server (SeaweedFS, MinIO) is named by
-``MLGATE_S3_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL`` and is addressed path-style, since such servers
-rarely resolve bucket subdomains.
+``python -m storage.s3 create-bucket [s3://bucket/prefix]`` creates the bucket a deployment uses.
 """
 
 from __future__ import annotations
@@ -12,14 +10,12 @@ import io
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import urlsplit
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import (
     BotoCoreError,
@@ -30,7 +26,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.exceptions import RetriesExceededError
 
-from mlgate.urls import check_url, redact_url
+from mlgate.urls import redact_url
 from storage.base import ObjectStore, check_key
 from storage.errors import (
     ObjectNotFound,
@@ -38,11 +34,12 @@ from storage.errors import (
     StorageMisconfigured,
     StorageUnavailable,
 )
+from storage.s3_client import ca_from_env, default_transfer, endpoint_from_env, make_client
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3ObjectStore", "default_transfer"]
+__all__ = ["S3ObjectStore"]
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
@@ -50,90 +47,6 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "Forbidden"}
 _BUSY = {"SlowDown", "ServiceUnavailable", "RequestTimeout", "InternalError", "503", "500"}
 _MIB = 1024 * 1024
-
-
-def default_transfer(part_size: int = 8 * _MIB) -> TransferConfig:
-    """Multipart above ``part_size`` in parts of that size, four at a time.
-
-    The in-memory limits bound what one transfer of a stream buffers to a few parts.
-    """
-    config = TransferConfig(
-        multipart_threshold=part_size,
-        multipart_chunksize=part_size,
-        max_concurrency=4,
-        preferred_transfer_client="classic",
-    )
-    # s3transfer's own knobs, which boto3's constructor does not take.
-    config.max_in_memory_upload_chunks = 6
-    config.max_in_memory_download_chunks = max(16, 6 * part_size // config.io_chunksize)
-    return config
-
-
-def endpoint_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    """The S3-compatible endpoint the environment names, if any; mlgate's own variable wins.
-
-    ``ValueError`` (one line, naming the variable) for a malformed endpoint or one that carries
-    credentials: botocore would repeat it whole in its errors.
-    """
-    env = os.environ if env is None else env
-    for name in ("MLGATE_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
-        if env.get(name):
-            url = check_url(name, env[name], ("http", "https"))
-            parts = urlsplit(url)
-            if "@" in parts.netloc or parts.query:
-                raise ValueError(
-                    f"{name} must be just https://host[:port]: credentials do not belong in it "
-                    "(set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use a profile or role)"
-                )
-            return url
-    return None
-
-
-def ca_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    """The CA bundle ``MLGATE_S3_CA`` names for an https:// endpoint; None: the system's, or
-    botocore's own ``AWS_CA_BUNDLE``."""
-    env = os.environ if env is None else env
-    return env.get("MLGATE_S3_CA") or None
-
-
-def make_client(
-    endpoint_url: str | None,
-    *,
-    credentials: tuple[str, str] | tuple[str, str, str | None] | None = None,
-    region: str | None = None,
-    max_pool: int = 10,
-    ca_file: str | None = None,
-) -> S3Client:
-    """A boto3 S3 client: path-style addressing and conservative checksums for custom endpoints.
-
-    Without ``credentials`` (key id, secret and optionally a session token) boto3's standard chain finds them; ``ca_file``
-    is the CA bundle trusted for an https:// endpoint.
-    """
-    options: dict[str, object] = {
-        "retries": {"mode": "standard", "max_attempts": 4},
-        "connect_timeout": 5,
-        "read_timeout": 60,
-        "max_pool_connections": max_pool,
-    }
-    if endpoint_url:
-        options["s3"] = {"addressing_style": "path"}
-        # Flexible checksums (boto3's default since 1.36) are not understood by every
-        # S3-compatible server; send them only where the API requires them.
-        options["request_checksum_calculation"] = "when_required"
-        options["response_checksum_validation"] = "when_required"
-    # A fresh session per client: boto3's default session is shared module state, not thread-safe.
-    key_id = secret = token = None
-    if credentials is not None:
-        key_id, secret = credentials[0], credentials[1]
-        token = credentials[2] if len(credentials) == 3 else None
-    session = boto3.session.Session(
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        aws_session_token=token,
-        region_name=region,
-    )
-    config = Config(**options)  # type: ignore[arg-type]
-    return session.client("s3", endpoint_url=endpoint_url, config=config, verify=ca_file)
 
 
 class _FullReader:

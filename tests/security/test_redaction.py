@@ -13,7 +13,7 @@ import pytest
 from mlgate.settings import Settings
 from mlgate.urls import check_url, redact_url
 from mlgate.v1 import jobs_pb2
-from storage.s3 import endpoint_from_env
+from storage.s3_client import endpoint_from_env
 from tests.support.gateway_calls import diabetes_request, jobs
 from tests.support.redis import PrivateRedis
 from tests.support.serving import clean_env, run_mlgate

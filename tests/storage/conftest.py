@@ -14,7 +14,7 @@ import pytest
 
 from storage.base import ObjectStore
 from storage.local import LocalObjectStore
-from storage.s3 import default_transfer
+from storage.s3_client import default_transfer
 from tests.support.object_stores import PART_SIZE, StoreFactory
 from tests.support.s3 import S3Server
 

@@ -17,7 +17,8 @@ from boto3.s3.transfer import TransferConfig
 
 from storage import open_object_store
 from storage.errors import ObjectNotFound, StorageError, StorageUnavailable
-from storage.s3 import S3ObjectStore, default_transfer, make_client
+from storage.s3 import S3ObjectStore
+from storage.s3_client import default_transfer, make_client
 from tests.support.object_stores import PART_SIZE
 from tests.support.s3 import S3Server, start_seaweedfs
 

@@ -19,7 +19,8 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storage.s3 import S3ObjectStore, make_client
+from storage.s3 import S3ObjectStore
+from storage.s3_client import make_client
 from tests.support.fresh import free_ports
 
 if TYPE_CHECKING:
