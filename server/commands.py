@@ -1,4 +1,5 @@
-"""The server's commands on the ``mlgate`` command line: serve, gateway, worker and token new.
+"""The server's commands on the ``mlgate`` command line: serve, gateway, worker, db upgrade and
+token new.
 
 The command line belongs to the client distribution (``mlgate_client.cli``); this module is the
 server's "mlgate.commands" entry point, so the commands exist wherever the server is installed and
@@ -24,7 +25,7 @@ from server.token_command import add_token_arguments, cmd_token_new
 if TYPE_CHECKING:
     from mlgate_client.cli import AddCommand
 
-__all__ = ["add_commands", "cmd_gateway", "cmd_serve", "cmd_worker"]
+__all__ = ["add_commands", "cmd_db_upgrade", "cmd_gateway", "cmd_serve", "cmd_worker"]
 
 
 def add_commands(commands: Any, add: AddCommand) -> None:
@@ -45,6 +46,17 @@ def add_commands(commands: Any, add: AddCommand) -> None:
                 "0.0.0.0 or [::] for every interface)",
             )
         sub.add_argument("--data-dir", help="job store and storage directory ($MLGATE_DATA_DIR)")
+
+    db = add(commands, "db", None, "manage the job store's database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = add(
+        db_commands,
+        "upgrade",
+        cmd_db_upgrade,
+        "apply the job store's pending schema migrations ($MLGATE_STORE_URL), before a rollout",
+        server=True,
+    )
+    upgrade.add_argument("--data-dir", help="job store and storage directory ($MLGATE_DATA_DIR)")
 
     token = add(commands, "token", None, "make tokens for a gateway with token roles")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
@@ -117,6 +129,12 @@ def _program() -> str:
     if found is not None and Path(found).resolve() == Path(invoked).resolve():
         return "mlgate"
     return invoked
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from server.db import upgrade_job_store
+
+    return _launch(lambda: out(upgrade_job_store(_data_dir(args))))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

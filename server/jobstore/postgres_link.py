@@ -146,8 +146,8 @@ class PostgresLink:
             return JobStoreError(f"PostgreSQL at {self.where} refused a statement: {text}")
         if not self._failing:
             self._failing = True
-            log.warning("the job store (PostgreSQL at %s) is unreachable: %s", self.where, text)
-            if not self._pool.closed:
+            if not self._pool.closed:  # a running store's outage; else the caller says it
+                log.warning("the job store (PostgreSQL at %s) is unreachable: %s", self.where, text)
                 # Off the caller's thread: checking each idle connection is a round trip.
                 checking = threading.Thread(target=self._check_idle, name="mlgate-pg-check")
                 checking.daemon = True

@@ -1,6 +1,6 @@
 """What the PostgreSQL job store adds to the contract: listings that stay indexed past 100,000 jobs,
-a schema applied once by gateways starting together and refused when newer than the gateway,
-and a password that appears nowhere."""
+a schema applied once by gateways starting together (or ahead of them by ``mlgate db upgrade``)
+and refused when newer than the gateway, and a password that appears nowhere."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from server.jobstore.postgres import PostgresJobStore, listing
 from server.jobstore.postgres_schema import LATEST_VERSION
 from tests.support.fresh import free_port
 from tests.support.postgres import fresh_schema
+from tests.support.serving import clean_env, run_mlgate
 
 PASSWORD = "hunter2-Secret"
 
@@ -171,3 +173,44 @@ def test_the_password_is_in_no_message_repr_or_log(
         store.close()
     assert caplog.records, "the outage was logged"
     assert not [r for r in caplog.records if PASSWORD in r.getMessage()]
+
+
+def test_mlgate_db_upgrade_applies_the_schema_once_and_gateways_refuse_a_newer_one(
+    schema_url: str, tmp_path: Path
+) -> None:
+    with_password = schema_url.replace("postgres@", f"postgres:{PASSWORD}@")
+    env = clean_env(MLGATE_STORE_URL=with_password, MLGATE_DATA_DIR=str(tmp_path / "data"))
+    first = run_mlgate("db", "upgrade", env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == (
+        "the job store (PostgreSQL at 127.0.0.1:5432/mlgate_test) went from schema version 0 "
+        "to 1: applied 0001_initial"
+    )
+    again = run_mlgate("db", "upgrade", env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().endswith("is at schema version 1: nothing to apply")
+
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_version (version, name) VALUES (2, 'from_the_future')")
+    for argv in (("db", "upgrade"), ("gateway", "--port", "0")):
+        refused = run_mlgate(*argv, env=env)
+        assert refused.returncode == 2, (argv, refused.stdout, refused.stderr)
+        assert "is at version 2, newer than this mlgate knows (version 1)" in refused.stderr
+        assert PASSWORD not in refused.stdout + refused.stderr
+
+    unreachable = run_mlgate(
+        "db",
+        "upgrade",
+        env={**env, "MLGATE_STORE_URL": f"postgresql://u:{PASSWORD}@127.0.0.1:1/db"},
+    )
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith("error: PostgreSQL at 127.0.0.1:1/db is unreachable")
+    assert PASSWORD not in unreachable.stderr
+
+
+def test_stores_without_a_versioned_schema_need_no_upgrade(tmp_path: Path) -> None:
+    done = run_mlgate("db", "upgrade", env=clean_env(MLGATE_DATA_DIR=str(tmp_path)))
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        "the sqlite job store keeps its own schema: nothing to upgrade",
+    )
