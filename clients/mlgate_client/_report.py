@@ -89,6 +89,8 @@ def hints(error: MLGateError, address: str, env: Mapping[str, str]) -> tuple[str
 
 
 def _no_gateway_hint(address: str, env: Mapping[str, str]) -> str:
+    if "," in address:
+        return "check the addresses (--address / MLGATE_ADDRESS) and that gateways run there"
     host = urlsplit(f"//{address}").hostname or ""
     if host not in LOCAL_HOSTS:
         return f"check the address (--address / MLGATE_ADDRESS) and that a gateway runs at {host}"

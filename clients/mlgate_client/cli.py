@@ -158,7 +158,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument(
         "--address",
         default=env.get("MLGATE_ADDRESS") or DEFAULT_ADDRESS,
-        help="gateway host:port (default: $MLGATE_ADDRESS or %(default)s)",
+        help="gateway host:port, or several comma-separated (default: $MLGATE_ADDRESS or "
+        "%(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.add_argument(

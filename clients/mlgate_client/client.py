@@ -1,13 +1,13 @@
-"""MLGateClient: the typed Python client over one long-lived gRPC channel."""
+"""MLGateClient: the typed Python client over one long-lived gRPC channel to one gateway or
+several (see ``_channel`` for how calls are spread and moved between them)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Generic, Protocol, Self, TypeVar
+from typing import IO, Any, Generic, Self, TypeVar
 
 import grpc
 
@@ -21,6 +21,7 @@ from mlgate.v1 import (
     status_pb2,
     status_pb2_grpc,
 )
+from mlgate_client._channel import channel_target
 from mlgate_client._inference_calls import InferenceCalls
 from mlgate_client._registry_calls import RegistryCalls
 from mlgate_client._requests import (
@@ -33,59 +34,20 @@ from mlgate_client._requests import (
     upload_requests,
 )
 from mlgate_client._security import TLS, open_channel, tls_from_env, token_from_env
-from mlgate_client.errors import (
-    JobCancelled,
-    JobFailed,
-    MLGateError,
-    ServerUnreachable,
-    Unavailable,
-    from_rpc_error,
-)
-from mlgate_client.results import (
-    TERMINAL_STATES,
-    Dataset,
-    Job,
-    Model,
-    PredictResult,
-    TrainResult,
-)
+from mlgate_client._streams import EventCallback, EventStream, EventStreams
+from mlgate_client.errors import MLGateError, ServerUnreachable, from_rpc_error
+from mlgate_client.results import Dataset, Job, Model, PredictResult, TrainResult
 from mlgate_client.status import Status
 
 __all__ = ["DEFAULT_ADDRESS", "MLGateClient", "Page"]
 
 DEFAULT_ADDRESS = "localhost:50051"
 CHUNK_SIZE = 1024 * 1024
-# Job records and listings are bounded, but a large prediction's result event may not be:
-# accept the most the gateway may send.
-_MAX_MESSAGE = 64 * 1024 * 1024
-# A broken stream is resumed this many times in a row without a new event before giving up.
-_MAX_RESUMES = 5
 # A gateway that answers at once is connected well within this; past it, ``on_wait`` is told.
 _PROMPT_CONNECT = 0.5
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
-    # Retry a refused connection within a fraction of a second, not gRPC's 1 s growing to 120 s:
-    # a gateway that is starting is found as soon as it listens.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
 
 T = TypeVar("T")
 Resp = TypeVar("Resp")
-EventCallback = Callable[[jobs_pb2.JobEvent], None]
-
-
-class _EventResponse(Protocol):
-    @property
-    def event(self) -> jobs_pb2.JobEvent: ...
-
-
-class _EventStream(Protocol):
-    """A server-streaming call whose responses each carry one JobEvent."""
-
-    def __iter__(self) -> Iterator[_EventResponse]: ...
-
-    def cancel(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -96,8 +58,11 @@ class Page(Generic[T]):
     next_page_token: str
 
 
-class MLGateClient(RegistryCalls, InferenceCalls):
-    """A client of one mlgate gateway.
+class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
+    """A client of an mlgate gateway, or of several: ``address`` is ``HOST:PORT``, several of them
+    comma-separated (``gw1:50051,gw2:50051``), a DNS name with a record per gateway, or a gRPC
+    target. Calls are spread over the gateways that answer; a read that one fails with
+    UNAVAILABLE is tried on another, and a followed job resumes on another from its last event.
 
     ``timeout`` bounds each short call (get, list, cancel, delete, upload, submit) in seconds;
     train, predict and watch follow a job until it ends however long it runs, and if their
@@ -126,9 +91,8 @@ class MLGateClient(RegistryCalls, InferenceCalls):
         self._connect_timeout = connect_timeout
         self._on_wait = on_wait
         self._connected = connect_timeout <= 0
-        self._channel = open_channel(
-            address, TLS() if tls is True else tls or None, token, _CHANNEL_OPTIONS
-        )
+        target, options = channel_target(address)
+        self._channel = open_channel(target, TLS() if tls is True else tls or None, token, options)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
@@ -232,7 +196,7 @@ class MLGateClient(RegistryCalls, InferenceCalls):
         if timeout_seconds is not None:
             request.timeout_seconds = timeout_seconds
         self._connect()
-        call: _EventStream = self._jobs.Train(request, timeout=self._timeout)
+        call: EventStream = self._jobs.Train(request, timeout=self._timeout)
         try:
             for response in call:
                 return response.event.job_id
@@ -404,82 +368,6 @@ class MLGateClient(RegistryCalls, InferenceCalls):
             return method(request, timeout=self._timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
-
-    def _events(
-        self,
-        open_stream: Callable[[], _EventStream],
-        job_id: str = "",
-        after_seq: int = 0,
-    ) -> Generator[jobs_pb2.JobEvent]:
-        """One job's events until it ends; a stream that breaks once the job id is known is
-        resumed with WatchJob after the last event seen, so none is missed or repeated."""
-        last = after_seq
-        resumes = 0
-        self._connect()
-        call: _EventStream = open_stream()
-        try:
-            while True:
-                try:
-                    for response in call:
-                        seen = response.event
-                        job_id = job_id or seen.job_id
-                        if seen.seq <= last:
-                            continue
-                        last, resumes = seen.seq, 0
-                        yield seen
-                        if seen.state in TERMINAL_STATES:
-                            return
-                    if job_id and self._ended_by(job_id, last):
-                        return  # asked for what follows a finished job's last event: nothing
-                    broken: MLGateError = Unavailable("the stream ended early", "UNAVAILABLE")
-                except grpc.RpcError as exc:
-                    broken = from_rpc_error(exc)
-                    broken.__cause__ = exc
-                if not (job_id and isinstance(broken, Unavailable)) or resumes >= _MAX_RESUMES:
-                    raise broken
-                resumes += 1
-                self._wait_for_gateway(broken)
-                call = self._jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_seq=last))
-        finally:
-            call.cancel()
-
-    def _ended_by(self, job_id: str, seq: int) -> bool:
-        """Whether the job has finished with an event at or before ``seq``: a stream that ends
-        cleanly after it has nothing more to send."""
-        try:
-            job = self._jobs.GetJob(jobs_pb2.GetJobRequest(job_id=job_id), timeout=self._timeout)
-        except grpc.RpcError:
-            return False  # the gateway went away: resume as for any broken stream
-        last = job.job.last_event
-        return last.state in TERMINAL_STATES and last.seq <= seq
-
-    def _wait_for_gateway(self, broken: MLGateError) -> None:
-        if not self.wait_ready(self._resume_timeout):
-            raise ServerUnreachable(
-                f"lost the gateway at {self.address} and it did not come back within "
-                f"{self._resume_timeout:g}s ({broken.message})",
-                "UNAVAILABLE",
-            ) from broken
-
-    @staticmethod
-    def _finish(
-        events: Generator[jobs_pb2.JobEvent], on_event: EventCallback | None
-    ) -> jobs_pb2.JobEvent:
-        """The terminal event, once the callback has seen every event; failure raises."""
-        final: jobs_pb2.JobEvent | None = None
-        # Closed at once if the callback raises, so the stream is not left to the collector.
-        with contextlib.closing(events):
-            for seen in events:
-                if on_event is not None:
-                    on_event(seen)
-                final = seen
-        if final is None or final.state not in TERMINAL_STATES:
-            raise MLGateError("the job's events ended before the job did", "INTERNAL")
-        if final.state == jobs_pb2.JOB_STATE_FAILED:
-            raise JobFailed(final.error.message, final.error.code or "UNKNOWN", final.job_id)
-        if final.state == jobs_pb2.JOB_STATE_CANCELLED:
-            raise JobCancelled(final.message or "the job was cancelled", final.job_id)
-        return final
 
 
 def _all_pages(fetch: Callable[[str], Page[T]]) -> Iterator[T]:
