@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -26,7 +25,7 @@ from mlgate.v1 import inference_pb2, models_pb2
 from storage.errors import IntegrityError
 from workers.cache import ModelCache
 from workers.evaluation import evaluate
-from workers.tensors import Inputs, concatenate, decode
+from workers.tensors import Inputs, concatenate, decode, raw_contents, typed_contents
 
 __all__ = ["InferenceServer", "respond"]
 
@@ -42,22 +41,6 @@ def _rows(inputs: Inputs) -> int:
     if isinstance(inputs, np.ndarray):
         return int(inputs.shape[0])
     return len(next(iter(inputs.values())))
-
-
-def _raw(values: np.ndarray, datatype: str) -> bytes:
-    if datatype == "BYTES":
-        parts = []
-        for value in values.tolist():
-            data = str(value).encode()
-            parts.append(len(data).to_bytes(4, "little") + data)
-        return b"".join(parts)
-    return np.ascontiguousarray(values, dtype=DATATYPES[datatype].numpy).tobytes()
-
-
-def _typed(values: np.ndarray, datatype: str) -> list[Any]:
-    if datatype == "BYTES":
-        return [str(value).encode() for value in values.tolist()]
-    return values.astype(DATATYPES[datatype].numpy, copy=False).ravel().tolist()
 
 
 def respond(
@@ -84,9 +67,10 @@ def respond(
             classes = class_labels(record.classes)
             tensor.parameters["classes"].string_param = json.dumps(classes)
         if raw:
-            response.raw_output_contents.append(_raw(values, datatype))
+            response.raw_output_contents.append(raw_contents(values, datatype))
         else:
-            getattr(tensor.contents, DATATYPES[datatype].field).extend(_typed(values, datatype))
+            field = getattr(tensor.contents, DATATYPES[datatype].field)
+            field.extend(typed_contents(values, datatype))
     return response
 
 

@@ -1,15 +1,19 @@
-"""Open Inference Protocol tensors, and prediction jobs' columns, into numpy arrays without
-per-value Python work for numbers.
+"""The evaluator's input (``Inputs``) from Open Inference Protocol tensors and from prediction
+jobs' columns or rows, without per-value Python work for numbers; and output arrays as tensors.
 
 The gateway checked names, datatypes, shapes and sizes (``mlgate.tensors.check_request``); what
 is left here is reading the bytes (``np.frombuffer`` on raw contents, one conversion of a typed
 repeated field) and checking the values, vectorized. A model whose features are all numbers gets
-one float64 matrix ``[N, F]``; any other gets columns by feature name, for its encoder.
+one float64 matrix ``[N, F]``; any other gets columns by feature name, for its encoder. A job's
+rows become columns here, once, so rows, columns and tensors all take one evaluation.
+
+BYTES elements travel as UTF-8, in raw contents each after its 4-byte little-endian length:
+``unpack_bytes`` and ``pack_bytes`` are the worker's one reader and writer of that framing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +25,20 @@ from mlgate.quoting import quote
 from mlgate.tensors import DATATYPES
 from mlgate.v1 import jobs_pb2, models_pb2
 
-__all__ = ["Columns", "Inputs", "concatenate", "decode", "from_columns", "numeric_only"]
+__all__ = [
+    "Columns",
+    "Inputs",
+    "column_of",
+    "concatenate",
+    "decode",
+    "from_columns",
+    "from_rows",
+    "numeric_only",
+    "pack_bytes",
+    "raw_contents",
+    "typed_contents",
+    "unpack_bytes",
+]
 
 Columns = dict[str, np.ndarray]
 #: A float64 matrix [N, F] (numeric models) or columns by feature name (the others).
@@ -39,7 +56,7 @@ def _name(i: int, tensor: pb.ModelInferRequest.InferInputTensor) -> str:
     return f"inputs[{i}] ({quote(tensor.name, 40)})"
 
 
-def _strings(raw: bytes, count: int, field: str) -> list[bytes]:
+def unpack_bytes(raw: bytes, count: int, field: str) -> list[bytes]:
     """The elements of raw BYTES contents: each a 4-byte little-endian length, then the bytes."""
     out: list[bytes] = []
     pos = 0
@@ -62,7 +79,7 @@ def _array(request: pb.ModelInferRequest, i: int) -> np.ndarray:
         count *= dim
     if datatype.name == "BYTES":
         values = (
-            _strings(request.raw_input_contents[i], count, _name(i, tensor))
+            unpack_bytes(request.raw_input_contents[i], count, _name(i, tensor))
             if request.raw_input_contents
             else list(tensor.contents.bytes_contents)
         )
@@ -143,20 +160,60 @@ def from_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.M
     """A prediction job's columns (checked by ``mlgate.columns.check_columns``) as the model's
     evaluator takes them: numbers are read as one array each, not value by value."""
     by_name = {column.name: column for column in columns}
-    features = record.features
+    return _inputs(record.features, [column_values(by_name[f.name]) for f in record.features])
+
+
+def from_rows(rows: Sequence[Mapping[str, Any]], record: models_pb2.Model) -> Inputs:
+    """A prediction job's rows (checked by ``mlgate.jobs.check_rows``) as the model's evaluator
+    takes them: turned into columns, then read as ``from_columns`` reads those."""
+    return _inputs(record.features, [[row[f.name] for row in rows] for f in record.features])
+
+
+def _inputs(features: Sequence[models_pb2.Feature], values: Sequence[Sequence[Any]]) -> Inputs:
+    """``values`` holds each feature's values, in the order of ``features``."""
     if numeric_only(features):
-        first = column_values(by_name[features[0].name])
-        matrix = np.empty((len(first), len(features)), dtype=np.float64)
-        for c, feature in enumerate(features):
-            matrix[:, c] = np.asarray(column_values(by_name[feature.name]), dtype=np.float64)
+        matrix = np.empty((len(values[0]), len(features)), dtype=np.float64)
+        for c, column in enumerate(values):
+            matrix[:, c] = np.asarray(column, dtype=np.float64)
         return matrix
     inputs: Columns = {}
-    for feature in features:
-        values = column_values(by_name[feature.name])
+    for feature, column in zip(features, values, strict=True):
         if feature.dtype in ("numeric", "integer"):
-            inputs[feature.name] = np.asarray(values, dtype=np.float64)
+            inputs[feature.name] = np.asarray(column, dtype=np.float64)
         elif feature.dtype == "boolean":
-            inputs[feature.name] = np.asarray(values, dtype=bool)
+            inputs[feature.name] = np.asarray(column, dtype=bool)
         else:
-            inputs[feature.name] = np.array(list(values), dtype=object)
+            inputs[feature.name] = np.array(list(column), dtype=object)
     return inputs
+
+
+def column_of(inputs: Inputs, record: models_pb2.Model, name: str) -> list[Any]:
+    """One feature's values, a plain Python value per row."""
+    names = [f.name for f in record.features]
+    column = inputs[:, names.index(name)] if isinstance(inputs, np.ndarray) else inputs[name]
+    values: list[Any] = column.tolist()
+    return values
+
+
+def _encoded(values: np.ndarray) -> list[bytes]:
+    return [str(value).encode() for value in values.tolist()]
+
+
+def pack_bytes(elements: Sequence[bytes]) -> bytes:
+    """Raw BYTES contents: each element after its 4-byte little-endian length."""
+    return b"".join(len(data).to_bytes(4, "little") + data for data in elements)
+
+
+def raw_contents(values: np.ndarray, datatype: str) -> bytes:
+    """An output array as a tensor's raw contents."""
+    if datatype == "BYTES":
+        return pack_bytes(_encoded(values))
+    return np.ascontiguousarray(values, dtype=DATATYPES[datatype].numpy).tobytes()
+
+
+def typed_contents(values: np.ndarray, datatype: str) -> list[Any]:
+    """An output array as the values of a tensor's typed contents field."""
+    if datatype == "BYTES":
+        return _encoded(values)
+    typed: list[Any] = values.astype(DATATYPES[datatype].numpy, copy=False).ravel().tolist()
+    return typed

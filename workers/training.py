@@ -26,7 +26,7 @@ from workers.estimators import build
 from workers.evaluation import evaluate_frame
 from workers.fitprogress import fit_reporting
 from workers.parallelism import cap_jobs
-from workers.prediction import plain
+from workers.values import plain
 
 __all__ = ["Trained", "fit", "infer_task", "metrics_for"]
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format, struct_pb2
 
-__all__ = ["add_values", "values"]
+__all__ = ["add_values", "plain", "values"]
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value JSON and protobuf understand."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def values(items: Iterable[Any]) -> list[struct_pb2.Value]:

@@ -27,112 +27,37 @@ from brokers.base import (
 )
 from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate import tracing
-from mlgate.columns import check_columns, column_values
 from mlgate.errors import MLGateError, status_of
-from mlgate.events import ATTEMPT_SEQ_BLOCK, attempt_seq, event, terminal_seq
 from mlgate.ids import model_id_for_job
-from mlgate.jobs import MODEL_SHA_HEADER, check_rows, from_struct, plan
+from mlgate.jobs import MODEL_SHA_HEADER, plan
 from mlgate.logs import job_context
-from mlgate.metrics import INFERENCE_BATCH_ROWS, job_started
+from mlgate.metrics import job_started
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage.datasets import DatasetCatalog
 from storage.errors import IntegrityError
 from storage.models import ModelRepository
 from workers import prediction
+from workers.attempt_events import AttemptEvents
 from workers.cache import ModelCache
-from workers.categories import unseen_categories
-from workers.evaluation import evaluate
 from workers.fitpool import ChildDied, FitPool, FitStopped
 from workers.inference import InferenceServer
 from workers.messages import FitTask
 from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
 from workers.progress import Pacer
-from workers.tensors import from_columns
-from workers.values import add_values
 
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
 
+#: Runs one attempt at a job; the fields of its SUCCEEDED event.
+Run = Callable[[jobs_pb2.Job, AttemptEvents, Delivery], dict[str, Any]]
+
+
 class Cancelled(Exception):
     """The job was cancelled while it ran."""
-
-
-class _Events:
-    """Publishes one attempt's events for one job, numbered in the attempt's own seq block; its
-    progress at the pacer's pace (``workers.progress``)."""
-
-    def __init__(
-        self,
-        broker: Broker,
-        job: jobs_pb2.Job,
-        attempt: int,
-        timeout: float,
-        max_attempts: int,
-        pacer: Pacer,
-    ) -> None:
-        self._broker = broker
-        self._job = job
-        self._attempt = attempt
-        self._timeout = timeout
-        self._max_attempts = max_attempts
-        self._step = 0
-        self._pace = pacer.pace(self._publish_progress)
-
-    def _body(self, seq: int, state: int, **fields: Any) -> bytes:
-        body = event(self._job.id, seq, state, attempt=self._attempt, **fields)
-        body.trace_context.update(tracing.inject())
-        return body.SerializeToString()
-
-    def send(self, seq: int, state: int, **fields: Any) -> None:
-        """Publish the attempt's outcome, confirmed; progress still held is dropped."""
-        self._pace.drop()
-        self._broker.publish_event(self._body(seq, state, **fields), timeout=self._timeout)
-
-    def _publish_progress(self, body: bytes) -> None:
-        self._broker.publish_event(body, timeout=self._timeout, confirm=False)
-
-    def close(self) -> None:
-        """The attempt has ended, with or without an outcome: no more progress."""
-        self._pace.close()
-
-    def running(self, stage: int, progress: float, message: str = "") -> None:
-        if self._step >= ATTEMPT_SEQ_BLOCK - 2:
-            return  # the attempt's block is spent: only its outcome is left to number
-        self._step += 1
-        if self._step == 1 and self._attempt > 1:
-            message = message or (
-                f"attempt {self._attempt} of {self._max_attempts} started: the earlier one "
-                "ended without an outcome"
-            )
-        # Progress is informative: a broker outage must not fail the job over it. Only the
-        # terminal event decides the outcome, and it is retried by redelivery, not skipped. So
-        # progress is not confirmed either: the outcome, confirmed, follows it in order.
-        body = self._body(
-            attempt_seq(self._attempt, self._step),
-            jobs_pb2.JOB_STATE_RUNNING,
-            stage=stage,
-            progress=progress,
-            message=message,
-        )
-        try:
-            self._pace.offer(body)
-        except BrokerError as exc:
-            log.warning("job %s: progress event not published: %s", self._job.id, exc)
-
-    def succeeded(self, **result: Any) -> None:
-        self.send(terminal_seq(self._attempt), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result)
-
-    def failed(self, code: str, message: str) -> None:
-        self.send(
-            terminal_seq(self._attempt),
-            jobs_pb2.JOB_STATE_FAILED,
-            error=jobs_pb2.JobError(code=code, message=message),
-            message=message,
-        )
 
 
 class _Recent:
@@ -222,9 +147,7 @@ class Worker:
     def _on_predict(self, delivery: Delivery) -> None:
         self._handle(delivery, self._predict)
 
-    def _handle(
-        self, delivery: Delivery, run: Callable[[jobs_pb2.Job, _Events, Delivery], dict[str, Any]]
-    ) -> None:
+    def _handle(self, delivery: Delivery, run: Run) -> None:
         try:
             job = jobs_pb2.Job.FromString(delivery.message.body)
         except Exception:
@@ -235,7 +158,7 @@ class Worker:
             delivery.ack()
             return
         limit = self._settings.max_attempts
-        events = _Events(
+        events = AttemptEvents(
             self._broker, job, delivery.attempt, self._settings.publish_timeout, limit, self._pacer
         )
         if delivery.attempt > limit and not self._reported_saved(job, events):
@@ -261,7 +184,7 @@ class Worker:
                 tracing.record_span("queue wait", job.create_time.ToNanoseconds(), time.time_ns())
             self._run(job, events, delivery, run)
 
-    def _reported_saved(self, job: jobs_pb2.Job, events: _Events) -> bool:
+    def _reported_saved(self, job: jobs_pb2.Job, events: AttemptEvents) -> bool:
         """Over the attempt limit, a training job whose model is saved has succeeded (a broker
         outage, not a dying worker, took its deliveries): report that rather than dead-letter it.
         Whether it was reported; one try, so a job cannot go round for ever."""
@@ -299,9 +222,9 @@ class Worker:
     def _run(
         self,
         job: jobs_pb2.Job,
-        events: _Events,
+        events: AttemptEvents,
         delivery: Delivery,
-        run: Callable[[jobs_pb2.Job, _Events, Delivery], dict[str, Any]],
+        run: Run,
     ) -> None:
         started = time.time()
         if delivery.attempt == 1:
@@ -344,9 +267,9 @@ class Worker:
     def _attempt(
         self,
         job: jobs_pb2.Job,
-        events: _Events,
+        events: AttemptEvents,
         delivery: Delivery,
-        run: Callable[[jobs_pb2.Job, _Events, Delivery], dict[str, Any]],
+        run: Run,
     ) -> str:
         """Run the job once and publish its outcome; how it ended. Cancellation, outages and
         other broker errors (the outcome cannot be recorded) go to the caller."""
@@ -371,7 +294,9 @@ class Worker:
         if job.id in self._cancelled:
             raise Cancelled(job.id)
 
-    def _train(self, job: jobs_pb2.Job, events: _Events, delivery: Delivery) -> dict[str, Any]:
+    def _train(
+        self, job: jobs_pb2.Job, events: AttemptEvents, delivery: Delivery
+    ) -> dict[str, Any]:
         request = job.train
         model_id = model_id_for_job(job.id)
         if self._models.exists(model_id):
@@ -412,7 +337,9 @@ class Worker:
         )
         return {"train_result": result}
 
-    def _predict(self, job: jobs_pb2.Job, events: _Events, delivery: Delivery) -> dict[str, Any]:
+    def _predict(
+        self, job: jobs_pb2.Job, events: AttemptEvents, delivery: Delivery
+    ) -> dict[str, Any]:
         request = job.predict
         sha = dict(delivery.message.headers).get(MODEL_SHA_HEADER, "")
         if request.model_id not in self.cache:
@@ -421,40 +348,7 @@ class Worker:
             record, model = self.cache.get(request.model_id, sha)
         # No RUNNING event for the prediction itself: it takes milliseconds, and an event costs
         # every gateway a job-store write and every watcher a message.
-        if request.columns:
-            return {"predict_result": _predict_columns(model, record, request)}
-        rows = [from_struct(row) for row in request.rows]
-        check_rows(rows, record.features)
-        INFERENCE_BATCH_ROWS.observe(len(rows))
-        with tracing.span("predict", rows=len(rows)):
-            predicted, classes, probabilities = prediction.predict(model, record, rows)
-        result = jobs_pb2.PredictResult(model_id=request.model_id)
-        add_values(result.predictions, predicted)
-        add_values(result.classes, classes)
-        for row in probabilities:
-            result.probabilities.add(values=row)
-        result.warnings.extend(unseen_categories(model, lambda name: (row[name] for row in rows)))
-        return {"predict_result": result}
-
-
-def _predict_columns(
-    model: Any, record: models_pb2.Model, request: jobs_pb2.PredictRequest
-) -> jobs_pb2.PredictResult:
-    """A columnar prediction: the columns become arrays and are evaluated in one step, by the
-    same path as online inference."""
-    count = check_columns(request.columns, record.features)
-    INFERENCE_BATCH_ROWS.observe(count)
-    with tracing.span("predict", rows=count):
-        predicted, proba = evaluate(model, record, from_columns(request.columns, record))
-    result = jobs_pb2.PredictResult(model_id=request.model_id)
-    add_values(result.predictions, predicted.tolist())
-    add_values(result.classes, [prediction.plain(c) for c in getattr(model, "classes_", [])])
-    if proba is not None:
-        for row in proba.tolist():
-            result.probabilities.add(values=row)
-    by_name = {column.name: column for column in request.columns}
-    result.warnings.extend(unseen_categories(model, lambda name: column_values(by_name[name])))
-    return result
+        return {"predict_result": prediction.predict(model, record, request)}
 
 
 def _log_end(job: jobs_pb2.Job, outcome: str, attempt: int, started: float) -> None:

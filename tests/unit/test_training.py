@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
+from google.protobuf import json_format
 from sklearn.datasets import load_iris
 
 from mlgate import jobs
@@ -22,6 +26,22 @@ def _schema(frame: pd.DataFrame, dataset_id: str = "data") -> datasets_pb2.Datas
     for name, dtype in frame.dtypes.items():
         schema.columns.add(name=str(name), dtype=dtype_name(dtype))
     return schema
+
+
+def _predict(
+    model: Any, record: models_pb2.Model, rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[Any], list[Any], list[list[float]]]:
+    """A prediction job's rows through the worker's prediction: predictions, classes and
+    probabilities as plain values."""
+    request = jobs_pb2.PredictRequest(model_id="m")
+    for row in rows:
+        request.rows.add().update({name: float(value) for name, value in row.items()})
+    result = prediction.predict(model, record, request)
+    return (
+        [json_format.MessageToDict(value) for value in result.predictions],
+        [json_format.MessageToDict(value) for value in result.classes],
+        [list(row.values) for row in result.probabilities],
+    )
 
 
 def _fit(frame: pd.DataFrame, **fields: object) -> training.Trained:
@@ -165,7 +185,7 @@ def test_predictions_keep_row_order() -> None:
     frame = pd.DataFrame({"x": [float(i) for i in range(50)], "y": [2.0 * i for i in range(50)]})
     trained = _fit(frame, target="y", estimator="linear")
     record = _record(("x", "numeric"))
-    predicted, classes, probabilities = prediction.predict(
+    predicted, classes, probabilities = _predict(
         trained.estimator, record, [{"x": 3.0}, {"x": 1.0}, {"x": 2.0}]
     )
     assert predicted == pytest.approx([6.0, 2.0, 4.0])
@@ -181,7 +201,7 @@ def test_forest_predictions_match_scikit_learn_exactly(name: str, dataset: str) 
     trained = _fit(frame, target="target", estimator=name)
     record = _record(*((str(c), "numeric") for c in frame.columns if c != "target"))
     rows = frame.drop(columns="target").iloc[:40].to_dict("records")
-    predicted, _, probabilities = prediction.predict(trained.estimator, record, rows)
+    predicted, _, probabilities = _predict(trained.estimator, record, rows)
     X = frame.drop(columns="target").iloc[:40]
     assert predicted == list(trained.estimator.predict(X))
     if trained.task == "classification":
@@ -207,7 +227,7 @@ def test_deep_forests_agree_with_scikit_learn_at_the_thresholds(name: str) -> No
             if f >= 0:
                 rows.iloc[i, f] = float(np.float32(t))
         record = _record(*((str(c), "numeric") for c in features.columns))
-        predicted, _, probabilities = prediction.predict(model, record, rows.to_dict("records"))
+        predicted, _, probabilities = _predict(model, record, rows.to_dict("records"))
         X32 = rows.astype(np.float32)
         assert predicted == list(model.predict(X32))
         if task == "classification":
