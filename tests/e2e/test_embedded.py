@@ -1,4 +1,5 @@
-"""End to end over a real gRPC channel against the embedded system (gateway, workers, memory broker)."""
+"""End to end over a real gRPC channel against the embedded system (gateway, workers, memory
+broker): training, prediction, uploaded datasets and models."""
 
 from __future__ import annotations
 
@@ -20,22 +21,13 @@ from tests.support.gateway_calls import (
     datasets,
     diabetes_request,
     events_of,
-    first_event,
-    hang_up,
     jobs,
     models,
     rows,
+    rpc_code,
     train,
     trained_model,
 )
-
-
-def _code(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:
-    return excinfo.value.code()
-
-
-def _details(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> str:
-    return excinfo.value.details() or ""
 
 
 def test_train_streams_its_stages_and_reproduces_the_original_forest(channel) -> None:
@@ -131,170 +123,6 @@ def test_classifier_predictions_carry_labels_and_probabilities(channel) -> None:
     assert max(probabilities.values) == probabilities.values[0]
 
 
-@pytest.mark.parametrize(
-    ("request_fields", "field"),
-    [
-        ({"dataset_id": ""}, "dataset_id"),
-        ({"dataset_id": "../../etc/passwd"}, "dataset_id"),
-        ({"target": "nope"}, "target"),
-        ({"estimator": "deep_magic"}, "estimator"),
-        ({"params": {"max_depth": "deep"}}, "params.max_depth"),
-        ({"params": {"no_such_knob": 1}}, "params.no_such_knob"),
-        ({"params": {"n_estimators": 2.5}}, "params.n_estimators"),
-        ({"params": {"max_depth": math.nan}}, "params.max_depth"),
-        ({"params": {"min_impurity_decrease": math.inf}}, "params.min_impurity_decrease"),
-        ({"params": {"max_features": -math.inf}}, "params.max_features"),
-        ({"test_size": 1.5}, "test_size"),
-        ({"estimator": "logistic_regression"}, "estimator"),
-    ],
-)
-def test_bad_training_requests_are_refused_naming_the_field(channel, request_fields, field) -> None:
-    with pytest.raises(grpc.RpcError) as excinfo:
-        train(channel, diabetes_request(**request_fields))
-    assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
-    assert _details(excinfo).startswith(field)
-    # Nothing was queued for a refused request.
-    listed = jobs(channel).ListJobs(jobs_pb2.ListJobsRequest())
-    assert list(listed.jobs) == []
-
-
-def test_unknown_dataset_and_model_are_not_found(channel) -> None:
-    with pytest.raises(grpc.RpcError) as excinfo:
-        train(channel, diabetes_request(dataset_id="never-uploaded"))
-    assert _code(excinfo) == grpc.StatusCode.NOT_FOUND
-    with pytest.raises(grpc.RpcError) as excinfo:
-        events_of(
-            jobs(channel).Predict(
-                jobs_pb2.PredictRequest(model_id="mdl_" + "0" * 32, rows=rows(README_ROW))
-            )
-        )
-    assert _code(excinfo) == grpc.StatusCode.NOT_FOUND
-
-
-@pytest.mark.parametrize(
-    ("row", "field"),
-    [
-        ({k: v for k, v in README_ROW.items() if k != "bmi"}, "rows[1].bmi"),
-        ({**README_ROW, "height": 1.8}, "rows[1].height"),
-        ({**README_ROW, "bp": "high"}, "rows[1].bp"),
-        ({**README_ROW, "bp": None}, "rows[1].bp"),
-        ({**README_ROW, "bmi": math.nan}, "rows[1].bmi"),
-        ({**README_ROW, "s1": math.inf}, "rows[1].s1"),
-        ({**README_ROW, "s6": -math.inf}, "rows[1].s6"),
-    ],
-)
-def test_bad_rows_are_refused_naming_row_and_feature(channel, row, field) -> None:
-    model_id = trained_model(channel)
-    with pytest.raises(grpc.RpcError) as excinfo:
-        events_of(
-            jobs(channel).Predict(
-                jobs_pb2.PredictRequest(model_id=model_id, rows=rows(README_ROW, row))
-            )
-        )
-    assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
-    assert _details(excinfo).startswith(field)
-
-
-def test_malformed_ids_are_invalid_arguments(channel) -> None:
-    for call in (
-        lambda: jobs(channel).GetJob(jobs_pb2.GetJobRequest(job_id="../x")),
-        lambda: models(channel).GetModel(models_pb2.GetModelRequest(model_id="mdl_/../../x")),
-        lambda: datasets(channel).GetDataset(datasets_pb2.GetDatasetRequest(dataset_id="A/B")),
-    ):
-        with pytest.raises(grpc.RpcError) as excinfo:
-            call()
-        assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
-
-
-def test_watch_resumes_after_a_sequence_number_without_gaps_or_duplicates(channel) -> None:
-    stub = jobs(channel)
-    stream = stub.Train(diabetes_request())
-    first = first_event(stream)
-    assert first.state == jobs_pb2.JOB_STATE_QUEUED
-    hang_up(stream)  # the client lost its stream; the job goes on
-
-    watched = [r.event for r in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=first.job_id))]
-    assert_well_formed(watched)
-    assert watched[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
-
-    resumed = [
-        r.event
-        for r in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=first.job_id, after_seq=first.seq))
-    ]
-    assert resumed == watched[1:]
-    middle = watched[2].seq
-    assert [
-        r.event
-        for r in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=first.job_id, after_seq=middle))
-    ] == [e for e in watched if e.seq > middle]
-
-    job = stub.GetJob(jobs_pb2.GetJobRequest(job_id=first.job_id)).job
-    assert job.state == jobs_pb2.JOB_STATE_SUCCEEDED
-    assert job.last_event == watched[-1]
-    assert job.train.dataset_id == "diabetes"
-
-
-def test_a_long_fit_shows_that_it_is_fitting(channel) -> None:
-    # Fits for a second or more: far longer than the quarter second between progress events.
-    events = train(channel, diabetes_request(params={"n_estimators": 1000, "max_depth": 12}))
-    assert_well_formed(events)
-    stages = [e.stage for e in events if e.state == jobs_pb2.JOB_STATE_RUNNING]
-    assert stages[:2] == [jobs_pb2.STAGE_LOADING_DATA, jobs_pb2.STAGE_FITTING]
-    assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
-
-
-def test_watch_of_unknown_job_is_not_found(channel) -> None:
-    with pytest.raises(grpc.RpcError) as excinfo:
-        list(jobs(channel).WatchJob(jobs_pb2.WatchJobRequest(job_id="job_" + "f" * 32)))
-    assert _code(excinfo) == grpc.StatusCode.NOT_FOUND
-
-
-def test_cancel_a_queued_job(embedded, channel) -> None:
-    stub = jobs(channel)
-    # Hold the only training slot with a slow job, so the next one waits in the queue.
-    slow = stub.Train(diabetes_request(params={"n_estimators": 400, "max_depth": 12}))
-    slow_first = first_event(slow)
-    waiting = stub.Train(diabetes_request())
-    queued = first_event(waiting)
-    cancelled = stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=queued.job_id)).job
-    assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED
-    rest = [r.event for r in waiting]
-    assert rest[-1].state == jobs_pb2.JOB_STATE_CANCELLED
-    assert_well_formed([queued, *rest])
-    # Cancelling again changes nothing; the slow job is unaffected and succeeds.
-    again = stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=queued.job_id)).job
-    assert again.last_event == cancelled.last_event
-    assert [r.event for r in slow][-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
-    listed = models(channel).ListModels(models_pb2.ListModelsRequest()).models
-    assert [m.job_id for m in listed] == [slow_first.job_id]
-
-
-def test_list_jobs_pages_and_filters(channel) -> None:
-    stub = jobs(channel)
-    model_id = trained_model(channel)
-    for _ in range(4):
-        events_of(stub.Predict(jobs_pb2.PredictRequest(model_id=model_id, rows=rows(README_ROW))))
-    seen, token, pages = [], "", 0
-    while True:
-        page = stub.ListJobs(jobs_pb2.ListJobsRequest(page_size=2, page_token=token))
-        seen += list(page.jobs)
-        pages += 1
-        token = page.next_page_token
-        if not token:
-            break
-    assert pages == 3 and len(seen) == 5
-    assert [j.create_time.ToNanoseconds() for j in seen] == sorted(
-        (j.create_time.ToNanoseconds() for j in seen), reverse=True
-    )
-    assert seen[-1].kind == jobs_pb2.JOB_KIND_TRAIN
-    predicts = stub.ListJobs(jobs_pb2.ListJobsRequest(kind=jobs_pb2.JOB_KIND_PREDICT)).jobs
-    assert len(predicts) == 4
-    assert all(j.state == jobs_pb2.JOB_STATE_SUCCEEDED for j in predicts)
-    with pytest.raises(grpc.RpcError) as excinfo:
-        stub.ListJobs(jobs_pb2.ListJobsRequest(page_token="garbage"))
-    assert _code(excinfo) == grpc.StatusCode.INVALID_ARGUMENT
-
-
 def test_a_job_that_fails_in_the_worker_ends_failed_and_the_worker_lives_on(channel) -> None:
     stub = datasets(channel)
     csv = b"x,label\n1,a\n2,a\n3,a\n4,a\n5,a\n"  # one class only: training cannot succeed
@@ -347,21 +175,6 @@ def test_uploaded_csv_trains_and_predicts_with_string_features(channel) -> None:
     assert red - blue == pytest.approx(10, abs=1.0)
 
 
-def test_bad_uploads_are_refused(channel) -> None:
-    stub = datasets(channel)
-    for dataset_id, chunk, code in [
-        ("diabetes", b"a,b\n1,2\n", grpc.StatusCode.ALREADY_EXISTS),
-        ("empty", b"", grpc.StatusCode.INVALID_ARGUMENT),
-        ("Bad/Name", b"a,b\n1,2\n", grpc.StatusCode.INVALID_ARGUMENT),
-        ("one-column", b"a\n1\n", grpc.StatusCode.INVALID_ARGUMENT),
-    ]:
-        with pytest.raises(grpc.RpcError) as excinfo:
-            stub.UploadDataset(
-                iter([datasets_pb2.UploadDatasetRequest(dataset_id=dataset_id, chunk=chunk)])
-            )
-        assert _code(excinfo) == code, dataset_id
-
-
 def test_models_list_and_delete(channel) -> None:
     first = trained_model(channel)
     second = trained_model(channel, diabetes_request(estimator="extra_trees"))
@@ -374,12 +187,12 @@ def test_models_list_and_delete(channel) -> None:
     stub.DeleteModel(models_pb2.DeleteModelRequest(model_id=first))
     with pytest.raises(grpc.RpcError) as excinfo:
         stub.GetModel(models_pb2.GetModelRequest(model_id=first))
-    assert _code(excinfo) == grpc.StatusCode.NOT_FOUND
+    assert rpc_code(excinfo) == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as excinfo:
         events_of(
             jobs(channel).Predict(jobs_pb2.PredictRequest(model_id=first, rows=rows(README_ROW)))
         )
-    assert _code(excinfo) == grpc.StatusCode.NOT_FOUND
+    assert rpc_code(excinfo) == grpc.StatusCode.NOT_FOUND
     assert [m.id for m in stub.ListModels(models_pb2.ListModelsRequest()).models] == [second]
 
 
@@ -406,51 +219,3 @@ def test_concurrent_predictions_all_answer(channel) -> None:
         thread.join(60)
     assert errors == []
     assert len(results) == 16 and len(set(results)) == 1
-
-
-def test_jobs_survive_a_gateway_restart(tmp_path) -> None:
-    from tests.support.system import gateway_settings, running_gateway
-
-    settings = gateway_settings(tmp_path / "data")
-    first = running_gateway(settings)
-    with grpc.insecure_channel(first.address) as ch:
-        events = train(ch, diabetes_request())
-    first.stop()
-    second = running_gateway(settings)
-    try:
-        with grpc.insecure_channel(second.address) as ch:
-            stub = jobs(ch)
-            job = stub.GetJob(jobs_pb2.GetJobRequest(job_id=events[0].job_id)).job
-            assert job.state == jobs_pb2.JOB_STATE_SUCCEEDED
-            watched = [r.event for r in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job.id))]
-            assert watched == events
-            model_id = events[-1].train_result.model_id
-            predicted = events_of(
-                stub.Predict(jobs_pb2.PredictRequest(model_id=model_id, rows=rows(README_ROW)))
-            )
-            assert predicted[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
-    finally:
-        second.stop()
-
-
-def test_an_embedded_restart_finishes_the_jobs_it_had_accepted(tmp_path) -> None:
-    from tests.support.system import gateway_settings, running_gateway
-
-    settings = gateway_settings(tmp_path / "data")
-    # A gateway whose workers never ran: the job is accepted, then the process goes away.
-    first = running_gateway(settings, embedded_workers=False)
-    with grpc.insecure_channel(first.address) as ch:
-        stream = jobs(ch).Train(diabetes_request())
-        queued = first_event(stream)
-        hang_up(stream)
-    first.stop()
-    second = running_gateway(settings)
-    try:
-        with grpc.insecure_channel(second.address) as ch:
-            watched = [
-                r.event for r in jobs(ch).WatchJob(jobs_pb2.WatchJobRequest(job_id=queued.job_id))
-            ]
-        assert_well_formed(watched)
-        assert watched[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED
-    finally:
-        second.stop()

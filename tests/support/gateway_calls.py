@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
+import pytest
 from google.protobuf import struct_pb2
 
 from mlgate.events import TERMINAL_STATES
@@ -97,3 +98,13 @@ def refused(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
     except grpc.RpcError as exc:
         return exc.code(), exc.details() or ""
     raise AssertionError("the call succeeded")
+
+
+def rpc_code(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> grpc.StatusCode:
+    """The status code of the RPC error ``pytest.raises`` caught."""
+    return excinfo.value.code()
+
+
+def rpc_details(excinfo: pytest.ExceptionInfo[grpc.RpcError]) -> str:
+    """The message of the RPC error ``pytest.raises`` caught."""
+    return excinfo.value.details() or ""
