@@ -71,7 +71,7 @@ release-contract: install ## rebuild the released contract buf breaking checks a
 typecheck: gen ## mypy --strict
 	$(BIN)/mypy
 
-services: ## install and start RabbitMQ and Redis on loopback if they are not running
+services: ## install and start RabbitMQ, Redis and PostgreSQL on loopback if they are not running
 	bash scripts/ensure-services.sh
 
 test: gen lint typecheck services ## lint, types, then the whole test suite
