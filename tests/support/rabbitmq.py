@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +20,28 @@ import pika
 import pytest
 
 from brokers._rabbitmq_topology import Topology
+from brokers.base import Delivery
 from brokers.rabbitmq import RabbitMQBroker
 from tests.support.fresh import free_ports, unique_namespace
 from tests.support.waiting import wait_for
 
 __all__ = [
     "DEPLOY",
+    "ROOT",
     "SHARED_URL",
+    "WAIT",
+    "Factory",
     "PrivateNode",
+    "collect",
     "delete_namespace",
+    "private",
     "private_rabbitmq",
     "rabbitmq_brokers",
+    "raw_channel",
+    "ready_count",
     "require_rabbitmq",
+    "shared",
+    "take",
     "wait_for",
 ]
 
@@ -59,8 +71,8 @@ def delete_namespace(url: str, namespace: str) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        for queue in topology.queues:
-            channel.queue_delete(queue.name)
+        for declared in topology.queues:
+            channel.queue_delete(declared.name)
         for exchange in topology.exchanges:
             channel.exchange_delete(exchange.name)
     finally:
@@ -220,3 +232,59 @@ def private_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Priva
         yield node
     finally:
         node.stop()
+
+
+# --- for the RabbitMQ broker's own tests ---
+
+#: How long the broker tests wait for a delivery or a state before they fail.
+WAIT = 30.0
+#: The repository, where a child process starts to import mlgate's packages.
+ROOT = Path(__file__).resolve().parents[2]
+Factory = Callable[[], RabbitMQBroker]
+
+
+@pytest.fixture
+def shared() -> Iterator[Factory]:
+    """Brokers on the shared server under a fresh namespace (deleted afterwards)."""
+    yield from rabbitmq_brokers(SHARED_URL)
+
+
+@pytest.fixture
+def private(private_rabbitmq: PrivateNode) -> Iterator[Factory]:
+    """Brokers on the private node, which the test may break."""
+    yield from rabbitmq_brokers(private_rabbitmq.url)
+
+
+@contextmanager
+def raw_channel(url: str) -> Iterator[Any]:
+    """A plain pika channel, to look at what the broker left on the server."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        yield connection.channel()
+    finally:
+        connection.close()
+
+
+def ready_count(url: str, queue_name: str) -> int:
+    """Messages ready (not delivered) on the server's queue."""
+    with raw_channel(url) as channel:
+        count: int = channel.queue_declare(queue_name, passive=True).method.message_count
+        return count
+
+
+def collect(into: queue.Queue[Delivery]) -> Callable[[Delivery], None]:
+    """A handler that acknowledges each delivery and hands it to the test."""
+
+    def handler(delivery: Delivery) -> None:
+        delivery.ack()
+        into.put(delivery)
+
+    return handler
+
+
+def take(source: queue.Queue[Any], what: str) -> Any:
+    """The next item the handlers put, or a test failure naming ``what`` after ``WAIT``."""
+    try:
+        return source.get(timeout=WAIT)
+    except queue.Empty:
+        pytest.fail(f"no {what} within {WAIT}s")
