@@ -52,8 +52,9 @@ class Cluster:
     def log(self, process: subprocess.Popen[bytes]) -> str:
         return self._logs[process.pid].read_text(errors="replace")
 
-    def start_gateway(self, **env: str) -> str:
-        port = free_port()
+    def start_gateway(self, port: int | None = None, **env: str) -> str:
+        """A gateway process on ``port`` (default: a free one), returned once SERVING."""
+        port = port or free_port()
         process = self._spawn(["gateway", "--port", str(port)], "gateway", env)
         address = f"127.0.0.1:{port}"
         self.gateways.append((process, address))
