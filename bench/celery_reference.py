@@ -1,7 +1,7 @@
 """The reference ``make bench`` holds mlgate's training throughput to: a plain Celery task doing a
 seed training job's work (split, fit the forest, score the holdout, pickle the model to disk).
 
-Run by ``bench.training`` as ``celery -A bench.celery_reference worker``; the broker URL and the
+Run by ``bench.train_throughput`` as ``celery -A bench.celery_reference worker``; the broker URL and the
 directory the models are pickled into come from the environment, read when the worker imports this
 module (its entry point). Results go back through the same Redis database.
 """

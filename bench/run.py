@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from bench import model_infer, training
+from bench import model_infer, train_throughput
 from bench.inputs import DIABETES_FEATURES, DOC_ROW
 from brokers import BROKERS, EMBEDDED
 from mlgate.settings import Settings
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--celery-url",
-        default=training.CELERY_URL,
+        default=train_throughput.CELERY_URL,
         help="training: the Redis database the Celery reference uses ('' for no reference)",
     )
     parser.add_argument(
@@ -181,14 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if args.only in (None, "training"):
         brokers = [b for b in args.brokers.split(",") if b != EMBEDDED]
-        report = training.measure(
+        report = train_throughput.measure(
             brokers,
             args.train_jobs,
             args.train_rounds,
             args.train_alone,
             celery_url=args.celery_url or None,
         )
-        print(training.main_table(report))
+        print(train_throughput.main_table(report))
         print()
     if args.only not in (None, "jobs"):
         return 0

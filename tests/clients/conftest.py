@@ -8,7 +8,7 @@ import pytest
 
 from mlgate_client import MLGateClient
 from mlgate_client.cli import main
-from tests.support.cli import Run
+from tests.support.cli_runner import Run
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.cli import cli_json
+from tests.support.cli_runner import cli_json
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, HOUSES_CSV, IRIS_ROW
 
 FEATURES = ",".join(DIABETES_FEATURES)

@@ -11,7 +11,7 @@ import pytest
 
 from mlgate_client import MLGateClient
 from mlgate_client.errors import MLGateError
-from tests.support.cli import Run, cli_json
+from tests.support.cli_runner import Run, cli_json
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW, HOUSES_CSV
 
 FEATURES = ",".join(DIABETES_FEATURES)

@@ -14,6 +14,8 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
+from tests.support.broker_outages import Outage, wait_status
+from tests.support.broker_outages import outage as outage  # the fixture, shared
 from tests.support.fresh import unique_namespace
 from tests.support.gateway_calls import (
     README_ROW,
@@ -30,8 +32,6 @@ from tests.support.gateway_calls import (
     train,
     trained_model,
 )
-from tests.support.outages import Outage, wait_status
-from tests.support.outages import outage as outage  # the fixture, shared
 from tests.support.redis import PrivateRedis
 from tests.support.s3 import start_seaweedfs
 from tests.support.system import gateway_settings, running_gateway

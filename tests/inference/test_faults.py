@@ -11,12 +11,12 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
+from tests.support.broker_outages import Outage, wait_status
+from tests.support.broker_outages import outage as outage  # the fixture, shared
 from tests.support.cluster import Cluster, delete_cluster_namespace
 from tests.support.fresh import unique_namespace
 from tests.support.gateway_calls import trained_model
 from tests.support.oip import fp64_output, matrix_request, readme_matrix, seed_forest
-from tests.support.outages import Outage, wait_status
-from tests.support.outages import outage as outage  # the fixture, shared
 from tests.support.system import gateway_settings, running_gateway
 
 

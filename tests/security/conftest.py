@@ -1,4 +1,4 @@
-"""Gateways with a tokens file (``tests.support.tokens``), with and without workers."""
+"""Gateways with a tokens file (``tests.support.authed``), with and without workers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tokens import Authed, start_authed
+from tests.support.authed import Authed, start_authed
 
 
 @pytest.fixture

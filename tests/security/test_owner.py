@@ -7,8 +7,8 @@ import pytest
 
 from mlgate.v1 import jobs_pb2
 from mlgate_client import MLGateClient, PermissionDenied
+from tests.support.authed import Authed
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
-from tests.support.tokens import Authed
 
 
 def _client(authed: Authed, holder: str) -> MLGateClient:

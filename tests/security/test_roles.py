@@ -18,7 +18,7 @@ import mlgate.v1
 from mlgate.tokens import Role
 from server.app import SERVICE_NAMES
 from server.roles import METHOD_ROLES, OPEN, required_role
-from tests.support.tokens import HOLDERS, Authed
+from tests.support.authed import HOLDERS, Authed
 
 GRPCURL = Path(sys.executable).parent / "grpcurl"
 #: The role each holder of the test tokens file has (the auditor is a reader).

@@ -14,9 +14,9 @@ import pytest
 
 from mlgate.tokens import Caller, Role, TokenFile, digest, new_token, parse_tokens, tokens_line
 from mlgate_client import MLGateClient, PermissionDenied, Unauthenticated
+from tests.support.authed import Authed
 from tests.support.serving import clean_env, run_mlgate
 from tests.support.system import gateway_settings, running_gateway
-from tests.support.tokens import Authed
 
 
 def _models(address: str, token: str | None) -> list[str]:
