@@ -6,13 +6,14 @@ from __future__ import annotations
 import fcntl
 import re
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.support import rabbitmq
+from tests.support import postgres, rabbitmq
 from tests.support import redis as shared_redis
 from tests.support.fresh import free_ports, unique_namespace
 from tests.support.walkthroughs import (
@@ -63,6 +64,10 @@ NOT_RUN = {
         "`mlgate predict --csv` as written"
     ),
     ("docs/rabbitmq.md", ".venv/bin/pytest tests/brokers"): _TEST_SUITE,
+    ("docs/postgresql.md", "@db.internal:5432/mlgate?sslmode=verify-full"): (
+        "an example URL for a PostgreSQL elsewhere, with a password and TLS"
+    ),
+    ("docs/postgresql.md", ".venv/bin/python -m pytest tests/jobstore"): _TEST_SUITE,
     ("docs/redis.md", "redis-server --daemonize yes"): _SERVER_START.format("Redis"),
     ("docs/redis.md", "@redis.internal:6379"): "an example URL for a Redis elsewhere, with a password",
     ("docs/redis.md", ".venv/bin/python -m pytest tests/brokers tests/jobstore"): _TEST_SUITE,
@@ -154,6 +159,28 @@ def test_redis_walkthrough(tmp_path: Path) -> None:
             assert client.exists(f"{namespace}:job:{job_id}")
     finally:
         shared_redis.delete_namespace(url, namespace)
+
+
+def test_postgresql_walkthrough(tmp_path: Path) -> None:
+    """docs/postgresql.md: a database of its own, `mlgate db upgrade`, `mlgate serve` on it in a
+    second terminal, a named model predicted through its alias, the tables where the docs say."""
+    postgres.require_postgres()
+    database = f"mlgate_doc_{uuid.uuid4().hex[:12]}"
+    (port,) = free_ports(1)
+    env = environment(tmp_path, MLGATE_ADDRESS=f"localhost:{port}")
+    private = {"50051": str(port), "mlgate_jobs": database}
+    try:
+        source = script(DOCS / "postgresql.md", "postgresql", private)
+        out = run_walkthrough(source, tmp_path, env).stdout
+    finally:
+        postgres.drop_database(database)
+    upgraded = f"(PostgreSQL at 127.0.0.1:5432/{database}) went from schema version 0 to 1"
+    assert upgraded in out, out
+    assert re.search(r"^version: +diabetes-rf/1$", out, re.M), out
+    assert re.search(r"^0 +208\.645$", out, re.M), out  # predicted through diabetes-rf@production
+    assert re.search(r"^ +1 \| initial$", out, re.M), out  # schema_version
+    assert re.search(r"^ +jobs *\n-+\n +2$", out, re.M), out  # the training and the prediction
+    assert out.count("went from schema version 0 to 1") == 2, "the staging schema is apart"
 
 
 # SeaweedFS's default ports, which docs/s3.md's `weed server` uses as written.

@@ -24,6 +24,7 @@ __all__ = [
     "BIN",
     "SHARED_URL",
     "PrivatePostgres",
+    "drop_database",
     "fresh_schema",
     "in_schema",
     "postgres_stores",
@@ -65,6 +66,13 @@ def _create_database(url: str) -> None:
         contextlib.suppress(psycopg.errors.DuplicateDatabase),
     ):
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(name: str, url: str = SHARED_URL) -> None:
+    """Drop the database ``name`` of the shared server (a walkthrough's), ending its sessions."""
+    maintenance = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def in_schema(url: str, schema: str) -> str:
