@@ -33,6 +33,10 @@ _DOCKER = (
     "needs Docker, which our machines do not have; tests/deploy/test_compose.py checks "
     "compose.yaml and the Dockerfile statically"
 )
+_CLUSTER = (
+    "needs a Kubernetes cluster, which our machines do not have; tests/deploy/test_kubernetes.py "
+    "renders both overlays and validates every object against its schema"
+)
 _TEMPLATE = (
     "a template to fill in with your own bucket and credentials; the SeaweedFS walkthrough of "
     "docs/s3.md runs the same settings against a local server"
@@ -51,6 +55,9 @@ NOT_RUN = {
     ("docs/compose.md", "MLGATE_BROKER=redis docker compose up -d"): _DOCKER,
     ("docs/compose.md", "docker compose up -d --scale worker=4"): _DOCKER,
     ("docs/compose.md", "docker run --rm mlgate:local --help"): _DOCKER,
+    ("docs/kubernetes.md", "docker build -t registry.example.com/mlgate"): _DOCKER,
+    ("docs/kubernetes.md", "kubectl apply -k deploy/kubernetes/overlays/redis"): _CLUSTER,
+    ("docs/kubernetes.md", "kubectl -n mlgate port-forward"): _CLUSTER,
     ("docs/rabbitmq.md", "rabbitmq-server -detached"): _SERVER_START.format("RabbitMQ"),
     ("docs/rabbitmq.md", "rabbitmqctl import_definitions"): (
         "rewrites the shared node's users and the default namespace's queues; the private node "
@@ -128,6 +135,21 @@ def test_cli_walkthrough(tmp_path: Path) -> None:
         tmp_path / "forest.model.manifest.json"
     ).is_file()
     assert re.search(r"^id: +houses$", out, re.M)
+
+
+def test_fleet_walkthrough(tmp_path: Path) -> None:
+    """docs/fleet.md: two gateways and a worker on Redis, the CLI and the client given both."""
+    url = shared_redis.require_redis()
+    namespace = unique_namespace()
+    one, two = free_ports(2)
+    env = environment(tmp_path, MLGATE_NAMESPACE=namespace)
+    try:
+        source = script(DOCS / "fleet.md", "fleet", {"50051": str(one), "50052": str(two)})
+        out = run_walkthrough(source, tmp_path, env).stdout
+    finally:
+        shared_redis.delete_namespace(url, namespace)
+    assert re.search(r"^state: +succeeded$", out, re.M), out  # mlgate jobs get
+    assert re.search(r"^job_[0-9a-f]{32} mdl_[0-9a-f]{32}$", out, re.M), out  # the client
 
 
 def test_rabbitmq_walkthrough(tmp_path: Path) -> None:
