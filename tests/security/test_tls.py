@@ -84,6 +84,8 @@ def test_tls_with_the_right_ca_works(tls_gateway: RunningGateway, pki: PKI) -> N
     assert "diabetes" in _datasets(tls_gateway.address, TLS(str(pki.ca.cert)))
     port = tls_gateway.gateway.port
     assert "diabetes" in _datasets(f"localhost:{port}", TLS(str(pki.ca.cert)))
+    # A list of gateways is checked against the first one's name, which the certificate holds.
+    assert "diabetes" in _datasets(f"localhost:{port},127.0.0.1:{port}", TLS(str(pki.ca.cert)))
 
 
 @pytest.mark.parametrize("how", ["plaintext", "unknown CA", "system roots"])
