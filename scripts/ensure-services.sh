@@ -11,6 +11,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 have redis-server || missing+=(redis-server)
 have rabbitmq-server || missing+=(rabbitmq-server)
+# Not servers: node and npm run KEDA's schema over the Kubernetes manifests (tests/deploy).
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
 pg_installed() { have pg_ctlcluster && compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; }
 fresh_postgresql=0
 if ! pg_installed; then
