@@ -37,10 +37,6 @@ _CLUSTER = (
     "needs a Kubernetes cluster, which our machines do not have; tests/deploy/test_kubernetes.py "
     "renders both overlays and validates every object against its schema"
 )
-_CLUSTER = (
-    "needs a Kubernetes cluster, which our machines do not have; tests/deploy/test_kubernetes.py "
-    "renders both overlays and validates every object against its schema"
-)
 _TEMPLATE = (
     "a template to fill in with your own bucket and credentials; the SeaweedFS walkthrough of "
     "docs/s3.md runs the same settings against a local server"
@@ -59,9 +55,6 @@ NOT_RUN = {
     ("docs/compose.md", "MLGATE_BROKER=redis docker compose up -d"): _DOCKER,
     ("docs/compose.md", "docker compose up -d --scale worker=4"): _DOCKER,
     ("docs/compose.md", "docker run --rm mlgate:local --help"): _DOCKER,
-    ("docs/kubernetes.md", "docker build -t registry.example.com/mlgate"): _DOCKER,
-    ("docs/kubernetes.md", "kubectl apply -k deploy/kubernetes/overlays/redis"): _CLUSTER,
-    ("docs/kubernetes.md", "kubectl -n mlgate port-forward"): _CLUSTER,
     ("docs/kubernetes.md", "docker build -t registry.example.com/mlgate"): _DOCKER,
     ("docs/kubernetes.md", "kubectl apply -k deploy/kubernetes/overlays/redis"): _CLUSTER,
     ("docs/kubernetes.md", "kubectl -n mlgate port-forward"): _CLUSTER,
