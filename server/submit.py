@@ -1,5 +1,5 @@
-"""Putting jobs on the broker's queues: ``job_message`` is the one way a job becomes a message,
-for a submission and for a job queued again on start.
+"""Putting jobs on the broker's queues: ``publish_job`` is the one way a job is queued (its
+message built by ``job_message``), for a submission and for a job queued again on start.
 
 Submission is one step that a caller cannot split: the job is recorded, then published, or its
 record ends FAILED. A client's deadline or cancellation cancels its RPC's coroutine at whatever
@@ -25,30 +25,38 @@ from server.hub import Hub
 from server.jobstore.base import JobStore
 from storage.models import ModelRepository
 
-__all__ = ["Submitter", "job_message", "requeue_unfinished"]
+__all__ = ["Submitter", "job_message", "publish_job", "requeue_unfinished"]
 
 log = logging.getLogger(__name__)
 
 
-def job_message(
-    job: jobs_pb2.Job, *, model_sha: str = "", prior_attempts: int = 0
-) -> tuple[str, Message]:
-    """The queue and the message that carry ``job`` to a worker, with the caller's trace context.
+def job_message(job: jobs_pb2.Job, *, model_sha: str = "", prior_attempts: int = 0) -> Message:
+    """The message that carries ``job`` to a worker, with the current trace context.
 
     ``model_sha`` (a predict job's) is the digest of the artifact the gateway checked the input
     against; ``prior_attempts`` counts deliveries the job had in an earlier process."""
-    queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
     headers: tuple[tuple[str, str], ...] = ()
     if model_sha:
         headers += ((MODEL_SHA_HEADER, model_sha),)
     if prior_attempts:
         headers += ((PRIOR_ATTEMPTS_HEADER, str(prior_attempts)),)
-    return queue, Message(job.id, job.SerializeToString(), tracing.inject(headers))
+    return Message(job.id, job.SerializeToString(), tracing.inject(headers))
 
 
-def publish(broker: Broker, queue: str, message: Message, timeout: float) -> None:
-    """Publish a job's message, traced."""
-    with tracing.span("publish", job_id=message.job_id, queue=queue):
+def publish_job(
+    broker: Broker,
+    job: jobs_pb2.Job,
+    timeout: float,
+    *,
+    model_sha: str = "",
+    prior_attempts: int = 0,
+) -> None:
+    """Put ``job`` on its queue in a "publish" span, whose context the message carries: the
+    worker's spans join the trace of the request that submitted the job, or of the restart
+    that queued it again."""
+    queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
+    with tracing.span("publish", job_id=job.id, queue=queue):
+        message = job_message(job, model_sha=model_sha, prior_attempts=prior_attempts)
         broker.publish(queue, message, timeout=timeout)
 
 
@@ -85,9 +93,8 @@ class Submitter:
             # Record before publishing: a fast worker's first event must find the job in the
             # store. One thread hop for both; what failed decides what the record says.
             self._store.create(job)  # raises: nothing was recorded
-            queue, message = job_message(job, model_sha=model_sha)
             try:
-                publish(self._broker, queue, message, self._publish_timeout)
+                publish_job(self._broker, job, self._publish_timeout, model_sha=model_sha)
             except Exception as exc:
                 return exc
             return None
@@ -149,8 +156,7 @@ def requeue_unfinished(
                         model_sha = models.get(job.predict.model_id).sha256
                 # A job a worker had started counts that delivery: attempts go on from there.
                 prior = max(job.attempt, job.last_event.attempt)
-                queue, message = job_message(job, model_sha=model_sha, prior_attempts=prior)
-                publish(broker, queue, message, publish_timeout)
+                publish_job(broker, job, publish_timeout, model_sha=model_sha, prior_attempts=prior)
                 requeued += 1
             if not token:
                 break
