@@ -12,7 +12,10 @@
     ├── DataLoss             DATA_LOSS
     └── Internal             INTERNAL
 
-Workers put the code name in a FAILED event; the gateway aborts RPCs with it.
+What a client is told of any exception, these and the stores' alike, is decided in one place,
+``mlgate.failures.public``: workers put its code name in a FAILED event, the gateway aborts RPCs
+with it, and ``from_status`` turns a code and message reported by another process back into one
+of these errors.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ __all__ = [
     "ResourceExhausted",
     "Unavailable",
     "from_status",
-    "status_of",
 ]
 
 
@@ -90,17 +92,6 @@ class DataLoss(MLGateError):
 
 class Internal(MLGateError):
     code = "INTERNAL"
-
-
-def status_of(exc: BaseException) -> tuple[str, str]:
-    """The gRPC status code name and a message for any exception.
-
-    Unexpected exceptions map to INTERNAL with their type and text, so a FAILED job always
-    says why without leaking a traceback.
-    """
-    if isinstance(exc, MLGateError):
-        return exc.code, exc.message
-    return "INTERNAL", f"{type(exc).__name__}: {exc}"
 
 
 def from_status(code: str, message: str) -> MLGateError:

@@ -27,6 +27,7 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
 from mlgate.errors import DeadlineExceeded, MLGateError, from_status
+from mlgate.failures import Backends
 from storage.base import ObjectStore
 from storage.errors import StorageUnavailable
 from workers.fitting import serve
@@ -54,10 +55,10 @@ class ChildDied(Exception):
 class _Child:
     """One child process and the worker's end of its pipe."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, backends: Backends) -> None:
         self.conn, theirs = _context.Pipe()
         self.process: BaseProcess = _context.Process(
-            target=serve, args=(theirs, store), name="mlgate-fit", daemon=True
+            target=serve, args=(theirs, store, backends), name="mlgate-fit", daemon=True
         )
         self.process.start()
         theirs.close()
@@ -76,11 +77,13 @@ Progress = Callable[[int, float], None]
 
 
 class FitPool:
-    """``size`` children, each running one fit at a time."""
+    """``size`` children, each running one fit at a time; ``backends`` name the stores in what
+    they report (``mlgate.failures``)."""
 
-    def __init__(self, store: ObjectStore, size: int) -> None:
+    def __init__(self, store: ObjectStore, size: int, backends: Backends) -> None:
         self._store = store
         self._size = size
+        self._backends = backends
         self._idle: queue.Queue[_Child] = queue.Queue()
         self._lock = threading.Lock()
         self._running: dict[int, _Child] = {}  # by slot thread id, for pids()
@@ -90,7 +93,7 @@ class FitPool:
         # Takes effect when the forkserver starts, with the first child of this process.
         _context.set_forkserver_preload(["workers.fitting", "workers.fitwarm"])
         for _ in range(self._size):
-            self._idle.put(_Child(self._store))
+            self._idle.put(_Child(self._store, self._backends))
 
     def close(self) -> None:
         """Kill every child, idle or fitting."""
@@ -122,7 +125,7 @@ class FitPool:
             # It died while idle (the OOM killer, an operator): no fit of ours to blame for it.
             log.warning("fit process %s had ended while idle; starting another", child.pid)
             child.kill()
-            child = _Child(self._store)
+            child = _Child(self._store, self._backends)
         slot = threading.get_ident()
         with self._lock:
             self._running[slot] = child
@@ -147,7 +150,7 @@ class FitPool:
             else:
                 child.kill()
                 if not closed:
-                    self._idle.put(_Child(self._store))
+                    self._idle.put(_Child(self._store, self._backends))
 
     def _wait(
         self,

@@ -23,11 +23,12 @@ from multiprocessing.connection import Connection
 
 import pandas as pd
 
-from mlgate.errors import MLGateError, status_of
+from mlgate.errors import ResourceExhausted
+from mlgate.failures import Backends, public
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage.base import ObjectStore
 from storage.datasets import DatasetCatalog
-from storage.errors import IntegrityError, StorageUnavailable
+from storage.errors import StorageUnavailable
 from workers import training
 from workers.formats import encode
 from workers.importances import feature_importances
@@ -63,8 +64,9 @@ class _Datasets:
         return found
 
 
-def serve(conn: Connection, store: ObjectStore) -> None:
-    """The child's main loop: run each task the worker sends until its pipe closes."""
+def serve(conn: Connection, store: ObjectStore, backends: Backends) -> None:
+    """The child's main loop: run each task the worker sends until its pipe closes; a fit that
+    fails is told as the gateway would tell its error (``mlgate.failures``, naming ``backends``)."""
     # Ctrl-C in a terminal reaches the whole process group: the worker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
@@ -74,10 +76,10 @@ def serve(conn: Connection, store: ObjectStore) -> None:
             task: FitTask = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(_run(task, datasets, conn))
+        conn.send(_run(task, datasets, conn, backends))
 
 
-def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> FitAnswer:
+def _run(task: FitTask, datasets: _Datasets, conn: Connection, backends: Backends) -> FitAnswer:
     last = [0.0, -1.0]  # when the last progress went, and its stage
 
     def progress(stage: int, fraction: float) -> None:
@@ -95,17 +97,13 @@ def _run(task: FitTask, datasets: _Datasets, conn: Connection) -> FitAnswer:
             trained = training.fit(frame, task.plan, progress, cores=task.cores)
             record = _record(task, trained, dataset_sha256)
             encoded = encode(trained.estimator)
-    except MemoryError:
-        return FitFailed("RESOURCE_EXHAUSTED", _memory_message(task.memory_limit))
     except StorageUnavailable as exc:
-        return StoreAway(str(exc))
-    except IntegrityError as exc:
-        return FitFailed("DATA_LOSS", str(exc))
-    except MLGateError as exc:
-        return FitFailed(*status_of(exc))
+        return StoreAway(str(exc))  # an outage: the worker waits it out, as for its own
     except Exception as exc:
-        log.exception("job %s: the fit failed", task.job_id)
-        return FitFailed(*status_of(exc))
+        if isinstance(exc, MemoryError):
+            exc = ResourceExhausted(_memory_message(task.memory_limit))
+        failure = public(exc, backends, f"job {task.job_id}")
+        return FitFailed(failure.code, failure.message)
     return Fitted(record.SerializeToString(), encoded, trained.fit_seconds, loaded)
 
 

@@ -17,12 +17,11 @@ from google.protobuf.message import DecodeError
 
 from brokers.base import IncomingRequest
 from mlgate import tracing
-from mlgate.errors import MLGateError, status_of
+from mlgate.failures import Backends, public
 from mlgate.metrics import INFERENCE_BATCH_ROWS
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.tensors import DATATYPES, PREDICT, PREDICT_PROBA, class_labels, outputs_of
 from mlgate.v1 import inference_pb2, models_pb2
-from storage.errors import IntegrityError
 from workers.cache import ModelCache
 from workers.evaluation import evaluate
 from workers.tensors import Inputs, concatenate, decode, raw_contents, typed_contents
@@ -74,20 +73,18 @@ def respond(
     return response
 
 
-def _failed(exc: BaseException) -> inference_pb2.InferenceOutcome:
-    if isinstance(exc, IntegrityError):
-        return inference_pb2.InferenceOutcome(code="DATA_LOSS", message=str(exc))
-    if not isinstance(exc, MLGateError):
-        log.exception("inference failed", exc_info=exc)
-    code, message = status_of(exc)
-    return inference_pb2.InferenceOutcome(code=code, message=message)
-
-
 class InferenceServer:
-    """Answers inference batches from a model cache; ``handle`` is a broker request handler."""
+    """Answers inference batches from a model cache; ``handle`` is a broker request handler.
+    A request that fails is told as the gateway would tell its error (``mlgate.failures``, naming
+    ``backends``), and the gateway passes that on unchanged."""
 
-    def __init__(self, cache: ModelCache) -> None:
+    def __init__(self, cache: ModelCache, backends: Backends) -> None:
         self._cache = cache
+        self._backends = backends
+
+    def _failed(self, exc: Exception, model_id: str) -> inference_pb2.InferenceOutcome:
+        failure = public(exc, self._backends, f"inference on model {model_id}")
+        return inference_pb2.InferenceOutcome(code=failure.code, message=failure.message)
 
     def handle(self, incoming: IncomingRequest) -> bytes:
         try:
@@ -115,7 +112,7 @@ class InferenceServer:
         try:
             record, model = self._cache.get(batch.model_id, batch.model_sha256)
         except Exception as exc:
-            failed = _failed(exc)
+            failed = self._failed(exc, batch.model_id)
             return inference_pb2.InferenceReply(outcomes=[failed] * len(batch.requests))
         ready: list[tuple[int, pb.ModelInferRequest, Inputs]] = []
         for k, data in enumerate(batch.requests):
@@ -123,7 +120,7 @@ class InferenceServer:
                 request = pb.ModelInferRequest.FromString(data)
                 ready.append((k, request, decode(request, record)))
             except Exception as exc:
-                outcomes[k] = _failed(exc)
+                outcomes[k] = self._failed(exc, batch.model_id)
         if ready:
             try:
                 inputs = concatenate([inputs for _k, _request, inputs in ready])
@@ -146,7 +143,7 @@ class InferenceServer:
                     )
                     start = end
             except Exception as exc:
-                failed = _failed(exc)
+                failed = self._failed(exc, batch.model_id)
                 for k, _request, _inputs in ready:
                     outcomes[k] = failed
         return inference_pb2.InferenceReply(outcomes=[o for o in outcomes if o is not None])

@@ -8,7 +8,8 @@ threads) and runs the job again after a backoff (0.5 s, doubling to 5 s, jittere
 past the outage, for at most ``MLGATE_OUTAGE_RETRY_SECONDS`` from the first failure. The job's
 steps are safe to repeat: a training job whose model was saved reuses it, so a job that lost only
 its final event to a broker outage is not fitted again. Past the bound the job ends FAILED with
-UNAVAILABLE, naming the store and what it said.
+UNAVAILABLE and the message the gateway gives for the same outage (``mlgate.failures``), naming
+the store; what the store said goes to the worker's log.
 
 An outage is logged once per process when a job first meets it and once when a job next gets
 past it, never per retry.
@@ -25,7 +26,7 @@ from typing import TypeVar
 from brokers._backoff import Backoff
 from brokers.errors import BrokerUnavailable
 from mlgate.errors import Unavailable
-from storage import describe_store
+from mlgate.failures import Backends, public
 from storage.errors import StorageUnavailable
 
 __all__ = ["OutageOutlasted", "OutageRetry"]
@@ -76,30 +77,28 @@ class _Known:
 class OutageRetry:
     """Runs jobs through outages of the object store and the broker (see the module docstring).
 
-    ``broker`` and ``storage_url`` name the stores in messages as the gateway names them;
-    ``stopping`` set, a waiting job gives up at once and its outage error goes to the caller,
-    which hands the delivery back to the broker untouched (``brokers.base.HandBack``).
+    ``backends`` name the stores as the gateway names them; ``stopping`` set, a waiting job gives
+    up at once and its outage error goes to the caller, which hands the delivery back to the
+    broker untouched (``brokers.base.HandBack``).
     """
 
-    def __init__(self, limit: float, *, broker: str, storage_url: str) -> None:
+    def __init__(self, limit: float, backends: Backends) -> None:
         self.limit = limit
         self.stopping = threading.Event()
-        self._names = {
-            StorageUnavailable: f"the object store ({describe_store(storage_url)})",
-            BrokerUnavailable: f"the job broker ({broker})",
-        }
+        self._backends = backends
         self._known = _Known()
 
-    def _name(self, exc: BaseException) -> str:
-        for kind, name in self._names.items():
-            if isinstance(exc, kind):
-                return name
-        raise TypeError(f"not an outage: {exc!r}")  # pragma: no cover - OUTAGES only
-
-    def run(self, attempt: Callable[[], T], *, check: Callable[[], None] = lambda: None) -> T:
+    def run(
+        self,
+        attempt: Callable[[], T],
+        *,
+        check: Callable[[], None] = lambda: None,
+        where: str = "a job",
+    ) -> T:
         """``attempt()``, run again while it meets an outage; ``check`` is called while waiting
         and may raise to end the wait (a cancelled job). Raises ``OutageOutlasted`` past the
-        bound, or the outage error itself once the worker is stopping."""
+        bound, or the outage error itself once the worker is stopping; ``where`` names the job
+        in the log."""
         backoff = Backoff(base=_FIRST_DELAY, cap=_LONGEST_DELAY)
         deadline: float | None = None
         away: set[str] = set()
@@ -107,7 +106,7 @@ class OutageRetry:
             try:
                 result = attempt()
             except OUTAGES as exc:
-                name = self._name(exc)
+                name = self._backends.service(exc)
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.limit
@@ -116,10 +115,15 @@ class OutageRetry:
                 if self.stopping.is_set():
                     raise
                 if now >= deadline:
-                    raise OutageOutlasted(
-                        f"{name} was unreachable for {self.limit:g} s, longer than this job "
-                        f"waits (MLGATE_OUTAGE_RETRY_SECONDS): {exc}"
-                    ) from exc
+                    log.warning(
+                        "%s: %s stayed unreachable for %g s, longer than a job waits "
+                        "(MLGATE_OUTAGE_RETRY_SECONDS): the job fails",
+                        where,
+                        name,
+                        self.limit,
+                    )
+                    told = public(exc, self._backends, where)
+                    raise OutageOutlasted(told.message) from exc
                 self._wait(min(deadline, now + backoff.next_delay()), check)
                 if self.stopping.is_set():
                     raise

@@ -27,15 +27,15 @@ from brokers.base import (
 )
 from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate import tracing
-from mlgate.errors import MLGateError, status_of
+from mlgate.failures import Backends, public
 from mlgate.ids import model_id_for_job
 from mlgate.jobs import MODEL_SHA_HEADER, plan
 from mlgate.logs import job_context
 from mlgate.metrics import job_started
 from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, models_pb2
+from storage import describe_store
 from storage.datasets import DatasetCatalog
-from storage.errors import IntegrityError
 from storage.models import ModelRepository
 from workers import prediction
 from workers.attempt_events import AttemptEvents
@@ -98,11 +98,14 @@ class Worker:
         # Jobs whose outcome this worker published but may not have acknowledged (a broker
         # outage took the delivery): their redelivery is acknowledged, neither run nor counted.
         self._recorded = _Recent()
-        self._outages = OutageRetry(
-            settings.outage_retry_seconds, broker=broker.name, storage_url=settings.storage_url
+        # Faults are told as the gateway tells them (mlgate.failures), naming the same stores; a
+        # worker meets no job store.
+        self._backends = Backends(
+            broker=broker.name, job_store="", object_store=describe_store(settings.storage_url)
         )
+        self._outages = OutageRetry(settings.outage_retry_seconds, self._backends)
         self._subscriptions: list[Subscription] = []
-        self._pool = FitPool(catalog.store, settings.train_concurrency)
+        self._pool = FitPool(catalog.store, settings.train_concurrency, self._backends)
         self._pacer = Pacer()
 
     def start(self) -> None:
@@ -118,7 +121,7 @@ class Worker:
             ),
             self._broker.serve_requests(
                 INFERENCE_QUEUE,
-                InferenceServer(self.cache).handle,
+                InferenceServer(self.cache, self._backends).handle,
                 concurrency=self._settings.infer_concurrency,
             ),
         ]
@@ -236,6 +239,7 @@ class Worker:
             outcome = self._outages.run(
                 lambda: self._attempt(job, events, delivery, run),
                 check=lambda: self._check_cancelled(job),
+                where=f"job {job.id}",
             )
         except Cancelled:
             outcome = "cancelled"
@@ -251,7 +255,7 @@ class Worker:
             outcome = "handed back"
             raise HandBack(str(exc)) from exc
         except OutageOutlasted as exc:
-            events.failed(*status_of(exc))
+            self._failed(job, events, exc)
             outcome = "failed"
         finally:
             events.close()
@@ -277,18 +281,16 @@ class Worker:
             result = run(job, events, delivery)
         except (Cancelled, ChildDied, BrokerError, *OUTAGES):
             raise
-        except MLGateError as exc:
-            events.failed(*status_of(exc))
-            return "failed"
-        except IntegrityError as exc:
-            events.failed("DATA_LOSS", str(exc))
-            return "failed"
         except Exception as exc:
-            log.exception("job %s failed", job.id)
-            events.failed(*status_of(exc))
+            self._failed(job, events, exc)
             return "failed"
         events.succeeded(**result)
         return "succeeded"
+
+    def _failed(self, job: jobs_pb2.Job, events: AttemptEvents, exc: Exception) -> None:
+        """Publish the job's FAILED outcome, told as the gateway would tell ``exc``."""
+        failure = public(exc, self._backends, f"job {job.id}")
+        events.failed(failure.code, failure.message)
 
     def _check_cancelled(self, job: jobs_pb2.Job) -> None:
         if job.id in self._cancelled:

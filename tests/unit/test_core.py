@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import grpc
 import pytest
 
-from mlgate.errors import InvalidArgument, NotFound, status_of
+from mlgate.errors import InvalidArgument, NotFound
+from mlgate.failures import CODES, Backends, Failure, public
 from mlgate.ids import check_dataset_id, check_job_id, check_model_id, model_id_for_job, new_job_id
 from mlgate.settings import Settings, redact_url
 from storage.base import check_key
@@ -76,6 +79,15 @@ def test_training_limits_have_generous_defaults() -> None:
         Settings.from_env({"MLGATE_TRAIN_TIMEOUT": "0"})
 
 
-def test_status_of_maps_domain_and_unexpected_errors() -> None:
-    assert status_of(NotFound("model x does not exist")) == ("NOT_FOUND", "model x does not exist")
-    assert status_of(ZeroDivisionError("boom")) == ("INTERNAL", "ZeroDivisionError: boom")
+def test_one_mapping_tells_domain_errors_as_written_and_hides_unexpected_ones() -> None:
+    backends = Backends("memory", "sqlite", "local directory")
+    assert public(NotFound("model x does not exist"), backends, "test") == Failure(
+        "NOT_FOUND", "model x does not exist"
+    )
+    told = public(ZeroDivisionError("boom"), backends, "test")
+    assert told.code == "INTERNAL"
+    assert re.fullmatch(
+        r"internal error \(ref [0-9a-f]{12}\); mlgate's logs say why; tell its operator",
+        told.message,
+    ), told.message
+    assert {code for code in CODES if code not in grpc.StatusCode.__members__} == set()

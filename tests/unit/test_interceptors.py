@@ -130,8 +130,7 @@ AGAIN = "is unreachable; try again shortly"
         (
             StorageError(SECRET),
             grpc.StatusCode.INTERNAL,
-            "the object store (local directory) failed; the gateway's log says why; "
-            "tell its operator",
+            "the object store (local directory) failed; mlgate's logs say why; tell its operator",
         ),
         (
             IntegrityError("model m has a manifest but no artifact"),
@@ -151,14 +150,14 @@ def test_every_kind_of_rpc_maps_an_error_the_same_way(tmp_path, error, code, mes
 def test_an_unexpected_error_is_internal_with_a_reference_to_its_logged_traceback(
     tmp_path, caplog
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="server.error_mapping")
+    caplog.set_level(logging.ERROR, logger="mlgate.failures")
 
     async def client(channel: grpc.aio.Channel) -> None:
         answers = await _statuses(channel)
         assert {code for code, _ in answers} == {grpc.StatusCode.INTERNAL}
         for _, message in answers:
             found = re.fullmatch(
-                r"internal error \(ref ([0-9a-f]{12})\); the gateway's log says why; "
+                r"internal error \(ref ([0-9a-f]{12})\); mlgate's logs say why; "
                 r"tell its operator",
                 message,
             )

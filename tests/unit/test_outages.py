@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlgate.errors import status_of
+from mlgate.failures import Backends, public
 from mlgate.settings import Settings
 from storage.errors import StorageUnavailable
 from storage.local import LocalObjectStore
@@ -32,7 +32,7 @@ def _away(store: LocalObjectStore) -> Path:
 
 
 def _retry(limit: float) -> OutageRetry:
-    return OutageRetry(limit, broker="redis", storage_url="file:///data/storage")
+    return OutageRetry(limit, Backends("redis", "sqlite", "local directory"))
 
 
 def test_a_job_runs_again_once_the_store_is_back_and_the_outage_is_logged_once(
@@ -61,21 +61,27 @@ def test_a_job_runs_again_once_the_store_is_back_and_the_outage_is_logged_once(
     assert messages[1].startswith("the object store (local directory) is back after")
 
 
-def test_an_outage_past_the_bound_is_unavailable_naming_the_store(
-    store: LocalObjectStore,
+def test_an_outage_past_the_bound_is_unavailable_told_as_the_gateway_tells_it(
+    store: LocalObjectStore, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="workers.outages")
     _away(store)
     started = time.monotonic()
     with pytest.raises(OutageOutlasted) as raised:
-        _retry(1).run(lambda: store.put("k", b"x"))
+        _retry(1).run(lambda: store.put("k", b"x"), where="job j")
     assert 1 <= time.monotonic() - started < 3
-    code, message = status_of(raised.value)
-    assert code == "UNAVAILABLE"
-    assert message.startswith(
-        "the object store (local directory) was unreachable for 1 s, longer than this job waits "
-        "(MLGATE_OUTAGE_RETRY_SECONDS): "
-    )
+    backends = Backends("redis", "sqlite", "local directory")
     assert isinstance(raised.value.__cause__, StorageUnavailable)
+    told = public(raised.value, backends, "job j")
+    assert told == public(raised.value.__cause__, backends, "GetModel")
+    assert (told.code, told.message) == (
+        "UNAVAILABLE",
+        "the object store (local directory) is unreachable; try again shortly",
+    )
+    assert (
+        "job j: the object store (local directory) stayed unreachable for 1 s, longer than a job "
+        "waits (MLGATE_OUTAGE_RETRY_SECONDS)" in caplog.text
+    )
 
 
 def test_a_bound_of_zero_fails_at_once(store: LocalObjectStore) -> None:
