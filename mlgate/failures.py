@@ -65,10 +65,9 @@ def _codes(kind: type[MLGateError]) -> set[str]:
     return {kind.code}.union(*(_codes(sub) for sub in kind.__subclasses__()))
 
 
-#: Every code ``public`` answers with (``MLGateError``'s own UNKNOWN is never raised), and
-#: ABORTED, which a worker gives a job it dead-letters.
+#: Every code ``public`` answers with (``MLGateError``'s own UNKNOWN is never raised).
 CODES: frozenset[str] = frozenset(
-    {"INTERNAL", "ABORTED", *(code for _, code, _ in _TABLE), *_codes(MLGateError)} - {"UNKNOWN"}
+    {"INTERNAL", *(code for _, code, _ in _TABLE), *_codes(MLGateError)} - {"UNKNOWN"}
 )
 
 

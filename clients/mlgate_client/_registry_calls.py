@@ -71,7 +71,8 @@ class RegistryCalls:
 
     def export_model(self, model_id: str, target: IO[bytes]) -> tuple[Model, str]:
         """Write the model's artifact into ``target``; its record and the artifact's format
-        ("mlgate-arrays-v1": load it with ``storage.models.loads``; "skops": with ``skops.io``;
+        ("mlgate-arrays-v1": load it with the server's ``workers.formats.decode``; "skops": with
+        ``skops.io``;
         never pickle). The bytes are checked against the
         record's sha256 as they arrive; a mismatch raises DATA_LOSS."""
         request = models_pb2.ExportModelRequest(model_id=model_id)

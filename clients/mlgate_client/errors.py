@@ -130,19 +130,21 @@ class JobCancelled(JobError):
         super().__init__(message, "CANCELLED", job_id)
 
 
-_BY_CODE: dict[str, type[MLGateError]] = {
-    "INVALID_ARGUMENT": InvalidArgument,
-    "NOT_FOUND": NotFound,
-    "ALREADY_EXISTS": AlreadyExists,
-    "FAILED_PRECONDITION": FailedPrecondition,
-    "RESOURCE_EXHAUSTED": ResourceExhausted,
-    "DEADLINE_EXCEEDED": DeadlineExceeded,
-    "UNAVAILABLE": Unavailable,
-    "DATA_LOSS": DataLoss,
-    "UNAUTHENTICATED": Unauthenticated,
-    "PERMISSION_DENIED": PermissionDenied,
-    "INTERNAL": Internal,
-    "UNKNOWN": Internal,
+# The one table from status codes to classes; any other code raises MLGateError itself. The
+# server's side holds every code its error mapping answers with to a class here (a test checks).
+_BY_CODE: dict[grpc.StatusCode, type[MLGateError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    grpc.StatusCode.DATA_LOSS: DataLoss,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
+    grpc.StatusCode.INTERNAL: Internal,
+    grpc.StatusCode.UNKNOWN: Internal,
 }
 
 # What grpc-core says when no transport could be set up; an UNAVAILABLE the server itself sends
@@ -152,7 +154,8 @@ _CONNECT_FAILURES = ("failed to connect to all addresses", "connection refused",
 
 def error_for_code(code: str, message: str) -> MLGateError:
     """The typed error for a status code name."""
-    cls = _BY_CODE.get(code, MLGateError)
+    status = grpc.StatusCode.__members__.get(code)
+    cls = MLGateError if status is None else _BY_CODE.get(status, MLGateError)
     if cls is Unavailable and any(hint in message.lower() for hint in _CONNECT_FAILURES):
         cls = ServerUnreachable
     return cls(message, code)

@@ -7,6 +7,7 @@ import socket
 import pytest
 
 import mlgate_client
+from mlgate.failures import CODES
 from mlgate_client import MLGateClient, errors
 from mlgate_client.cli import exit_code
 
@@ -36,6 +37,13 @@ def test_each_status_code_has_its_class(code, cls) -> None:
     assert error.code == code
     assert error.message == "something is off"
     assert str(error) == f"{code}: something is off"
+
+
+@pytest.mark.parametrize("code", sorted(CODES))
+def test_every_code_the_server_tells_a_fault_with_has_its_own_class(code: str) -> None:
+    # mlgate.failures is the server's one error mapping: the client stands apart from it, so
+    # this test holds the two tables together.
+    assert type(errors.error_for_code(code, "something is off")) is not errors.MLGateError
 
 
 def test_invalid_argument_names_the_field_from_the_message() -> None:
