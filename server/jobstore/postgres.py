@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import builtins
 import functools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import psycopg
@@ -98,6 +100,8 @@ SELECT claimed.record, job_rows.body FROM claimed
 LEFT JOIN job_rows ON job_rows.job_id = claimed.id
 """
 _SWEEP_BATCH = 500
+# Records this store wrote lately; far more than the jobs a gateway has in flight.
+_RECENT = 10_000
 _SWEEP_MAX_BATCHES = 20
 _MAX_UPDATE_TRIES = 100
 
@@ -122,6 +126,34 @@ def listing(kind: int, state: int, after: tuple[int, str] | None) -> tuple[str, 
     return sql + " ORDER BY create_ns DESC, id DESC LIMIT %s", args
 
 
+class _Recent:
+    """The records this store wrote lately, each with its ``rev``. An event for one of them is
+    applied to it and saved in one statement; if another writer changed the record meanwhile,
+    the save's compare-and-set matches nothing and the update reads the record again. An event
+    that does not move a remembered record forward does not move the stored one either (which
+    can only be further on), so it is dropped without a round trip."""
+
+    def __init__(self, size: int = _RECENT) -> None:
+        self._size = size
+        self._records: OrderedDict[str, tuple[bytes, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> tuple[bytes, int] | None:
+        with self._lock:
+            return self._records.get(job_id)
+
+    def put(self, job_id: str, record: bytes, rev: int) -> None:
+        with self._lock:
+            self._records[job_id] = (record, rev)
+            self._records.move_to_end(job_id)
+            if len(self._records) > self._size:
+                self._records.popitem(last=False)
+
+    def drop(self, job_id: str) -> None:
+        with self._lock:
+            self._records.pop(job_id, None)
+
+
 class PostgresJobStore(JobStore):
     """Job records in PostgreSQL, on a pool of connections opened once."""
 
@@ -129,6 +161,7 @@ class PostgresJobStore(JobStore):
         self._link = link
         self._sweeps = SweepSchedule(retention)
         self._registry = PostgresModelRegistry(link)
+        self._recent = _Recent()
 
     @classmethod
     def from_url(cls, url: str, retention: float = DEFAULT_RETENTION) -> PostgresJobStore:
@@ -155,12 +188,13 @@ class PostgresJobStore(JobStore):
 
     def create(self, job: jobs_pb2.Job) -> None:
         record, rows = split_rows(job)
+        stored = record.SerializeToString()
         params = {
             "id": job.id,
             "kind": job.kind,
             "state": job.state,
             "create_ns": job.create_time.ToNanoseconds(),
-            "record": record.SerializeToString(),
+            "record": stored,
             "ended": is_terminal(job.state),
             "rows": rows,
             "has_rows": bool(rows),
@@ -175,9 +209,10 @@ class PostgresJobStore(JobStore):
                 raise AlreadyExists(f"job {job.id} already exists") from None
 
         self._link.run(insert)
+        self._recent.put(job.id, stored, 0)
 
     def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        job = self._update(event.job_id, lambda _job: event)
+        job = self._update(event.job_id, lambda _job: event, known=self._recent.get(event.job_id))
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
         return None if job is None else summary(job)
 
@@ -196,47 +231,59 @@ class PostgresJobStore(JobStore):
         make_event: Callable[[jobs_pb2.Job], jobs_pb2.JobEvent],
         *,
         keep_unchanged: bool = False,
+        known: tuple[bytes, int] | None = None,
     ) -> jobs_pb2.Job | None:
-        """Apply an event to a job; the job if it changed (or, with ``keep_unchanged``, if it
-        exists at all). Starts again from the stored record if another writer got there first."""
+        """Apply an event to a job, starting from the ``known`` record if given; the job if it
+        changed (or, with ``keep_unchanged``, if it exists at all). Starts again from the stored
+        record if another writer got there first."""
         for _ in range(_MAX_UPDATE_TRIES):
-            row = self._link.run(
-                lambda conn: conn.execute(_LOAD, (job_id,), binary=True).fetchone()
-            )
-            if row is None:
-                return None
-            job, rev = jobs_pb2.Job.FromString(row[0]), int(row[1])
+            if known is None:
+                row = self._link.run(
+                    lambda conn: conn.execute(_LOAD, (job_id,), binary=True).fetchone()
+                )
+                if row is None:
+                    self._recent.drop(job_id)
+                    return None
+                known = (row[0], int(row[1]))
+            job, rev = jobs_pb2.Job.FromString(known[0]), known[1]
             if not apply_event(job, make_event(job)):
                 return job if keep_unchanged else None
-            if self._link.run(functools.partial(self._save, job=job, rev=rev)):
+            stored = self._link.run(functools.partial(self._save, job=job, rev=rev))
+            if stored is not None:
+                self._recent.put(job_id, stored, rev + 1)
                 return job
+            known = None
         raise JobStoreUnavailable(f"PostgreSQL at {self._link.where}: job {job_id} kept changing")
 
-    def _save(self, conn: Connection, job: jobs_pb2.Job, rev: int) -> bool:
-        """Write the updated record and its last event if the record is still at ``rev``; a
-        job that succeeded with a model name gets its version in the same transaction."""
+    def _save(self, conn: Connection, job: jobs_pb2.Job, rev: int) -> bytes | None:
+        """Write the updated record and its last event if the record is still at ``rev``; the
+        record as stored, or None if it was not. A job that succeeded with a model name gets its
+        version in the same transaction."""
         if self._registry.wants_version(job):
             with conn.transaction() as transaction:
                 self._registry.register_in_transaction(conn, job)
-                if self._write(conn, job, rev):
-                    return True
+                stored = self._write(conn, job, rev)
+                if stored is not None:
+                    return stored
                 # The version allocated above is given back with the rest: numbers stay dense.
                 raise psycopg.Rollback(transaction)
-            return False
+            return None
         return self._write(conn, job, rev)
 
-    def _write(self, conn: Connection, job: jobs_pb2.Job, rev: int) -> bool:
+    @staticmethod
+    def _write(conn: Connection, job: jobs_pb2.Job, rev: int) -> bytes | None:
+        stored = job.SerializeToString()
         params = {
             "id": job.id,
             "state": job.state,
-            "record": job.SerializeToString(),
+            "record": stored,
             "ended": is_terminal(job.state),
             "rev": rev,
             "seq": job.last_event.seq,
             "event": job.last_event.SerializeToString(),
         }
         found = conn.execute(_SAVE, params).fetchone()
-        return bool(found and found[0])
+        return stored if found and found[0] else None
 
     def _sweep(self) -> None:
         """Delete jobs that ended more than ``retention`` seconds ago, with their rows and

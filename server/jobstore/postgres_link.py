@@ -123,8 +123,7 @@ class PostgresLink:
         while True:
             tries -= 1
             try:
-                with self._pool.connection(_WAIT_FAILING if self._failing else _WAIT) as conn:
-                    result = work(conn)
+                result = self._on_connection(work)
             except psycopg.Error as exc:
                 error = self.translate(exc)
                 lost = isinstance(error, JobStoreUnavailable) and not isinstance(exc, PoolTimeout)
@@ -135,6 +134,16 @@ class PostgresLink:
                 self._failing = False
                 log.info("the job store (PostgreSQL at %s) answers again", self.where)
             return result
+
+    def _on_connection(self, work: Callable[[Connection], T]) -> T:
+        # getconn and putconn rather than the pool's context manager, whose commit on exit is
+        # half the client's CPU of a short statement (the connections are in autocommit: work
+        # that opens a transaction ends it).
+        conn = self._pool.getconn(_WAIT_FAILING if self._failing else _WAIT)
+        try:
+            return work(conn)
+        finally:
+            self._pool.putconn(conn)
 
     def translate(self, exc: psycopg.Error) -> JobStoreError:
         """The job store error for a psycopg error: its text without the password, and for a
