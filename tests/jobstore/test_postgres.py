@@ -44,7 +44,7 @@ def schema_url() -> Iterator[str]:
 
 
 def _plan(conn: psycopg.Connection[Any], query: str, args: list[object]) -> str:
-    rows = conn.execute(f"EXPLAIN {query}", args).fetchall()  # type: ignore[call-overload]
+    rows = conn.execute(f"EXPLAIN {query}", args).fetchall()
     return "\n".join(row[0] for row in rows)
 
 
@@ -53,7 +53,7 @@ def _generic_plan(conn: psycopg.Connection[Any], query: str, args: list[object])
     gateway's prepared listing may settle on)."""
     count = iter(range(1, len(args) + 1))
     numbered = re.sub(r"%s", lambda _: f"${next(count)}", query)
-    conn.execute(f"PREPARE listing AS {numbered}")  # type: ignore[call-overload]
+    conn.execute(f"PREPARE listing AS {numbered}")
     try:
         conn.execute("SET plan_cache_mode = force_generic_plan")
         values = sql.SQL(", ").join(sql.Literal(arg) for arg in args)
