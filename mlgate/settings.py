@@ -12,7 +12,10 @@ from brokers.settings import BrokerSettings
 from mlgate import env as variables
 from mlgate.urls import redact_url
 
-__all__ = ["Settings", "redact_url"]
+__all__ = ["DRAIN_GRACE", "Settings", "redact_url"]
+
+#: Seconds a stopping gateway gives its running calls (MLGATE_DRAIN_GRACE's default).
+DRAIN_GRACE = 10.0
 
 
 def _default_memory_limit() -> int:
@@ -60,6 +63,17 @@ class Settings:
     max_model_bytes: int = 512 * 1024 * 1024
     # How long a gateway publish may wait for the broker before UNAVAILABLE.
     publish_timeout: float = 10.0
+    # The outbox (server/outbox.py): a job recorded and not known to be published for this many
+    # seconds is published by any gateway's sweeper (above publish_timeout, so a publish still
+    # under way is not doubled); one that cannot be published within outbox_give_up seconds of
+    # its submission ends FAILED.
+    outbox_after: float = 30.0
+    outbox_give_up: float = 300.0
+    # Stopping (SIGTERM): health says NOT_SERVING while calls are still taken for drain_delay
+    # seconds, so load balancers stop sending; then new calls are refused and running ones have
+    # drain_grace seconds to finish.
+    drain_delay: float = 0.0
+    drain_grace: float = DRAIN_GRACE
     # Bounds a client's request; larger CSVs go through UploadDataset in chunks.
     max_predict_rows: int = 10_000
     # Online inference (ModelInfer): requests for one model that arrive while the gateway's
@@ -136,6 +150,10 @@ class Settings:
             "model_cache_bytes": int(env.get("MLGATE_MODEL_CACHE_BYTES", str(512 * 1024 * 1024))),
             "max_model_bytes": int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
             "publish_timeout": float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
+            "outbox_after": variables.seconds(env, "MLGATE_OUTBOX_AFTER", 30.0),
+            "outbox_give_up": variables.seconds(env, "MLGATE_OUTBOX_GIVE_UP", 300.0),
+            "drain_delay": variables.seconds(env, "MLGATE_DRAIN_DELAY", 0.0, zero=True),
+            "drain_grace": variables.seconds(env, "MLGATE_DRAIN_GRACE", DRAIN_GRACE, zero=True),
             "batch_max_rows": variables.positive(env, "MLGATE_BATCH_MAX_ROWS", "4096"),
             "batch_max_delay_us": variables.positive(
                 env, "MLGATE_BATCH_MAX_DELAY_US", "2000", zero=True
@@ -163,6 +181,7 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check_tls()
+        settings.check_outbox()
         return settings
 
     def check_tls(self) -> None:
@@ -173,6 +192,20 @@ class Settings:
             raise ValueError(
                 "MLGATE_TLS_CLIENT_CA needs MLGATE_TLS_CERT and MLGATE_TLS_KEY: "
                 "client certificates are only asked for over TLS"
+            )
+
+    def check_outbox(self) -> None:
+        """``ValueError`` for outbox times that would publish a job twice or give up at once."""
+        if self.outbox_after <= self.publish_timeout:
+            raise ValueError(
+                f"MLGATE_OUTBOX_AFTER ({self.outbox_after:g} s) must be above "
+                f"MLGATE_PUBLISH_TIMEOUT ({self.publish_timeout:g} s): a job whose publish is "
+                "still under way would be published again"
+            )
+        if self.outbox_give_up < self.outbox_after:
+            raise ValueError(
+                f"MLGATE_OUTBOX_GIVE_UP ({self.outbox_give_up:g} s) must be at least "
+                f"MLGATE_OUTBOX_AFTER ({self.outbox_after:g} s)"
             )
 
     @property

@@ -1,4 +1,10 @@
-"""The gateway process: the gRPC server, its health and reflection services, and graceful shutdown."""
+"""The gateway process: the gRPC server, its health and reflection services, and graceful shutdown.
+
+Stopping drains: health says NOT_SERVING first (every service name but ``liveness``, which stays
+SERVING while the process answers), calls are still taken for ``drain_delay`` seconds so that load
+balancers stop sending, then new calls are refused and running ones have ``drain_grace`` seconds to
+finish; submissions under way end queued or FAILED, and their outbox marks are flushed.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from brokers import Broker, BrokerUnavailable, open_broker
 from mlgate.metrics import BrokerCollector, serve_metrics
-from mlgate.settings import Settings
+from mlgate.settings import DRAIN_GRACE, Settings
 from mlgate.tokens import TokenFile
 from mlgate.v1 import (
     datasets_pb2,
@@ -40,6 +46,7 @@ from server.jobstore import JobStore, open_job_store
 from server.manifests import ManifestCache
 from server.model_catalog import ModelCatalog
 from server.model_service import ModelServicer
+from server.outbox import Outbox
 from server.recorder import Recorder
 from server.status_service import Dependencies, StatusServicer
 from server.submit import Submitter, requeue_unfinished
@@ -72,7 +79,13 @@ LIVENESS_SERVICE = "liveness"
 class Gateway:
     """A running gateway; with ``embedded_workers`` it also runs workers on the same broker."""
 
-    def __init__(self, settings: Settings, *, embedded_workers: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedded_workers: bool = False,
+        after_record: Callable[[jobs_pb2.Job], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.broker: Broker = open_broker(settings.broker_settings())
         self.store: JobStore = open_job_store(
@@ -86,8 +99,23 @@ class Gateway:
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects, settings.max_model_bytes)
         self.hub = Hub(self.store.events)
+        self.outbox = Outbox(
+            self.broker,
+            self.store,
+            self.models,
+            self.hub,
+            after=settings.outbox_after,
+            give_up=settings.outbox_give_up,
+            publish_timeout=settings.publish_timeout,
+        )
+        # ``after_record``: a test's fault point (server.main), None in service.
         self.submitter = Submitter(
-            self.broker, self.store, self.hub, publish_timeout=settings.publish_timeout
+            self.broker,
+            self.store,
+            self.hub,
+            self.outbox,
+            publish_timeout=settings.publish_timeout,
+            after_record=after_record,
         )
         # Read now, so a missing or malformed tokens file stops start-up with one line.
         self.tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
@@ -137,6 +165,8 @@ class Gateway:
             )
             if requeued:
                 log.info("requeued %d unfinished jobs from the job store", requeued)
+        # After the requeue, which clears the marks of what it queued: swept once, not twice.
+        self.outbox.start()
         loop = asyncio.get_running_loop()
         self._recorder = Recorder(self.broker, self.store, self.models, self.hub, loop)
         self._recorder.start()
@@ -209,11 +239,14 @@ class Gateway:
             if not unhealthy and self._unhealthy:
                 log.info("serving again: every dependency answers")
             self._unhealthy = unhealthy
-        status = (
+        await self._set_readiness(
             health_pb2.HealthCheckResponse.NOT_SERVING
             if unhealthy
             else health_pb2.HealthCheckResponse.SERVING
         )
+
+    async def _set_readiness(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        # Every name but LIVENESS_SERVICE: a gateway that is unready, or draining, is still alive.
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, status)
 
@@ -222,19 +255,29 @@ class Gateway:
             await asyncio.sleep(_HEALTH_INTERVAL)
             await self._update_health()
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Refuse new calls, give running ones ``grace`` seconds, then release everything."""
+    async def stop(self, grace: float = DRAIN_GRACE) -> None:
+        """Drain (see the module's docstring): NOT_SERVING, ``drain_delay`` seconds still taking
+        calls, then refuse new calls and give running ones ``grace`` seconds; then release
+        everything."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
-        await self._health.enter_graceful_shutdown()
+        # Nothing sets health after this: the watchdog, the only other writer, is gone.
+        await self._set_readiness(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._server is not None and self.settings.drain_delay:
+            log.info(
+                "draining: NOT_SERVING; still taking calls for %g s", self.settings.drain_delay
+            )
+            await asyncio.sleep(self.settings.drain_delay)
         if self._server is not None:
             await self._server.stop(grace)
         if self._batcher is not None:
             self._batcher.close()
-        # Calls cancelled by the stop may have left submissions under way: let them finish.
+        # Calls cancelled by the stop may have left submissions under way: let them finish,
+        # then flush their marks.
         await self.submitter.drain()
+        await self.outbox.stop()
         for worker in self.workers:
             await asyncio.to_thread(worker.stop, grace)
         if self._recorder is not None:
@@ -248,9 +291,12 @@ class Gateway:
 
 
 async def _serve(
-    settings: Settings, embedded_workers: bool, on_ready: Callable[[str, int], None] | None
+    settings: Settings,
+    embedded_workers: bool,
+    on_ready: Callable[[str, int], None] | None,
+    after_record: Callable[[jobs_pb2.Job], None] | None,
 ) -> None:
-    gateway = Gateway(settings, embedded_workers=embedded_workers)
+    gateway = Gateway(settings, embedded_workers=embedded_workers, after_record=after_record)
     await gateway.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -262,8 +308,8 @@ async def _serve(
     if on_ready is not None:
         on_ready(settings.host, gateway.port)
     await stopping.wait()
-    log.info("draining: refusing new calls, finishing running ones")
-    await gateway.stop()
+    log.info("stopping: draining, running calls get %g s", settings.drain_grace)
+    await gateway.stop(settings.drain_grace)
 
 
 def serve(
@@ -271,7 +317,8 @@ def serve(
     *,
     embedded_workers: bool = False,
     on_ready: Callable[[str, int], None] | None = None,
+    after_record: Callable[[jobs_pb2.Job], None] | None = None,
 ) -> None:
     """Run a gateway until SIGTERM or SIGINT, then drain gracefully; ``on_ready(host, port)``
-    is called once it serves."""
-    asyncio.run(_serve(settings, embedded_workers, on_ready))
+    is called once it serves. ``after_record`` is a test's fault point (``server.main``)."""
+    asyncio.run(_serve(settings, embedded_workers, on_ready, after_record))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from mlgate import env as variables
 from mlgate.logs import configure_logging
 from mlgate.settings import Settings
 from mlgate.tracing import configure_tracing
+from mlgate.v1 import jobs_pb2
 from server.app import serve
 
-__all__ = ["run_gateway"]
+__all__ = ["after_record_fault", "run_gateway"]
+
+log = logging.getLogger(__name__)
 
 
 def run_gateway(
@@ -28,4 +35,30 @@ def run_gateway(
     settings = Settings.from_env(port=port, data_dir=data_dir, host=host)
     configure_logging()
     configure_tracing("mlgate" if embedded_workers else "mlgate-gateway")
-    serve(settings, embedded_workers=embedded_workers, on_ready=on_ready)
+    serve(
+        settings,
+        embedded_workers=embedded_workers,
+        on_ready=on_ready,
+        after_record=after_record_fault(os.environ),
+    )
+
+
+def after_record_fault(env: Mapping[str, str]) -> Callable[[jobs_pb2.Job], None] | None:
+    """A TEST-ONLY fault point: with ``MLGATE_FAULT_AFTER_RECORD=N`` the gateway kills itself
+    (SIGKILL) right after recording its Nth job and before publishing it, the one instant no
+    outside fault can be timed to hit; the outbox tests use it. Not a setting: it is read here
+    only, and documented in docs/development.md alone."""
+    if not env.get("MLGATE_FAULT_AFTER_RECORD"):
+        return None
+    last = variables.positive(env, "MLGATE_FAULT_AFTER_RECORD", "1")
+    recorded = 0
+
+    def fault(job: jobs_pb2.Job) -> None:
+        nonlocal recorded
+        recorded += 1
+        if recorded == last:
+            log.warning("MLGATE_FAULT_AFTER_RECORD: killed after recording job %s", job.id)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    log.warning("MLGATE_FAULT_AFTER_RECORD=%d: a test's fault point is on", last)
+    return fault

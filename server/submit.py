@@ -1,5 +1,6 @@
 """Putting jobs on the broker's queues: ``publish_job`` is the one way a job is queued (its
-message built by ``job_message``), for a submission and for a job queued again on start.
+message built by ``job_message``), for a submission, for a job queued again on start and for one
+the outbox finds never published (``server.outbox``).
 
 Submission is one step that a caller cannot split: the job is recorded, then published, or its
 record ends FAILED. A client's deadline or cancellation cancels its RPC's coroutine at whatever
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from brokers import PREDICT_QUEUE, PRIOR_ATTEMPTS_HEADER, TRAIN_QUEUE, Broker, Message
 from brokers.errors import BrokerError
@@ -23,9 +26,13 @@ from mlgate.metrics import JOBS_SUBMITTED, kind_label
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.base import JobStore
+from storage.errors import StorageError
 from storage.models import ModelRepository
 
-__all__ = ["Submitter", "job_message", "publish_job", "requeue_unfinished"]
+if TYPE_CHECKING:
+    from server.outbox import Outbox
+
+__all__ = ["Submitter", "job_message", "publish_job", "requeue_unfinished", "stored_model_sha"]
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +67,39 @@ def publish_job(
         broker.publish(queue, message, timeout=timeout)
 
 
+def stored_model_sha(models: ModelRepository, job: jobs_pb2.Job) -> str:
+    """The artifact digest the message of a recorded predict job carries when it is queued
+    again; "" for a training job, or a model that cannot be read now (the worker checks the
+    model itself, and fails the job saying so if it is gone)."""
+    if job.kind != jobs_pb2.JOB_KIND_PREDICT:
+        return ""
+    with contextlib.suppress(MLGateError, StorageError):
+        return models.get(job.predict.model_id).sha256
+    return ""
+
+
 class Submitter:
-    """Records and queues jobs; ``drain`` waits for the submissions still under way."""
+    """Records and queues jobs; ``drain`` waits for the submissions still under way.
+
+    ``after_record`` runs between recording a job and publishing it: a test's fault point
+    (``server.main``), None otherwise."""
 
     def __init__(
-        self, broker: Broker, store: JobStore, hub: Hub, *, publish_timeout: float
+        self,
+        broker: Broker,
+        store: JobStore,
+        hub: Hub,
+        outbox: Outbox,
+        *,
+        publish_timeout: float,
+        after_record: Callable[[jobs_pb2.Job], None] | None = None,
     ) -> None:
         self._broker = broker
         self._store = store
         self._hub = hub
+        self._outbox = outbox
         self._publish_timeout = publish_timeout
+        self._after_record = after_record
         self._running: set[asyncio.Task[None]] = set()
 
     async def submit(self, job: jobs_pb2.Job, *, model_sha: str = "") -> None:
@@ -93,10 +123,14 @@ class Submitter:
             # Record before publishing: a fast worker's first event must find the job in the
             # store. One thread hop for both; what failed decides what the record says.
             self._store.create(job)  # raises: nothing was recorded
+            if self._after_record is not None:
+                self._after_record(job)
             try:
                 publish_job(self._broker, job, self._publish_timeout, model_sha=model_sha)
             except Exception as exc:
                 return exc
+            # Its outbox mark is cleared with the next batch, off this request's path.
+            self._outbox.published(job.id)
             return None
 
         failed = await asyncio.to_thread(record_then_publish)
@@ -123,7 +157,10 @@ class Submitter:
         try:
             await asyncio.to_thread(self._store.cancel, job.id, failed)
         except Exception as also:
-            log.error("job %s is recorded but neither queued nor FAILED: %s", job.id, also)
+            # Ended once the store is back, or, should this gateway die first, published by
+            # another gateway's outbox sweep: never left QUEUED.
+            log.error("job %s is recorded but neither queued nor FAILED yet: %s", job.id, also)
+            self._outbox.end_later(job.id, failed)
             return
         self._hub.notify(job.id)
 
@@ -139,25 +176,25 @@ def requeue_unfinished(
     """Queue again the jobs the job store says are QUEUED or RUNNING; how many there were.
 
     For a broker that does not keep jobs (``Broker.keeps_jobs``): its queues died with the
-    previous process while the job store survived, so the store is the only record of them."""
+    previous process while the job store survived, so the store is the only record of them.
+    Their outbox marks are cleared, so no sweep publishes them a second time."""
     requeued = 0
     for state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
         token = ""
         while True:
             listed, token = store.list(kind=0, state=state, page_size=500, page_token=token)
+            published = []
             for summary in listed:
                 job = store.get(summary.id)  # the whole job: listings leave out rows
                 if job is None:
                     continue
-                model_sha = ""
-                # A model that is gone is the worker's to report: it fails the job saying so.
-                if job.kind == jobs_pb2.JOB_KIND_PREDICT:
-                    with contextlib.suppress(MLGateError):
-                        model_sha = models.get(job.predict.model_id).sha256
                 # A job a worker had started counts that delivery: attempts go on from there.
                 prior = max(job.attempt, job.last_event.attempt)
-                publish_job(broker, job, publish_timeout, model_sha=model_sha, prior_attempts=prior)
-                requeued += 1
+                sha = stored_model_sha(models, job)
+                publish_job(broker, job, publish_timeout, model_sha=sha, prior_attempts=prior)
+                published.append(job.id)
+            store.mark_published(published)
+            requeued += len(published)
             if not token:
                 break
     return requeued
