@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from server.jobstore.base import JobStore
 from server.jobstore.sqlite import SQLiteJobStore
-from tests.support.jobstores import StoreFactory
+from tests.support.jobstores import StoreFactory, closing_all
 
 Backend = Callable[[Path, float], Iterator[StoreFactory]]
 
@@ -19,17 +18,9 @@ SHORT_RETENTION = 1.0
 
 
 def _sqlite(tmp_path: Path, retention: float) -> Iterator[StoreFactory]:
-    made: list[JobStore] = []
-
-    def make() -> JobStore:
-        # Every store made in one test opens the same database, as two gateway processes would.
-        store = SQLiteJobStore(tmp_path / "jobs.db", retention=retention)
-        made.append(store)
-        return store
-
-    yield make
-    for store in made:
-        store.close()
+    # Every store made in one test opens the same database, as two gateway processes would.
+    with closing_all(lambda: SQLiteJobStore(tmp_path / "jobs.db", retention=retention)) as make:
+        yield make
 
 
 def _redis(tmp_path: Path, retention: float) -> Iterator[StoreFactory]:

@@ -6,33 +6,17 @@ from __future__ import annotations
 import threading
 import time
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
-from tests.support.jobstores import StoreFactory
+from tests.support.jobstores import StoreFactory, queued_job
 
 #: Long enough that no job of a test is due unless the test waits for it.
 LONG_AGO = 3600.0
 
 
 def _created(store: JobStore, rows: int = 0) -> jobs_pb2.Job:
-    job_id = new_job_id()
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    kind = jobs_pb2.JOB_KIND_PREDICT if rows else jobs_pb2.JOB_KIND_TRAIN
-    job = jobs_pb2.Job(id=job_id, kind=kind, state=jobs_pb2.JOB_STATE_QUEUED)
-    job.create_time.CopyFrom(stamp)
-    if rows:
-        job.predict.model_id = "mdl_" + "c" * 32
-        for i in range(rows):
-            job.predict.rows.add().update({"x": i})
-    else:
-        job.train.dataset_id = "diabetes"
-    job.last_event.CopyFrom(
-        jobs_pb2.JobEvent(job_id=job_id, seq=1, state=jobs_pb2.JOB_STATE_QUEUED, time=stamp)
-    )
+    job = queued_job(rows)
     store.create(job)
     return job
 

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.ids import new_job_id
 from mlgate.refs import parse_ref
@@ -17,6 +16,7 @@ from mlgate.v1 import jobs_pb2
 from server.error_mapping import Backends, translate
 from server.jobstore.errors import JobStoreUnavailable
 from server.jobstore.postgres import PostgresJobStore
+from tests.support.jobstores import queued_job
 from tests.support.postgres import PrivatePostgres
 from tests.support.waiting import wait_for
 
@@ -24,19 +24,6 @@ pytestmark = pytest.mark.slow
 
 #: What a client is told, whatever psycopg said.
 TOLD = "the job store (postgresql) is unreachable; try again shortly"
-
-
-def _job() -> jobs_pb2.Job:
-    job_id = new_job_id()
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    job = jobs_pb2.Job(id=job_id, kind=jobs_pb2.JOB_KIND_TRAIN, state=jobs_pb2.JOB_STATE_QUEUED)
-    job.create_time.CopyFrom(stamp)
-    job.train.dataset_id = "diabetes"
-    job.last_event.CopyFrom(
-        jobs_pb2.JobEvent(job_id=job_id, seq=1, state=jobs_pb2.JOB_STATE_QUEUED, time=stamp)
-    )
-    return job
 
 
 @pytest.fixture
@@ -63,7 +50,7 @@ def _assert_refused(store: PostgresJobStore, server: PrivatePostgres, job_id: st
     running = jobs_pb2.JobEvent(job_id=job_id, seq=2, state=jobs_pb2.JOB_STATE_RUNNING)
     cancel = jobs_pb2.JobEvent(job_id=job_id, state=jobs_pb2.JOB_STATE_CANCELLED)
     calls: list[Callable[[], object]] = [
-        lambda: store.create(_job()),
+        lambda: store.create(queued_job()),
         lambda: store.get(job_id),
         lambda: store.list(kind=0, state=0, page_size=10, page_token=""),
         lambda: store.events(job_id, 0),
@@ -98,7 +85,7 @@ def test_a_store_started_before_its_server_and_stopped_under_it_recovers_by_itse
         server.start()
         wait_for(lambda: _answers(store), 30, "the store answering once the server started")
 
-        before = _job()
+        before = queued_job()
         store.create(before)
         store.registry.update("mdl_" + "d" * 32, "kept", {}, [])
 

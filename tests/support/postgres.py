@@ -19,6 +19,7 @@ import pytest
 
 from server.jobstore.postgres import PostgresJobStore
 from tests.support.fresh import free_port
+from tests.support.jobstores import closing_all
 
 __all__ = [
     "BIN",
@@ -98,19 +99,11 @@ def postgres_stores(
     retention: float = 3600.0,
 ) -> Generator[Callable[[], PostgresJobStore], None, None]:
     """A factory of job stores sharing one fresh schema, as several gateways would."""
-    made: list[PostgresJobStore] = []
-    with fresh_schema() as url:
-
-        def make() -> PostgresJobStore:
-            store = PostgresJobStore.from_url(url, retention)
-            made.append(store)
-            return store
-
-        try:
-            yield make
-        finally:
-            for store in made:
-                store.close()
+    with (
+        fresh_schema() as url,
+        closing_all(lambda: PostgresJobStore.from_url(url, retention)) as make,
+    ):
+        yield make
 
 
 def _as_postgres(*command: str) -> list[str]:

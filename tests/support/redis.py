@@ -16,6 +16,7 @@ import redis
 from brokers.redis import RedisBroker, RedisOptions
 from server.jobstore.redis import RedisJobStore
 from tests.support.fresh import free_port, unique_namespace
+from tests.support.jobstores import closing_all
 from tests.support.waiting import wait_for
 
 __all__ = [
@@ -90,18 +91,11 @@ def redis_stores(
     """A factory of job stores sharing one fresh namespace, as several gateways would."""
     url = require_redis()
     namespace = unique_namespace()
-    made: list[RedisJobStore] = []
-
-    def make() -> RedisJobStore:
-        store = RedisJobStore.from_url(f"{url}?namespace={namespace}&retention={retention}")
-        made.append(store)
-        return store
-
+    store_url = f"{url}?namespace={namespace}&retention={retention}"
     try:
-        yield make
+        with closing_all(lambda: RedisJobStore.from_url(store_url)) as make:
+            yield make
     finally:
-        for store in made:
-            store.close()
         delete_namespace(url, namespace)
 
 
