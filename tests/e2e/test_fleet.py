@@ -1,12 +1,12 @@
 """Several gateways as one service, seen from the client: two gateway processes on one shared job
-store and a worker, on each broker. A job submitted through one gateway is watched, listed,
-cancelled and predicted through the other; a client given both addresses follows a job across the
-SIGKILL of the gateway it was watching through, with every event once and in order."""
+store (Redis or PostgreSQL) and a worker, on each broker. A job submitted through one gateway is
+watched, listed, cancelled and predicted through the other; a client given both addresses follows
+a job across the SIGKILL of the gateway it was watching through, with every event once and in
+order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,49 +14,15 @@ import pytest
 
 from mlgate.v1 import jobs_pb2
 from mlgate_client import MLGateClient
-from tests.support.cluster import Cluster, delete_cluster_namespace
+from tests.support.cluster import Cluster
+from tests.support.fleets import BROKERS, STORES, fleet_cluster
 from tests.support.fresh import free_port
 from tests.support.samples import DIABETES_FEATURES, DOC_ROW
 
-BROKERS = ["rabbitmq", "redis"]
 # Seconds of fitting: long enough to be cancelled, or to outlive a gateway, mid-fit.
 SLOW_FIT = {"n_estimators": 3000, "max_depth": 10}
 # Redis hands a dead gateway's unrecorded events to another once its heartbeat has expired.
 FAST_RECLAIM = {"MLGATE_REDIS_HEARTBEAT_TTL": "3", "MLGATE_REDIS_RECLAIM_INTERVAL": "1"}
-
-
-@dataclass(frozen=True)
-class SharedStore:
-    """A job store every gateway of the fleet records in, under a namespace of the test's."""
-
-    require: Callable[[], object]
-    url: Callable[[str], str]
-    delete: Callable[[str], None]
-
-
-def _redis_store() -> SharedStore:
-    from tests.support.redis import SHARED_URL, delete_namespace, require_redis
-
-    return SharedStore(
-        require_redis,
-        lambda namespace: f"{SHARED_URL}?namespace={namespace}",
-        lambda namespace: delete_namespace(SHARED_URL, namespace),
-    )
-
-
-#: Each shared job store the fleet is tried on.
-STORES: dict[str, Callable[[], SharedStore]] = {"redis": _redis_store}
-
-
-def _require_broker(broker: str) -> None:
-    if broker == "redis":
-        from tests.support.redis import require_redis
-
-        require_redis()
-    else:
-        from tests.support.rabbitmq import require_rabbitmq
-
-        require_rabbitmq()
 
 
 @pytest.fixture(
@@ -65,19 +31,9 @@ def _require_broker(broker: str) -> None:
 )
 def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     """A cluster whose gateways share one job store; the test starts them and the worker."""
-    broker, store_name = request.param
-    _require_broker(broker)
-    store = STORES[store_name]()
-    store.require()
-    cluster = Cluster(tmp_path, broker, FAST_RECLAIM)
-    namespace = f"{cluster.namespace}-jobs"
-    cluster.env["MLGATE_STORE_URL"] = store.url(namespace)
-    try:
+    broker, store = request.param
+    with fleet_cluster(tmp_path, broker, STORES[store](), FAST_RECLAIM) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        delete_cluster_namespace(broker, cluster.namespace)
-        store.delete(namespace)
 
 
 def _until_running(events: Iterator[jobs_pb2.JobEvent]) -> list[jobs_pb2.JobEvent]:
