@@ -85,6 +85,7 @@ class PostgresLink:
             reconnect_timeout=_RECONNECT_WINDOW,
         )
         self._failing = False
+        self._reason = ""  # what the last lost or refused connection said, scrubbed
         self._schema_checked = False
         self._schema_lock = threading.Lock()
 
@@ -153,6 +154,11 @@ class PostgresLink:
         )
         if not isinstance(exc, _UNAVAILABLE):
             return JobStoreError(f"PostgreSQL at {self.where} refused a statement: {text}")
+        if not isinstance(exc, PoolTimeout):
+            self._reason = text
+        elif self._reason:
+            # "couldn't get a connection" alone would hide why: say what the last try met.
+            text = f"no connection to be had (the last failure: {self._reason})"
         if not self._failing:
             self._failing = True
             if not self._pool.closed:  # a running store's outage; else the caller says it

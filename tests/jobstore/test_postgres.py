@@ -214,3 +214,26 @@ def test_stores_without_a_versioned_schema_need_no_upgrade(tmp_path: Path) -> No
         0,
         "the sqlite job store keeps its own schema: nothing to upgrade",
     )
+
+
+def test_libpq_options_in_the_url_reach_its_connections(schema_url: str) -> None:
+    """``sslmode`` and the rest go to libpq as they are: mlgate's defaults only fill gaps."""
+    name = f"mlgate-test-{new_job_id()[-8:]}"
+    store = PostgresJobStore.from_url(f"{schema_url}&application_name={name}")
+    try:
+        store.get(new_job_id())
+        with psycopg.connect(schema_url) as conn:
+            seen = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+        assert seen is not None and seen[0] >= 1, "the URL's application_name, not mlgate's"
+    finally:
+        store.close()
+
+    # This server has no TLS: a URL that requires it is refused, saying so.
+    store = PostgresJobStore.from_url(f"{schema_url}&sslmode=require")
+    try:
+        with pytest.raises(JobStoreUnavailable, match="SSL"):
+            store.get(new_job_id())
+    finally:
+        store.close()
