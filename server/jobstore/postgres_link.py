@@ -3,7 +3,7 @@ this one boundary.
 
 ``postgresql://USER:PASSWORD@HOST:PORT/DB?sslmode=...`` (or ``postgres://``) is handed to libpq
 as it is, so every libpq option in the URL applies; mlgate only adds defaults the URL does not
-set (a connect timeout, an application name). The password is never in a message or a repr:
+set (timeouts, TCP keepalives, an application name). The password is never in a message or a repr:
 messages name the server as ``host:port/db`` and drop the password from any driver text.
 
 An outage is noticed by the call that meets it: that call and the ones after it answer
@@ -34,8 +34,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
-# Defaults for what the URL leaves unset; the URL's own values win.
-_DEFAULTS = {"connect_timeout": "3", "application_name": "mlgate"}
+# Defaults for what the URL leaves unset; the URL's own values win. A server that vanished from
+# the network (a host down, a partition) fails a call within seconds instead of hanging it:
+# unacknowledged data gives up after 15 s, an idle connection is probed after 10 s.
+_DEFAULTS = {
+    "connect_timeout": "3",
+    "application_name": "mlgate",
+    "tcp_user_timeout": "15000",
+    "keepalives_idle": "10",
+    "keepalives_interval": "5",
+    "keepalives_count": "3",
+}
 # How long a call waits for a pooled connection: while the server answers, for one to be free;
 # once a call has found it unreachable, barely at all, so an outage answers fast.
 _WAIT = 5.0
