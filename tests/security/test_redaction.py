@@ -67,7 +67,7 @@ def test_redact_url_hides_userinfo_query_and_fragment_secrets(url: str, shown: s
             "MLGATE_BROKER_URL",
         ),
         ({"MLGATE_STORE_URL": f"redis://:{USER_SECRET}#x@h/0"}, "MLGATE_STORE_URL"),
-        ({"MLGATE_STORE_URL": f"postgres://{USER_SECRET}@h/0"}, "MLGATE_STORE_URL"),
+        ({"MLGATE_STORE_URL": f"postgresql://u:ab#{USER_SECRET}@h/0"}, "MLGATE_STORE_URL"),
     ],
 )
 def test_a_malformed_url_is_one_line_naming_the_variable(env, variable: str) -> None:
