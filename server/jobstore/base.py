@@ -28,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
 from server.jobstore.registry import ModelRegistry
@@ -38,6 +40,7 @@ __all__ = [
     "SweepSchedule",
     "apply_event",
     "number_cancel",
+    "timestamp",
 ]
 
 DEFAULT_RETENTION = 30 * 24 * 3600.0
@@ -75,6 +78,15 @@ def number_cancel(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> jobs_pb2.JobEv
         where = f"while {stage}" if last.stage else "before it started"
         event.message = f"{event.message} {where} (attempt {job.attempt})".strip()
     return event
+
+
+def timestamp(ns: int | None) -> Timestamp | None:
+    """``ns`` (nanoseconds since the epoch, as stores keep create times) as a Timestamp."""
+    if ns is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(ns)
+    return stamp
 
 
 class SweepSchedule:
@@ -153,6 +165,17 @@ class JobStore(abc.ABC):
         """Whole jobs whose unpublished mark is at least ``older_than_seconds`` old: the
         ``limit`` oldest marks, in no particular order; atomically renews their marks (a lease:
         see the module's docstring)."""
+
+    @abc.abstractmethod
+    def oldest_queued(self, kind: int) -> Timestamp | None:
+        """The create time of the oldest job of ``kind`` in state QUEUED, or None if there is
+        none; read from an index (a few reads however many jobs the store holds), as a metrics
+        scrape asks for it on every scrape.
+
+        QUEUED means no worker has reported on the job yet: recorded and waiting for one (or
+        still being published). It is not every job the broker holds: a job whose worker died
+        and that went back to the queue for another attempt stays RUNNING in the store, so it
+        is not counted, however long it waits again."""
 
     @abc.abstractmethod
     def ping(self) -> None:

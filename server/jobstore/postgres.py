@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import psycopg
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.errors import AlreadyExists
 from mlgate.events import is_terminal
@@ -32,6 +33,7 @@ from server.jobstore.base import (
     SweepSchedule,
     apply_event,
     number_cancel,
+    timestamp,
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.postgres_link import Connection, PostgresLink
@@ -39,7 +41,7 @@ from server.jobstore.postgres_registry import PostgresModelRegistry
 from server.jobstore.records import split_rows, summary, with_rows
 from server.paging import decode_page_token, encode_page_token
 
-__all__ = ["PostgresJobStore", "listing"]
+__all__ = ["OLDEST_QUEUED", "PostgresJobStore", "listing"]
 
 _CREATE = """
 WITH job AS (
@@ -69,6 +71,12 @@ WITH saved AS (
 )
 SELECT count(*) FROM saved
 """
+# One end of ``jobs_by_kind_state``. The state is written in, not a parameter: a prepared
+# statement's generic plan, knowing neither, took ``jobs_by_state`` and filtered on the kind
+# (a scan of every waiting job of the other kind). A test holds the plan to the index.
+OLDEST_QUEUED = (
+    f"SELECT min(create_ns) FROM jobs WHERE kind = %s AND state = {jobs_pb2.JOB_STATE_QUEUED}"
+)
 _EVENTS = "SELECT body FROM events WHERE job_id = %s AND seq > %s ORDER BY seq"
 # Locked rows are another gateway's sweep: skipped, not waited for.
 _SWEEP = """
@@ -339,6 +347,13 @@ class PostgresJobStore(JobStore):
             retry=True,
         )
         return [jobs_pb2.JobEvent.FromString(row[0]) for row in rows]
+
+    def oldest_queued(self, kind: int) -> Timestamp | None:
+        row = self._link.run(
+            lambda conn: conn.execute(OLDEST_QUEUED, (kind,)).fetchone(),
+            retry=True,
+        )
+        return timestamp(row[0] if row else None)
 
     def ping(self) -> None:
         self._link.ping()

@@ -15,9 +15,10 @@ default is ``mlgate``):
 
 Indexes are sorted sets whose members all have score 0 and read ``{create_ns:020d}:{id}``, so
 lexicographic order is (create time, id) order exactly (nanoseconds do not fit a float score)
-and a page is one ZREVRANGEBYLEX from the page token's keyset cursor. Every change of a record
-and its indexes happens in one MULTI under WATCH of the record, so concurrent gateways never
-lose or half-apply an update.
+and a page is one ZREVRANGEBYLEX from the page token's keyset cursor; the oldest QUEUED job of a
+kind is the first member of its kind-and-state index. Every change of a record and its indexes
+happens in one MULTI under WATCH of the record, so concurrent gateways never lose or half-apply
+an update.
 
 Finished jobs are deleted, with their rows, events and index entries, ``retention`` seconds after
 they end (``MLGATE_JOB_RETENTION``, or ``?retention=`` in the URL; ``0`` keeps them forever), up to
@@ -33,6 +34,7 @@ from typing import Any, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+from google.protobuf.timestamp_pb2 import Timestamp
 from redis.client import Pipeline
 
 from mlgate.errors import AlreadyExists
@@ -45,6 +47,7 @@ from server.jobstore.base import (
     SweepSchedule,
     apply_event,
     number_cancel,
+    timestamp,
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.records import split_rows, summary, with_rows
@@ -358,6 +361,13 @@ class RedisJobStore(JobStore):
         stored: Any = self._call(self._client.hgetall, self._keys.events(job_id))
         seqs = sorted((int(seq), body) for seq, body in stored.items() if int(seq) > after_seq)
         return [jobs_pb2.JobEvent.FromString(body) for _seq, body in seqs]
+
+    def oldest_queued(self, kind: int) -> Timestamp | None:
+        # The kind-and-state index is in (create time, id) order: its first member is the oldest.
+        first: Any = self._call(
+            self._client.zrange, self._keys.index(kind, jobs_pb2.JOB_STATE_QUEUED), 0, 0
+        )
+        return timestamp(int(first[0].split(b":", 1)[0])) if first else None
 
     def ping(self) -> None:
         try:

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from mlgate.events import TERMINAL_STATES, is_terminal
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
@@ -23,6 +25,7 @@ from server.jobstore.base import (
     SweepSchedule,
     apply_event,
     number_cancel,
+    timestamp,
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.records import split_rows, summary, with_rows
@@ -30,7 +33,7 @@ from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
 from server.jobstore.sqlite_registry import SQLiteModelRegistry
 from server.paging import decode_page_token, encode_page_token
 
-__all__ = ["SQLiteJobStore"]
+__all__ = ["OLDEST_QUEUED", "SQLiteJobStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -54,6 +57,8 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
 """
+# min() over the (kind, state, create_ns) index is one seek to its first entry.
+OLDEST_QUEUED = "SELECT min(create_ns) FROM jobs WHERE kind = ? AND state = ?"
 _SWEEP_BATCH = 500
 _SWEEP_MAX_BATCHES = 20
 
@@ -75,6 +80,9 @@ class SQLiteJobStore(JobStore):
         self._registry = SQLiteModelRegistry(self._db, self._locked, self._transaction)
         self._add_end_times()
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (end_ns)")
+        self._db.execute(
+            "CREATE INDEX IF NOT EXISTS jobs_by_kind_state ON jobs (kind, state, create_ns)"
+        )
         self._add_outbox()
 
     @classmethod
@@ -289,6 +297,11 @@ class SQLiteJobStore(JobStore):
                 [job_id for (job_id,) in claimed],
             ).fetchall()
         return [with_rows(jobs_pb2.Job.FromString(record), body) for record, body in rows]
+
+    def oldest_queued(self, kind: int) -> Timestamp | None:
+        with self._locked():
+            row = self._db.execute(OLDEST_QUEUED, (kind, jobs_pb2.JOB_STATE_QUEUED)).fetchone()
+        return timestamp(row[0])
 
     def ping(self) -> None:
         with self._lock:

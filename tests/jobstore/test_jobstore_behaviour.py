@@ -173,6 +173,35 @@ def test_a_redelivered_duplicate_still_raises_the_jobs_attempt(make_store: Store
     assert store.events(job.id, 0) == [job.last_event, first]
 
 
+def test_the_oldest_queued_job_of_each_kind_is_the_oldest_no_worker_reported_on(
+    make_store: StoreFactory,
+) -> None:
+    one, two = make_store(), make_store()
+    assert one.oldest_queued(jobs_pb2.JOB_KIND_TRAIN) is None
+    base = 1_700_000_000_000_000_000
+    # Recorded out of create-time order, as several gateways may record them.
+    later, oldest, middle = (_job(created_ns=base + offset) for offset in (3_000, 1_000, 2_000))
+    prediction = _job(kind=jobs_pb2.JOB_KIND_PREDICT, created_ns=base + 500)
+    for job in (later, oldest, middle, prediction):
+        one.create(job)
+
+    def oldest_train() -> int | None:
+        found = two.oldest_queued(jobs_pb2.JOB_KIND_TRAIN)
+        return None if found is None else found.ToNanoseconds()
+
+    assert oldest_train() == base + 1_000, "nanoseconds exactly, whichever store answers"
+    found = one.oldest_queued(jobs_pb2.JOB_KIND_PREDICT)
+    assert found == prediction.create_time, "each kind on its own"
+    # A worker started it: no longer waiting.
+    one.record(_event(oldest.id, 2, jobs_pb2.JOB_STATE_RUNNING, attempt=1))
+    assert oldest_train() == base + 2_000
+    two.cancel(middle.id, _event(middle.id, 0, jobs_pb2.JOB_STATE_CANCELLED))
+    assert oldest_train() == base + 3_000
+    one.record(_event(later.id, 2, jobs_pb2.JOB_STATE_FAILED))
+    assert oldest_train() is None
+    assert one.oldest_queued(jobs_pb2.JOB_KIND_PREDICT) == prediction.create_time
+
+
 def _prediction(rows: int) -> jobs_pb2.Job:
     job = _job(kind=jobs_pb2.JOB_KIND_PREDICT)
     job.predict.model_id = "mdl_" + "a" * 32

@@ -20,7 +20,7 @@ from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from server.jobstore import open_job_store
 from server.jobstore.errors import JobStoreUnavailable, SchemaMismatch
-from server.jobstore.postgres import PostgresJobStore, listing
+from server.jobstore.postgres import OLDEST_QUEUED, PostgresJobStore, listing
 from server.jobstore.postgres_schema import LATEST_VERSION
 from tests.support.fresh import free_port
 from tests.support.postgres import fresh_schema
@@ -93,6 +93,29 @@ def test_listing_never_scans_the_jobs_table_past_100000_jobs(schema_url: str) ->
         )
         assert len(page) == 50 and token
         assert [job.id for job in page] == sorted((job.id for job in page), reverse=True)
+    finally:
+        store.close()
+
+
+def test_the_oldest_queued_job_is_read_from_an_index_past_100000_jobs(schema_url: str) -> None:
+    store = PostgresJobStore.from_url(schema_url)
+    try:
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            conn.execute(_JOBS, (120_000,))
+            conn.execute("ANALYZE jobs")
+            for kind in (jobs_pb2.JOB_KIND_TRAIN, jobs_pb2.JOB_KIND_PREDICT):
+                for plan in (
+                    _plan(conn, OLDEST_QUEUED, [kind]),
+                    _generic_plan(conn, OLDEST_QUEUED, [kind]),
+                ):
+                    # One seek to an end of the index, both columns in its condition.
+                    assert "Seq Scan" not in plan, plan
+                    assert "Backward using jobs_by_kind_state" in plan, plan
+                    assert re.search(r"Index Cond: .*kind = .*state = ", plan), plan
+        # Every 100th job waits, the even ones training: the first is job 100.
+        oldest = store.oldest_queued(jobs_pb2.JOB_KIND_TRAIN)
+        assert oldest is not None and oldest.ToNanoseconds() == 1700000000000000000 + 100 * 1000
+        assert store.oldest_queued(jobs_pb2.JOB_KIND_PREDICT) is None
     finally:
         store.close()
 

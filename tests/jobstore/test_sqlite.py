@@ -3,6 +3,7 @@ kept apart and finished jobs expired, and applies both to the jobs already there
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
-from server.jobstore.sqlite import SQLiteJobStore
+from server.jobstore.sqlite import OLDEST_QUEUED, SQLiteJobStore
 from tests.support.jobstores import wait_until_swept
 
 # The schema as released before retention, with a record that held its rows.
@@ -74,5 +75,14 @@ def test_an_old_database_opens_with_its_jobs_summarised_and_expired(tmp_path: Pa
         wait_until_swept(store, ended.id, queued.id)
         assert store.events(ended.id, 0) == []
         assert store.get(queued.id) == queued
+        # The index the oldest waiting job is read from is added to the old database too.
+        assert store.oldest_queued(jobs_pb2.JOB_KIND_PREDICT) == queued.create_time
+        plan = _plan(path, OLDEST_QUEUED, (jobs_pb2.JOB_KIND_PREDICT, jobs_pb2.JOB_STATE_QUEUED))
+        assert "USING COVERING INDEX jobs_by_kind_state (kind=? AND state=?)" in plan, plan
     finally:
         store.close()
+
+
+def _plan(path: Path, query: str, args: tuple[int, ...]) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return "\n".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", args))
