@@ -152,6 +152,25 @@ def test_fleet_walkthrough(tmp_path: Path) -> None:
     assert re.search(r"^job_[0-9a-f]{32} mdl_[0-9a-f]{32}$", out, re.M), out  # the client
 
 
+def test_fleet_gateways_walkthrough(tmp_path: Path) -> None:
+    """docs/fleet.md's gateways: two gateways on RabbitMQ and PostgreSQL, the first stopped with
+    SIGTERM while the job runs; it drains, and the job is followed to its end."""
+    url = rabbitmq.require_rabbitmq()
+    postgres.require_postgres()
+    namespace = unique_namespace()
+    database = f"mlgate_doc_{uuid.uuid4().hex[:12]}"
+    one, two = free_ports(2)
+    env = environment(tmp_path, MLGATE_NAMESPACE=namespace)
+    private = {"50051": str(one), "50052": str(two), "mlgate_fleet": database}
+    try:
+        done = run_walkthrough(script(DOCS / "fleet.md", "gateways", private), tmp_path, env)
+    finally:
+        rabbitmq.delete_namespace(url, namespace)
+        postgres.drop_database(database)
+    assert re.findall(r"^state: +(\w+)$", done.stdout, re.M)[-1] == "succeeded", done.stdout
+    assert "draining: NOT_SERVING; still taking calls for 2 s" in done.stderr, done.stderr
+
+
 def test_rabbitmq_walkthrough(tmp_path: Path) -> None:
     url = rabbitmq.require_rabbitmq()
     namespace = unique_namespace()
