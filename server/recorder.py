@@ -4,7 +4,9 @@ Events arrive by two paths: the durable channel (shared by the gateways, kept wh
 the live one (every gateway sees every event). Both record idempotently, so whichever comes first
 wins and the other is a no-op (one this gateway recorded lately is known without asking the job
 store); the live path makes a gateway's own streams fast even when another gateway took the
-durable copy.
+durable copy. While the job store is away, a durable event is left unsettled and delivered again
+(after a pause that grows to a few seconds) until it is recorded: an outage delays events, never
+drops them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mlgate.metrics import job_ended
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.base import JobStore
+from server.jobstore.errors import JobStoreUnavailable
 from storage.models import ModelRepository
 
 __all__ = ["Recorder"]
@@ -70,7 +73,10 @@ class Recorder:
         delivery.ack()
 
     def _on_live(self, body: bytes) -> None:
-        self.record(jobs_pb2.JobEvent.FromString(body))
+        # The durable copy waits in the broker until a gateway records it: nothing is lost, and
+        # an outage does not log a traceback per live event.
+        with contextlib.suppress(JobStoreUnavailable):
+            self.record(jobs_pb2.JobEvent.FromString(body))
 
     def record(self, event: jobs_pb2.JobEvent) -> None:
         """Record ``event`` if it moves its job forward, then wake the job's streams."""
