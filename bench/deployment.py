@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -34,15 +35,20 @@ def free_port() -> int:
 class Deployment:
     """The processes of one system under test; ``stop`` ends them all (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, tmp: Path, broker: str, namespace: str) -> None:
+    def __init__(
+        self, tmp: Path, broker: str, namespace: str, env: Mapping[str, str] | None = None
+    ) -> None:
+        """``env``: more ``MLGATE_*`` variables every process gets (a job store URL, say)."""
         self._tmp = tmp
         self._env = {
             **os.environ,
             "MLGATE_BROKER": broker,
             "MLGATE_NAMESPACE": namespace,
             "MLGATE_DATA_DIR": str(tmp / "data"),
+            **(env or {}),
         }
         self._processes: list[tuple[subprocess.Popen[bytes], Path]] = []
+        self._commands: list[str] = []
 
     def _spawn(self, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
         log = self._tmp / f"{args[0]}-{len(self._processes)}.log"
@@ -51,7 +57,14 @@ class Deployment:
                 [MLGATE, *args], stdout=out, stderr=subprocess.STDOUT, env=self._env
             )
         self._processes.append((process, log))
+        self._commands.append(args[0])
         return process, log
+
+    def pids(self, command: str) -> list[int]:
+        """The process ids of the ``mlgate <command>`` processes started, in order."""
+        return [
+            p.pid for (p, _), c in zip(self._processes, self._commands, strict=True) if c == command
+        ]
 
     def serve(self) -> str:
         """``mlgate serve`` (gateway and worker in one process); its address once SERVING."""

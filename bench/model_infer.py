@@ -31,7 +31,7 @@ from brokers import EMBEDDED
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 
-__all__ = ["InferenceResult", "ceiling", "measure"]
+__all__ = ["InferenceResult", "ceiling", "in_flight", "measure", "predict_job"]
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 _OPTIONS = [
@@ -69,7 +69,7 @@ async def _sequential(
     return sorted(samples)
 
 
-async def _in_flight(
+async def in_flight(
     call: Callable[[bytes], Awaitable[Any]], body: bytes, total: int, width: int
 ) -> float:
     """Requests per second with ``width`` always in flight."""
@@ -92,19 +92,25 @@ def _unary(channel: grpc.aio.Channel) -> Callable[[bytes], Awaitable[Any]]:
     return lambda body: call(body, timeout=60)
 
 
-async def _jobs_in_flight(address: str, model_id: str, total: int, width: int) -> float:
+def predict_job(channel: grpc.aio.Channel, model_id: str) -> Callable[[bytes], Awaitable[None]]:
+    """A call that runs one one-row job-style Predict to its end (its argument is unused)."""
     row = jobs_pb2.PredictRequest(model_id=model_id)
     row.rows.add().update(DOC_ROW)
+    stub = jobs_pb2_grpc.JobServiceStub(channel)
+
+    async def job(_body: bytes) -> None:
+        async for response in stub.Predict(row, timeout=60):
+            if response.event.state == jobs_pb2.JOB_STATE_FAILED:
+                raise RuntimeError(response.event.error.message)
+
+    return job
+
+
+async def _jobs_in_flight(address: str, model_id: str, total: int, width: int) -> float:
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = jobs_pb2_grpc.JobServiceStub(channel)
-
-        async def job(_body: bytes) -> None:
-            async for response in stub.Predict(row, timeout=60):
-                if response.event.state == jobs_pb2.JOB_STATE_FAILED:
-                    raise RuntimeError(response.event.error.message)
-
-        await _in_flight(job, b"", width, width)  # warm
-        return await _in_flight(job, b"", total, width)
+        job = predict_job(channel, model_id)
+        await in_flight(job, b"", width, width)  # warm
+        return await in_flight(job, b"", total, width)
 
 
 async def _big_job(address: str, model_id: str, X: np.ndarray, count: int) -> list[float]:
@@ -139,7 +145,7 @@ async def _drive(
         call = _unary(channel)
         await _sequential(call, one, 50)  # warm the model cache and the connections
         samples = await _sequential(call, one, sequential)
-        rps = await _in_flight(call, one, total, width)
+        rps = await in_flight(call, one, total, width)
         big_samples = await _sequential(call, big, 20)
     jobs = await _jobs_in_flight(address, model_id, max(width * 10, total // 4), width)
     big_jobs = await _big_job(address, model_id, X, 10)
@@ -237,8 +243,8 @@ def ceiling(total: int, width: int) -> tuple[float, float]:
         async def drive() -> float:
             async with grpc.aio.insecure_channel(address) as channel:
                 call = _unary(channel)
-                await _in_flight(call, one, width * 10, width)
-                return await _in_flight(call, one, total, width)
+                await in_flight(call, one, width * 10, width)
+                return await in_flight(call, one, total, width)
 
         unary = asyncio.run(drive())
         streams = asyncio.run(
