@@ -80,9 +80,10 @@ test: gen lint typecheck services ## lint, types, then the whole test suite
 test-fast: gen ## the test suite without the slow fault-injection tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-bench: gen services ## measure predict latency and throughput, training rate and watcher fan-out
+bench: gen services ## measure predict latency and throughput, training rate, watcher fan-out and job stores
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.fleet
 
 clean: ## remove .venv, the generated code and tool caches
 	rm -rf $(VENV) $(GEN_DIR)/mlgate mlgate/v1 inference .mypy_cache .ruff_cache .pytest_cache
