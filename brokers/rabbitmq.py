@@ -228,7 +228,8 @@ class RabbitMQBroker(Broker):
         # No oldest age: only the head message says when it was published, and reading it means
         # taking it. A quorum queue counts that as a delivery (x-delivery-count goes up, and a
         # message rejected back goes to the tail), so every scrape would spend an attempt of the
-        # job; RabbitMQ's own head_message_timestamp exists for classic queues only.
+        # job; RabbitMQ's own head_message_timestamp exists for classic queues only. The gateway
+        # reads the age from its job store instead (server/queue_ages.py).
         return BrokerStats(
             tuple(
                 QueueStats(queue, depth, consumers, oldest_seconds=None)

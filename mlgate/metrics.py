@@ -133,9 +133,10 @@ def job_ended(job: jobs_pb2.Job) -> None:
 
 class BrokerCollector(Collector):
     """The broker's figures, read from it at scrape time: ``mlgate_workers``, each queue's
-    ``mlgate_queue_depth`` and ``mlgate_queue_oldest_seconds`` (left out where the broker cannot
-    tell), and on a broker built on streams each work stream's consumer group
-    ``mlgate_stream_lag`` and ``mlgate_stream_pending``, named as an autoscaler names them."""
+    ``mlgate_queue_depth`` and ``mlgate_queue_oldest_seconds`` (from the job store where the
+    broker cannot tell; left out where neither can), and on a broker built on streams each work
+    stream's consumer group ``mlgate_stream_lag`` and ``mlgate_stream_pending``, named as an
+    autoscaler names them."""
 
     def __init__(self, read: Callable[[], tuple[int, BrokerStats]]) -> None:
         # ``read`` returns (workers alive, the broker's stats).

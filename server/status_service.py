@@ -17,6 +17,7 @@ from mlgate.settings import Settings
 from mlgate.v1 import status_pb2, status_pb2_grpc
 from server.error_mapping import Backends
 from server.jobstore.base import JobStore
+from server.queue_ages import with_waiting_ages
 from storage.base import ObjectStore
 
 __all__ = ["Dependencies", "StatusServicer"]
@@ -72,8 +73,9 @@ class Dependencies:
             raise ConnectionError(f"the {self._kinds['broker']} broker is unreachable")
 
     def broker_figures(self) -> tuple[int, BrokerStats]:
-        """(workers alive, the broker's stats) for the metrics collector."""
-        stats = self._broker.stats()
+        """(workers alive, the broker's stats) for the metrics collector; a queue age the broker
+        cannot tell is read from the job store."""
+        stats = with_waiting_ages(self._broker.stats(), self._store)
         return _workers(stats), stats
 
 

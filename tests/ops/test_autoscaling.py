@@ -59,17 +59,17 @@ def test_backlog_and_age_rise_without_workers_and_fall_to_zero_with_one(cluster:
             group = {**train_stream, "group": WORK_GROUP}
             assert value(first, "mlgate_stream_lag", **group) == JOBS
             assert value(first, "mlgate_stream_pending", **group) == 0
-            age = _sample(first, "mlgate_queue_oldest_seconds", queue=TRAIN_QUEUE)
-            assert age is not None
+        # Redis tells the age itself; RabbitMQ cannot without taking the job, and the gateway
+        # reads it from the job store instead.
+        age = _sample(first, "mlgate_queue_oldest_seconds", queue=TRAIN_QUEUE)
+        assert age is not None
+        assert _sample(first, "mlgate_queue_oldest_seconds", queue=PREDICT_QUEUE) == 0.0
 
-            def older() -> bool:
-                later = _sample(scrape(port), "mlgate_queue_oldest_seconds", queue=TRAIN_QUEUE)
-                return later is not None and later >= age + 1.0
+        def older() -> bool:
+            later = _sample(scrape(port), "mlgate_queue_oldest_seconds", queue=TRAIN_QUEUE)
+            return later is not None and later >= age + 1.0
 
-            wait_for(older, WAIT, "the oldest job's age to grow")
-        else:
-            # RabbitMQ cannot tell without taking the job (brokers/rabbitmq.py): no guess.
-            assert _sample(first, "mlgate_queue_oldest_seconds", queue=TRAIN_QUEUE) is None
+        wait_for(older, WAIT, "the oldest job's age to grow")
 
         cluster.start_worker()
         for job in jobs:
@@ -77,11 +77,13 @@ def test_backlog_and_age_rise_without_workers_and_fall_to_zero_with_one(cluster:
 
     def drained() -> bool:
         now = scrape(port)
-        figures = [_sample(now, "mlgate_queue_depth", queue=TRAIN_QUEUE)]
+        figures = [
+            _sample(now, "mlgate_queue_depth", queue=TRAIN_QUEUE),
+            _sample(now, "mlgate_queue_oldest_seconds", queue=TRAIN_QUEUE),
+        ]
         if streams:
             group = {**train_stream, "group": WORK_GROUP}
             figures += [
-                _sample(now, "mlgate_queue_oldest_seconds", queue=TRAIN_QUEUE),
                 _sample(now, "mlgate_stream_lag", **group),
                 _sample(now, "mlgate_stream_pending", **group),
             ]
