@@ -100,8 +100,9 @@ class AddCommand(Protocol):
 
 def _installed_commands() -> list[Callable[[Any, AddCommand], None]]:
     """The ``add_commands`` functions of the installed distributions, by entry-point name."""
-    found = sorted(importlib.metadata.entry_points(group=COMMANDS_GROUP), key=lambda e: e.name)
-    return [entry.load() for entry in found]
+    # By name: a distribution found twice on the path (a stale copy) adds its commands once.
+    found = {e.name: e for e in importlib.metadata.entry_points(group=COMMANDS_GROUP)}
+    return [found[name].load() for name in sorted(found)]
 
 
 def exit_code(error: MLGateError) -> int:
