@@ -28,9 +28,10 @@ from google.protobuf import struct_pb2
 from bench import model_infer, train_throughput
 from bench.inputs import DIABETES_FEATURES, DOC_ROW
 from brokers import BROKERS, EMBEDDED
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.app import Gateway
+from server.settings import GatewaySettings
+from workers.settings import WorkerSettings
 
 FEATURES = DIABETES_FEATURES
 ROW = DOC_ROW
@@ -54,12 +55,12 @@ def final_event(stream: Any) -> jobs_pb2.JobEvent:
     return last
 
 
-def bench_settings(broker: str, data_dir: Path) -> Settings:
-    settings = Settings.from_env(env={"MLGATE_BROKER": broker}, data_dir=data_dir)
-    changes: dict[str, object] = {"host": "127.0.0.1", "port": 0}
-    if any(f.name == "namespace" for f in dataclasses.fields(settings)):
-        changes["namespace"] = "mlgate-bench"  # reused: every run leaves its queues empty
-    return settings.with_(**changes)
+def bench_settings(broker: str, data_dir: Path) -> GatewaySettings:
+    """A gateway on ``broker`` and a fresh data directory, on a free loopback port."""
+    settings = GatewaySettings.from_env({"MLGATE_BROKER": broker}, data_dir=data_dir)
+    # Reused: every run leaves its queues empty.
+    bench_broker = settings.broker.with_(namespace="mlgate-bench")
+    return settings.with_(host="127.0.0.1", port=0, broker=bench_broker)
 
 
 def _timed(fn: Callable[[], object], count: int) -> list[float]:
@@ -71,11 +72,12 @@ def _timed(fn: Callable[[], object], count: int) -> list[float]:
     return samples
 
 
-def _serve(settings: Settings, conn: Connection) -> None:
+def _serve(settings: GatewaySettings, conn: Connection) -> None:
     """The system under test, in its own process so the client does not share its GIL."""
+    workers = WorkerSettings.from_env({}, data_dir=settings.data_dir).with_(broker=settings.broker)
 
     async def serve() -> None:
-        gateway = Gateway(settings, embedded_workers=True)
+        gateway = Gateway(settings, workers=workers)
         await gateway.start()
         conn.send(f"127.0.0.1:{gateway.port}")
         await asyncio.to_thread(conn.recv)
@@ -85,14 +87,14 @@ def _serve(settings: Settings, conn: Connection) -> None:
 
 
 @contextlib.contextmanager
-def system(settings: Settings) -> Iterator[str]:
+def system(settings: GatewaySettings) -> Iterator[str]:
     """A fresh gateway and worker in a child process; yields its address."""
     ours, theirs = multiprocessing.Pipe()
     child = multiprocessing.get_context("spawn").Process(target=_serve, args=(settings, theirs))
     child.start()
     try:
         if not ours.poll(120):
-            raise RuntimeError(f"the {settings.broker} gateway did not start")
+            raise RuntimeError(f"the {settings.broker.kind} gateway did not start")
         yield ours.recv()
     finally:
         ours.send("stop")

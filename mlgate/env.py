@@ -6,12 +6,25 @@ names the variable, and settings print with their URLs' secrets redacted.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from mlgate.urls import check_url, redact_url
 
-__all__ = ["URL", "port", "positive", "redacted_repr", "seconds", "size", "url"]
+__all__ = [
+    "URL",
+    "data_dir",
+    "optional_port",
+    "port",
+    "positive",
+    "redacted_repr",
+    "seconds",
+    "size",
+    "storage_url",
+    "url",
+]
 
 #: Field metadata of a URL that may carry a password: ``redacted_repr`` shows it redacted.
 URL = {"url": True}
@@ -98,3 +111,21 @@ def redacted_repr(settings: Any) -> str:
             value = redact_url(value)
         shown.append(f"{item.name}={value!r}")
     return f"{type(settings).__name__}({', '.join(shown)})"
+
+
+def data_dir(env: Mapping[str, str], override: object = None) -> Path:
+    """Where a process keeps its data, absolute: ``override`` (a CLI flag), else
+    ``MLGATE_DATA_DIR``, else ``$XDG_DATA_HOME/mlgate`` (``~/.local/share/mlgate``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    chosen = override or env.get("MLGATE_DATA_DIR") or Path(base) / "mlgate"
+    return Path(str(chosen)).expanduser().absolute()
+
+
+def storage_url(env: Mapping[str, str], data: Path) -> str:
+    """The object store: ``MLGATE_STORAGE_URL`` (checked), else the data directory's storage."""
+    return url(env, "MLGATE_STORAGE_URL", ("file", "s3")) or (data / "storage").as_uri()
+
+
+def optional_port(env: Mapping[str, str], variable: str) -> int | None:
+    """A port the variable names, or None when it is unset (the endpoint is off)."""
+    return port(variable, env[variable]) if env.get(variable) else None

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate.errors import MLGateError
-from mlgate.settings import Settings
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from storage import describe_store
 from storage.errors import (
@@ -88,11 +87,14 @@ class Backends:
     object_store: str
 
     @classmethod
-    def of(cls, settings: Settings) -> Backends:
-        """The names of the backends ``settings`` choose; only URL schemes are read."""
-        scheme = urlsplit(settings.store_url).scheme
+    def of(cls, broker: str, storage_url: str, store_url: str | None = None) -> Backends:
+        """The names of the backends a process uses: its broker's name, and those the URLs
+        choose (only their schemes are read); no job store for a worker, which has none."""
+        if store_url is None:
+            return cls(broker, "", describe_store(storage_url))
+        scheme = urlsplit(store_url).scheme
         job_store = {"rediss": "redis", "postgres": "postgresql"}.get(scheme, scheme)
-        return cls(settings.broker, job_store or "sqlite", describe_store(settings.storage_url))
+        return cls(broker, job_store or "sqlite", describe_store(storage_url))
 
     def service(self, exc: BaseException) -> str:
         """The service an error of the brokers', job stores' or object stores' trees came from,

@@ -73,4 +73,3 @@ def check_url(variable: str, url: str, schemes: tuple[str, ...], *, host: bool =
     if host and not parts.hostname:
         raise ValueError(f"{variable} names no host; it looks like {schemes[0]}://host:port/…")
     return url
-

@@ -21,8 +21,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from brokers import Broker, BrokerUnavailable, open_broker
+from mlgate.failures import Backends
 from mlgate.metrics import BrokerCollector, serve_metrics
-from mlgate.settings import DRAIN_GRACE, Settings
 from mlgate.tokens import TokenFile
 from mlgate.v1 import (
     datasets_pb2,
@@ -48,6 +48,7 @@ from server.model_catalog import ModelCatalog
 from server.model_service import ModelServicer
 from server.outbox import Outbox
 from server.recorder import Recorder
+from server.settings import DRAIN_GRACE, GatewaySettings
 from server.status_service import Dependencies, StatusServicer
 from server.submit import Submitter, requeue_unfinished
 from server.transport import SERVER_OPTIONS, listen
@@ -56,6 +57,7 @@ from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
 
 if TYPE_CHECKING:
+    from workers.settings import WorkerSettings
     from workers.worker import Worker
 
 __all__ = ["LIVENESS_SERVICE", "SERVICE_NAMES", "Gateway", "serve"]
@@ -77,25 +79,27 @@ LIVENESS_SERVICE = "liveness"
 
 
 class Gateway:
-    """A running gateway; with ``embedded_workers`` it also runs workers on the same broker."""
+    """A running gateway; given ``workers`` settings it also runs a worker on the same broker
+    (``mlgate serve``)."""
 
     def __init__(
         self,
-        settings: Settings,
+        settings: GatewaySettings,
         *,
-        embedded_workers: bool = False,
+        workers: WorkerSettings | None = None,
         after_record: Callable[[jobs_pb2.Job], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.broker: Broker = open_broker(settings.broker_settings())
+        self.broker: Broker = open_broker(settings.broker)
         self.store: JobStore = open_job_store(
             settings.store_url,
-            settings.namespace,
-            ca_file=settings.broker_ca or None,
+            settings.broker.namespace,
+            ca_file=settings.broker.ca_file or None,
             retention=settings.job_retention,
         )
         objects = open_object_store(settings.storage_url)
-        self.dependencies = Dependencies(settings, self.broker, self.store, objects)
+        self.backends = Backends.of(self.broker.name, settings.storage_url, settings.store_url)
+        self.dependencies = Dependencies(self.backends, self.broker, self.store, objects)
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects, settings.max_model_bytes)
         self.hub = Hub(self.store.events)
@@ -119,7 +123,7 @@ class Gateway:
         )
         # Read now, so a missing or malformed tokens file stops start-up with one line.
         self.tokens = TokenFile(settings.auth_tokens_file) if settings.auth_tokens_file else None
-        self.workers = self._embedded_worker() if embedded_workers else []
+        self.workers = self._embedded_worker(workers) if workers is not None else []
         self.port = 0
         self.metrics_port: int | None = None
         self._server: grpc.aio.Server | None = None
@@ -129,11 +133,11 @@ class Gateway:
         self._watchdog: asyncio.Task[None] | None = None
         self._unhealthy: list[status_pb2.Dependency] = []
 
-    def _embedded_worker(self) -> list[Worker]:
+    def _embedded_worker(self, settings: WorkerSettings) -> list[Worker]:
         # Imported only here: workers load scikit-learn, and `mlgate gateway` must not.
         from workers.worker import Worker
 
-        return [Worker(self.broker, self.catalog, self.models, self.settings)]
+        return [Worker(self.broker, self.catalog, self.models, settings)]
 
     async def start(self) -> int:
         """Connect, start serving and return the bound port (useful with port 0).
@@ -142,14 +146,15 @@ class Gateway:
         """
         server = grpc.aio.server(
             # Authentication first: a caller it refuses reaches nothing else.
-            interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.settings)],
+            interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.backends)],
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 *SERVER_OPTIONS,
             ],
         )
-        self.port = listen(server, self.settings)
+        settings = self.settings
+        self.port = listen(server, settings.host, settings.port, settings.tls)
         try:
             await asyncio.to_thread(self.broker.start)
         except BrokerUnavailable as exc:
@@ -172,7 +177,6 @@ class Gateway:
         self._recorder.start()
         for worker in self.workers:
             worker.start()
-        settings = self.settings
         # Its reply path may take a round trip to set up: not on the loop.
         self._batcher = await asyncio.to_thread(
             lambda: Batcher(
@@ -185,13 +189,14 @@ class Gateway:
         models = ModelCatalog(self.store.registry, self.models, ManifestCache(self.models))
         jobs_pb2_grpc.add_JobServiceServicer_to_server(
             JobServicer(
-                self.settings,
                 self.broker,
                 self.store,
                 self.catalog,
                 models,
                 self.hub,
                 self.submitter,
+                publish_timeout=settings.publish_timeout,
+                max_predict_rows=settings.max_predict_rows,
             ),
             server,
         )
@@ -203,7 +208,10 @@ class Gateway:
             StatusServicer(self.dependencies, self.broker), server
         )
         add_inference_service(
-            InferenceServicer(self.settings, models, self._batcher, self.broker.healthy), server
+            InferenceServicer(
+                models, self._batcher, self.broker.healthy, timeout=settings.infer_timeout
+            ),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
@@ -291,20 +299,18 @@ class Gateway:
 
 
 async def _serve(
-    settings: Settings,
-    embedded_workers: bool,
+    settings: GatewaySettings,
+    workers: WorkerSettings | None,
     on_ready: Callable[[str, int], None] | None,
     after_record: Callable[[jobs_pb2.Job], None] | None,
 ) -> None:
-    gateway = Gateway(settings, embedded_workers=embedded_workers, after_record=after_record)
+    gateway = Gateway(settings, workers=workers, after_record=after_record)
     await gateway.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    print(
-        f"mlgate {'serving' if embedded_workers else 'gateway'} on port {gateway.port}", flush=True
-    )
+    print(f"mlgate {'serving' if workers else 'gateway'} on port {gateway.port}", flush=True)
     if on_ready is not None:
         on_ready(settings.host, gateway.port)
     await stopping.wait()
@@ -313,12 +319,13 @@ async def _serve(
 
 
 def serve(
-    settings: Settings,
+    settings: GatewaySettings,
     *,
-    embedded_workers: bool = False,
+    workers: WorkerSettings | None = None,
     on_ready: Callable[[str, int], None] | None = None,
     after_record: Callable[[jobs_pb2.Job], None] | None = None,
 ) -> None:
-    """Run a gateway until SIGTERM or SIGINT, then drain gracefully; ``on_ready(host, port)``
-    is called once it serves. ``after_record`` is a test's fault point (``server.main``)."""
-    asyncio.run(_serve(settings, embedded_workers, on_ready, after_record))
+    """Run a gateway (and a worker, given ``workers`` settings) until SIGTERM or SIGINT, then
+    drain gracefully; ``on_ready(host, port)`` is called once it serves. ``after_record`` is a
+    test's fault point (``server.main``)."""
+    asyncio.run(_serve(settings, workers, on_ready, after_record))

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlgate.settings import Settings
 from server.error_mapping import Backends
 from server.jobstore.errors import JobStoreUnavailable
+from server.settings import GatewaySettings
 
 __all__ = ["upgrade_job_store"]
 
@@ -18,8 +18,8 @@ def upgrade_job_store(data_dir: Path | None = None) -> str:
     """Apply the pending migrations of the job store ``MLGATE_STORE_URL`` names; one line saying
     what was done. Raises ConnectionError (an OSError) if the database cannot be reached, and
     SchemaMismatch (a ValueError) if a newer mlgate upgraded it."""
-    settings = Settings.from_env(data_dir=data_dir)
-    kind = Backends.of(settings).job_store
+    settings = GatewaySettings.from_env(data_dir=data_dir)
+    kind = Backends.of(settings.broker.kind, settings.storage_url, settings.store_url).job_store
     if kind != "postgresql":
         return f"the {kind} job store keeps its own schema: nothing to upgrade"
     # Imported here: psycopg is only needed where the store is PostgreSQL.

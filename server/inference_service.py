@@ -19,7 +19,6 @@ import grpc
 from mlgate.errors import NotFound
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.refs import ModelRef, ref_from_parts
-from mlgate.settings import Settings
 from mlgate.tensors import check_request, feature_datatype, outputs_of
 from mlgate.v1 import models_pb2
 from server.batching import Batcher, error_of
@@ -44,12 +43,15 @@ class InferenceServicer:
 
     def __init__(
         self,
-        settings: Settings,
         models: ModelCatalog,
         batcher: Batcher,
         ready: Callable[[], bool],
+        *,
+        timeout: float,
     ) -> None:
-        self._timeout = settings.infer_timeout
+        """``timeout``: how long a ModelInfer waits for a worker when its client set no
+        deadline."""
+        self._timeout = timeout
         self._models = models
         self._batcher = batcher
         self._ready = ready

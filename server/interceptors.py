@@ -24,7 +24,6 @@ import grpc
 
 from mlgate import tracing
 from mlgate.metrics import INFERENCE_REQUESTS, STREAMS_OPEN
-from mlgate.settings import Settings
 from server.error_mapping import Backends, translate
 
 __all__ = [
@@ -181,8 +180,9 @@ class TracingInterceptor(EdgeInterceptor):
             yield
 
 
-def edge_chain(settings: Settings) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
+def edge_chain(backends: Backends) -> list[grpc.aio.ServerInterceptor]:  # type: ignore[type-arg]
     """The gateway's interceptors, outermost first: tracing (when on) and metrics see every call
-    and its final status; the error interceptor maps whatever a handler raises."""
+    and its final status; the error interceptor maps whatever a handler raises, naming the
+    ``backends`` that failed."""
     tracer: list[EdgeInterceptor] = [TracingInterceptor()] if tracing.enabled() else []
-    return [*tracer, MetricsInterceptor(), ErrorInterceptor(Backends.of(settings))]
+    return [*tracer, MetricsInterceptor(), ErrorInterceptor(backends)]

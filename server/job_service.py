@@ -20,7 +20,6 @@ from mlgate.ids import check_job_id, new_job_id
 from mlgate.jobs import check_rows, from_struct, plan
 from mlgate.metrics import job_ended
 from mlgate.refs import check_model_name
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
 from server.jobstore.base import JobStore
@@ -42,15 +41,18 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     def __init__(
         self,
-        settings: Settings,
         broker: Broker,
         store: JobStore,
         catalog: DatasetCatalog,
         models: ModelCatalog,
         hub: Hub,
         submitter: Submitter,
+        *,
+        publish_timeout: float,
+        max_predict_rows: int,
     ) -> None:
-        self._settings = settings
+        self._publish_timeout = publish_timeout
+        self._max_predict_rows = max_predict_rows
         self._broker = broker
         self._store = store
         self._catalog = catalog
@@ -83,10 +85,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             if request.rows and request.columns:
                 raise InvalidArgument("columns", "send the rows as rows or as columns, not both")
             count = row_count(request)
-            if count > self._settings.max_predict_rows:
+            if count > self._max_predict_rows:
                 raise ResourceExhausted(
                     f"{count} rows is over the limit of "
-                    f"{self._settings.max_predict_rows} per request; split the request"
+                    f"{self._max_predict_rows} per request; split the request"
                 )
             record = await self._models.manifest(model_id)
             if request.columns:
@@ -161,7 +163,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             # Tell the workers, so a queued copy is skipped and a running fit is stopped at once.
             await self._call(
                 lambda: self._broker.publish_event(
-                    cancel.SerializeToString(), timeout=self._settings.publish_timeout
+                    cancel.SerializeToString(), timeout=self._publish_timeout
                 )
             )
         return jobs_pb2.CancelJobResponse(job=visible_job(job))

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from mlgate import env as variables
 from mlgate.logs import configure_logging
-from mlgate.settings import Settings
 from mlgate.tracing import configure_tracing
 from mlgate.v1 import jobs_pb2
 from server.app import serve
+from server.settings import GatewaySettings
 
 __all__ = ["after_record_fault", "run_gateway"]
 
@@ -32,12 +32,17 @@ def run_gateway(
 
     Raises ``ValueError`` for a bad setting, and PortInUse for a taken port, before serving.
     """
-    settings = Settings.from_env(port=port, data_dir=data_dir, host=host)
+    settings = GatewaySettings.from_env(port=port, data_dir=data_dir, host=host)
+    workers = None
+    if embedded_workers:
+        from workers.settings import WorkerSettings  # nothing of the workers' for `mlgate gateway`
+
+        workers = WorkerSettings.from_env(data_dir=data_dir)
     configure_logging()
     configure_tracing("mlgate" if embedded_workers else "mlgate-gateway")
     serve(
         settings,
-        embedded_workers=embedded_workers,
+        workers=workers,
         on_ready=on_ready,
         after_record=after_record_fault(os.environ),
     )

@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 
 from brokers.base import Broker, BrokerStats
-from mlgate.settings import Settings
 from mlgate.v1 import status_pb2, status_pb2_grpc
 from server.error_mapping import Backends
 from server.jobstore.base import JobStore
@@ -36,12 +35,11 @@ class Dependencies:
     """Checks the broker, the job store and the object storage, each by a cheap call."""
 
     def __init__(
-        self, settings: Settings, broker: Broker, store: JobStore, objects: ObjectStore
+        self, backends: Backends, broker: Broker, store: JobStore, objects: ObjectStore
     ) -> None:
         self._broker = broker
         self._store = store
         self._objects = objects
-        backends = Backends.of(settings)
         self._kinds = {
             "broker": backends.broker,
             "job_store": backends.job_store,

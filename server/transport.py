@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from mlgate.settings import Settings
+from server.settings import TLSFiles
 
 __all__ = ["SERVER_OPTIONS", "PortInUse", "bind_address", "listen", "server_credentials"]
 
@@ -67,50 +67,49 @@ def _read_pem(variable: str, path: str, kind: tuple[bytes, str]) -> bytes:
     return data
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+def server_credentials(tls: TLSFiles) -> grpc.ServerCredentials | None:
     """TLS credentials from ``MLGATE_TLS_CERT`` and ``MLGATE_TLS_KEY``, requiring client
     certificates signed by ``MLGATE_TLS_CLIENT_CA`` when it is set; None for plaintext."""
-    settings.check_tls()
-    if not settings.tls:
+    tls.check()
+    if not tls.enabled:
         return None
-    cert = _read_pem("MLGATE_TLS_CERT", settings.tls_cert, _CERTIFICATE)
-    key = _read_pem("MLGATE_TLS_KEY", settings.tls_key, _PRIVATE_KEY)
+    cert = _read_pem("MLGATE_TLS_CERT", tls.cert, _CERTIFICATE)
+    key = _read_pem("MLGATE_TLS_KEY", tls.key, _PRIVATE_KEY)
     client_ca = (
-        _read_pem("MLGATE_TLS_CLIENT_CA", settings.tls_client_ca, _CERTIFICATE)
-        if settings.tls_client_ca
-        else None
+        _read_pem("MLGATE_TLS_CLIENT_CA", tls.client_ca, _CERTIFICATE) if tls.client_ca else None
     )
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
 
 
-def listen(server: grpc.aio.Server, settings: Settings) -> int:
-    """Bind a server created with SERVER_OPTIONS as the settings say (TLS only, when
-    configured); returns the port. Raises PortInUse when another process holds it."""
-    address = bind_address(settings.host, settings.port)
-    credentials = server_credentials(settings)
+def listen(server: grpc.aio.Server, host: str, port: int, tls: TLSFiles) -> int:
+    """Bind a server created with SERVER_OPTIONS to ``host`` and ``port`` (TLS only, when
+    ``tls`` names files); returns the port bound. Raises PortInUse when another process
+    holds it."""
+    address = bind_address(host, port)
+    credentials = server_credentials(tls)
     # A plain socket asks first: gRPC's own failure also writes a C-level error line to stderr.
-    if settings.port and _in_use(settings.host.strip("[]"), settings.port):
-        raise PortInUse(settings.port)
+    if port and _in_use(host.strip("[]"), port):
+        raise PortInUse(port)
     try:
         if credentials is None:
-            port = server.add_insecure_port(address)
+            bound = server.add_insecure_port(address)
         else:
-            port = server.add_secure_port(address, credentials)
+            bound = server.add_secure_port(address, credentials)
     except RuntimeError as exc:  # taken since the check, or an address gRPC cannot bind
         raise OSError(f"cannot listen on {address}: {exc}") from None
-    if port == 0:
+    if bound == 0:
         raise OSError(f"cannot listen on {address}: is the port in use?")
-    mode = "mTLS" if settings.tls_client_ca else "TLS" if credentials else "plaintext"
-    log.info("listening on %s (%s)", bind_address(settings.host, port), mode)
-    if credentials is None and not is_loopback(settings.host):
+    mode = "mTLS" if tls.client_ca else "TLS" if credentials else "plaintext"
+    log.info("listening on %s (%s)", bind_address(host, bound), mode)
+    if credentials is None and not is_loopback(host):
         log.warning(
             "serving plaintext on %s, beyond this machine: anyone on the network can read "
             "the calls; set MLGATE_TLS_CERT and MLGATE_TLS_KEY",
-            settings.host,
+            host,
         )
-    return port
+    return bound
 
 
 def _in_use(host: str, port: int) -> bool:

@@ -11,11 +11,11 @@ from types import FrameType
 from brokers import BrokerUnavailable, open_broker
 from mlgate.logs import configure_logging
 from mlgate.metrics import serve_metrics
-from mlgate.settings import Settings
 from mlgate.tracing import configure_tracing
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
 from storage.models import ModelRepository
+from workers.settings import WorkerSettings
 from workers.worker import Worker
 
 __all__ = ["main", "run_worker"]
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 30.0
 
 
-def run_worker(settings: Settings) -> None:
+def run_worker(settings: WorkerSettings) -> None:
     """Consume jobs until SIGTERM or SIGINT."""
-    broker = open_broker(settings.broker_settings())
+    broker = open_broker(settings.broker)
     try:
         broker.start()
     except BrokerUnavailable as exc:
@@ -41,8 +41,8 @@ def run_worker(settings: Settings) -> None:
         settings,
     )
     worker.start()
-    if settings.worker_metrics_port is not None:
-        serve_metrics(settings.worker_metrics_port, settings.host)
+    if settings.metrics_port is not None:
+        serve_metrics(settings.metrics_port, settings.host)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -59,7 +59,7 @@ def run_worker(settings: Settings) -> None:
 
 def main(*, data_dir: Path | None) -> None:
     """``mlgate worker``: settings from the environment, then consume until stopped."""
-    settings = Settings.from_env(data_dir=data_dir)
+    settings = WorkerSettings.from_env(data_dir=data_dir)
     configure_logging()
     configure_tracing("mlgate-worker")
     run_worker(settings)

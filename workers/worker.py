@@ -32,7 +32,6 @@ from mlgate.ids import model_id_for_job
 from mlgate.jobs import MODEL_SHA_HEADER, plan
 from mlgate.logs import job_context
 from mlgate.metrics import job_started
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage import describe_store
 from storage.datasets import DatasetCatalog
@@ -46,6 +45,7 @@ from workers.messages import FitTask
 from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
 from workers.progress import Pacer
+from workers.settings import WorkerSettings
 
 __all__ = ["Worker"]
 
@@ -83,7 +83,11 @@ class Worker:
     """Connects the train and predict queues to the training and prediction functions."""
 
     def __init__(
-        self, broker: Broker, catalog: DatasetCatalog, models: ModelRepository, settings: Settings
+        self,
+        broker: Broker,
+        catalog: DatasetCatalog,
+        models: ModelRepository,
+        settings: WorkerSettings,
     ) -> None:
         self._broker = broker
         self._catalog = catalog

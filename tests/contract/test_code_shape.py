@@ -2,8 +2,9 @@
 
 * No module is over 400 lines: past that a module usually holds two ideas.
 * Nothing outside ``brokers/`` names a broker backend: no import of ``brokers.memory``,
-  ``brokers.rabbitmq`` or ``brokers.redis``, no comparison with their names. What a caller needs to
-  know of a backend is a property of the broker contract. (Tests may: they run every backend.)
+  ``brokers.rabbitmq`` or ``brokers.redis``, no comparison with their names (with "redis" when
+  the comparison is about a broker: Redis is a job store too). What a caller needs to know of a
+  backend is a property of the broker contract. (Tests may: they run every backend.)
 * No test imports another test module or a conftest: what tests share lives in ``tests/support``.
 """
 
@@ -16,6 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 400
 BACKENDS = {"memory", "rabbitmq", "redis"}
+# Redis is a job store too: a comparison with "redis" names the broker when it is about one.
+_ONLY_BROKERS = BACKENDS - {"redis"}
 # Not ours to shape: environments, build output and generated gRPC code.
 _SKIPPED_DIRS = {".venv", "build", "__pycache__", ".git", ".mypy_cache", ".ruff_cache", "data"}
 
@@ -85,10 +88,11 @@ def test_nothing_outside_brokers_names_a_broker_backend() -> None:
                 found.append(f"{name}:{line}: imports {module}")
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare):
-                sides = [node.left, *node.comparators]
-                if any(BACKENDS & set(_constants(side)) for side in sides):
+                named = {c for side in [node.left, *node.comparators] for c in _constants(side)}
+                about_a_broker = "broker" in ast.unparse(node).lower()
+                if named & _ONLY_BROKERS or (named & BACKENDS and about_a_broker):
                     found.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
-            elif isinstance(node, ast.MatchValue) and BACKENDS & set(_constants(node.value)):
+            elif isinstance(node, ast.MatchValue) and _ONLY_BROKERS & set(_constants(node.value)):
                 found.append(f"{name}:{node.lineno}: case {ast.unparse(node.value)}")
     assert not found, "broker backends named outside brokers/:\n" + "\n".join(found)
 

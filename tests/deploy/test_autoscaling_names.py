@@ -10,7 +10,7 @@ import yaml
 from brokers._rabbitmq_topology import Topology
 from brokers._redis_keys import WORK_GROUP, Keys
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE
-from mlgate.settings import Settings
+from brokers.settings import BrokerSettings
 from tests.support.kubernetes import check_triggers
 from tests.support.walkthroughs import ROOT, blocks
 
@@ -18,7 +18,7 @@ DOC = ROOT / "docs" / "autoscaling.md"
 
 
 def test_the_documented_triggers_name_the_queues_and_group_the_code_declares() -> None:
-    namespace = Settings().namespace  # the documented names are the default namespace's
+    namespace = BrokerSettings().namespace  # the documented names are the default namespace's
     triggers = [
         trigger
         for block in blocks(DOC)
@@ -38,7 +38,7 @@ def test_the_documented_table_names_the_queues_and_streams_the_code_declares() -
             if line.startswith("| RabbitMQ queue") or line.startswith("| Redis stream")
         )
     }
-    namespace = Settings().namespace
+    namespace = BrokerSettings().namespace
     assert rows["RabbitMQ queue"] == [
         Topology(namespace).work_queue(TRAIN_QUEUE),
         Topology(namespace).work_queue(PREDICT_QUEUE),

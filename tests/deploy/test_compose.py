@@ -16,8 +16,8 @@ import pika
 import pytest
 import yaml
 
-from mlgate.settings import Settings
 from mlgate_client.cli import build_parser
+from server.settings import GatewaySettings
 from tests.support.rabbitmq import PrivateNode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def test_gateway_publishes_its_port_and_checks_its_health_over_grpc(
     assert any(str(p).endswith(f":{args.port}") for p in gateway["ports"])
     assert any(str(p).startswith("127.0.0.1:50051:") for p in gateway["ports"])
     # Inside the compose network the gateway listens on every interface of its container.
-    settings = Settings.from_env(environment(gateway))
+    settings = GatewaySettings.from_env(environment(gateway))
     assert settings.host == "0.0.0.0"
     test = gateway["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
@@ -186,9 +186,9 @@ def test_every_setting_given_is_one_the_code_reads(services: dict[str, dict[str,
 def test_one_variable_switches_the_broker(broker: str) -> None:
     services = load({"MLGATE_BROKER": broker})["services"]
     for name, service in mlgate_services(services).items():
-        settings = Settings.from_env(environment(service))
-        assert settings.broker == broker, name
-        assert urlsplit(settings.broker_url).hostname == broker
+        settings = GatewaySettings.from_env(environment(service))
+        assert settings.broker.kind == broker, name
+        assert urlsplit(settings.broker.url).hostname == broker
         assert broker in services
         store = urlsplit(settings.store_url)
         assert (store.scheme, store.hostname) == ("redis", "redis")

@@ -14,9 +14,9 @@ import kubernetes_validate
 import pytest
 
 from brokers.settings import BrokerSettings
-from mlgate.settings import Settings
 from mlgate.tokens import parse_tokens
 from server.app import LIVENESS_SERVICE, Gateway
+from server.settings import GatewaySettings
 from tests.support.kubernetes import (
     KUBERNETES,
     OVERLAYS,
@@ -29,6 +29,7 @@ from tests.support.kubernetes import (
 )
 from tests.support.walkthroughs import environment, run_walkthrough, script
 from workers.main import STOP_GRACE
+from workers.settings import WorkerSettings
 
 ROOT = KUBERNETES.parents[1]
 # The oldest Kubernetes the manifests are for (the preStop sleep action is on by default from
@@ -83,11 +84,11 @@ def test_the_gateway_tls_component_validates_and_serves_tls(name: str, tmp_path:
     objects = render_with(tmp_path, name, ["gateway-tls"])
     _validate(objects)
     gateway = _container(objects, "mlgate-gateway")
-    settings = Settings.from_env(_environment(objects, "mlgate-gateway"))
-    assert settings.tls
+    settings = GatewaySettings.from_env(_environment(objects, "mlgate-gateway"))
+    assert settings.tls.enabled
     mounts = {m["name"]: m["mountPath"] for m in gateway["volumeMounts"]}
-    assert settings.tls_cert == f"{mounts['tls']}/tls.crt"
-    assert settings.tls_key == f"{mounts['tls']}/tls.key"
+    assert settings.tls.cert == f"{mounts['tls']}/tls.crt"
+    assert settings.tls.key == f"{mounts['tls']}/tls.key"
     assert by_kind(objects, "Secret")["mlgate-gateway-tls"]["type"] == "kubernetes.io/tls"
     # The kubelet's gRPC probes speak plaintext: with TLS on they knock on the port instead.
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
@@ -129,24 +130,26 @@ def test_the_pods_are_given_variables_mlgate_reads(overlay: tuple[str, list[Mani
         env = _environment(objects, deployment)
         unknown = {v for v in env if v not in known and v not in AWS}
         assert not unknown, f"{deployment} is given variables nothing reads: {unknown}"
-        settings = Settings.from_env(env)
-        assert settings.broker == name and BrokerSettings.from_env(env).kind == name
-        assert settings.host == "0.0.0.0"
-        assert settings.store_url.startswith("postgresql://")
-        assert settings.storage_url.startswith("s3://")
-        assert "REPLACE_ME" in settings.store_url and "REPLACE_ME" in settings.broker_url
+        assert BrokerSettings.from_env(env).kind == name
+        assert "REPLACE_ME" in BrokerSettings.from_env(env).url
         ports = {p["name"]: p["containerPort"] for p in _container(objects, deployment)["ports"]}
         if deployment == "mlgate-gateway":
+            settings = GatewaySettings.from_env(env)
+            assert settings.host == "0.0.0.0"
+            assert settings.store_url.startswith("postgresql://")
+            assert "REPLACE_ME" in settings.store_url
+            assert settings.storage_url.startswith("s3://")
             assert ports == {"grpc": settings.port, "metrics": settings.metrics_port}
             assert parse_tokens(_tokens_file(objects, settings.auth_tokens_file))
         else:
-            assert ports == {"metrics": settings.worker_metrics_port}
+            worker = WorkerSettings.from_env(env)
+            assert worker.host == "0.0.0.0"
+            assert worker.storage_url.startswith("s3://")
+            assert ports == {"metrics": worker.metrics_port}
             limits = _container(objects, deployment)["resources"]["limits"]
             # A fit's limits stay inside the container's: mlgate's defaults are the node's.
-            assert settings.train_memory_limit + settings.model_cache_bytes < _bytes(
-                limits["memory"]
-            )
-            assert 0 < settings.fit_cores <= int(limits["cpu"])
+            assert worker.train_memory_limit + worker.model_cache_bytes < _bytes(limits["memory"])
+            assert 0 < worker.fit_cores <= int(limits["cpu"])
 
 
 def _bytes(quantity: str) -> int:
@@ -167,7 +170,7 @@ def test_services_and_probes_reach_the_gateway_as_it_serves(
     overlay: tuple[str, list[Manifest]],
 ) -> None:
     _name, objects = overlay
-    settings = Settings.from_env(_environment(objects, "mlgate-gateway"))
+    settings = GatewaySettings.from_env(_environment(objects, "mlgate-gateway"))
     gateway = _container(objects, "mlgate-gateway")
     ready, live, start = (
         gateway["readinessProbe"],

@@ -23,7 +23,6 @@ from mlgate.errors import MLGateError
 from mlgate.failures import Backends, public
 from mlgate.jobs import plan
 from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from mlgate.settings import Settings
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from storage import open_object_store
 from storage.base import ObjectStore
@@ -44,6 +43,7 @@ from tests.support.gateway_calls import (
 from tests.support.oip import matrix_request, readme_matrix
 from tests.support.s3 import S3Server
 from tests.support.system import gateway_settings, running_gateway
+from tests.support.system_settings import SystemSettings
 from workers.fitpool import FitPool
 from workers.messages import FitTask
 from workers.worker import Worker
@@ -62,13 +62,13 @@ class System:
     tmp: Path
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> SystemSettings:
         return self.gateway.settings
 
     @contextmanager
     def worker(self, storage_url: str) -> Iterator[Worker]:
         """A worker on this gateway's broker whose object store is ``storage_url``."""
-        settings = self.settings.with_(storage_url=storage_url, outage_retry_seconds=0.5)
+        settings = self.settings.worker.with_(storage_url=storage_url, outage_retry_seconds=0.5)
         objects = open_object_store(storage_url)
         worker = Worker(
             self.gateway.gateway.broker,
@@ -153,7 +153,8 @@ def _fit_task(system: System, dataset_id: str) -> FitTask:
 def _in_a_fit_process(system: System, task: FitTask, store: ObjectStore, url: str) -> Told:
     """What a fit process running ``task`` on ``store`` (opened from ``url``) reported, as its
     worker tells it: an outage is waited out first, then told as the error it was."""
-    backends = Backends.of(system.settings.with_(storage_url=url))
+    gateway = system.settings.gateway
+    backends = Backends.of(gateway.broker.kind, url, gateway.store_url)
     pool = FitPool(store, 1, backends)
     pool.start()
     try:

@@ -123,7 +123,7 @@ def test_cancel_stops_a_running_fit_at_once(tmp_path: Path, broker: str) -> None
             assert next_took < 1.0 + 2 * alone, (next_took, alone)
     finally:
         running.stop()
-        _cleanup(broker, running.settings.namespace)
+        _cleanup(broker, running.settings.broker.namespace)
 
 
 def test_a_fit_past_its_time_limit_fails_and_the_worker_goes_on(
@@ -258,7 +258,7 @@ def test_a_fit_longer_than_the_broker_liveness_checks_keeps_its_delivery(
         assert took > 5, f"the fit took {took:.1f} s: too short to show anything"
     finally:
         running.stop()
-        _cleanup(broker, running.settings.namespace)
+        _cleanup(broker, running.settings.broker.namespace)
 
 
 @pytest.mark.slow

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import grpc
 
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from server.jobstore.sqlite import SQLiteJobStore
 from tests.support.gateway_calls import diabetes_request, first_event, hang_up, jobs
 from tests.support.system import gateway_settings, running_gateway
+from tests.support.system_settings import SystemSettings
 
 
-def _accepted_then_gone(settings: Settings) -> str:
+def _accepted_then_gone(settings: SystemSettings) -> str:
     """A job accepted by a gateway whose process then went away before any worker ran it."""
     first = running_gateway(settings, embedded_workers=False)
     try:
@@ -27,7 +27,7 @@ def _accepted_then_gone(settings: Settings) -> str:
     return queued.job_id
 
 
-def _died_running(settings: Settings, job_id: str, attempt: int) -> None:
+def _died_running(settings: SystemSettings, job_id: str, attempt: int) -> None:
     """Record what a worker that died mid-job leaves behind: a RUNNING event of its attempt."""
     store = SQLiteJobStore(settings.data_dir / "jobs.db")
     try:
@@ -44,7 +44,7 @@ def _died_running(settings: Settings, job_id: str, attempt: int) -> None:
         store.close()
 
 
-def _watch(settings: Settings, job_id: str) -> list[jobs_pb2.JobEvent]:
+def _watch(settings: SystemSettings, job_id: str) -> list[jobs_pb2.JobEvent]:
     again = running_gateway(settings)
     try:
         with grpc.insecure_channel(again.address) as ch:

@@ -56,7 +56,7 @@ def test_n_jobs_from_a_request_is_capped_by_the_worker_and_recorded_as_run(
 ) -> None:
     model_id = trained_model(channel, diabetes_request(params={"n_jobs": 1000}))
     record = models(channel).GetModel(models_pb2.GetModelRequest(model_id=model_id)).model
-    settings = embedded.settings
+    settings = embedded.settings.worker
     assert record.params["n_jobs"] == fit_cores(settings.fit_cores, settings.train_concurrency)
 
 

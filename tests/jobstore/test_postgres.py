@@ -16,12 +16,12 @@ import pytest
 from psycopg import sql
 
 from mlgate.ids import new_job_id
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from server.jobstore import open_job_store
 from server.jobstore.errors import JobStoreUnavailable, SchemaMismatch
 from server.jobstore.postgres import OLDEST_QUEUED, PostgresJobStore, listing
 from server.jobstore.postgres_schema import LATEST_VERSION
+from server.settings import GatewaySettings
 from tests.support.fresh import free_port
 from tests.support.postgres import fresh_schema
 from tests.support.serving import clean_env, run_mlgate
@@ -178,7 +178,7 @@ def test_the_password_is_in_no_message_repr_or_log(
         assert store.get(new_job_id()) is None
     finally:
         store.close()
-    settings = Settings.from_env(env={"MLGATE_STORE_URL": with_password})
+    settings = GatewaySettings.from_env({"MLGATE_STORE_URL": with_password})
     assert PASSWORD not in settings.describe() and PASSWORD not in repr(settings)
 
     # Nothing listens there: the store starts anyway, and every call is refused at once.

@@ -11,11 +11,11 @@ import pytest
 
 from mlgate.ids import new_job_id
 from mlgate.refs import parse_ref
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from server.error_mapping import Backends, translate
 from server.jobstore.errors import JobStoreUnavailable
 from server.jobstore.postgres import PostgresJobStore
+from server.settings import GatewaySettings
 from tests.support.jobstores import queued_job
 from tests.support.postgres import PrivatePostgres
 from tests.support.waiting import wait_for
@@ -46,7 +46,8 @@ def _answers(store: PostgresJobStore) -> bool:
 
 def _assert_refused(store: PostgresJobStore, server: PrivatePostgres, job_id: str) -> None:
     """Every kind of call is refused, at once, with a message free of the password."""
-    settings = Settings.from_env(env={"MLGATE_STORE_URL": server.url})
+    settings = GatewaySettings.from_env({"MLGATE_STORE_URL": server.url})
+    backends = Backends.of(settings.broker.kind, settings.storage_url, settings.store_url)
     running = jobs_pb2.JobEvent(job_id=job_id, seq=2, state=jobs_pb2.JOB_STATE_RUNNING)
     cancel = jobs_pb2.JobEvent(job_id=job_id, state=jobs_pb2.JOB_STATE_CANCELLED)
     calls: list[Callable[[], object]] = [
@@ -68,7 +69,7 @@ def _assert_refused(store: PostgresJobStore, server: PrivatePostgres, job_id: st
         text = str(refused.value)
         assert text.startswith(f"PostgreSQL at 127.0.0.1:{server.port}/postgres is unreachable")
         assert server.password not in text
-        code, told = translate(refused.value, Backends.of(settings), "/mlgate.v1.JobService/GetJob")
+        code, told = translate(refused.value, backends, "/mlgate.v1.JobService/GetJob")
         assert (code, told) == (grpc.StatusCode.UNAVAILABLE, TOLD)
     with pytest.raises(ConnectionError, match=r"^the job store \(postgresql\) is unreachable$"):
         store.ping()

@@ -14,8 +14,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from brokers import open_broker
+from brokers.settings import DEFAULT_URLS
 from mlgate import tracing
-from mlgate.settings import Settings
 from mlgate_client import MLGateClient
 from storage import open_object_store
 from storage.datasets import DatasetCatalog
@@ -40,17 +40,17 @@ def traced() -> Iterator[InMemorySpanExporter]:
 
 @pytest.fixture(params=["rabbitmq", "redis"])
 def distributed(request: pytest.FixtureRequest, tmp_path: Path, traced) -> Iterator[str]:
-    settings: Settings = gateway_settings(
-        tmp_path / "data", broker=request.param, namespace=f"trace-{uuid.uuid4().hex[:10]}"
-    )
-    settings = settings.with_(
-        broker_url=Settings.from_env(env={"MLGATE_BROKER": request.param}).broker_url
+    settings = gateway_settings(
+        tmp_path / "data",
+        broker=request.param,
+        broker_url=DEFAULT_URLS[request.param],
+        namespace=f"trace-{uuid.uuid4().hex[:10]}",
     )
     gateway = BackgroundGateway(settings, embedded_workers=False).start()
-    broker = open_broker(settings.broker_settings())
+    broker = open_broker(settings.broker)
     broker.start()
     objects = open_object_store(settings.storage_url)
-    worker = Worker(broker, DatasetCatalog(objects), ModelRepository(objects), settings)
+    worker = Worker(broker, DatasetCatalog(objects), ModelRepository(objects), settings.worker)
     worker.start()
     try:
         yield gateway.address

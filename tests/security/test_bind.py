@@ -6,7 +6,7 @@ import ipaddress
 import socket
 from pathlib import Path
 
-from mlgate.settings import Settings
+from server.settings import GatewaySettings
 from server.transport import bind_address
 from tests.support.serving import clean_env, serve_process
 
@@ -55,9 +55,9 @@ def test_every_interface_is_an_explicit_choice(tmp_path: Path) -> None:
 
 
 def test_settings_default_to_loopback_and_bracket_ipv6() -> None:
-    assert Settings.from_env({}).host == "127.0.0.1"
-    assert Settings.from_env({"MLGATE_HOST": "0.0.0.0"}).host == "0.0.0.0"
-    assert Settings.from_env({"MLGATE_HOST": "0.0.0.0"}, host="::1").host == "::1"
+    assert GatewaySettings.from_env({}).host == "127.0.0.1"
+    assert GatewaySettings.from_env({"MLGATE_HOST": "0.0.0.0"}).host == "0.0.0.0"
+    assert GatewaySettings.from_env({"MLGATE_HOST": "0.0.0.0"}, host="::1").host == "::1"
     assert bind_address("::", 50051) == "[::]:50051"
     assert bind_address("[::1]", 1) == "[::1]:1"
     assert bind_address("127.0.0.1", 1) == "127.0.0.1:1"

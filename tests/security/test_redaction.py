@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mlgate.settings import Settings
 from mlgate.urls import check_url, redact_url
 from mlgate.v1 import jobs_pb2
+from server.settings import GatewaySettings
 from storage.s3_client import endpoint_from_env
 from tests.support.gateway_calls import diabetes_request, jobs
 from tests.support.redis import PrivateRedis
@@ -72,7 +72,7 @@ def test_redact_url_hides_userinfo_query_and_fragment_secrets(url: str, shown: s
 )
 def test_a_malformed_url_is_one_line_naming_the_variable(env, variable: str) -> None:
     with pytest.raises(ValueError) as caught:
-        Settings.from_env(env)
+        GatewaySettings.from_env(env)
     message = str(caught.value)
     assert variable in message and "\n" not in message
     assert USER_SECRET not in message and USER_SECRET[:6] not in message

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from brokers import BrokerUnavailable, open_broker
+from brokers import BrokerSettings, BrokerUnavailable, open_broker
 from brokers.rabbitmq import _parameters as rabbitmq_parameters
-from mlgate.settings import Settings
 from mlgate_client import TLS, MLGateClient, MLGateError, Unavailable
 from server.jobstore import open_job_store
+from server.settings import GatewaySettings, TLSFiles
 from server.transport import server_credentials
 from storage.errors import StorageMisconfigured, StorageUnavailable
 from storage.s3 import S3ObjectStore
@@ -144,15 +144,15 @@ def test_the_client_reads_its_tls_settings_from_the_environment(
 
 def test_bad_tls_settings_are_one_line_naming_the_variable(tmp_path: Path, pki: PKI) -> None:
     with pytest.raises(ValueError, match="MLGATE_TLS_KEY"):
-        Settings.from_env({"MLGATE_TLS_CERT": str(pki.server.cert)})
+        GatewaySettings.from_env({"MLGATE_TLS_CERT": str(pki.server.cert)})
     with pytest.raises(ValueError, match="MLGATE_TLS_CLIENT_CA needs"):
-        Settings.from_env({"MLGATE_TLS_CLIENT_CA": str(pki.ca.cert)})
-    missing = Settings.from_env(
+        GatewaySettings.from_env({"MLGATE_TLS_CLIENT_CA": str(pki.ca.cert)})
+    missing = TLSFiles.from_env(
         {"MLGATE_TLS_CERT": str(tmp_path / "nope.pem"), "MLGATE_TLS_KEY": str(pki.server.key)}
     )
     with pytest.raises(ValueError, match=r"^MLGATE_TLS_CERT: cannot read .*nope\.pem"):
         server_credentials(missing)
-    swapped = Settings.from_env(
+    swapped = TLSFiles.from_env(
         {"MLGATE_TLS_CERT": str(pki.server.key), "MLGATE_TLS_KEY": str(pki.server.cert)}
     )
     with pytest.raises(ValueError, match=r"MLGATE_TLS_CERT: .* holds no PEM certificate"):
@@ -183,26 +183,26 @@ def test_redis_broker_and_job_store_over_tls_trust_the_broker_ca(tmp_path: Path,
     url = f"rediss://localhost:{tls_port}/0"
     env = {"MLGATE_BROKER": "redis", "MLGATE_BROKER_URL": url, "MLGATE_STORE_URL": url}
     with server:
-        trusted = Settings.from_env({**env, "MLGATE_BROKER_CA": str(pki.ca.cert)})
-        broker = open_broker(trusted.with_(namespace=unique_namespace()).broker_settings())
+        trusted = GatewaySettings.from_env({**env, "MLGATE_BROKER_CA": str(pki.ca.cert)})
+        broker = open_broker(trusted.broker.with_(namespace=unique_namespace()))
         try:
             broker.start()
             assert broker.healthy()
         finally:
             broker.close()
-        store = open_job_store(trusted.store_url, ca_file=trusted.broker_ca)
+        store = open_job_store(trusted.store_url, ca_file=trusted.broker.ca_file)
         store.ping()
         store.close()
         # Without the CA the server's certificate is not trusted.
-        untrusted = Settings.from_env(env).with_(namespace=unique_namespace())
-        refused = open_broker(untrusted.broker_settings())
+        untrusted = BrokerSettings.from_env(env).with_(namespace=unique_namespace())
+        refused = open_broker(untrusted)
         try:
             with pytest.raises(BrokerUnavailable):
                 refused.start()
         finally:
             refused.close()
         with pytest.raises(ConnectionError):
-            open_job_store(untrusted.store_url).ping()
+            open_job_store(url).ping()
 
 
 def test_amqps_trusts_the_broker_ca(pki: PKI) -> None:

@@ -1,4 +1,4 @@
-"""A gateway served from its own event loop on a background thread, for tests and benchmarks."""
+"""A gateway served from its own event loop on a background thread, for tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 import threading
 from concurrent.futures import Future
 
-from mlgate.settings import Settings
 from server.app import Gateway
+from tests.support.system_settings import SystemSettings
 
 __all__ = ["BackgroundGateway"]
 
@@ -15,7 +15,7 @@ __all__ = ["BackgroundGateway"]
 class BackgroundGateway:
     """Starts a gateway on a fresh thread and loop; ``start`` returns once it is serving."""
 
-    def __init__(self, settings: Settings, *, embedded_workers: bool = True) -> None:
+    def __init__(self, settings: SystemSettings, *, embedded_workers: bool = True) -> None:
         self.settings = settings
         self.embedded_workers = embedded_workers
         self.loop = asyncio.new_event_loop()
@@ -28,7 +28,8 @@ class BackgroundGateway:
 
         async def boot() -> None:
             try:
-                gateway = Gateway(self.settings, embedded_workers=self.embedded_workers)
+                workers = self.settings.worker if self.embedded_workers else None
+                gateway = Gateway(self.settings.gateway, workers=workers)
                 await gateway.start()
                 self._started.set_result(gateway)
             except BaseException as exc:

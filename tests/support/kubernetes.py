@@ -28,7 +28,7 @@ import yaml
 from brokers._rabbitmq_topology import Topology
 from brokers._redis_keys import WORK_GROUP, Keys
 from brokers.base import PREDICT_QUEUE, QUEUES, TRAIN_QUEUE
-from mlgate.settings import Settings
+from workers.settings import WorkerSettings
 
 __all__ = [
     "KUBERNETES",
@@ -147,7 +147,7 @@ def check_triggers(triggers: Sequence[Manifest], namespace: str) -> set[str]:
     """Fail unless every KEDA trigger names a work queue, stream and group as the brokers' code
     declares them under ``namespace``, with a target of what one worker takes at once; returns
     the trigger types seen. Each broker's triggers must cover both work queues."""
-    defaults = Settings()
+    defaults = WorkerSettings()
     per_worker = {TRAIN_QUEUE: defaults.train_concurrency, PREDICT_QUEUE: defaults.predict_prefetch}
     queues = {Topology(namespace).work_queue(q): q for q in QUEUES}
     streams = {Keys(namespace).queue(q): q for q in QUEUES}

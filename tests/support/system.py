@@ -8,22 +8,25 @@ from pathlib import Path
 import grpc
 import pytest
 
-from mlgate.settings import Settings
 from tests.support.background import BackgroundGateway
+from tests.support.system_settings import SystemSettings
 
 __all__ = ["RunningGateway", "embedded_gateway", "gateway_settings", "running_gateway"]
 
 RunningGateway = BackgroundGateway
 
 
-def running_gateway(settings: Settings, *, embedded_workers: bool = True) -> BackgroundGateway:
+def running_gateway(
+    settings: SystemSettings, *, embedded_workers: bool = True
+) -> BackgroundGateway:
     """Start a gateway on a background thread; returns once it is serving."""
     return BackgroundGateway(settings, embedded_workers=embedded_workers).start()
 
 
-def gateway_settings(data_dir: Path, **changes: object) -> Settings:
-    """Settings for a test gateway on a free loopback port, ignoring the caller's environment."""
-    return Settings.from_env(env={}, data_dir=data_dir).with_(host="127.0.0.1", port=0, **changes)
+def gateway_settings(data_dir: Path, **changes: object) -> SystemSettings:
+    """Settings for a test gateway (and its workers) on a free loopback port, ignoring the
+    caller's environment; ``changes`` as ``SystemSettings.with_`` takes them."""
+    return SystemSettings.from_env({}, data_dir).with_(host="127.0.0.1", port=0, **changes)
 
 
 @pytest.fixture

@@ -8,12 +8,15 @@ from pathlib import Path
 import grpc
 import pytest
 
+from brokers.settings import BrokerSettings
 from mlgate.errors import InvalidArgument, NotFound
 from mlgate.failures import CODES, Backends, Failure, public
 from mlgate.ids import check_dataset_id, check_job_id, check_model_id, model_id_for_job, new_job_id
-from mlgate.settings import Settings, redact_url
+from mlgate.urls import redact_url
+from server.settings import GatewaySettings
 from storage.base import check_key
 from storage.local import LocalObjectStore
+from workers.settings import WorkerSettings
 
 
 def test_ids_round_trip_and_refuse_anything_path_like() -> None:
@@ -43,17 +46,22 @@ def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
         "MLGATE_DATA_DIR": str(tmp_path),
         "MLGATE_BROKER_URL": "amqp://user:s3cret@rabbit:5672/%2F",
     }
-    settings = Settings.from_env(env, data_dir=tmp_path / "override")
-    assert settings.broker == "rabbitmq" and settings.port == 6000
+    settings = GatewaySettings.from_env(env, data_dir=tmp_path / "override")
+    assert settings.broker.kind == "rabbitmq" and settings.port == 6000
     assert settings.data_dir == tmp_path / "override"
     assert settings.store_url == f"sqlite:///{tmp_path / 'override' / 'jobs.db'}"
     assert settings.storage_url.startswith("file://")
-    # Secrets never reach logs or reprs.
-    assert "s3cret" not in settings.describe()
-    assert "s3cret" not in repr(settings)
+    worker = WorkerSettings.from_env(env, data_dir=tmp_path / "override")
+    assert worker.broker == settings.broker and worker.storage_url == settings.storage_url
+    # Secrets never reach logs or reprs, whichever part's settings hold them.
+    for part in (settings, worker, settings.broker):
+        assert "s3cret" not in part.describe()
+        assert "s3cret" not in repr(part)
+    assert "amqp://user:***@rabbit:5672/%2F" in repr(settings)
     assert redact_url("redis://:pw@host:6379/0") == "redis://:***@host:6379/0"
-    with pytest.raises(ValueError, match="MLGATE_BROKER"):
-        Settings.from_env({"MLGATE_BROKER": "kafka"})
+    for read in (GatewaySettings.from_env, WorkerSettings.from_env, BrokerSettings.from_env):
+        with pytest.raises(ValueError, match="MLGATE_BROKER"):
+            read({"MLGATE_BROKER": "kafka"})
 
 
 @pytest.mark.parametrize(
@@ -61,22 +69,22 @@ def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
     [("1073741824", 2**30), ("512MiB", 512 * 2**20), ("2 GiB", 2 * 2**30), ("1.5GiB", 3 * 2**29)],
 )
 def test_the_training_memory_limit_reads_bytes_and_units(text: str, expected: int) -> None:
-    settings = Settings.from_env({"MLGATE_TRAIN_MEMORY_LIMIT": text})
+    settings = WorkerSettings.from_env({"MLGATE_TRAIN_MEMORY_LIMIT": text})
     assert settings.train_memory_limit == expected
 
 
 @pytest.mark.parametrize("text", ["lots", "12", "-1GiB", "2GB", "1 PiB"])
 def test_a_training_memory_limit_that_is_not_a_size_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match=r"MLGATE_TRAIN_MEMORY_LIMIT.*at least 1 MiB"):
-        Settings.from_env({"MLGATE_TRAIN_MEMORY_LIMIT": text})
+        WorkerSettings.from_env({"MLGATE_TRAIN_MEMORY_LIMIT": text})
 
 
 def test_training_limits_have_generous_defaults() -> None:
-    settings = Settings.from_env({})
+    settings = WorkerSettings.from_env({})
     assert settings.train_timeout == 3600
     assert settings.train_memory_limit >= 2**28  # half of the machine's memory
     with pytest.raises(ValueError, match="MLGATE_TRAIN_TIMEOUT"):
-        Settings.from_env({"MLGATE_TRAIN_TIMEOUT": "0"})
+        WorkerSettings.from_env({"MLGATE_TRAIN_TIMEOUT": "0"})
 
 
 def test_one_mapping_tells_domain_errors_as_written_and_hides_unexpected_ones() -> None:

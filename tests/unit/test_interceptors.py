@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from brokers.errors import BrokerUnavailable
 from mlgate.errors import InvalidArgument
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc
-from server.error_mapping import MAX_MESSAGE_BYTES
+from server.error_mapping import MAX_MESSAGE_BYTES, Backends
 from server.interceptors import edge_chain
 from server.jobstore.errors import JobStoreUnavailable
 from storage.errors import IntegrityError, StorageError, StorageUnavailable
@@ -65,7 +65,9 @@ def _serve(tmp_path: Path, servicer: Failing, client: Client) -> None:
     """Run ``client`` against a server with ``servicer`` behind the gateway's edge chain."""
 
     async def main() -> None:
-        server = grpc.aio.server(interceptors=edge_chain(gateway_settings(tmp_path)))
+        settings = gateway_settings(tmp_path).gateway
+        backends = Backends.of(settings.broker.kind, settings.storage_url, settings.store_url)
+        server = grpc.aio.server(interceptors=edge_chain(backends))
         jobs_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(servicer, server)
         health = health_aio.HealthServicer()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from mlgate.failures import Backends, public
-from mlgate.settings import Settings
 from storage.errors import StorageUnavailable
 from storage.local import LocalObjectStore
 from workers.outages import OutageOutlasted, OutageRetry
+from workers.settings import WorkerSettings
 
 
 class Cancelled(Exception):
@@ -114,8 +114,10 @@ def test_a_cancelled_job_stops_waiting_and_a_stopping_worker_gives_the_job_back(
 
 
 def test_the_bound_is_a_setting() -> None:
-    assert Settings.from_env({}).outage_retry_seconds == 300
-    assert Settings.from_env({"MLGATE_OUTAGE_RETRY_SECONDS": "2.5"}).outage_retry_seconds == 2.5
+    assert WorkerSettings.from_env({}).outage_retry_seconds == 300
+    assert (
+        WorkerSettings.from_env({"MLGATE_OUTAGE_RETRY_SECONDS": "2.5"}).outage_retry_seconds == 2.5
+    )
     for bad in ("-1", "soon", "nan", "inf"):
         with pytest.raises(ValueError, match="MLGATE_OUTAGE_RETRY_SECONDS"):
-            Settings.from_env({"MLGATE_OUTAGE_RETRY_SECONDS": bad})
+            WorkerSettings.from_env({"MLGATE_OUTAGE_RETRY_SECONDS": bad})

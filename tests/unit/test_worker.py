@@ -17,11 +17,11 @@ from brokers.base import TRAIN_QUEUE, EventDelivery, Message
 from brokers.errors import BrokerError, BrokerUnavailable
 from brokers.memory import MemoryBroker
 from mlgate.ids import model_id_for_job, new_job_id
-from mlgate.settings import Settings
 from mlgate.v1 import jobs_pb2
 from storage.datasets import DatasetCatalog
 from storage.local import LocalObjectStore
 from storage.models import ModelRepository
+from workers.settings import WorkerSettings
 from workers.worker import Worker
 
 
@@ -59,7 +59,7 @@ def _run(
     """Run one diabetes training job to its end; ``before`` prepares the store for its model."""
     store = LocalObjectStore(tmp_path / "objects")
     models = ModelRepository(store)
-    settings = Settings.from_env(env={}, data_dir=tmp_path)
+    settings = WorkerSettings.from_env({}, data_dir=tmp_path)
     broker.start()
     worker = Worker(broker, DatasetCatalog(store), models, settings)
     worker.start()
@@ -182,7 +182,7 @@ def test_a_worker_stopped_while_its_job_waits_out_an_outage_hands_it_back_uncoun
     caplog.set_level(logging.WARNING, logger="workers.outages")
     store = LocalObjectStore(tmp_path / "objects")
     models = ModelRepository(store)
-    settings = Settings.from_env(env={}, data_dir=tmp_path)
+    settings = WorkerSettings.from_env({}, data_dir=tmp_path)
     broker = FlakyBroker(lambda e: False)
     broker.start()
     seen: queue.Queue[jobs_pb2.JobEvent] = queue.Queue()

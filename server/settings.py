@@ -1,0 +1,173 @@
+"""The gateway's settings, read from ``MLGATE_*`` variables at its entry point (``server.main``).
+
+Only the composition root (``server.app.Gateway``) holds them whole; every other module is
+handed the few values it uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Self
+
+from brokers.settings import BrokerSettings
+from mlgate import env as variables
+from mlgate.urls import redact_url
+
+__all__ = ["DRAIN_GRACE", "GatewaySettings", "TLSFiles"]
+
+#: Seconds a stopping gateway gives its running calls (MLGATE_DRAIN_GRACE's default).
+DRAIN_GRACE = 10.0
+
+_JOB_STORE_SCHEMES = ("sqlite", "redis", "rediss", "postgresql", "postgres")
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM paths: a certificate and key make the gateway serve TLS only; a client CA makes it
+    require client certificates that CA signed (mTLS). All empty: plaintext."""
+
+    cert: str = ""
+    key: str = ""
+    client_ca: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TLSFiles:
+        """``MLGATE_TLS_CERT``, ``MLGATE_TLS_KEY`` and ``MLGATE_TLS_CLIENT_CA``, checked."""
+        files = cls(
+            env.get("MLGATE_TLS_CERT", ""),
+            env.get("MLGATE_TLS_KEY", ""),
+            env.get("MLGATE_TLS_CLIENT_CA", ""),
+        )
+        files.check()
+        return files
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+    def check(self) -> None:
+        """``ValueError`` for files that cannot work together."""
+        if bool(self.cert) != bool(self.key):
+            raise ValueError("MLGATE_TLS_CERT and MLGATE_TLS_KEY go together: set both or neither")
+        if self.client_ca and not self.cert:
+            raise ValueError(
+                "MLGATE_TLS_CLIENT_CA needs MLGATE_TLS_CERT and MLGATE_TLS_KEY: "
+                "client certificates are only asked for over TLS"
+            )
+
+
+@dataclass(frozen=True, repr=False)
+class GatewaySettings:
+    """What a gateway serves on, what it depends on, and the bounds it holds requests to."""
+
+    # Loopback unless the operator chooses otherwise (0.0.0.0 or [::] for every interface).
+    host: str = "127.0.0.1"
+    port: int = 50051
+    tls: TLSFiles = field(default_factory=TLSFiles)
+    # Token roles (see mlgate/tokens.py); empty: an open gateway, as without authentication.
+    auth_tokens_file: str = ""
+    # Prometheus endpoint (/metrics): off unless a port is given; 0 picks a free port.
+    metrics_port: int | None = None
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    data_dir: Path = field(default_factory=lambda: variables.data_dir({}))
+    # The job store (MLGATE_STORE_URL; default: SQLite in the data directory). Its keys go under
+    # the broker's namespace, and a rediss:// one trusts the broker's CA: MLGATE_NAMESPACE and
+    # MLGATE_BROKER_CA name both.
+    store_url: str = field(default="", metadata=variables.URL)
+    # Finished jobs (records, rows, events) are deleted this many seconds after they ended; 0 keeps.
+    job_retention: float = 30 * 24 * 3600.0
+    # The object store (MLGATE_STORAGE_URL; default: the data directory's storage folder).
+    storage_url: str = field(default="", metadata=variables.URL)
+    # The largest model the gateway reads or exports, counted unpacked.
+    max_model_bytes: int = 512 * 1024 * 1024
+    # How long a publish may wait for the broker before UNAVAILABLE.
+    publish_timeout: float = 10.0
+    # The outbox (server/outbox.py): a job recorded and not known to be published for this many
+    # seconds is published by any gateway's sweeper (above publish_timeout, so a publish still
+    # under way is not doubled); one that cannot be published within outbox_give_up seconds of
+    # its submission ends FAILED.
+    outbox_after: float = 30.0
+    outbox_give_up: float = 300.0
+    # Stopping (SIGTERM): health says NOT_SERVING while calls are still taken for drain_delay
+    # seconds, so load balancers stop sending; then new calls are refused and running ones have
+    # drain_grace seconds to finish.
+    drain_delay: float = 0.0
+    drain_grace: float = DRAIN_GRACE
+    # Bounds a client's request; larger CSVs go through UploadDataset in chunks.
+    max_predict_rows: int = 10_000
+    # Online inference (ModelInfer): requests for one model that arrive while the gateway's
+    # earlier batches for it are still out are sent together, up to this many rows, and none
+    # waits longer than the delay; a lone request goes at once.
+    batch_max_rows: int = 4096
+    batch_max_delay_us: int = 2000
+    # How long a ModelInfer waits for a worker when its client set no deadline.
+    infer_timeout: float = 30.0
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        port: int | None = None,
+        host: str | None = None,
+        data_dir: Path | None = None,
+    ) -> Self:
+        """The settings ``MLGATE_*`` variables give; the keywords (CLI flags) win when given."""
+        env = os.environ if env is None else env
+        data = variables.data_dir(env, data_dir)
+        broker = BrokerSettings.from_env(env)
+        settings = cls(
+            host=host or env.get("MLGATE_HOST") or "127.0.0.1",
+            port=port if port is not None else int(env.get("MLGATE_PORT", "50051")),
+            tls=TLSFiles.from_env(env),
+            auth_tokens_file=env.get("MLGATE_AUTH_TOKENS_FILE", ""),
+            metrics_port=variables.optional_port(env, "MLGATE_METRICS_PORT"),
+            broker=broker,
+            data_dir=data,
+            store_url=variables.url(env, "MLGATE_STORE_URL", _JOB_STORE_SCHEMES)
+            or f"sqlite:///{data / 'jobs.db'}",
+            job_retention=variables.positive(env, "MLGATE_JOB_RETENTION", "2592000", zero=True),
+            storage_url=variables.storage_url(env, data),
+            max_model_bytes=int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
+            publish_timeout=float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
+            outbox_after=variables.seconds(env, "MLGATE_OUTBOX_AFTER", 30.0),
+            outbox_give_up=variables.seconds(env, "MLGATE_OUTBOX_GIVE_UP", 300.0),
+            drain_delay=variables.seconds(env, "MLGATE_DRAIN_DELAY", 0.0, zero=True),
+            drain_grace=variables.seconds(env, "MLGATE_DRAIN_GRACE", DRAIN_GRACE, zero=True),
+            batch_max_rows=variables.positive(env, "MLGATE_BATCH_MAX_ROWS", "4096"),
+            batch_max_delay_us=variables.positive(
+                env, "MLGATE_BATCH_MAX_DELAY_US", "2000", zero=True
+            ),
+            infer_timeout=float(env.get("MLGATE_INFER_TIMEOUT", "30")),
+        )
+        settings.check_outbox()
+        return settings
+
+    def check_outbox(self) -> None:
+        """``ValueError`` for outbox times that would publish a job twice or give up at once."""
+        if self.outbox_after <= self.publish_timeout:
+            raise ValueError(
+                f"MLGATE_OUTBOX_AFTER ({self.outbox_after:g} s) must be above "
+                f"MLGATE_PUBLISH_TIMEOUT ({self.publish_timeout:g} s): a job whose publish is "
+                "still under way would be published again"
+            )
+        if self.outbox_give_up < self.outbox_after:
+            raise ValueError(
+                f"MLGATE_OUTBOX_GIVE_UP ({self.outbox_give_up:g} s) must be at least "
+                f"MLGATE_OUTBOX_AFTER ({self.outbox_after:g} s)"
+            )
+
+    def with_(self, **changes: object) -> GatewaySettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        """A one-line summary safe to log: URLs have their passwords redacted."""
+        return (
+            f"{self.broker.describe()} store={redact_url(self.store_url)} "
+            f"storage={redact_url(self.storage_url)} data_dir={self.data_dir}"
+        )
+
+    __repr__ = variables.redacted_repr
