@@ -305,11 +305,13 @@ async def _serve(
     after_record: Callable[[jobs_pb2.Job], None] | None,
 ) -> None:
     gateway = Gateway(settings, workers=workers, after_record=after_record)
-    await gateway.start()
+    # Before starting: the server answers calls before start() returns, and a SIGTERM from
+    # then on must drain it, not kill it.
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    await gateway.start()
     print(f"mlgate {'serving' if workers else 'gateway'} on port {gateway.port}", flush=True)
     if on_ready is not None:
         on_ready(settings.host, gateway.port)
