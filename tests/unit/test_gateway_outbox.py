@@ -1,6 +1,7 @@
 """The gateway's outbox (server/outbox.py) on a real job store and the in-memory broker: published
 jobs are marked in batches, a job recorded and never published is published by a sweep once, one
-that cannot be published ends FAILED naming why, and a restart's requeue leaves nothing to sweep."""
+that cannot be published ends FAILED naming why, and a restart's requeue leaves nothing to sweep;
+its settings, and the test-only fault point that strands a job."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.sqlite import SQLiteJobStore
+from server.main import after_record_fault
 from server.outbox import FLUSH_EVERY, Outbox
+from server.settings import GatewaySettings
 from server.submit import requeue_unfinished
 from storage.local import LocalObjectStore
 from storage.models import ModelRepository
@@ -180,3 +183,34 @@ def test_jobs_requeued_on_start_are_not_swept_again(parts: Parts) -> None:
     (delivery,) = _queued(parts.broker, 1)
     assert delivery.message.job_id == waiting.id
     assert all(q.depth == 0 for q in parts.broker.stats().queues)
+
+
+def test_the_outbox_and_drain_settings_are_read_and_checked() -> None:
+    env = {
+        "MLGATE_PUBLISH_TIMEOUT": "2",
+        "MLGATE_OUTBOX_AFTER": "3",
+        "MLGATE_OUTBOX_GIVE_UP": "60",
+        "MLGATE_DRAIN_DELAY": "5",
+        "MLGATE_DRAIN_GRACE": "30",
+    }
+    settings = GatewaySettings.from_env(env)
+    assert (settings.outbox_after, settings.outbox_give_up) == (3.0, 60.0)
+    assert (settings.drain_delay, settings.drain_grace) == (5.0, 30.0)
+    defaults = GatewaySettings.from_env({})
+    assert (defaults.outbox_after, defaults.outbox_give_up) == (30.0, 300.0)
+    assert (defaults.drain_delay, defaults.drain_grace) == (0.0, 10.0)
+
+    # A sweep must not publish again a job whose publish may still be under way.
+    with pytest.raises(ValueError, match=r"MLGATE_OUTBOX_AFTER \(10 s\) must be above "):
+        GatewaySettings.from_env({"MLGATE_OUTBOX_AFTER": "10"})
+    with pytest.raises(ValueError, match=r"MLGATE_OUTBOX_GIVE_UP \(20 s\) must be at least"):
+        GatewaySettings.from_env({"MLGATE_OUTBOX_GIVE_UP": "20"})
+    with pytest.raises(ValueError, match="MLGATE_DRAIN_DELAY must be a number of seconds"):
+        GatewaySettings.from_env({"MLGATE_DRAIN_DELAY": "-1"})
+
+
+def test_the_fault_point_is_off_unless_a_test_sets_it() -> None:
+    assert after_record_fault({}) is None
+    assert after_record_fault({"MLGATE_FAULT_AFTER_RECORD": "2"}) is not None
+    with pytest.raises(ValueError, match="MLGATE_FAULT_AFTER_RECORD must be a whole number"):
+        after_record_fault({"MLGATE_FAULT_AFTER_RECORD": "soon"})
