@@ -4,6 +4,12 @@ The job store stays the one source of truth: a wake-up only says "look again", a
 job has one reader that reads the events after the last it saw and hands them to all the streams
 following it. A thousand watchers of one job cost one read per wake-up, not a thousand.
 
+Most wake-ups need no read at all. One that names the event it is for (its seq) is ignored by a
+feed that has that event already (each event comes to a gateway twice, by the broker's durable
+and live paths). One that brings the event as the job store just wrote it, with the seq of the
+event it follows in the job's log, is taken as read by a feed that has read up to that seq: the
+log holds nothing between the two. A feed anywhere else reads, as for any wake-up.
+
 Nothing is missed: a job's feed is registered before its first read, and every writer records
 before it notifies, so an event is either in a read already made or its wake-up is still to come.
 """
@@ -35,6 +41,20 @@ class _Feed:
         self.changed = asyncio.Event()
         self.reader: asyncio.Task[None] | None = None
 
+    @property
+    def last_seq(self) -> int:
+        return self.events[-1].seq if self.events else 0
+
+    def add(self, new: list[jobs_pb2.JobEvent]) -> None:
+        """Take the log's events that follow those read so far: a read may overlap events
+        handed over while it was under way."""
+        last = self.last_seq
+        new = [seen for seen in new if seen.seq > last]
+        if new:
+            self.events += new
+            self.ended = is_terminal(new[-1].state)
+            self.publish()
+
     def publish(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
         changed.set()
@@ -47,10 +67,22 @@ class Hub:
         self._read_events = read_events
         self._feeds: dict[str, _Feed] = {}
 
-    def notify(self, job_id: str) -> None:
-        """Something new may have been recorded for the job: its reader reads again."""
+    def notify(self, job_id: str, seq: int = 0) -> None:
+        """Something new may have been recorded for the job (its event ``seq``, if non-zero):
+        its reader reads again, unless it has that event already."""
         feed = self._feeds.get(job_id)
-        if feed is not None:
+        if feed is not None and (not seq or seq > feed.last_seq):
+            feed.stale.set()
+
+    def extend(self, job_id: str, event: jobs_pb2.JobEvent, after_seq: int) -> None:
+        """``event`` was written to the job's log right after its event ``after_seq``: a feed
+        that has read up to there takes it without reading; one anywhere else reads again."""
+        feed = self._feeds.get(job_id)
+        if feed is None or feed.ended:
+            return
+        if feed.last_seq == after_seq:
+            feed.add([event])
+        elif event.seq > feed.last_seq:
             feed.stale.set()
 
     async def follow(
@@ -101,12 +133,8 @@ class Hub:
                 await feed.stale.wait()
             while True:
                 feed.stale.clear()
-                last = feed.events[-1].seq if feed.events else 0
-                new = await asyncio.to_thread(self._read_events, feed.job_id, last)
-                if new:
-                    feed.events += new
-                    feed.ended = is_terminal(new[-1].state)
-                    feed.publish()
+                new = await asyncio.to_thread(self._read_events, feed.job_id, feed.last_seq)
+                feed.add(new)
                 if feed.ended:
                     return
                 await feed.stale.wait()

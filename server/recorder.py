@@ -24,7 +24,7 @@ from mlgate.events import is_terminal
 from mlgate.metrics import job_ended
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
-from server.jobstore.base import JobStore
+from server.jobstore.base import JobStore, Recorded
 from server.jobstore.errors import JobStoreUnavailable
 from storage.models import ModelRepository
 
@@ -85,7 +85,7 @@ class Recorder:
             # The other path brought it here first: the store has it, only the wake-up is left.
             seen = key in self._recorded
         if seen:
-            self._wake(event.job_id)
+            self._wake(event)
             return
         parent = tracing.extract(tuple(event.trace_context.items()))
         with (
@@ -96,17 +96,24 @@ class Recorder:
             self._recorded[key] = None
             if len(self._recorded) > _RECENT:
                 self._recorded.popitem(last=False)
+            # Under the lock, so the hub gets this gateway's writes in the order they were made.
+            # Wake even for a duplicate: another gateway may have recorded it just before us.
+            self._wake(event, applied)
         if applied is None:
             self._discard_orphan_model(event)
-        elif is_terminal(applied.state):
-            job_ended(applied)  # counted by the one gateway that recorded the end
-        # Wake even for a duplicate: another gateway may have recorded it just before us.
-        self._wake(event.job_id)
+        elif is_terminal(applied.job.state):
+            job_ended(applied.job)  # counted by the one gateway that recorded the end
 
-    def _wake(self, job_id: str) -> None:
+    def _wake(self, event: jobs_pb2.JobEvent, applied: Recorded | None = None) -> None:
+        """Wake the job's streams: with the event as written, when this gateway wrote it."""
         # RuntimeError: the gateway is shutting down and its loop is closed.
         with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._hub.notify, job_id)
+            if applied is not None and applied.logged is not None:
+                self._loop.call_soon_threadsafe(
+                    self._hub.extend, event.job_id, applied.logged, applied.after_seq
+                )
+            else:
+                self._loop.call_soon_threadsafe(self._hub.notify, event.job_id, event.seq)
 
     def _discard_orphan_model(self, event: jobs_pb2.JobEvent) -> None:
         # A worker that missed a cancellation may still finish the job; its model must not outlive it.

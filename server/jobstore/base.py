@@ -27,19 +27,23 @@ import builtins
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
+from server.jobstore.records import summary
 from server.jobstore.registry import ModelRegistry
 
 __all__ = [
     "DEFAULT_RETENTION",
     "JobStore",
+    "Recorded",
     "SweepSchedule",
     "apply_event",
     "number_cancel",
+    "recorded",
     "timestamp",
 ]
 
@@ -63,6 +67,29 @@ def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
     job.update_time.CopyFrom(event.time)
     job.last_event.CopyFrom(event)
     return True
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording an event did. ``job`` is the job's summary afterwards. ``logged`` is the
+    event as it went into the job's log, whole (a prediction's results, a model's version),
+    right after the log's event ``after_seq``: whoever has read the log up to ``after_seq`` can
+    take it without reading the log again. It is None if the event only raised the job's
+    attempt, which adds nothing to the log."""
+
+    job: jobs_pb2.Job
+    logged: jobs_pb2.JobEvent | None
+    after_seq: int
+
+
+def recorded(job: jobs_pb2.Job, after_seq: int) -> Recorded:
+    """The Recorded for ``job``, the whole record as saved with its event, whose log ended at
+    ``after_seq`` before (``job`` is summarised in place)."""
+    logged = None
+    if job.last_event.seq != after_seq:
+        logged = jobs_pb2.JobEvent()
+        logged.CopyFrom(job.last_event)  # the summary leaves out a prediction's results
+    return Recorded(summary(job), logged, after_seq)
 
 
 def number_cancel(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> jobs_pb2.JobEvent:
@@ -134,9 +161,9 @@ class JobStore(abc.ABC):
         non-zero; and the next page's token."""
 
     @abc.abstractmethod
-    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        """Apply an event; the updated job's summary, or None if it was a duplicate, stale or for
-        an unknown or ended job; may sweep expired jobs. A training job that succeeds with a
+    def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:
+        """Apply an event; what it changed (``Recorded``), or None if it was a duplicate, stale or
+        for an unknown or ended job; may sweep expired jobs. A training job that succeeds with a
         ``model_name`` registers its model as that name's next version in the same transaction;
         the recorded terminal event (the job's ``last_event``) then carries the name and version."""
 

@@ -30,9 +30,11 @@ from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
     DEFAULT_RETENTION,
     JobStore,
+    Recorded,
     SweepSchedule,
     apply_event,
     number_cancel,
+    recorded,
     timestamp,
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
@@ -219,19 +221,21 @@ class PostgresJobStore(JobStore):
         self._link.run(insert)
         self._recent.put(job.id, stored, 0)
 
-    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        job = self._update(event.job_id, lambda _job: event, known=self._recent.get(event.job_id))
+    def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:
+        updated = self._update(
+            event.job_id, lambda _job: event, known=self._recent.get(event.job_id)
+        )
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
-        return None if job is None else summary(job)
+        return None if updated is None else recorded(*updated)
 
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         def numbered(job: jobs_pb2.Job) -> jobs_pb2.JobEvent:
             # A copy per try: numbering adds to the message, and a try may be repeated.
             return number_cancel(job, jobs_pb2.JobEvent.FromString(event.SerializeToString()))
 
-        job = self._update(job_id, numbered, keep_unchanged=True)
+        updated = self._update(job_id, numbered, keep_unchanged=True)
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
-        return None if job is None else summary(job)
+        return None if updated is None else summary(updated[0])
 
     def _update(
         self,
@@ -240,10 +244,10 @@ class PostgresJobStore(JobStore):
         *,
         keep_unchanged: bool = False,
         known: tuple[bytes, int] | None = None,
-    ) -> jobs_pb2.Job | None:
-        """Apply an event to a job, starting from the ``known`` record if given; the job if it
-        changed (or, with ``keep_unchanged``, if it exists at all). Starts again from the stored
-        record if another writer got there first."""
+    ) -> tuple[jobs_pb2.Job, int] | None:
+        """Apply an event to a job, starting from the ``known`` record if given; the whole job
+        if it changed (or, with ``keep_unchanged``, if it exists at all), with the seq its log
+        ended at before. Starts again from the stored record if another writer got there first."""
         for _ in range(_MAX_UPDATE_TRIES):
             if known is None:
                 row = self._link.run(
@@ -254,12 +258,13 @@ class PostgresJobStore(JobStore):
                     return None
                 known = (row[0], int(row[1]))
             job, rev = jobs_pb2.Job.FromString(known[0]), known[1]
+            after = job.last_event.seq
             if not apply_event(job, make_event(job)):
-                return job if keep_unchanged else None
+                return (job, after) if keep_unchanged else None
             stored = self._link.run(functools.partial(self._save, job=job, rev=rev))
             if stored is not None:
                 self._recent.put(job_id, stored, rev + 1)
-                return job
+                return job, after
             known = None
         raise JobStoreUnavailable(f"PostgreSQL at {self._link.where}: job {job_id} kept changing")
 

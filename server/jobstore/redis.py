@@ -44,9 +44,11 @@ from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
     DEFAULT_RETENTION,
     JobStore,
+    Recorded,
     SweepSchedule,
     apply_event,
     number_cancel,
+    recorded,
     timestamp,
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
@@ -206,11 +208,13 @@ class RedisJobStore(JobStore):
     def registry(self) -> RedisModelRegistry:
         return self._registry
 
-    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        return self._update(event.job_id, lambda _job: event)
+    def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:
+        updated = self._update(event.job_id, lambda _job: event)
+        return None if updated is None else recorded(*updated)
 
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
-        return self._update(job_id, lambda job: number_cancel(job, event), keep_unchanged=True)
+        updated = self._update(job_id, lambda job: number_cancel(job, event), keep_unchanged=True)
+        return None if updated is None else summary(updated[0])
 
     def _update(
         self,
@@ -218,20 +222,20 @@ class RedisJobStore(JobStore):
         make_event: Callable[[jobs_pb2.Job], jobs_pb2.JobEvent],
         *,
         keep_unchanged: bool = False,
-    ) -> jobs_pb2.Job | None:
-        """Apply an event to a job atomically; the job's summary if changed (or, with
-        ``keep_unchanged``, if it exists at all)."""
+    ) -> tuple[jobs_pb2.Job, int] | None:
+        """Apply an event to a job atomically; the whole job if changed (or, with
+        ``keep_unchanged``, if it exists at all), with the seq its log ended at before."""
         key = self._keys.job(job_id)
 
-        def write(pipe: Pipeline) -> jobs_pb2.Job | None:
+        def write(pipe: Pipeline) -> tuple[jobs_pb2.Job, int] | None:
             raw: Any = pipe.get(key)
             if raw is None:
                 return None
             job = jobs_pb2.Job.FromString(raw)
-            before = job.state
+            before, after = job.state, job.last_event.seq
             event = make_event(job)
             if not apply_event(job, event):
-                return job if keep_unchanged else None
+                return (job, after) if keep_unchanged else None
             # The version is allocated in the transaction that ends the job, so exactly once.
             register = self._registry.prepare_registration(pipe, job)
             pipe.multi()
@@ -252,11 +256,11 @@ class RedisJobStore(JobStore):
                 for index in self._keys.indexes(job.kind, job.state):
                     pipe.zadd(index, {member: 0})
             self._expire_if_ended(pipe, job)
-            return job
+            return job, after
 
-        job = self._call(self._transact, key, write)
+        updated = self._call(self._transact, key, write)
         self._sweeps.run_if_due(self._sweep, (redis.RedisError,))
-        return None if job is None else summary(job)
+        return updated
 
     def _expire_if_ended(self, pipe: Pipeline, job: jobs_pb2.Job) -> None:
         if self._sweeps.retention > 0 and is_terminal(job.state):

@@ -22,9 +22,11 @@ from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
     DEFAULT_RETENTION,
     JobStore,
+    Recorded,
     SweepSchedule,
     apply_event,
     number_cancel,
+    recorded,
     timestamp,
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
@@ -222,9 +224,10 @@ class SQLiteJobStore(JobStore):
     def registry(self) -> SQLiteModelRegistry:
         return self._registry
 
-    def record(self, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
+    def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:
         with self._transaction():
             job = self._load(event.job_id)
+            after = 0 if job is None else job.last_event.seq
             if job is not None and apply_event(job, event):
                 # The version is allocated in the transaction that ends the job, so exactly once.
                 self._registry.register_in_transaction(job)
@@ -233,7 +236,7 @@ class SQLiteJobStore(JobStore):
             else:
                 job = None
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
-        return None if job is None else summary(job)
+        return None if job is None else recorded(job, after)
 
     def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
         with self._locked():

@@ -52,8 +52,11 @@ def test_events_apply_in_order_and_duplicates_are_ignored(make_store: StoreFacto
     running = _event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING, stage=jobs_pb2.STAGE_FITTING)
     updated = store.record(running)
     assert updated is not None
-    assert updated.state == jobs_pb2.JOB_STATE_RUNNING
-    assert updated.last_event == running
+    assert updated.job.state == jobs_pb2.JOB_STATE_RUNNING
+    assert updated.job.last_event == running
+    # What went into the log, and after which of its events: a watcher that has read up to
+    # there takes it without reading the log again.
+    assert (updated.logged, updated.after_seq) == (running, 1)
     assert store.record(running) is None, "a redelivered event must not apply twice"
     assert store.record(_event(job.id, 1, jobs_pb2.JOB_STATE_QUEUED)) is None
     assert [e.seq for e in store.events(job.id, 0)] == [1, 2]
@@ -163,8 +166,10 @@ def test_a_redelivered_duplicate_still_raises_the_jobs_attempt(make_store: Store
     first = _event(job.id, 3, jobs_pb2.JOB_STATE_RUNNING, attempt=1)
     assert store.record(first) is not None
     # The second delivery repeats seq 2 (lost the first time) and 3: neither is recorded again,
-    # but the job now knows a second delivery started.
-    assert store.record(_event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING, attempt=2)) is not None
+    # but the job now knows a second delivery started; its log has nothing new.
+    raised = store.record(_event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING, attempt=2))
+    assert raised is not None
+    assert raised.job.attempt == 2 and raised.logged is None
     assert store.record(_event(job.id, 3, jobs_pb2.JOB_STATE_RUNNING, attempt=2)) is None
     again = store.get(job.id)
     assert again is not None
@@ -222,7 +227,10 @@ def test_listings_are_summaries_and_get_has_the_whole_job(make_store: StoreFacto
     recorded = store.record(done)
 
     (listed,), _ = store.list(kind=0, state=0, page_size=10, page_token="")
-    assert recorded == listed
+    assert recorded is not None
+    assert recorded.job == listed
+    assert recorded.logged == done, "the logged event is whole: the prediction's results too"
+    assert store.events(job.id, 1) == [done]
     assert listed.truncated and listed.row_count == 3
     assert listed.predict.model_id == job.predict.model_id and not listed.predict.rows
     result = listed.last_event.predict_result

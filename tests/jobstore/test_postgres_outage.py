@@ -101,7 +101,7 @@ def test_a_store_started_before_its_server_and_stopped_under_it_recovers_by_itse
         assert store.get(before.id) == before, "nothing recorded before the outage is lost"
         running = jobs_pb2.JobEvent(job_id=before.id, seq=2, state=jobs_pb2.JOB_STATE_RUNNING)
         recorded = store.record(running)
-        assert recorded is not None and recorded.state == jobs_pb2.JOB_STATE_RUNNING
+        assert recorded is not None and recorded.job.state == jobs_pb2.JOB_STATE_RUNNING
         assert store.registry.entry("mdl_" + "d" * 32).description == "kept"
         store.ping()
     finally:

@@ -52,10 +52,11 @@ def test_a_named_job_that_succeeds_registers_the_next_version(make_store: StoreF
     first = _queued(store, "forest")
     recorded = store.record(_succeeded(first))
     assert recorded is not None
-    assert recorded.last_event.train_result.model_name == "forest"
-    assert recorded.last_event.train_result.model_version == 1
+    assert recorded.job.last_event.train_result.model_name == "forest"
+    assert recorded.job.last_event.train_result.model_version == 1
     # The recorded event, which Train and WatchJob stream, carries the version too.
     assert store.events(first.id, 5)[0].train_result.model_version == 1
+    assert recorded.logged == store.events(first.id, 5)[0]
     assert store.record(_succeeded(first)) is None, "a redelivered event allocates nothing"
 
     failed = _queued(store, "forest")
