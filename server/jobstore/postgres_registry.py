@@ -31,14 +31,27 @@ from server.jobstore.registry import (
 __all__ = ["PostgresModelRegistry"]
 
 _ALLOCATE = """
-INSERT INTO model_names (name, last_version) VALUES (%s, 1)
+INSERT INTO model_names (name, last_version, owner) VALUES (%s, 1, %s)
 ON CONFLICT (name) DO UPDATE SET last_version = model_names.last_version + 1
 RETURNING last_version
 """
 _REGISTER = """
-INSERT INTO model_entries (model_id, name, version) VALUES (%s, %s, %s)
-ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, version = excluded.version
+INSERT INTO model_entries (model_id, name, version, owner, created_ns) VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, version = excluded.version,
+    owner = excluded.owner, created_ns = excluded.created_ns
 """
+# The row a concurrent claim inserted is not visible to the statement's snapshot: read it after.
+_CLAIM = """
+INSERT INTO model_names (name, last_version, owner) VALUES (%s, 0, %s) ON CONFLICT DO NOTHING
+"""
+_NAME_OWNER = "SELECT coalesce(owner, '') FROM model_names WHERE name = %s"
+_ADOPTED = "SELECT EXISTS (SELECT 1 FROM registry_meta WHERE key = 'adopted')"
+_ADOPT = """
+INSERT INTO model_entries (model_id, created_ns) SELECT * FROM unnest(%s::text[], %s::bigint[])
+ON CONFLICT (model_id) DO UPDATE
+SET created_ns = coalesce(model_entries.created_ns, excluded.created_ns)
+"""
+_MARK_ADOPTED = "INSERT INTO registry_meta VALUES ('adopted', '1') ON CONFLICT DO NOTHING"
 _NAME_EXISTS = "EXISTS (SELECT 1 FROM model_names WHERE name = %(name)s)"
 _RESOLVE_ALIAS = f"""
 SELECT (SELECT e.model_id FROM model_aliases a
@@ -56,11 +69,23 @@ SELECT (SELECT model_id FROM model_entries WHERE name = %(name)s
 _ENTRY = """
 SELECT e.model_id, e.name, e.version, e.description, e.tags,
        coalesce((SELECT array_agg(a.alias ORDER BY a.alias) FROM model_aliases a
-                 WHERE a.name = e.name AND a.version = e.version), '{}')
+                 WHERE a.name = e.name AND a.version = e.version), '{}'),
+       e.owner, e.created_ns
 FROM model_entries e
 """
 _ENTRIES = _ENTRY + " WHERE e.model_id = ANY(%s)"
 _VERSIONS = _ENTRY + " WHERE e.name = %s ORDER BY e.version DESC"
+_NEWEST = (
+    _ENTRY
+    + """ WHERE e.created_ns IS NOT NULL
+ORDER BY e.created_ns DESC, e.model_id DESC LIMIT %(limit)s"""
+)
+_NEWEST_BEFORE = (
+    _ENTRY
+    + """ WHERE e.created_ns IS NOT NULL
+    AND (e.created_ns, e.model_id) < (%(created_ns)s, %(id)s)
+ORDER BY e.created_ns DESC, e.model_id DESC LIMIT %(limit)s"""
+)
 # FOR SHARE: a concurrent ``forget`` of that version waits for this alias, then sees it.
 _SET_ALIAS = f"""
 WITH target AS (
@@ -88,9 +113,16 @@ DELETE FROM model_entries WHERE model_id = %(model_id)s
 
 
 def _entry(row: Sequence[Any]) -> RegistryEntry:
-    model_id, name, version, description, tags, aliases = row
+    model_id, name, version, description, tags, aliases, owner, created_ns = row
     return RegistryEntry(
-        model_id, name or "", version or 0, tuple(aliases), description, dict(tags)
+        model_id,
+        name or "",
+        version or 0,
+        tuple(aliases),
+        description,
+        dict(tags),
+        owner or "",
+        created_ns or 0,
     )
 
 
@@ -102,21 +134,25 @@ class PostgresModelRegistry(ModelRegistry):
 
     @staticmethod
     def wants_version(job: jobs_pb2.Job) -> bool:
-        """Whether recording ``job`` as it is now registers a model version."""
+        """Whether recording ``job`` as it is now registers a model (and maybe a version)."""
         return to_register(job) is not None
 
     @staticmethod
     def register_in_transaction(conn: Connection, job: jobs_pb2.Job) -> None:
-        """Inside the store's transaction that records ``job`` SUCCEEDED: allocate the version
-        (the name's row stays locked until the transaction ends) and stamp the job with it."""
+        """Inside the store's transaction that records ``job`` SUCCEEDED: index its model and
+        allocate its name's version (the name's row stays locked until the transaction ends),
+        stamping the job with it."""
         found = to_register(job)
         if found is None:
             return
-        name, model_id = found
-        allocated = conn.execute(_ALLOCATE, (name,)).fetchone()
-        assert allocated is not None
-        conn.execute(_REGISTER, (model_id, name, allocated[0]))
-        stamp_version(job, name, allocated[0])
+        owner = found.owner or None
+        name, version = found.name or None, None
+        if name:
+            allocated = conn.execute(_ALLOCATE, (name, owner)).fetchone()
+            assert allocated is not None
+            version = allocated[0]
+            stamp_version(job, name, version)
+        conn.execute(_REGISTER, (found.model_id, name, version, owner, found.created_ns))
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -155,7 +191,41 @@ class PostgresModelRegistry(ModelRegistry):
         )
         return [_entry(row) for row in rows]
 
+    def page(self, limit: int, before: tuple[int, str] | None) -> list[RegistryEntry]:
+        sql = _NEWEST
+        params: dict[str, int | str] = {"limit": limit}
+        if before is not None:
+            sql, params = _NEWEST_BEFORE, {"limit": limit, "created_ns": before[0], "id": before[1]}
+        rows = self._link.run(
+            lambda conn: conn.execute(sql, params, binary=True).fetchall(), retry=True
+        )
+        return [_entry(row) for row in rows]
+
+    def adopted(self) -> bool:
+        row = self._link.run(lambda conn: conn.execute(_ADOPTED).fetchone(), retry=True)
+        return bool(row and row[0])
+
     # -- writes ------------------------------------------------------------------------------
+
+    def claim_name(self, name: str, owner: str) -> str:
+        def claim(conn: Connection) -> str:
+            conn.execute(_CLAIM, (name, owner))
+            row = conn.execute(_NAME_OWNER, (name,)).fetchone()
+            assert row is not None
+            return str(row[0])
+
+        return self._link.run(claim)
+
+    def adopt(self, stored: Sequence[tuple[str, int]]) -> None:
+        ids = [model_id for model_id, _ in stored]
+        created = [created_ns for _, created_ns in stored]
+
+        def write(conn: Connection) -> None:
+            with conn.transaction():
+                conn.execute(_ADOPT, (ids, created))
+                conn.execute(_MARK_ADOPTED)
+
+        self._link.run(write)
 
     def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
         params = {"name": name, "alias": alias, "version": version}

@@ -5,7 +5,12 @@ Keys, under the job store's namespace:
     {ns}:registry:name:{name}            hash: "last" -> last version given; "{version}" -> model id
     {ns}:registry:name:{name}:latest     sorted set: model ids scored by version
     {ns}:registry:name:{name}:aliases    hash: alias -> "{version} {model id}"
-    {ns}:registry:model:{id}             hash: name, version, description, tags (JSON)
+    {ns}:registry:name:{name}            ... and "owner" -> the token that claimed the name
+    {ns}:registry:model:{id}             hash: name, version, description, tags (JSON), owner,
+                                         created (ns)
+    {ns}:registry:models                 sorted set, the index: "{created ns, 20 digits}:{id}",
+                                         all at score 0, so a page is one ZREVRANGEBYLEX
+    {ns}:registry:adopted                set once the models stored before the index are in it
 
 An alias stores its version's model id beside the version, so resolving it is one read: safe
 because a version's model never changes and deleting a version deletes its aliases with it.
@@ -21,6 +26,7 @@ from typing import Any, TypeVar
 
 import redis
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from mlgate.errors import NotFound
 from mlgate.refs import ModelRef
@@ -42,6 +48,17 @@ T = TypeVar("T")
 Call = Callable[..., Any]
 Transact = Callable[[str, Callable[[Pipeline], T]], T]
 QueuedWrite = Callable[[Pipeline], None]
+# Adopt one stored model: index it unless its entry has a created time (it is indexed already).
+# KEYS: the model's hash, the index; ARGV: created ns, its index member.
+_ADOPT = """
+if redis.call('HSETNX', KEYS[1], 'created', ARGV[1]) == 1 then
+    redis.call('ZADD', KEYS[2], 0, ARGV[2])
+end
+"""
+
+
+def _member(model_id: str, created_ns: int) -> str:
+    return f"{created_ns:020d}:{model_id}"
 
 
 class _Keys:
@@ -62,6 +79,14 @@ class _Keys:
 
     def model(self, model_id: str) -> str:
         return f"{self.ns}:model:{model_id}"
+
+    @property
+    def models(self) -> str:
+        return f"{self.ns}:models"
+
+    @property
+    def adopted(self) -> str:
+        return f"{self.ns}:adopted"
 
 
 def _text(value: Any) -> str:
@@ -84,23 +109,40 @@ class RedisModelRegistry(ModelRegistry):
         self._keys = _Keys(namespace)
         self._call = call
         self._transact = transact
+        self._adopt = client.register_script(_ADOPT)
 
     def prepare_registration(self, pipe: Pipeline, job: jobs_pb2.Job) -> QueuedWrite | None:
         """Inside the store's transaction that records ``job`` SUCCEEDED, before MULTI: watch and
-        read the name, stamp the job with its version, and return the writes to queue."""
+        read the model and its name, stamp the job with its version, and return the writes to
+        queue."""
         found = to_register(job)
         if found is None:
             return None
-        name, model_id = found
-        pipe.watch(self._keys.name(name), self._keys.model(model_id))  # type: ignore[no-untyped-call]
-        last: Any = pipe.hget(self._keys.name(name), "last")
-        version = int(last or 0) + 1
-        stamp_version(job, name, version)
+        model_id, name = found.model_id, found.name
+        model_key = self._keys.model(model_id)
+        pipe.watch(model_key)  # type: ignore[no-untyped-call]
+        if name:
+            pipe.watch(self._keys.name(name))  # type: ignore[no-untyped-call]
+        adopted_at: Any = pipe.hget(model_key, "created")
+        fields: dict[FieldT, EncodableT] = {"owner": found.owner, "created": found.created_ns}
+        names: dict[FieldT, EncodableT] = {}
+        if name:
+            last: Any = pipe.hget(self._keys.name(name), "last")
+            version = int(last or 0) + 1
+            stamp_version(job, name, version)
+            fields |= {"name": name, "version": version}
+            names = {"last": version, str(version): model_id}
+            if last is None:  # registered without a claim: the first version's owner has it
+                names["owner"] = found.owner
 
         def write(queued: Pipeline) -> None:
-            queued.hset(self._keys.name(name), mapping={"last": version, str(version): model_id})
-            queued.zadd(self._keys.latest(name), {model_id: version})
-            queued.hset(self._keys.model(model_id), mapping={"name": name, "version": version})
+            if adopted_at is not None:  # adopted before its job was recorded
+                queued.zrem(self._keys.models, _member(model_id, int(adopted_at)))
+            queued.hset(model_key, mapping=fields)
+            queued.zadd(self._keys.models, {_member(model_id, found.created_ns): 0})
+            if name:
+                queued.hset(self._keys.name(name), mapping=names)
+                queued.zadd(self._keys.latest(name), {model_id: fields["version"]})
 
         return write
 
@@ -160,13 +202,49 @@ class RedisModelRegistry(ModelRegistry):
             tuple(sorted(aliases.get((name, version), ()))),
             row.get("description", ""),
             json.loads(row.get("tags", "{}")),
+            row.get("owner", ""),
+            int(row.get("created", 0)),
         )
 
     def versions(self, name: str) -> list[RegistryEntry]:
         ids: Any = self._call(self._client.zrevrange, self._keys.latest(name), 0, -1)
-        model_ids = [_text(model_id) for model_id in ids]
+        return self._in_order([_text(model_id) for model_id in ids])
+
+    def _in_order(self, model_ids: list[str]) -> list[RegistryEntry]:
         found = self.entries(model_ids)
         return [found[model_id] for model_id in model_ids]
+
+    def page(self, limit: int, before: tuple[int, str] | None) -> list[RegistryEntry]:
+        upper = "+" if before is None else "(" + _member(before[1], before[0])
+        members: Any = self._call(
+            self._client.zrevrangebylex, self._keys.models, upper, "-", start=0, num=limit
+        )
+        return self._in_order([_text(m).split(":", 1)[1] for m in members])
+
+    def claim_name(self, name: str, owner: str) -> str:
+        key = self._keys.name(name)
+
+        def write(pipe: Pipeline) -> str:
+            if pipe.exists(key):
+                holder: Any = pipe.hget(key, "owner")
+                return _text(holder) if holder is not None else ""
+            pipe.multi()
+            pipe.hset(key, mapping={"last": 0, "owner": owner})
+            return owner
+
+        holder: str = self._call(self._transact, key, write)
+        return holder
+
+    def adopted(self) -> bool:
+        return bool(self._call(self._client.exists, self._keys.adopted))
+
+    def adopt(self, stored: Sequence[tuple[str, int]]) -> None:
+        with self._client.pipeline(transaction=False) as pipe:
+            for model_id, created_ns in stored:
+                keys = [self._keys.model(model_id), self._keys.models]
+                self._adopt(keys, [created_ns, _member(model_id, created_ns)], client=pipe)
+            pipe.set(self._keys.adopted, 1)
+            self._call(pipe.execute)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -234,6 +312,8 @@ class RedisModelRegistry(ModelRegistry):
                     raise aliased(model_id, name, version, pointing)
             pipe.multi()
             pipe.delete(key)
+            if "created" in current:
+                pipe.zrem(self._keys.models, _member(model_id, int(current["created"])))
             if name:
                 pipe.hdel(self._keys.name(name), current["version"])
                 pipe.zrem(self._keys.latest(name), model_id)

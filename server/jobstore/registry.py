@@ -5,6 +5,13 @@ transaction that records the job SUCCEEDED (``JobStore.record``), so versions ar
 per job, in order, with no gaps, however many gateways record at once. Version numbers are never
 reused: deleting version 3 leaves 1, 2 and 4, and ``NAME/3`` is NOT_FOUND from then on.
 
+Every model a training job made is in the registry's index, named or not: its entry holds the
+model's owner (the job's) and when it was registered, and ``ListModels`` pages through that index,
+newest first, reading no more manifests than the page shows. Models stored before the index
+existed are added once by ``adopt``. A name belongs to the token that claimed it first
+(``claim_name``, when a training job naming it is accepted), or, for a name registered without a
+claim, the owner of the job that registered its first version.
+
 The registry never reads storage; the gateway joins its entries with the model manifests.
 """
 
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +32,7 @@ __all__ = [
     "MAX_TAGS",
     "AliasChange",
     "ModelRegistry",
+    "Registration",
     "RegistryEntry",
     "aliased",
     "merge_tags",
@@ -48,6 +57,22 @@ class RegistryEntry:
     aliases: tuple[str, ...] = ()
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    #: The name of the token whose job made the model; "" when unknown (made on a gateway
+    #: without tokens, or before owners were recorded).
+    owner: str = ""
+    #: When the index took the model in (ns since the epoch); 0 for a model not in the index.
+    created_ns: int = 0
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A model a training job just made, as the index takes it in."""
+
+    model_id: str
+    #: The name it becomes the next version of; "" for an unnamed model.
+    name: str
+    owner: str
+    created_ns: int
 
 
 @dataclass(frozen=True)
@@ -61,16 +86,19 @@ class AliasChange:
     previous_version: int
 
 
-def to_register(job: jobs_pb2.Job) -> tuple[str, str] | None:
-    """(name, model id) if ``job`` just succeeded as a training job that names its model."""
+def to_register(job: jobs_pb2.Job) -> Registration | None:
+    """The model ``job`` made, if it just succeeded as a training job."""
     if (
         job.kind != jobs_pb2.JOB_KIND_TRAIN
         or job.state != jobs_pb2.JOB_STATE_SUCCEEDED
-        or not job.train.model_name
         or not job.last_event.train_result.model_id
     ):
         return None
-    return job.train.model_name, job.last_event.train_result.model_id
+    # The worker's clock when the job succeeded, which is when its model was saved.
+    created = job.update_time.ToNanoseconds() or time.time_ns()
+    return Registration(
+        job.last_event.train_result.model_id, job.train.model_name, job.owner, created
+    )
 
 
 def stamp_version(job: jobs_pb2.Job, name: str, version: int) -> None:
@@ -87,7 +115,7 @@ def unknown(ref: ModelRef, name_exists: bool) -> NotFound:
         return NotFound(f"model {ref.name!r} has no version {ref.version}")
     if ref.alias:
         return NotFound(f"model {ref.name!r} has no alias {ref.alias!r}")
-    return NotFound(f"model {ref.name!r} has no versions left")
+    return NotFound(f"model {ref.name!r} has no versions (none registered yet, or all deleted)")
 
 
 def aliased(model_id: str, name: str, version: int, aliases: Sequence[str]) -> FailedPrecondition:
@@ -142,6 +170,27 @@ class ModelRegistry(abc.ABC):
     @abc.abstractmethod
     def versions(self, name: str) -> list[RegistryEntry]:
         """The name's registered versions, highest first; empty for an unknown name."""
+
+    @abc.abstractmethod
+    def page(self, limit: int, before: tuple[int, str] | None) -> list[RegistryEntry]:
+        """Up to ``limit`` models of the index, newest first (by ``created_ns``, then id),
+        those after the cursor ``before`` (a (created_ns, model id) an earlier page ended at);
+        one read of the index, whatever its size."""
+
+    @abc.abstractmethod
+    def claim_name(self, name: str, owner: str) -> str:
+        """Claim an unclaimed name for ``owner``, atomically; the name's owner afterwards (someone
+        else's if another claimed it first, "" for a name from before owners were recorded)."""
+
+    @abc.abstractmethod
+    def adopted(self) -> bool:
+        """Whether the models stored before the index existed have been added to it."""
+
+    @abc.abstractmethod
+    def adopt(self, stored: Sequence[tuple[str, int]]) -> None:
+        """Add stored models, (model id, created ns), that the index lacks, without an owner
+        (one the index lists keeps its entry; one the registry knew only by its name or
+        metadata gets its created time), and remember that adoption is done."""
 
     @abc.abstractmethod
     def set_alias(self, name: str, alias: str, version: int) -> AliasChange:

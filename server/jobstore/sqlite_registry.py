@@ -6,6 +6,7 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from mlgate.errors import NotFound
 from mlgate.refs import ModelRef
@@ -23,7 +24,9 @@ from server.jobstore.registry import (
 
 __all__ = ["SCHEMA", "SQLiteModelRegistry"]
 
-# last_version only grows, so a deleted version's number is never given to another model.
+# last_version only grows, so a deleted version's number is never given to another model; it is
+# 0 for a name claimed by a training job that has not succeeded yet. An owner is NULL for a name
+# or model from before owners were recorded; created_ns NULL for a model not in the index.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS model_names (
     name TEXT PRIMARY KEY,
@@ -43,10 +46,20 @@ CREATE TABLE IF NOT EXISTS model_aliases (
     version INTEGER NOT NULL,
     PRIMARY KEY (name, alias)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS registry_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
 """
+# Added to databases written before owners and the index: (table, column, type).
+_ADDED_COLUMNS = (
+    ("model_names", "owner", "TEXT"),
+    ("model_entries", "owner", "TEXT"),
+    ("model_entries", "created_ns", "INTEGER"),
+)
 
 Transaction = Callable[[], contextlib.AbstractContextManager[None]]
-_ROW = "SELECT model_id, name, version, description, tags FROM model_entries"
+_ROW = "SELECT model_id, name, version, description, tags, owner, created_ns FROM model_entries"
 
 
 class SQLiteModelRegistry(ModelRegistry):
@@ -59,24 +72,44 @@ class SQLiteModelRegistry(ModelRegistry):
         self._db = db
         self._locked = locked
         self._transaction = transaction
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Databases written before owners and the index get their columns, unset."""
+        with self._transaction():
+            for table, column, kind in _ADDED_COLUMNS:
+                present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS model_entries_by_age "
+                "ON model_entries (created_ns DESC, model_id DESC) WHERE created_ns IS NOT NULL"
+            )
 
     def register_in_transaction(self, job: jobs_pb2.Job) -> None:
-        """Inside the store's transaction that records ``job`` SUCCEEDED: allocate the version."""
+        """Inside the store's transaction that records ``job`` SUCCEEDED: index its model, and
+        allocate its name's next version."""
         found = to_register(job)
         if found is None:
             return
-        name, model_id = found
-        (version,) = self._db.execute(
-            "INSERT INTO model_names (name, last_version) VALUES (?, 1) ON CONFLICT (name) "
-            "DO UPDATE SET last_version = last_version + 1 RETURNING last_version",
-            (name,),
-        ).fetchone()
+        owner = found.owner or None
+        name: str | None = None
+        version: int | None = None
+        if found.name:
+            name = found.name
+            (version,) = self._db.execute(
+                "INSERT INTO model_names (name, last_version, owner) VALUES (?, 1, ?) "
+                "ON CONFLICT (name) DO UPDATE SET last_version = last_version + 1 "
+                "RETURNING last_version",
+                (name, owner),
+            ).fetchone()
+            stamp_version(job, name, version)
         self._db.execute(
-            "INSERT INTO model_entries (model_id, name, version) VALUES (?, ?, ?) "
-            "ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, version = excluded.version",
-            (model_id, name, version),
+            "INSERT INTO model_entries (model_id, name, version, owner, created_ns) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (model_id) DO UPDATE SET name = excluded.name, "
+            "version = excluded.version, owner = excluded.owner, created_ns = excluded.created_ns",
+            (found.model_id, name, version, owner, found.created_ns),
         )
-        stamp_version(job, name, version)
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -126,9 +159,51 @@ class SQLiteModelRegistry(ModelRegistry):
             ).fetchall()
             return [self._entry(row) for row in rows]
 
-    def _entry(self, row: tuple[str, str | None, int | None, str, str]) -> RegistryEntry:
+    def page(self, limit: int, before: tuple[int, str] | None) -> list[RegistryEntry]:
+        where, args = "created_ns IS NOT NULL", []
+        if before is not None:
+            where += " AND (created_ns < ? OR (created_ns = ? AND model_id < ?))"
+            args = [before[0], before[0], before[1]]
+        with self._locked():
+            rows = self._db.execute(
+                f"{_ROW} WHERE {where} ORDER BY created_ns DESC, model_id DESC LIMIT ?",
+                [*args, limit],
+            ).fetchall()
+            return [self._entry(row) for row in rows]
+
+    def claim_name(self, name: str, owner: str) -> str:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO model_names (name, last_version, owner) VALUES (?, 0, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, owner),
+            )
+            (holder,) = self._db.execute(
+                "SELECT owner FROM model_names WHERE name = ?", (name,)
+            ).fetchone()
+        return holder or ""
+
+    def adopted(self) -> bool:
+        with self._locked():
+            row = self._db.execute("SELECT 1 FROM registry_meta WHERE key = 'adopted'").fetchone()
+        return row is not None
+
+    def adopt(self, stored: Sequence[tuple[str, int]]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO model_entries (model_id, created_ns) VALUES (?, ?) "
+                "ON CONFLICT (model_id) DO UPDATE "
+                "SET created_ns = coalesce(model_entries.created_ns, excluded.created_ns)",
+                stored,
+            )
+            self._db.execute(
+                "INSERT INTO registry_meta (key, value) VALUES ('adopted', '1') "
+                "ON CONFLICT (key) DO NOTHING"
+            )
+
+    def _entry(self, row: tuple[Any, ...]) -> RegistryEntry:
         """An entry from a row; the caller holds the lock."""
-        model_id, name, version, description, tags = row
+        model_id, name, version, description, tags, owner, created_ns = row
         aliases: tuple[str, ...] = ()
         if name:
             aliases = tuple(
@@ -139,7 +214,14 @@ class SQLiteModelRegistry(ModelRegistry):
                 )
             )
         return RegistryEntry(
-            model_id, name or "", version or 0, aliases, description, json.loads(tags)
+            model_id,
+            name or "",
+            version or 0,
+            aliases,
+            description,
+            json.loads(tags),
+            owner or "",
+            created_ns or 0,
         )
 
     # -- writes ------------------------------------------------------------------------------

@@ -141,8 +141,8 @@ def test_gateways_starting_together_apply_the_schema_once(schema_url: str) -> No
         assert failures == []
         with psycopg.connect(schema_url) as conn:
             applied = conn.execute("SELECT version, name FROM schema_version").fetchall()
-        assert applied == [(1, "initial")]
-        assert LATEST_VERSION == 1
+        assert applied == [(1, "initial"), (2, "model_owners_and_index")]
+        assert LATEST_VERSION == 2
         assert all(store.get(new_job_id()) is None for store in stores)
     finally:
         for store in stores:
@@ -207,18 +207,18 @@ def test_mlgate_db_upgrade_applies_the_schema_once_and_gateways_refuse_a_newer_o
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == (
         "the job store (PostgreSQL at 127.0.0.1:5432/mlgate_test) went from schema version 0 "
-        "to 1: applied 0001_initial"
+        "to 2: applied 0001_initial, 0002_model_owners_and_index"
     )
     again = run_mlgate("db", "upgrade", env=env)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.strip().endswith("is at schema version 1: nothing to apply")
+    assert again.stdout.strip().endswith("is at schema version 2: nothing to apply")
 
     with psycopg.connect(schema_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO schema_version (version, name) VALUES (2, 'from_the_future')")
+        conn.execute("INSERT INTO schema_version (version, name) VALUES (3, 'from_the_future')")
     for argv in (("db", "upgrade"), ("gateway", "--port", "0")):
         refused = run_mlgate(*argv, env=env)
         assert refused.returncode == 2, (argv, refused.stdout, refused.stderr)
-        assert "is at version 2, newer than this mlgate knows (version 1)" in refused.stderr
+        assert "is at version 3, newer than this mlgate knows (version 2)" in refused.stderr
         assert PASSWORD not in refused.stdout + refused.stderr
 
     unreachable = run_mlgate(

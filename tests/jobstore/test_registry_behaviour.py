@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.errors import FailedPrecondition, InvalidArgument, NotFound
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.refs import ModelRef, parse_ref
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
-from tests.support.jobstores import StoreFactory
-
-
-def _queued(store: JobStore, name: str = "") -> jobs_pb2.Job:
-    job_id = new_job_id()
-    stamp = Timestamp()
-    stamp.GetCurrentTime()
-    job = jobs_pb2.Job(id=job_id, kind=jobs_pb2.JOB_KIND_TRAIN, state=jobs_pb2.JOB_STATE_QUEUED)
-    job.create_time.CopyFrom(stamp)
-    job.train.dataset_id = "diabetes"
-    job.train.model_name = name
-    job.last_event.CopyFrom(
-        jobs_pb2.JobEvent(job_id=job_id, seq=1, state=jobs_pb2.JOB_STATE_QUEUED, time=stamp)
-    )
-    store.create(job)
-    return job
-
-
-def _succeeded(job: jobs_pb2.Job) -> jobs_pb2.JobEvent:
-    done = jobs_pb2.JobEvent(job_id=job.id, seq=6, state=jobs_pb2.JOB_STATE_SUCCEEDED)
-    done.train_result.model_id = model_id_for_job(job.id)
-    return done
+from server.jobstore.registry import RegistryEntry
+from tests.support.jobstores import StoreFactory, queued_training, success
 
 
 def _train(store: JobStore, name: str) -> str:
     """A named training job that succeeds; its model id."""
-    job = _queued(store, name)
-    assert store.record(_succeeded(job)) is not None
+    job = queued_training(store, name)
+    assert store.record(success(job)) is not None
     return model_id_for_job(job.id)
 
 
@@ -49,20 +29,20 @@ def _resolve(store: JobStore, text: str) -> str:
 
 def test_a_named_job_that_succeeds_registers_the_next_version(make_store: StoreFactory) -> None:
     store = make_store()
-    first = _queued(store, "forest")
-    recorded = store.record(_succeeded(first))
+    first = queued_training(store, "forest")
+    recorded = store.record(success(first))
     assert recorded is not None
     assert recorded.job.last_event.train_result.model_name == "forest"
     assert recorded.job.last_event.train_result.model_version == 1
     # The recorded event, which Train and WatchJob stream, carries the version too.
     assert store.events(first.id, 5)[0].train_result.model_version == 1
     assert recorded.logged == store.events(first.id, 5)[0]
-    assert store.record(_succeeded(first)) is None, "a redelivered event allocates nothing"
+    assert store.record(success(first)) is None, "a redelivered event allocates nothing"
 
-    failed = _queued(store, "forest")
+    failed = queued_training(store, "forest")
     store.record(jobs_pb2.JobEvent(job_id=failed.id, seq=6, state=jobs_pb2.JOB_STATE_FAILED))
-    unnamed = _queued(store)
-    assert store.record(_succeeded(unnamed)) is not None
+    unnamed = queued_training(store)
+    assert store.record(success(unnamed)) is not None
     second = _train(store, "forest")
 
     assert [(e.version, e.model_id) for e in store.registry.versions("forest")] == [
@@ -77,13 +57,13 @@ def test_concurrent_successes_on_two_store_clients_get_consecutive_versions(
     make_store: StoreFactory,
 ) -> None:
     stores = [make_store(), make_store()]  # as two gateways on one job store
-    jobs = [_queued(stores[0], "shared") for _ in range(24)]
+    jobs = [queued_training(stores[0], "shared") for _ in range(24)]
     start = threading.Barrier(6)
 
     def record(part: list[jobs_pb2.Job], store: JobStore) -> None:
         start.wait()
         for job in part:
-            assert store.record(_succeeded(job)) is not None
+            assert store.record(success(job)) is not None
 
     threads = [threading.Thread(target=record, args=(jobs[i::6], stores[i % 2])) for i in range(6)]
     for thread in threads:
@@ -174,7 +154,7 @@ def test_forgetting_an_aliased_version_needs_force_and_numbers_are_never_reused(
 
     store.registry.forget(two, force=False)
     store.registry.forget(four, force=False)
-    with pytest.raises(NotFound, match="'rf' has no versions left"):
+    with pytest.raises(NotFound, match=r"'rf' has no versions \(none registered yet, or all"):
         _resolve(store, "rf")
     assert store.registry.forget(four, force=False) == store.registry.entry(four), (
         "forgetting twice is harmless"
@@ -213,3 +193,104 @@ def test_entries_come_back_in_bulk_for_listing(make_store: StoreFactory) -> None
     ]
     assert store.registry.entries([]) == {}
     assert store.registry.resolve(ModelRef(model_id=ids[2])) == ids[2]
+
+
+def _made_by(store: JobStore, owner: str, name: str = "", at_ns: int = 0) -> str:
+    """A training job of ``owner``'s that succeeds (at ``at_ns``); its model id."""
+    job = queued_training(store, name, owner)
+    assert store.record(success(job, at_ns)) is not None
+    return model_id_for_job(job.id)
+
+
+def _listed(store: JobStore, size: int) -> list[RegistryEntry]:
+    """The whole index, page after page of ``size``."""
+    seen: list[RegistryEntry] = []
+    before = None
+    while page := store.registry.page(size, before):
+        seen += page
+        before = (page[-1].created_ns, page[-1].model_id)
+    return seen
+
+
+def test_every_model_a_job_makes_is_indexed_with_its_owner_newest_first(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    base = time.time_ns()
+    made = [
+        _made_by(store, "alice" if i % 2 else "bob", "rf" if i % 3 == 0 else "", base + i * 1000)
+        for i in range(7)
+    ]
+    listed = _listed(make_store(), 3)
+    assert [e.model_id for e in listed] == made[::-1]
+    assert [e.owner for e in listed] == ["bob", "alice"] * 3 + ["bob"]
+    assert [e.created_ns for e in listed] == [base + i * 1000 for i in reversed(range(7))]
+    assert [(e.name, e.version) for e in listed if e.name] == [("rf", 3), ("rf", 2), ("rf", 1)]
+    assert store.registry.entry(made[1]).owner == "alice"
+
+    store.registry.forget(made[3], force=False)
+    store.registry.update(model_id_for_job(new_job_id()), "metadata of no model here", {}, [])
+    assert [e.model_id for e in store.registry.page(10, None)] == [
+        m for m in made[::-1] if m != made[3]
+    ], "a forgotten model leaves the index; metadata alone does not put one in it"
+
+
+def test_a_name_belongs_to_whoever_claimed_it_first(make_store: StoreFactory) -> None:
+    stores = [make_store(), make_store()]  # as two gateways on one job store
+    start = threading.Barrier(8)
+    holders: list[str] = []
+
+    def claim(i: int) -> None:
+        start.wait()
+        holders.append(stores[i % 2].registry.claim_name("contested", f"token{i}"))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (winner,) = set(holders)
+    assert winner in {f"token{i}" for i in range(8)}
+    store = stores[0]
+    with pytest.raises(NotFound, match=r"'contested' has no versions \(none registered yet"):
+        _resolve(store, "contested")
+    first = _made_by(store, winner, "contested")
+    assert store.registry.entry(first).version == 1, "a claim takes no version number"
+    assert store.registry.claim_name("contested", "token9") == winner
+
+
+def test_a_name_registered_without_a_claim_belongs_to_its_first_versions_owner(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    _made_by(store, "alice", "forest")
+    _made_by(store, "ops", "forest")
+    assert store.registry.claim_name("forest", "bob") == "alice"
+    _made_by(store, "", "open")  # trained through a gateway without tokens
+    assert store.registry.claim_name("open", "bob") == "", "nobody's: admin only"
+
+
+def test_adoption_indexes_the_stored_models_the_index_lacks(make_store: StoreFactory) -> None:
+    store = make_store()
+    base = time.time_ns()
+    assert not store.registry.adopted()
+    indexed = _made_by(store, "alice", at_ns=base + 5000)
+    described = model_id_for_job(new_job_id())
+    store.registry.update(described, "described before the index", {}, [])
+    older = model_id_for_job(new_job_id())
+    store.registry.adopt([(indexed, base), (described, base + 1000), (older, base + 2000)])
+    assert make_store().registry.adopted()
+    assert [(e.model_id, e.owner, e.created_ns) for e in _listed(store, 2)] == [
+        (indexed, "alice", base + 5000),
+        (older, "", base + 2000),
+        (described, "", base + 1000),
+    ]
+    assert store.registry.entry(described).description == "described before the index"
+
+    # A model stored and adopted before its job was recorded SUCCEEDED: the job's entry wins.
+    late = queued_training(store, "", "carol")
+    store.registry.adopt([(model_id_for_job(late.id), base + 3000)])
+    store.record(success(late, base + 9000))
+    listed = _listed(store, 10)
+    assert [(e.model_id, e.owner) for e in listed[:1]] == [(model_id_for_job(late.id), "carol")]
+    assert len(listed) == 4, "listed once"

@@ -1,5 +1,5 @@
 """What the SQLite job store adds to the contract: it opens databases written before job rows were
-kept apart and finished jobs expired, and applies both to the jobs already there."""
+kept apart, finished jobs expired and models had owners, and applies each to what is there."""
 
 from __future__ import annotations
 
@@ -86,3 +86,42 @@ def test_an_old_database_opens_with_its_jobs_summarised_and_expired(tmp_path: Pa
 def _plan(path: Path, query: str, args: tuple[int, ...]) -> str:
     with contextlib.closing(sqlite3.connect(path)) as db:
         return "\n".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", args))
+
+
+# The registry's tables as released before owners and the model index.
+_OLD_REGISTRY = """
+CREATE TABLE model_names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE model_entries (
+    model_id TEXT PRIMARY KEY,
+    name TEXT,
+    version INTEGER,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}'
+) WITHOUT ROWID;
+INSERT INTO model_names VALUES ('forest', 1);
+INSERT INTO model_entries VALUES ('mdl_%s', 'forest', 1, 'kept', '{}');
+"""
+
+
+def test_an_old_registry_opens_ownerless_and_its_models_are_adopted(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    model_id = "mdl_" + "a" * 32
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(_OLD_REGISTRY % ("a" * 32))
+    store = SQLiteJobStore(path)
+    try:
+        assert store.registry.claim_name("forest", "bob") == "", "made before owners: nobody's"
+        assert store.registry.page(10, None) == [], "not in the index until adopted"
+        store.registry.adopt([(model_id, 1000)])
+        (entry,) = store.registry.page(10, None)
+        assert (entry.name, entry.version, entry.description) == ("forest", 1, "kept")
+        assert (entry.owner, entry.created_ns) == ("", 1000)
+        plan = _plan(
+            path,
+            "SELECT model_id FROM model_entries WHERE created_ns IS NOT NULL "
+            "ORDER BY created_ns DESC, model_id DESC LIMIT 1",
+            (),
+        )
+        assert "model_entries_by_age" in plan, plan
+    finally:
+        store.close()

@@ -1,5 +1,5 @@
 """What the job store suites share: a factory of stores on one backend, a queued job to store,
-and waiting for a sweep."""
+training jobs that succeed, and waiting for a sweep."""
 
 from __future__ import annotations
 
@@ -9,12 +9,19 @@ from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlgate.ids import new_job_id
+from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
 from tests.support.waiting import wait_for
 
-__all__ = ["StoreFactory", "closing_all", "queued_job", "wait_until_swept"]
+__all__ = [
+    "StoreFactory",
+    "closing_all",
+    "queued_job",
+    "queued_training",
+    "success",
+    "wait_until_swept",
+]
 
 #: Makes stores that all see the same fresh space on one backend, as several gateways would.
 StoreFactory = Callable[[], JobStore]
@@ -61,6 +68,25 @@ def queued_job(rows: int = 0, created_ns: int = 0) -> jobs_pb2.Job:
         jobs_pb2.JobEvent(job_id=job_id, seq=1, state=jobs_pb2.JOB_STATE_QUEUED, time=stamp)
     )
     return job
+
+
+def queued_training(store: JobStore, name: str = "", owner: str = "") -> jobs_pb2.Job:
+    """A training job recorded in ``store``, QUEUED, naming its model ``name``, submitted by the
+    token called ``owner``."""
+    job = queued_job()
+    job.train.model_name = name
+    job.owner = owner
+    store.create(job)
+    return job
+
+
+def success(job: jobs_pb2.Job, at_ns: int = 0) -> jobs_pb2.JobEvent:
+    """The training job's SUCCEEDED event, as its worker sends it (at ``at_ns`` if given)."""
+    done = jobs_pb2.JobEvent(job_id=job.id, seq=6, state=jobs_pb2.JOB_STATE_SUCCEEDED)
+    done.train_result.model_id = model_id_for_job(job.id)
+    if at_ns:
+        done.time.FromNanoseconds(at_ns)
+    return done
 
 
 def wait_until_swept(store: JobStore, ended_id: str, live_id: str) -> None:
