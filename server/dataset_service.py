@@ -11,9 +11,8 @@ import grpc
 
 from mlgate.errors import AlreadyExists, InvalidArgument, ResourceExhausted
 from mlgate.ids import check_dataset_id
-from mlgate.tokens import Role
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc
-from server.auth import require
+from server.ownership import check_owner, owner_name
 from server.paging import paginate
 from storage.datasets import MAX_UPLOAD_BYTES, DatasetCatalog
 
@@ -21,6 +20,15 @@ __all__ = ["DatasetServicer"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _SPOOL_BYTES = 16 * 1024 * 1024
+
+
+def _may_replace(dataset: datasets_pb2.Dataset) -> None:
+    # Replacing takes away data others may be training on: its owner's call, or admin's.
+    check_owner(dataset.owner, "replacing", f"dataset {dataset.id!r}")
+
+
+def _may_delete(dataset: datasets_pb2.Dataset) -> None:
+    check_owner(dataset.owner, "deleting", f"dataset {dataset.id!r}")
 
 
 class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
@@ -41,13 +49,12 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                     dataset_id = check_dataset_id(message.dataset_id)
                     replace = message.replace
                     delimiter = message.delimiter
-                    try:  # refused before the client sends the whole file
+                    try:  # refused before the client sends the whole file...
                         await asyncio.to_thread(self._catalog.refuse_existing, dataset_id)
                     except AlreadyExists:
                         if not replace:
                             raise
-                        # Replacing takes away data others may be training on.
-                        require(Role.ADMIN, "replacing a dataset")
+                        _may_replace(await asyncio.to_thread(self._catalog.describe, dataset_id))
                 elif message.dataset_id and message.dataset_id != dataset_id:
                     raise InvalidArgument("dataset_id", "must not change between messages")
                 size += len(message.chunk)
@@ -59,9 +66,15 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
             if not dataset_id:
                 raise InvalidArgument("dataset_id", "is required on the first message")
             spool.seek(0)
+            # ...and checked again where it is stored: one uploaded meanwhile is someone's too.
             dataset = await asyncio.to_thread(
                 lambda: self._catalog.upload_file(
-                    dataset_id, cast(BinaryIO, spool), replace=replace, delimiter=delimiter
+                    dataset_id,
+                    cast(BinaryIO, spool),
+                    replace=replace,
+                    delimiter=delimiter,
+                    owner=owner_name(),
+                    may_replace=_may_replace,
                 )
             )
         return datasets_pb2.UploadDatasetResponse(dataset=dataset)
@@ -85,5 +98,5 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     async def DeleteDataset(
         self, request: datasets_pb2.DeleteDatasetRequest, context: Context
     ) -> datasets_pb2.DeleteDatasetResponse:
-        await asyncio.to_thread(self._catalog.delete, request.dataset_id)
+        await asyncio.to_thread(self._catalog.delete, request.dataset_id, _may_delete)
         return datasets_pb2.DeleteDatasetResponse()

@@ -19,7 +19,6 @@ from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import check_job_id, new_job_id
 from mlgate.jobs import check_rows, from_struct, plan
 from mlgate.metrics import job_ended
-from mlgate.refs import check_model_name
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
 from server.jobstore.base import JobStore
@@ -71,7 +70,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 raise InvalidArgument("dataset_id", "is required")
             plan(request, await self._call(self._catalog.describe, request.dataset_id))
             if request.model_name:
-                check_model_name(request.model_name)
+                # A name belongs to whoever trained it first: nobody else adds its versions.
+                await self._models.claim(request.model_name)
         job = _new_job(jobs_pb2.JOB_KIND_TRAIN)
         job.train.CopyFrom(request)
         async for seen in self._submit(job):

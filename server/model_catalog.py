@@ -6,6 +6,11 @@ description, tags).
 model calls it, and so must any future one (an inference protocol's ModelInfer included). It
 reads the job store each time, uncached: an alias moved takes effect for the very next request on
 every gateway, and workers only ever see ids.
+
+The catalog applies ``server.ownership``'s rule to every model it hands out or changes: records are
+shown as the caller may see them, and exporting, updating, deleting and adding a version to a
+name need the owner or admin. Listing pages through the registry's index and reads only the
+page's manifests.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import BinaryIO
 
 from mlgate.errors import InvalidArgument, NotFound
 from mlgate.refs import ModelRef, check_alias, check_model_name, check_version, parse_ref
 from mlgate.v1 import models_pb2
+from server.auth import current_caller
 from server.jobstore.registry import MAX_DESCRIPTION, AliasChange, ModelRegistry, RegistryEntry
 from server.manifests import ManifestCache
-from server.paging import paginate
+from server.ownership import check_owner, visible_model
+from server.paging import decode_page_token, encode_page_token, paginate
 from storage.errors import IntegrityError
 from storage.models import ModelRepository
 
@@ -40,7 +48,13 @@ def with_entry(record: models_pb2.Model, entry: RegistryEntry) -> models_pb2.Mod
     joined.description = entry.description
     joined.tags.clear()
     joined.tags.update(entry.tags)
+    joined.owner = entry.owner
     return joined
+
+
+def _named(model_id: str, entry: RegistryEntry) -> str:
+    """How messages name a model: its id, and its version of its name if it has one."""
+    return f"model {entry.name}/{entry.version} ({model_id})" if entry.name else f"model {model_id}"
 
 
 class ModelCatalog:
@@ -52,6 +66,8 @@ class ModelCatalog:
         self._registry = registry
         self._models = models
         self._manifests = manifests
+        self._adopted = False
+        self._adopting = threading.Lock()
 
     async def resolve(self, text: str, field: str = "model_id") -> str:
         """The id of the model a reference means now. Raises InvalidArgument (naming ``field``)
@@ -68,8 +84,9 @@ class ModelCatalog:
         return await self._manifests.get(model_id)
 
     async def get(self, text: str) -> models_pb2.Model:
+        """The model as the caller may see it."""
         model_id = await self.resolve(text)
-        return await asyncio.to_thread(self._joined, model_id)
+        return visible_model(await asyncio.to_thread(self._joined, model_id))
 
     def _joined(self, model_id: str) -> models_pb2.Model:
         return with_entry(self._models.get(model_id), self._registry.entry(model_id))
@@ -77,34 +94,74 @@ class ModelCatalog:
     async def list_page(
         self, name: str, page_size: int, page_token: str
     ) -> tuple[list[models_pb2.Model], str]:
-        """Every model newest first; or, with ``name``, its versions highest first."""
+        """Every model newest first; or, with ``name``, its versions highest first; each as the
+        caller may see it."""
         if name:
             check_model_name(name, "name")
-            return await asyncio.to_thread(self._list_versions, name, page_size, page_token)
-        return await asyncio.to_thread(self._list_all, page_size, page_token)
+            found, token = await asyncio.to_thread(self._list_versions, name, page_size, page_token)
+        else:
+            found, token = await asyncio.to_thread(self._list_all, page_size, page_token)
+        return [visible_model(model) for model in found], token
 
     def _list_all(self, page_size: int, page_token: str) -> tuple[list[models_pb2.Model], str]:
-        records = self._models.list()
-        page, token = paginate(
-            records, lambda m: (m.create_time.ToNanoseconds(), m.id), page_size, page_token
-        )
-        entries = self._registry.entries([m.id for m in page])
-        return [with_entry(m, entries[m.id]) for m in page], token
+        before = decode_page_token(page_token) if page_token else None
+        self._adopt_once()
+        entries = self._registry.page(page_size + 1, before)
+        token = ""
+        if len(entries) > page_size:
+            entries = entries[:page_size]
+            token = encode_page_token(entries[-1].created_ns, entries[-1].model_id)
+        return self._records(entries, "listing models"), token
+
+    def _adopt_once(self) -> None:
+        """Put the models stored before the registry indexed them into its index, once per job
+        store (reading every manifest that one time)."""
+        if self._adopted:
+            return
+        with self._adopting:
+            if not self._adopted and not self._registry.adopted():
+                stored = self._models.list()
+                self._registry.adopt([(m.id, m.create_time.ToNanoseconds()) for m in stored])
+                log.info("indexed %d models stored before the model index", len(stored))
+            self._adopted = True
+
+    def _records(self, entries: Iterable[RegistryEntry], doing: str) -> list[models_pb2.Model]:
+        """The entries' models, joined; one deleted meanwhile or unreadable is left out."""
+        found = []
+        for entry in entries:
+            try:
+                found.append(with_entry(self._models.get(entry.model_id), entry))
+            except NotFound:
+                continue  # deleted between the registry read and this one
+            except IntegrityError as exc:
+                # One damaged manifest must not hide every other model; GetModel reports it.
+                log.warning("%s: skipped %s: %s", doing, entry.model_id, exc)
+        return found
 
     def _list_versions(
         self, name: str, page_size: int, page_token: str
     ) -> tuple[list[models_pb2.Model], str]:
         versions = self._registry.versions(name)
         page, token = paginate(versions, lambda e: (e.version, e.model_id), page_size, page_token)
-        found = []
-        for entry in page:
-            try:
-                found.append(with_entry(self._models.get(entry.model_id), entry))
-            except NotFound:
-                continue  # deleted between the registry read and this one
-            except IntegrityError as exc:
-                log.warning("listing %s: skipped %s: %s", name, entry.model_id, exc)
-        return found, token
+        return self._records(page, f"listing {name}"), token
+
+    async def claim(self, name: str) -> None:
+        """Claim ``name`` for the caller if nobody has; ``PermissionDenied`` if it is another's
+        (unless the caller is admin). Training with a name calls this before it is accepted."""
+        check_model_name(name)
+        caller = current_caller()
+        if caller is None:
+            return  # an open gateway: names are nobody's
+        holder = await asyncio.to_thread(self._registry.claim_name, name, caller.name)
+        check_owner(holder, "adding versions to", f"model name {name!r}")
+
+    def _owned(self, model_id: str, action: str) -> RegistryEntry:
+        """The model's entry, if the caller may do ``action`` to it; NotFound for no model."""
+        entry = self._registry.entry(model_id)
+        if not entry.name and not entry.created_ns and not self._models.exists(model_id):
+            raise NotFound(f"model {model_id} does not exist")
+        check_owner(entry.owner, action, _named(model_id, entry))
+        return entry
 
     async def update(
         self,
@@ -118,6 +175,7 @@ class ModelCatalog:
         model_id = await self.resolve(text)
 
         def update() -> models_pb2.Model:
+            self._owned(model_id, "updating")
             record = self._models.get(model_id)
             entry = self._registry.update(model_id, description, set_tags, remove_tags)
             return with_entry(record, entry)
@@ -130,6 +188,7 @@ class ModelCatalog:
         model_id = await self.resolve(text)
 
         def delete() -> RegistryEntry:
+            self._owned(model_id, "deleting")
             stored = self._models.exists(model_id)
             entry = self._registry.forget(model_id, force=force)
             if not stored and not entry.name:
@@ -161,7 +220,8 @@ class ModelCatalog:
         model_id = await self.resolve(text)
 
         def export() -> tuple[models_pb2.Model, str]:
+            entry = self._owned(model_id, "exporting")
             record, form = self._models.export(model_id, target)
-            return with_entry(record, self._registry.entry(model_id)), form
+            return with_entry(record, entry), form
 
         return await asyncio.to_thread(export)

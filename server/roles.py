@@ -6,8 +6,9 @@ needs ``admin`` (a new RPC is locked down, not left open), and
 
 To add an RPC: add its full name (``/package.Service/Method``) to ``METHOD_ROLES`` with the least
 role that should call it, following the rule of the roles: ``read`` looks (get, list, watch,
-model metadata, status), ``predict`` uses models, ``train`` creates jobs, models and datasets,
-``admin`` deletes and moves what others rely on (models, datasets, aliases). For example, when the
+model metadata, status), ``predict`` uses models, ``train`` creates jobs, models and datasets and
+changes its own (``server/ownership.py`` checks whose it is: the owner or admin), ``admin``
+changes anyone's and moves what every caller relies on (aliases). For example, when the
 KServe inference protocol is served:
 
     "/inference.GRPCInferenceService/ModelInfer": Role.PREDICT,
@@ -42,18 +43,19 @@ METHOD_ROLES = MappingProxyType(
         _JOBS + "CancelJob": Role.TRAIN,
         _MODELS + "GetModel": Role.READ,
         _MODELS + "ListModels": Role.READ,
-        # The artifact itself, enough to run the model elsewhere: for those who may use it.
+        # Exporting, updating and deleting a model also need its owner or admin; see
+        # server/ownership.py. The artifact, enough to run the model elsewhere, is the owner's.
         _MODELS + "ExportModel": Role.PREDICT,
-        # Description and tags: annotating models is part of making them.
         _MODELS + "UpdateModel": Role.TRAIN,
-        _MODELS + "DeleteModel": Role.ADMIN,
+        _MODELS + "DeleteModel": Role.TRAIN,
+        # An alias moves what every caller of a name gets.
         _MODELS + "SetModelAlias": Role.ADMIN,
         _MODELS + "DeleteModelAlias": Role.ADMIN,
         _DATASETS + "GetDataset": Role.READ,
         _DATASETS + "ListDatasets": Role.READ,
-        # Replacing an existing dataset (replace=true) needs admin; see server/dataset_service.py.
+        # Replacing (replace=true) or deleting a dataset also needs its owner or admin.
         _DATASETS + "UploadDataset": Role.TRAIN,
-        _DATASETS + "DeleteDataset": Role.ADMIN,
+        _DATASETS + "DeleteDataset": Role.TRAIN,
         _STATUS + "GetStatus": Role.READ,
         # The Open Inference Protocol: inference uses models, the rest looks.
         _INFERENCE + "ModelInfer": Role.PREDICT,

@@ -17,6 +17,7 @@ import io
 import json
 import tempfile
 import threading
+from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,10 +33,20 @@ from storage.errors import IntegrityError, ObjectNotFound
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["BUILTIN_TABLE", "MAX_UPLOAD_BYTES", "DatasetCatalog", "builtin_frame", "dtype_name"]
+__all__ = [
+    "BUILTIN_TABLE",
+    "MAX_UPLOAD_BYTES",
+    "DatasetCatalog",
+    "DatasetCheck",
+    "builtin_frame",
+    "dtype_name",
+]
 
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
 BUILTIN_TABLE = "builtin_datasets.json"
+#: Called with a stored dataset before it is replaced or deleted, under the catalog's lock;
+#: raises to refuse (the gateway's check of who may).
+DatasetCheck = Callable[[datasets_pb2.Dataset], None]
 
 
 def dtype_name(dtype: Any) -> str:
@@ -177,10 +188,19 @@ class DatasetCatalog:
         return frame, digest
 
     def upload_file(
-        self, dataset_id: str, source: BinaryIO, *, replace: bool = False, delimiter: str = ""
+        self,
+        dataset_id: str,
+        source: BinaryIO,
+        *,
+        replace: bool = False,
+        delimiter: str = "",
+        owner: str = "",
+        may_replace: DatasetCheck | None = None,
     ) -> datasets_pb2.Dataset:
-        """Check that ``source`` is a usable CSV, then store it and its schema. An existing
-        dataset is ALREADY_EXISTS unless ``replace``: models trained on it keep its digest."""
+        """Check that ``source`` is a usable CSV, then store it and its schema, recording
+        ``owner``. An existing dataset is ALREADY_EXISTS unless ``replace``: models trained on it
+        keep its digest. ``may_replace`` sees the existing one in the same locked step that
+        replaces it, so a dataset that appeared during the upload is checked too."""
         check_dataset_id(dataset_id)
         if dataset_id in BUILTIN_DATASETS:
             raise AlreadyExists(f"dataset {dataset_id!r} is built in and cannot be replaced")
@@ -188,7 +208,11 @@ class DatasetCatalog:
         parsed = csvfile.parse(source, delimiter)
         size = source.seek(0, io.SEEK_END) - start
         dataset = datasets_pb2.Dataset(
-            id=dataset_id, rows=parsed.rows, size_bytes=size, delimiter=parsed.delimiter
+            id=dataset_id,
+            rows=parsed.rows,
+            size_bytes=size,
+            delimiter=parsed.delimiter,
+            owner=owner,
         )
         for name, dtype in parsed.columns:
             dataset.columns.add(name=name, dtype=dtype)
@@ -199,6 +223,8 @@ class DatasetCatalog:
         with self._lock:
             if not replace:
                 self.refuse_existing(dataset_id)
+            elif may_replace is not None and self._store.exists(_meta_key(dataset_id)):
+                may_replace(self.describe(dataset_id))
             self._store.put_stream(_csv_key(dataset_id), source)
             self._store.put(_meta_key(dataset_id), json_format.MessageToJson(dataset).encode())
         return dataset
@@ -213,14 +239,16 @@ class DatasetCatalog:
                 "data (models trained on it keep the digest of the data they were trained on)"
             )
 
-    def delete(self, dataset_id: str) -> None:
-        """Remove an uploaded dataset, its schema first so it disappears whole; raises NotFound,
-        or FailedPrecondition for a built-in one."""
+    def delete(self, dataset_id: str, may_delete: DatasetCheck | None = None) -> None:
+        """Remove an uploaded dataset, its schema first so it disappears whole, after
+        ``may_delete`` has seen it; raises NotFound, or FailedPrecondition for a built-in one."""
         check_dataset_id(dataset_id)
         if dataset_id in BUILTIN_DATASETS:
             raise FailedPrecondition(f"dataset {dataset_id!r} is built in and cannot be deleted")
         with self._lock:
             if not self._store.exists(_meta_key(dataset_id)):
                 raise NotFound(f"dataset {dataset_id!r} does not exist")
+            if may_delete is not None:
+                may_delete(self.describe(dataset_id))
             self._store.delete(_meta_key(dataset_id))
             self._store.delete(_csv_key(dataset_id))

@@ -220,6 +220,8 @@ def versions_table(models: Sequence[Model]) -> str:
 
 def model_block(model: Model) -> str:
     pairs: list[tuple[str, Any]] = [("id", model.id)]
+    if model.owner:
+        pairs.append(("owner", model.owner))
     if model.name:
         pairs.append(("version", f"{model.name}/{model.version}"))
         pairs.append(("aliases", ", ".join(model.aliases) or "-"))
@@ -229,20 +231,26 @@ def model_block(model: Model) -> str:
         pairs.append(("tags", ", ".join(f"{k}={v}" for k, v in sorted(model.tags.items()))))
     pairs += [
         ("job", model.job_id),
-        ("dataset", model.dataset_id),
-        ("dataset sha256", model.dataset_sha256 or "-"),
         ("target", model.target),
         ("task", model.task),
-        ("estimator", model.estimator),
         ("features", ", ".join(f"{c.name} ({c.dtype})" for c in model.features)),
+    ]
+    if model.classes:
+        pairs.append(("classes", ", ".join(str(c) for c in model.classes)))
+    if not model.sha256:
+        # Another owner's model: its card only (docs/security.md).
+        pairs.append(("details", f"for {model.owner or 'its owner'} and admin only"))
+        return _block([*pairs, ("created", model.create_time)])
+    pairs += [
+        ("dataset", model.dataset_id),
+        ("dataset sha256", model.dataset_sha256 or "-"),
+        ("estimator", model.estimator),
         ("params", ", ".join(f"{k}={param_text(v)}" for k, v in sorted(model.params.items()))),
         ("metrics", metrics_text(model.metrics)),
     ]
     if model.feature_importances:
         ranked = sorted(model.feature_importances.items(), key=lambda kv: -kv[1])
         pairs.append(("importances", ", ".join(f"{k}={v:.3f}" for k, v in ranked)))
-    if model.classes:
-        pairs.append(("classes", ", ".join(str(c) for c in model.classes)))
     pairs += [
         ("rows", f"{model.train_rows} train, {model.test_rows} test"),
         ("sklearn", model.sklearn_version),
@@ -265,6 +273,7 @@ def dataset_block(dataset: Dataset) -> str:
     head = _block(
         [
             ("id", dataset.id),
+            *([("owner", dataset.owner)] if dataset.owner else []),
             ("rows", dataset.rows),
             ("builtin", "yes" if dataset.builtin else "no"),
             ("size", f"{dataset.size_bytes} bytes"),

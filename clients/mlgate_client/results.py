@@ -227,6 +227,9 @@ class Model:
     # Lineage: the sha256 of the data it was trained on; importances where the estimator has them.
     dataset_sha256: str = ""
     feature_importances: Mapping[str, float] = field(default_factory=dict)
+    # The token whose job made it. Another caller's model comes without how it was made and how
+    # it scores (dataset, estimator, params, metrics...), unless the token is admin or +all.
+    owner: str = ""
 
     @property
     def ref(self) -> str:
@@ -262,6 +265,7 @@ class Model:
             tags=dict(model.tags),
             dataset_sha256=model.dataset_sha256,
             feature_importances=dict(model.feature_importances),
+            owner=model.owner,
         )
 
 
@@ -289,6 +293,8 @@ class Dataset:
     create_time: datetime | None
     proto: datasets_pb2.Dataset = field(repr=False, compare=False)
     sha256: str = ""
+    # The token that uploaded it: replacing or deleting it needs that token or admin.
+    owner: str = ""
 
     @classmethod
     def from_proto(cls, dataset: datasets_pb2.Dataset) -> Dataset:
@@ -301,6 +307,7 @@ class Dataset:
             create_time=timestamp(dataset.create_time),
             proto=dataset,
             sha256=dataset.sha256,
+            owner=dataset.owner,
         )
 
 

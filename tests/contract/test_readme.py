@@ -88,7 +88,7 @@ def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Pat
     assert '"status": "SERVING"' in said
     assert re.search(r'"model_id": "mdl_[0-9a-f]{32}"', said)
     assert "refused, as it should be" in said
-    assert "PERMISSION_DENIED: mlgate.v1.ModelService/DeleteModel needs the admin role" in logged
+    assert "PERMISSION_DENIED: mlgate.v1.ModelService/DeleteModel needs the train role" in logged
     assert "the old token is refused" in said and "UNAUTHENTICATED" in logged
     # The new token lists alice's training job; the file never held a token.
     assert re.search(r"job_[0-9a-f]{32}\s+train\s+succeeded", said)

@@ -98,8 +98,8 @@ def test_the_file_is_read_again_when_it_changes(authed: Authed, caplog) -> None:
     authed.tokens_file.write_text(good.replace(line + "\n", ""))
     with pytest.raises(Unauthenticated):
         _models(authed.address, newcomer)
-    with pytest.raises(PermissionDenied, match="needs the admin role"):
-        _delete_a_model(authed.address, authed.tokens["alice"])
+    with pytest.raises(PermissionDenied, match="needs the train role"):
+        _delete_a_model(authed.address, authed.tokens["predictor"])
 
 
 def test_tokens_never_reach_the_log(tmp_path: Path, caplog) -> None:
