@@ -55,7 +55,7 @@ def test_a_model_name_belongs_to_the_token_that_trained_it_first(authed_system: 
         alice.submit_train("diabetes", "target", params=SMALL, model_name="gb")
     with (
         _client(authed_system, "bob") as bob,
-        pytest.raises(PermissionDenied, match="model name 'gb' .* belongs to 'alice'"),
+        pytest.raises(PermissionDenied, match=r"model name 'gb' .* belongs to 'alice'"),
     ):
         _train(bob, "gb")
 
