@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlgate.tls import TLSFiles
 from mlgate.urls import check_url, redact_url
 
 __all__ = [
     "URL",
     "data_dir",
+    "flag",
+    "metrics_tls",
     "optional_port",
     "port",
     "positive",
@@ -43,17 +46,56 @@ def port(variable: str, text: str) -> int:
     return value
 
 
-def positive(env: Mapping[str, str], variable: str, default: str, *, zero: bool = False) -> int:
-    """A whole number above 0 (or 0 and above, with ``zero``)."""
+def positive(
+    env: Mapping[str, str],
+    variable: str,
+    default: str,
+    *,
+    zero: bool = False,
+    highest: int | None = None,
+    why: str = "",
+) -> int:
+    """A whole number above 0 (or 0 and above, with ``zero``), at most ``highest`` when given
+    (``why`` says where that bound comes from)."""
     text = env.get(variable) or default
     lowest = 0 if zero else 1
     try:
         value = int(text)
     except ValueError:
         value = lowest - 1
+    if highest is not None and not lowest <= value <= highest:
+        raise ValueError(
+            f"{variable} must be a whole number from {lowest} to {highest}{why}, not {text!r}"
+        )
     if value < lowest:
         raise ValueError(f"{variable} must be a whole number, {lowest} or more, not {text!r}")
     return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def flag(env: Mapping[str, str], variable: str) -> bool:
+    """On (``1``, ``true``, ``yes``, ``on``) or off (``0``, ``false``, ``no``, ``off``, unset)."""
+    text = env.get(variable, "").strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise ValueError(f"{variable} must be 1 (on) or 0 (off), not {env[variable]!r}")
+    return text in _TRUE
+
+
+def metrics_tls(env: Mapping[str, str]) -> TLSFiles | None:
+    """The files ``/metrics`` is served with over TLS: the process's ``MLGATE_TLS_*`` when
+    ``MLGATE_METRICS_TLS`` is on; None (plain HTTP) when it is off."""
+    if not flag(env, "MLGATE_METRICS_TLS"):
+        return None
+    files = TLSFiles.from_env(env)
+    if not files.enabled:
+        raise ValueError(
+            "MLGATE_METRICS_TLS=1 serves /metrics with the gateway's certificate: "
+            "set MLGATE_TLS_CERT and MLGATE_TLS_KEY"
+        )
+    return files
 
 
 def seconds(env: Mapping[str, str], variable: str, default: float, *, zero: bool = False) -> float:

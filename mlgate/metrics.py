@@ -2,8 +2,8 @@
 
 Counters and histograms are updated in-process where the event happens (a dictionary lookup and an
 add: cheap enough for the hot path). Gauges that describe the broker (workers alive, queue depth)
-are read from it when Prometheus scrapes, never polled. ``serve_metrics`` starts the HTTP endpoint;
-without it the metrics cost nothing but those adds.
+are read from it when Prometheus scrapes, never polled. ``serve_metrics`` starts the HTTP endpoint
+(``mlgate.metrics_http``); without it the metrics cost nothing but those adds.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mlgate.metrics_http import MetricsServer
+from mlgate.tls import TLSFiles
 from mlgate.v1 import jobs_pb2
 
 if TYPE_CHECKING:
@@ -179,16 +181,19 @@ class BrokerCollector(Collector):
 _registered: BrokerCollector | None = None
 
 
-def serve_metrics(port: int, host: str, broker_figures: BrokerCollector | None = None) -> int:
-    """Serve ``/metrics`` on ``host:port`` (port 0 picks one); returns the port."""
+def serve_metrics(
+    port: int,
+    host: str,
+    broker_figures: BrokerCollector | None = None,
+    *,
+    tls: TLSFiles | None = None,
+) -> MetricsServer:
+    """Serve ``/metrics`` on ``host:port`` (port 0 picks one), over TLS with ``tls``'s files
+    when given (``mlgate.metrics_http``)."""
     global _registered
     if broker_figures is not None:
         if _registered is not None:
             REGISTRY.unregister(_registered)
         REGISTRY.register(broker_figures)
         _registered = broker_figures
-    # The gRPC spelling of "every interface" ([::]) is not an address the HTTP server takes.
-    server, _thread = start_http_server(port, addr=host.strip("[]") or "::")
-    bound = int(server.server_address[1])
-    log.info("metrics on http://%s:%d/metrics", host, bound)
-    return bound
+    return MetricsServer(port, host, tls=tls)

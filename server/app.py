@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from brokers import Broker, BrokerUnavailable, open_broker
 from mlgate.failures import Backends
 from mlgate.metrics import BrokerCollector, serve_metrics
+from mlgate.metrics_http import MetricsServer
 from mlgate.tokens import TokenFile
 from mlgate.v1 import (
     datasets_pb2,
@@ -38,6 +39,7 @@ from server.auth import AuthInterceptor
 from server.batching import Batcher
 from server.dataset_service import DatasetServicer
 from server.hub import Hub
+from server.infer_limits import RequestLimits
 from server.inference_service import SERVICE_NAME as INFERENCE_SERVICE
 from server.inference_service import InferenceServicer, add_inference_service
 from server.interceptors import edge_chain
@@ -48,7 +50,7 @@ from server.model_catalog import ModelCatalog
 from server.model_service import ModelServicer
 from server.outbox import Outbox
 from server.recorder import Recorder
-from server.settings import DRAIN_GRACE, GatewaySettings
+from server.settings import DRAIN_GRACE, MAX_MESSAGE_BYTES, GatewaySettings
 from server.status_service import Dependencies, StatusServicer
 from server.submit import Submitter, requeue_unfinished
 from server.transport import SERVER_OPTIONS, listen
@@ -126,6 +128,7 @@ class Gateway:
         self.workers = self._embedded_worker(workers) if workers is not None else []
         self.port = 0
         self.metrics_port: int | None = None
+        self._metrics: MetricsServer | None = None
         self._server: grpc.aio.Server | None = None
         self._recorder: Recorder | None = None
         self._batcher: Batcher | None = None
@@ -148,8 +151,8 @@ class Gateway:
             # Authentication first: a caller it refuses reaches nothing else.
             interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.backends)],
             options=[
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.max_receive_message_length", self.settings.max_message_bytes),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
                 *SERVER_OPTIONS,
             ],
         )
@@ -184,6 +187,7 @@ class Gateway:
                 loop,
                 max_rows=settings.batch_max_rows,
                 max_delay=settings.batch_max_delay_us / 1e6,
+                max_bytes=settings.infer_max_bytes_in_flight,
             )
         )
         models = ModelCatalog(self.store.registry, self.models, ManifestCache(self.models))
@@ -209,7 +213,11 @@ class Gateway:
         )
         add_inference_service(
             InferenceServicer(
-                models, self._batcher, self.broker.healthy, timeout=settings.infer_timeout
+                models,
+                self._batcher,
+                self.broker.healthy,
+                timeout=settings.infer_timeout,
+                limits=RequestLimits(settings.infer_max_rows, settings.infer_max_bytes),
             ),
             server,
         )
@@ -222,12 +230,14 @@ class Gateway:
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self._update_health()
         self._watchdog = asyncio.create_task(self._watch_health())
-        if self.settings.metrics_port is not None:
-            self.metrics_port = serve_metrics(
-                self.settings.metrics_port,
-                self.settings.host,
+        if settings.metrics_port is not None:
+            self._metrics = serve_metrics(
+                settings.metrics_port,
+                settings.metrics_host,
                 BrokerCollector(self.dependencies.broker_figures),
+                tls=settings.metrics_tls,
             )
+            self.metrics_port = self._metrics.port
         log.info("mlgate gateway on port %d (%s)", self.port, self.settings.describe())
         if self.tokens is None:
             log.warning(
@@ -292,6 +302,8 @@ class Gateway:
             await asyncio.to_thread(self._recorder.stop, 5.0)
         await asyncio.to_thread(self.broker.close)
         self.store.close()
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics.close)
 
     async def wait(self) -> None:
         if self._server is not None:

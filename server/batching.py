@@ -8,6 +8,11 @@ as soon as a reply frees the lane, when it holds ``max_rows`` rows, or ``max_del
 first call arrived, whichever comes first. So batches grow with the load, as Triton's dynamic
 batcher's do, and each caller waits at most ``max_delay`` for others.
 
+The requests' bytes held at once, waiting or out, are bounded (``max_bytes``,
+``MLGATE_INFER_MAX_BYTES_IN_FLIGHT``): when workers fall behind, a call past the bound is refused
+RESOURCE_EXHAUSTED at once rather than queued, so the gateway's memory stays bounded whatever the
+load. A call's bytes count from its submission until its batch is answered or expires.
+
 A batch's reply holds one outcome per call, in order: each caller gets exactly its own. A batch
 that no reply answers before the last of its callers' deadlines fails them DEADLINE_EXCEEDED; one
 whose worker died (the broker handed it to another worker, which refuses to run it blind) is sent
@@ -26,8 +31,9 @@ from dataclasses import dataclass, field
 from brokers.base import INFERENCE_QUEUE, Broker, Reply, Request, Requester
 from brokers.errors import BrokerError
 from mlgate import tracing
-from mlgate.errors import DeadlineExceeded, Internal, MLGateError, from_status
+from mlgate.errors import DeadlineExceeded, Internal, MLGateError, ResourceExhausted, from_status
 from mlgate.v1 import inference_pb2
+from server.infer_limits import size_text
 
 __all__ = ["Batcher", "LaneKey", "error_of"]
 
@@ -82,10 +88,14 @@ class Batcher:
         *,
         max_rows: int,
         max_delay: float,
+        max_bytes: int,
         max_in_flight: int = 2,
     ) -> None:
         self._loop = loop
         self._max_rows = max_rows
+        self._max_bytes = max_bytes
+        #: Bytes of the calls submitted and not yet answered (waiting or out).
+        self.bytes_held = 0
         self._max_delay = max_delay
         self._max_in_flight = max_in_flight
         self._lanes: dict[LaneKey, _Lane] = {}
@@ -104,7 +114,16 @@ class Batcher:
     def submit(
         self, key: LaneKey, data: bytes, rows: int, deadline: float
     ) -> asyncio.Future[Outcome]:
-        """Queue one serialized ModelInferRequest of ``rows`` rows; its outcome, when it comes."""
+        """Queue one serialized ModelInferRequest of ``rows`` rows; its outcome, when it comes.
+        Raises ResourceExhausted when its bytes would pass the bound on what is held."""
+        if self.bytes_held + len(data) > self._max_bytes:
+            raise ResourceExhausted(
+                f"the gateway holds {size_text(self.bytes_held)} of ModelInfer requests for its "
+                f"workers, and this one ({size_text(len(data))}) would pass its limit of "
+                f"{size_text(self._max_bytes)} (MLGATE_INFER_MAX_BYTES_IN_FLIGHT): the workers "
+                "are behind; retry shortly, or ask the operator for more workers"
+            )
+        self.bytes_held += len(data)
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(key)
@@ -136,6 +155,8 @@ class Batcher:
             rows += call.rows
             if not call.future.done():  # its caller may have gone (cancelled)
                 calls.append(call)
+            else:
+                self.bytes_held -= len(call.data)
         lane.rows -= rows
         if calls:
             model_id, sha256, version = lane.key
@@ -224,6 +245,10 @@ class Batcher:
         if batch.timer is not None:
             batch.timer.cancel()
         batch.lane.in_flight -= 1
+        if result is None:
+            self._schedule(batch.lane)
+            return  # sent again: its calls' bytes are still held
+        self.bytes_held -= sum(len(call.data) for call in batch.calls)
         if isinstance(result, inference_pb2.InferenceReply):
             outcomes = list(result.outcomes)
             if len(outcomes) != len(batch.calls):

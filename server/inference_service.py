@@ -1,8 +1,8 @@
 """The Open Inference Protocol's ``inference.GRPCInferenceService`` on the gateway's port.
 
-``ModelInfer`` resolves the model (an id, or a registry name with ``model_version``), checks the
-tensors against the model's record (``mlgate.tensors``), and hands the request, as the bytes it
-arrived in, to the batcher; the worker answers with the complete response, which goes back to
+``ModelInfer`` checks the request's size (``server.infer_limits``), resolves the model (an id, or
+a registry name with ``model_version``), checks the tensors against the model's record
+(``mlgate.tensors``), and hands the request, as the bytes it arrived in, to the batcher; the worker answers with the complete response, which goes back to
 the caller as the bytes it arrived in. So the gateway neither builds nor copies tensors, and
 needs no numpy. (The edge counts every call in ``mlgate_inference_requests_total`` by status.)
 """
@@ -22,14 +22,14 @@ from mlgate.refs import ModelRef, ref_from_parts
 from mlgate.tensors import check_request, feature_datatype, outputs_of
 from mlgate.v1 import models_pb2
 from server.batching import Batcher, error_of
+from server.decoding import decoded
+from server.infer_limits import RequestLimits
 from server.model_catalog import ModelCatalog
 
 __all__ = ["SERVICE_NAME", "InferenceServicer", "add_inference_service"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 Context = grpc.aio.ServicerContext[Any, Any]
-#: ModelInfer's request as it arrived, and parsed.
-Received = tuple[bytes, pb.ModelInferRequest]
 
 _PLATFORM = "mlgate_sklearn"
 try:
@@ -48,10 +48,12 @@ class InferenceServicer:
         ready: Callable[[], bool],
         *,
         timeout: float,
+        limits: RequestLimits,
     ) -> None:
         """``timeout``: how long a ModelInfer waits for a worker when its client set no
-        deadline."""
+        deadline; ``limits``: how large one request may be."""
         self._timeout = timeout
+        self._limits = limits
         self._models = models
         self._batcher = batcher
         self._ready = ready
@@ -103,14 +105,17 @@ class InferenceServicer:
     async def _record(self, ref: ModelRef) -> models_pb2.Model:
         return await self._models.manifest(await self._models.resolve_ref(ref))
 
-    async def ModelInfer(self, received: Received, context: Context) -> bytes:
-        data, request = received
+    async def ModelInfer(self, data: bytes, context: Context) -> bytes:
+        self._limits.check_sent(len(data))
+        request = decoded(pb.ModelInferRequest, data)
+        self._limits.check_tensors(request)
         ref = ref_from_parts(request.model_name, request.model_version)
         record = await self._record(ref)
         rows = check_request(request, record)
+        version = str(ref.version) if ref.version else request.model_version
+        del request  # the batcher sends the bytes: the parsed copy is not kept while it waits
         remaining = context.time_remaining()
         deadline = time.time() + (self._timeout if remaining is None else remaining)
-        version = str(ref.version) if ref.version else request.model_version
         outcome = await self._batcher.submit(
             (record.id, record.sha256, version), data, rows, deadline
         )
@@ -118,10 +123,6 @@ class InferenceServicer:
         if error is not None:
             raise error
         return outcome.response
-
-
-def _received(data: bytes) -> Received:
-    return data, pb.ModelInferRequest.FromString(data)
 
 
 def _as_is(data: bytes) -> bytes:
@@ -162,6 +163,7 @@ def add_inference_service(servicer: InferenceServicer, server: grpc.aio.Server) 
             pb.ModelMetadataRequest.FromString,
             pb.ModelMetadataResponse.SerializeToString,
         ),
-        "ModelInfer": unary(servicer.ModelInfer, _received, _as_is),
+        # Parsed by the handler once its size is known to be within bounds.
+        "ModelInfer": unary(servicer.ModelInfer, _as_is, _as_is),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

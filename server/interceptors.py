@@ -24,6 +24,7 @@ import grpc
 
 from mlgate import tracing
 from mlgate.metrics import INFERENCE_REQUESTS, STREAMS_OPEN
+from server.decoding import Undecodable, guarded
 from server.error_mapping import Backends, translate
 
 __all__ = [
@@ -54,6 +55,10 @@ _MAKERS = {
 class EdgeInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[type-arg]
     """A link of the chain: subclasses say what encloses each call."""
 
+    #: Whether this link answers requests that do not decode (``server.decoding``): the one
+    #: that maps errors, inside the links that must see the status it sets.
+    guards_decoding = False
+
     def __init__(self) -> None:
         # Wrapped once per method (and per handler a later link returns), not per call.
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
@@ -73,14 +78,20 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[type
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = _enclose(handler, lambda context: self.around(method, context))
+        wrapped = _enclose(
+            handler, lambda context: self.around(method, context), guard=self.guards_decoding
+        )
         self._wrapped[method] = (handler, wrapped)
         return wrapped
 
 
-def _enclose(handler: Handler, around: Around) -> Handler:
-    """The same handler with ``around`` enclosing each call of its behaviour."""
+def _enclose(handler: Handler, around: Around, *, guard: bool = False) -> Handler:
+    """The same handler with ``around`` enclosing each call of its behaviour; with ``guard``,
+    a request that does not decode is answered INVALID_ARGUMENT inside ``around``."""
     kind = (handler.request_streaming, handler.response_streaming)
+    deserializer = handler.request_deserializer
+    if guard:
+        deserializer = guarded(deserializer, streaming=handler.request_streaming)
     behavior: Any = (
         handler.stream_stream or handler.stream_unary or handler.unary_stream or handler.unary_unary
     )
@@ -90,6 +101,8 @@ def _enclose(handler: Handler, around: Around) -> Handler:
 
         async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             async with around(context):
+                if guard and isinstance(request, Undecodable):
+                    raise request.error
                 async for reply in behavior(request, context):
                     yield reply
 
@@ -98,18 +111,23 @@ def _enclose(handler: Handler, around: Around) -> Handler:
 
         async def call(request: Any, context: Context) -> Any:
             async with around(context):
+                if guard and isinstance(request, Undecodable):
+                    raise request.error
                 return await behavior(request, context)
 
         enclosed = call
     return _MAKERS[kind](
         enclosed,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=deserializer,
         response_serializer=handler.response_serializer,
     )
 
 
 class ErrorInterceptor(EdgeInterceptor):
-    """Maps every exception a call raises to its status (``server.error_mapping``), in one place."""
+    """Maps every exception a call raises to its status (``server.error_mapping``), in one place,
+    and answers requests that do not decode INVALID_ARGUMENT (``server.decoding``)."""
+
+    guards_decoding = True
 
     def __init__(self, backends: Backends) -> None:
         super().__init__()

@@ -14,49 +14,18 @@ from typing import Self
 
 from brokers.settings import BrokerSettings
 from mlgate import env as variables
+from mlgate.tls import TLSFiles
 from mlgate.urls import redact_url
 
-__all__ = ["DRAIN_GRACE", "GatewaySettings", "TLSFiles"]
+__all__ = ["DRAIN_GRACE", "MAX_MESSAGE_BYTES", "GatewaySettings", "TLSFiles"]
 
+#: The largest message gRPC receives for the RPCs other than ModelInfer (a Predict of many rows,
+#: an UploadDataset chunk), and sends.
+MAX_MESSAGE_BYTES = 64 * 2**20
 #: Seconds a stopping gateway gives its running calls (MLGATE_DRAIN_GRACE's default).
 DRAIN_GRACE = 10.0
 
 _JOB_STORE_SCHEMES = ("sqlite", "redis", "rediss", "postgresql", "postgres")
-
-
-@dataclass(frozen=True)
-class TLSFiles:
-    """PEM paths: a certificate and key make the gateway serve TLS only; a client CA makes it
-    require client certificates that CA signed (mTLS). All empty: plaintext."""
-
-    cert: str = ""
-    key: str = ""
-    client_ca: str = ""
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> TLSFiles:
-        """``MLGATE_TLS_CERT``, ``MLGATE_TLS_KEY`` and ``MLGATE_TLS_CLIENT_CA``, checked."""
-        files = cls(
-            env.get("MLGATE_TLS_CERT", ""),
-            env.get("MLGATE_TLS_KEY", ""),
-            env.get("MLGATE_TLS_CLIENT_CA", ""),
-        )
-        files.check()
-        return files
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.cert)
-
-    def check(self) -> None:
-        """``ValueError`` for files that cannot work together."""
-        if bool(self.cert) != bool(self.key):
-            raise ValueError("MLGATE_TLS_CERT and MLGATE_TLS_KEY go together: set both or neither")
-        if self.client_ca and not self.cert:
-            raise ValueError(
-                "MLGATE_TLS_CLIENT_CA needs MLGATE_TLS_CERT and MLGATE_TLS_KEY: "
-                "client certificates are only asked for over TLS"
-            )
 
 
 @dataclass(frozen=True, repr=False)
@@ -69,8 +38,12 @@ class GatewaySettings:
     tls: TLSFiles = field(default_factory=TLSFiles)
     # Token roles (see mlgate/tokens.py); empty: an open gateway, as without authentication.
     auth_tokens_file: str = ""
-    # Prometheus endpoint (/metrics): off unless a port is given; 0 picks a free port.
+    # Prometheus endpoint (/metrics only): off unless a port is given (0 picks a free port), on
+    # loopback unless the operator chooses otherwise; over TLS with ``tls``'s files when
+    # metrics_tls holds them (MLGATE_METRICS_TLS=1).
     metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    metrics_tls: TLSFiles | None = None
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     data_dir: Path = field(default_factory=lambda: variables.data_dir({}))
     # The job store (MLGATE_STORE_URL; default: SQLite in the data directory). Its keys go under
@@ -105,6 +78,11 @@ class GatewaySettings:
     batch_max_delay_us: int = 2000
     # How long a ModelInfer waits for a worker when its client set no deadline.
     infer_timeout: float = 30.0
+    # Bounds of one ModelInfer request: rows, and bytes as sent and as its tensors decode; and
+    # of the requests' bytes the batcher holds for the workers at once (waiting or out).
+    infer_max_rows: int = 100_000
+    infer_max_bytes: int = 64 * 2**20
+    infer_max_bytes_in_flight: int = 256 * 2**20
 
     @classmethod
     def from_env(
@@ -125,6 +103,8 @@ class GatewaySettings:
             tls=TLSFiles.from_env(env),
             auth_tokens_file=env.get("MLGATE_AUTH_TOKENS_FILE", ""),
             metrics_port=variables.optional_port(env, "MLGATE_METRICS_PORT"),
+            metrics_host=env.get("MLGATE_METRICS_HOST") or "127.0.0.1",
+            metrics_tls=variables.metrics_tls(env),
             broker=broker,
             data_dir=data,
             store_url=variables.url(env, "MLGATE_STORE_URL", _JOB_STORE_SCHEMES)
@@ -142,8 +122,13 @@ class GatewaySettings:
                 env, "MLGATE_BATCH_MAX_DELAY_US", "2000", zero=True
             ),
             infer_timeout=float(env.get("MLGATE_INFER_TIMEOUT", "30")),
+            infer_max_rows=variables.positive(env, "MLGATE_INFER_MAX_ROWS", "100000"),
+            infer_max_bytes=variables.size(env, "MLGATE_INFER_MAX_BYTES") or 64 * 2**20,
+            infer_max_bytes_in_flight=variables.size(env, "MLGATE_INFER_MAX_BYTES_IN_FLIGHT")
+            or 256 * 2**20,
         )
         settings.check_outbox()
+        settings.check_inference()
         return settings
 
     def check_outbox(self) -> None:
@@ -159,6 +144,21 @@ class GatewaySettings:
                 f"MLGATE_OUTBOX_GIVE_UP ({self.outbox_give_up:g} s) must be at least "
                 f"MLGATE_OUTBOX_AFTER ({self.outbox_after:g} s)"
             )
+
+    def check_inference(self) -> None:
+        """``ValueError`` for an in-flight bound that a single request may exceed."""
+        if self.infer_max_bytes_in_flight < self.infer_max_bytes:
+            raise ValueError(
+                f"MLGATE_INFER_MAX_BYTES_IN_FLIGHT ({self.infer_max_bytes_in_flight} bytes) must "
+                f"be at least MLGATE_INFER_MAX_BYTES ({self.infer_max_bytes} bytes): a request "
+                "of the largest size could never be taken"
+            )
+
+    @property
+    def max_message_bytes(self) -> int:
+        """gRPC's bound on a received message: above the largest request any RPC takes, so
+        that a ModelInfer request over its own bound is told MLGATE_INFER_MAX_BYTES."""
+        return max(MAX_MESSAGE_BYTES, self.infer_max_bytes + 2**20)
 
     def with_(self, **changes: object) -> GatewaySettings:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -6,11 +6,10 @@ import errno
 import ipaddress
 import logging
 import socket
-from pathlib import Path
 
 import grpc
 
-from server.settings import TLSFiles
+from mlgate.tls import TLSFiles, checked_pem
 
 __all__ = ["SERVER_OPTIONS", "PortInUse", "bind_address", "listen", "server_credentials"]
 
@@ -51,35 +50,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-_CERTIFICATE = (b"-----BEGIN CERTIFICATE-----", "certificate")
-_PRIVATE_KEY = (b"PRIVATE KEY-----", "private key")
-
-
-def _read_pem(variable: str, path: str, kind: tuple[bytes, str]) -> bytes:
-    """The file's bytes; ``ValueError`` naming the variable when it is missing or not PEM."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{variable}: cannot read {path} ({exc.strerror})") from None
-    marker, what = kind
-    if marker not in data:
-        raise ValueError(f"{variable}: {path} holds no PEM {what}")
-    return data
-
-
 def server_credentials(tls: TLSFiles) -> grpc.ServerCredentials | None:
     """TLS credentials from ``MLGATE_TLS_CERT`` and ``MLGATE_TLS_KEY``, requiring client
-    certificates signed by ``MLGATE_TLS_CLIENT_CA`` when it is set; None for plaintext."""
+    certificates signed by ``MLGATE_TLS_CLIENT_CA`` when it is set; None for plaintext. Files
+    that would fail every handshake are refused here (``mlgate.tls.checked_pem``)."""
     tls.check()
     if not tls.enabled:
         return None
-    cert = _read_pem("MLGATE_TLS_CERT", tls.cert, _CERTIFICATE)
-    key = _read_pem("MLGATE_TLS_KEY", tls.key, _PRIVATE_KEY)
-    client_ca = (
-        _read_pem("MLGATE_TLS_CLIENT_CA", tls.client_ca, _CERTIFICATE) if tls.client_ca else None
-    )
+    pem = checked_pem(tls)
     return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        [(pem.key, pem.cert)],
+        root_certificates=pem.client_ca,
+        require_client_auth=pem.client_ca is not None,
     )
 
 

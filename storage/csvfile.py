@@ -27,6 +27,11 @@ __all__ = ["DELIMITERS", "Parsed", "parse", "read"]
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _SAMPLE_BYTES = 64 * 1024
 _MAX_HEADER_BYTES = 16 * 1024 * 1024
+# The csv module refuses a field over 128 KiB by default, and while the delimiter is detected a
+# whole header row is one field under each delimiter it does not use: fields up to the header's
+# own bound are read, so any header mlgate takes (and a wide one, of 16,000+ columns) fits.
+csv.field_size_limit(max(csv.field_size_limit(), _MAX_HEADER_BYTES))
+_LINE_ENDS = ("\n", "\r")
 
 
 def _name(delimiter: str) -> str:
@@ -34,8 +39,33 @@ def _name(delimiter: str) -> str:
 
 
 def _records(text: str, delimiter: str) -> list[list[str]]:
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    return [row for row in reader if not _blank(row)]
+    # newline="": as the full read takes lines, a bare CR (old Mac files) ending one too.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, skipinitialspace=True)
+    try:
+        return [row for row in reader if not _blank(row)]
+    except csv.Error as exc:
+        raise _not_csv(exc, reader.line_num) from None
+
+
+def _not_csv(exc: csv.Error, line: int, how: str = "") -> InvalidArgument:
+    """What the csv module found, said for people, with the line it was on."""
+    found = str(exc)
+    if "NUL" in found:
+        return InvalidArgument(
+            "chunk", f"line {line} holds a NUL byte: this is binary data, not CSV"
+        )
+    if "field limit" in found:
+        return InvalidArgument(
+            "chunk",
+            f"line {line} has a field over {_MAX_HEADER_BYTES // 2**20} MiB, the longest a CSV "
+            "field may be",
+        )
+    return InvalidArgument("chunk", f"line {line} is not valid CSV: {found}{how}")
+
+
+def _first_line_end(raw: bytes | bytearray) -> int:
+    ends = [i for i in (raw.find(b"\n"), raw.find(b"\r")) if i >= 0]
+    return min(ends) if ends else -1
 
 
 def _blank(row: list[str]) -> bool:
@@ -44,18 +74,33 @@ def _blank(row: list[str]) -> bool:
 
 def _sample(source: BinaryIO) -> str:
     start = source.tell()
-    raw = source.read(_SAMPLE_BYTES)
+    raw = bytearray(source.read(_SAMPLE_BYTES))
     # A header row longer than the sample (thousands of columns): read on to its end, so the
     # sample holds at least one whole line to judge.
     while (
-        b"\n" not in raw and len(raw) < _MAX_HEADER_BYTES and (more := source.read(_SAMPLE_BYTES))
+        _first_line_end(raw) < 0
+        and len(raw) <= _MAX_HEADER_BYTES
+        and (more := source.read(_SAMPLE_BYTES))
     ):
         raw += more
     complete = not source.read(1)
     source.seek(start)
-    text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(raw)
+    end = _first_line_end(raw)
+    if (end if end >= 0 else len(raw)) > _MAX_HEADER_BYTES:
+        raise InvalidArgument(
+            "chunk",
+            f"the header row is longer than {_MAX_HEADER_BYTES // 2**20} MiB (no line ends in "
+            f"the first {_MAX_HEADER_BYTES // 2**20} MiB), the longest mlgate reads; is this a "
+            "CSV file with one header row?",
+        )
+    text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(bytes(raw))
+    if "\0" in text:
+        line = 1 + text.count("\n", 0, text.index("\0"))
+        raise InvalidArgument(
+            "chunk", f"line {line} holds a NUL byte: this is binary data, not CSV"
+        )
     # A sample cut mid-file ends in a partial line: judge whole lines only.
-    return text if complete else text[: text.rfind("\n") + 1]
+    return text if complete else text[: max(text.rfind(end) for end in _LINE_ENDS) + 1]
 
 
 def detect(sample: str) -> str | None:
@@ -148,7 +193,7 @@ def _scan(source: BinaryIO, delimiter: str) -> tuple[list[tuple[str, str]], int]
     except UnicodeDecodeError as exc:
         raise InvalidArgument("chunk", f"the file is not UTF-8 text: {exc.reason}") from None
     except csv.Error as exc:
-        raise InvalidArgument("chunk", f"not a valid CSV file: {exc} ({how})") from None
+        raise _not_csv(exc, reader.line_num, f" ({how})") from None
     finally:
         text.detach()
         source.seek(start)

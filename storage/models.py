@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from typing import BinaryIO
@@ -46,6 +47,7 @@ ARRAYS = "mlgate-arrays-v1"
 #: Each format mlgate reads, and the extension its artifacts are stored under.
 FORMATS = {ARRAYS: "model", SKOPS: "skops"}
 DEFAULT_MAX_MODEL_BYTES = 512 * 1024 * 1024
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def _artifact_key(model_id: str, digest: str, form: str) -> str:
@@ -137,9 +139,15 @@ class ModelRepository:
         if form not in FORMATS:
             raise IntegrityError(f"model {model_id} has an unknown format {quote(form)}")
         try:
-            return json_format.ParseDict(manifest["model"], models_pb2.Model()), form
+            record = json_format.ParseDict(manifest["model"], models_pb2.Model())
         except (KeyError, TypeError, AttributeError, json_format.ParseError) as exc:
             raise IntegrityError(corrupt) from exc
+        # The digest names the artifact's key: anything but one (a path) must not reach the store.
+        if not _DIGEST.fullmatch(record.sha256):
+            raise IntegrityError(
+                f"model {model_id} has a corrupt manifest: its sha256 is not a SHA-256 digest"
+            )
+        return record, form
 
     def get(self, model_id: str) -> models_pb2.Model:
         """The model's record; raises NotFound."""

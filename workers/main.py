@@ -28,6 +28,12 @@ STOP_GRACE = 30.0
 
 def run_worker(settings: WorkerSettings) -> None:
     """Consume jobs until SIGTERM or SIGINT."""
+    # First: a port in use or TLS files that cannot serve stop start-up before anything runs.
+    endpoint = None
+    if settings.metrics_port is not None:
+        endpoint = serve_metrics(
+            settings.metrics_port, settings.metrics_host, tls=settings.metrics_tls
+        )
     broker = open_broker(settings.broker)
     try:
         broker.start()
@@ -41,8 +47,6 @@ def run_worker(settings: WorkerSettings) -> None:
         settings,
     )
     worker.start()
-    if settings.metrics_port is not None:
-        serve_metrics(settings.metrics_port, settings.host)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -55,6 +59,8 @@ def run_worker(settings: WorkerSettings) -> None:
     log.info("stopping: finishing running jobs for up to %.0f s", STOP_GRACE)
     worker.stop(STOP_GRACE)
     broker.close()
+    if endpoint is not None:
+        endpoint.close()
 
 
 def main(*, data_dir: Path | None) -> None:

@@ -10,18 +10,31 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["cap_jobs", "fit_cores"]
+__all__ = ["FITS_PER_CORE", "available_cores", "cap_jobs", "fit_cores", "most_fits"]
+
+#: The most concurrent fits a worker runs per core it may use (MLGATE_TRAIN_CONCURRENCY's bound):
+#: each is a child process holding its data, and past a few per core they only wait for a core.
+FITS_PER_CORE = 4
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not every platform has affinity masks
+        return os.cpu_count() or 1
+
+
+def most_fits() -> int:
+    """The bound on MLGATE_TRAIN_CONCURRENCY on this machine."""
+    return FITS_PER_CORE * available_cores()
 
 
 def fit_cores(configured: int, train_concurrency: int) -> int:
     """``configured`` if set, else this process's cores shared among its concurrent fits."""
     if configured > 0:
         return configured
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not every platform has affinity masks
-        available = os.cpu_count() or 1
-    return max(1, available // max(1, train_concurrency))
+    return max(1, available_cores() // max(1, train_concurrency))
 
 
 def cap_jobs(model: Any, cores: int) -> dict[str, int]:

@@ -11,7 +11,9 @@ from typing import Self
 
 from brokers.settings import BrokerSettings
 from mlgate import env as variables
+from mlgate.tls import TLSFiles
 from mlgate.urls import redact_url
+from workers.parallelism import FITS_PER_CORE, most_fits
 
 __all__ = ["WorkerSettings"]
 
@@ -54,10 +56,12 @@ class WorkerSettings:
     infer_concurrency: int = 2
     # How long publishing a job's event may wait for the broker.
     publish_timeout: float = 10.0
-    # Prometheus endpoint (/metrics, MLGATE_WORKER_METRICS_PORT) on ``host``: off unless a port
-    # is given; 0 picks a free port.
+    # Prometheus endpoint (/metrics only, MLGATE_WORKER_METRICS_PORT): off unless a port is
+    # given (0 picks a free port), on loopback unless the operator chooses otherwise; over TLS
+    # with these files when given (MLGATE_METRICS_TLS=1 and MLGATE_TLS_*).
     metrics_port: int | None = None
-    host: str = "127.0.0.1"
+    metrics_host: str = "127.0.0.1"
+    metrics_tls: TLSFiles | None = None
 
     @classmethod
     def from_env(
@@ -75,7 +79,13 @@ class WorkerSettings:
                 env, "MLGATE_OUTAGE_RETRY_SECONDS", 300.0, zero=True
             ),
             predict_prefetch=int(env.get("MLGATE_PREDICT_PREFETCH", "16")),
-            train_concurrency=int(env.get("MLGATE_TRAIN_CONCURRENCY", "1")),
+            train_concurrency=variables.positive(
+                env,
+                "MLGATE_TRAIN_CONCURRENCY",
+                "1",
+                highest=most_fits(),
+                why=f" ({FITS_PER_CORE} fits per core this process may use)",
+            ),
             train_timeout=variables.seconds(env, "MLGATE_TRAIN_TIMEOUT", 3600.0),
             train_memory_limit=variables.size(env, "MLGATE_TRAIN_MEMORY_LIMIT")
             or _default_memory_limit(),
@@ -85,7 +95,8 @@ class WorkerSettings:
             infer_concurrency=variables.positive(env, "MLGATE_INFER_CONCURRENCY", "2"),
             publish_timeout=float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
             metrics_port=variables.optional_port(env, "MLGATE_WORKER_METRICS_PORT"),
-            host=env.get("MLGATE_HOST") or "127.0.0.1",
+            metrics_host=env.get("MLGATE_METRICS_HOST") or "127.0.0.1",
+            metrics_tls=variables.metrics_tls(env),
         )
 
     def with_(self, **changes: object) -> WorkerSettings:

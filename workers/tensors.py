@@ -88,12 +88,29 @@ def _array(request: pb.ModelInferRequest, i: int) -> np.ndarray:
         except UnicodeDecodeError:
             raise InvalidArgument(_name(i, tensor), "holds bytes that are not UTF-8 text") from None
     if request.raw_input_contents:
-        array = np.frombuffer(request.raw_input_contents[i], dtype=datatype.numpy)
+        raw = request.raw_input_contents[i]
+        if datatype.name == "BOOL":
+            _check_bools(raw, i, tensor)
+        array = np.frombuffer(raw, dtype=datatype.numpy)
     else:
-        array = np.array(getattr(tensor.contents, datatype.field), dtype=datatype.numpy)
+        typed = getattr(tensor.contents, datatype.field)
+        # One pass, no list of Python values beside the array.
+        array = np.fromiter(typed, dtype=datatype.numpy, count=len(typed))
     if array.size != count:
         raise InvalidArgument(_name(i, tensor), f"holds {array.size} values for shape {count}")
     return array
+
+
+def _check_bools(raw: bytes, i: int, tensor: pb.ModelInferRequest.InferInputTensor) -> None:
+    """Raw BOOL elements are one byte each, 0 or 1: numpy would read any other byte as a bool
+    that is neither (and compares unequal to both)."""
+    bad = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) > 1)
+    if bad.size:
+        raise InvalidArgument(
+            _name(i, tensor),
+            f"raw BOOL contents hold byte {raw[bad[0]]} at element {bad[0]}; "
+            "each element is one byte, 0 (false) or 1 (true)",
+        )
 
 
 def _check_numbers(values: np.ndarray, where: Any) -> None:

@@ -135,7 +135,7 @@ def test_the_pods_are_given_variables_mlgate_reads(overlay: tuple[str, list[Mani
         ports = {p["name"]: p["containerPort"] for p in _container(objects, deployment)["ports"]}
         if deployment == "mlgate-gateway":
             settings = GatewaySettings.from_env(env)
-            assert settings.host == "0.0.0.0"
+            assert settings.host == settings.metrics_host == "0.0.0.0"
             assert settings.store_url.startswith("postgresql://")
             assert "REPLACE_ME" in settings.store_url
             assert settings.storage_url.startswith("s3://")
@@ -143,7 +143,7 @@ def test_the_pods_are_given_variables_mlgate_reads(overlay: tuple[str, list[Mani
             assert parse_tokens(_tokens_file(objects, settings.auth_tokens_file))
         else:
             worker = WorkerSettings.from_env(env)
-            assert worker.host == "0.0.0.0"
+            assert worker.metrics_host == "0.0.0.0"
             assert worker.storage_url.startswith("s3://")
             assert ports == {"metrics": worker.metrics_port}
             limits = _container(objects, deployment)["resources"]["limits"]

@@ -81,8 +81,9 @@ class Authority:
         self.pair = _write(directory / safe, self._cert, self._key)
         self.cert = self.pair.cert
 
-    def issue(self, name: str, *, server: bool) -> Pair:
-        """A certificate for ``name``: for a server, valid for localhost and 127.0.0.1."""
+    def issue(self, name: str, *, server: bool, days: tuple[int, int] = (-1, 30)) -> Pair:
+        """A certificate for ``name``: for a server, valid for localhost and 127.0.0.1; valid
+        from ``days[0]`` to ``days[1]`` days from now (an expired one: both below 0)."""
         key = _key()
         now = datetime.datetime.now(datetime.UTC)
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -92,8 +93,8 @@ class Authority:
             .issuer_name(self._name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _DAY)
-            .not_valid_after(now + 30 * _DAY)
+            .not_valid_before(now + days[0] * _DAY)
+            .not_valid_after(now + days[1] * _DAY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
