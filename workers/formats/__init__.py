@@ -7,8 +7,9 @@ reads them):
 * ``skops_format`` (``SKOPS``), for what that does not describe and for models saved by earlier
   versions, from trusted types only.
 
-Whatever the format, ``fitted.check_fitted`` checks a loaded model's structure before anything
-runs on it, so a crafted or damaged artifact is refused (``IntegrityError``) with its reason.
+Whatever the format, loading allocates at most ``MLGATE_MAX_MODEL_BYTES`` (``ResourceExhausted``
+past it), and ``fitted.check_fitted`` checks a loaded model's structure before anything runs on
+it, so a crafted or damaged artifact is refused (``IntegrityError``, DATA_LOSS) with its reason.
 Only workers import this package: it imports scikit-learn, which the gateway never loads.
 """
 
@@ -18,7 +19,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlgate.errors import FailedPrecondition
+from mlgate.errors import FailedPrecondition, MLGateError, ResourceExhausted
 from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
 from storage.models import ARRAYS, SKOPS, Encoded, ModelRepository, sklearn_version
@@ -46,8 +47,16 @@ def decode(encoded: Encoded, model_id: str, features: Sequence[str], max_bytes: 
     fitted structure, so nothing crafted reaches scikit-learn's unchecked code."""
     data = encoded.data
     if encoded.form == ARRAYS:
-        # Nothing is compressed: the artifact's size, already bounded, is what it unpacks to.
-        return _checked(lambda: arrays.decode(data), model_id, features, arrays.Malformed)
+        try:
+            return _checked(
+                lambda: arrays.decode(data, max_bytes), model_id, features, arrays.Malformed
+            )
+        except arrays.TooLarge as exc:
+            raise ResourceExhausted(
+                f"model {model_id} would take {exc.size / 2**20:.0f} MiB or more to load, over "
+                f"this worker's limit of {max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES); "
+                "it was not loaded"
+            ) from None
     from workers.formats import skops_format
 
     skops_format.check_archive(data, model_id, max_bytes)
@@ -69,6 +78,8 @@ def _checked(
         raise IntegrityError(
             f"model {model_id} is not a valid model: {exc}; it was not loaded"
         ) from None
+    except (MLGateError, arrays.TooLarge):
+        raise
     except Exception as exc:
         raise IntegrityError(f"model {model_id} could not be loaded: {exc}") from None
     return model

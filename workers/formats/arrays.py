@@ -10,8 +10,11 @@ class defines (a method or property), and arrays may hold numbers, booleans, fix
 or scikit-learn's two tree-node records, never Python objects.
 
 What a fitted model needs only while fitting is not kept: random generators are stored as None,
-and loss objects (compiled code) are rebuilt from the estimator's own parameters on load.
-Loading checks the document's shape as it goes; ``workers.formats.fitted.check_fitted`` then
+and loss objects (compiled code) are rebuilt from the estimator's own parameters once
+``workers.formats.fitted.check_fitted`` has checked them. Loading checks the document's shape as
+it goes, and bounds what decoding allocates before allocating it (``TooLarge``): the document's
+objects, and each tree's copy of its node and value arrays, which no two trees may share (so a
+small artifact cannot decode into thousands of copies of one large tree). ``check_fitted`` then
 checks the fitted structure before anything runs on it, as for every format.
 """
 
@@ -34,7 +37,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, LabelBinarizer, LabelEncoder, OneHotEncoder
 from sklearn.tree._tree import NODE_DTYPE, Tree
 
-__all__ = ["FORMAT", "MAGIC", "Unencodable", "decode", "encode"]
+__all__ = ["FORMAT", "MAGIC", "Malformed", "TooLarge", "Unencodable", "decode", "encode"]
 
 FORMAT = "mlgate-arrays-v1"  # storage.models.ARRAYS: named there without importing this
 MAGIC = b"MLGATE-ARRAYS-1\n"
@@ -86,6 +89,9 @@ _SCALAR_TYPES: dict[str, type] = {
     for t in (np.float64, np.float32, np.int64, np.int32, np.uint8, np.uint32, np.uint64, np.bool_)
 }
 _PLAIN_KINDS = "biufU"
+#: What parsing a document and building its objects may take per byte of JSON: measured at up
+#: to 24 for parsing alone (``[{}, {}, ...]``), as much again for the objects built from it.
+DOCUMENT_FACTOR = 48
 
 
 class Unencodable(ValueError):
@@ -94,6 +100,14 @@ class Unencodable(ValueError):
 
 class Malformed(ValueError):
     """The bytes are not an artifact this format could have written; the message says why."""
+
+
+class TooLarge(ValueError):
+    """Decoding would allocate more than the limit it was given; nothing that large was made."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"decoding needs at least {size} bytes")
+        self.size = size
 
 
 def _require(condition: bool, reason: str) -> None:
@@ -232,12 +246,35 @@ def encode(model: Any) -> bytes:
 
 
 class _Reader:
-    def __init__(self, arrays: Any, buffer: bytearray) -> None:
+    def __init__(self, arrays: Any, buffer: bytearray, limit: int, spent: int) -> None:
         _require(isinstance(arrays, list), "the array table is not a list")
         self._table = arrays
         self._buffer = buffer
+        self._limit = limit
+        self._spent = spent
+        self._viewed: set[int] = set()  # arrays counted once: views share the buffer
+        self._copied: set[int] = set()  # arrays a tree copied: each copy is counted
+
+    def _spend(self, size: int) -> None:
+        self._spent += size
+        if self._spent > self._limit:
+            raise TooLarge(self._spent)
 
     def array(self, ref: object) -> np.ndarray:
+        array, index = self._lookup(ref)
+        if index not in self._viewed:
+            self._viewed.add(index)
+            self._spend(array.nbytes)
+        return array
+
+    def _tree_array(self, ref: object) -> np.ndarray:
+        """An array a tree copies into its own memory: counted per copy, and never shared."""
+        array, index = self._lookup(ref)
+        _require(index not in self._copied, "an array backs more than one tree")
+        self._copied.add(index)
+        return array
+
+    def _lookup(self, ref: object) -> tuple[np.ndarray, int]:
         index = ref.get("$a") if isinstance(ref, dict) else None
         if not (isinstance(index, int) and 0 <= index < len(self._table)):
             raise Malformed("an array reference points outside the table")
@@ -258,7 +295,7 @@ class _Reader:
             offset + count * dtype.itemsize <= len(self._buffer), "an array runs past the data"
         )
         flat = np.frombuffer(self._buffer, dtype=dtype, count=count, offset=offset)
-        return flat.reshape(shape)
+        return flat.reshape(shape), index
 
     def value(self, node: Any) -> Any:
         if node is None or isinstance(node, (bool, int, float, str)):
@@ -326,9 +363,12 @@ class _Reader:
         _own_attributes(cls, state)
         obj: Any = object.__new__(cls)
         obj.__dict__.update({name: self.value(v) for name, v in state.items()})
-        if node.get("loss") is True:
-            _require(isinstance(obj, _LOSS_OWNERS), "a loss on an estimator without one")
-            obj._loss = obj._get_loss(sample_weight=None)
+        # The loss is rebuilt once the parameters it is built from are checked (check_fitted).
+        _require(node.get("loss") in (None, True), "a malformed loss marker")
+        _require(
+            node.get("loss") is None or isinstance(obj, _LOSS_OWNERS),
+            "a loss on an estimator without one",
+        )
         return obj
 
     def tree(self, node: dict[str, Any]) -> Tree:
@@ -345,8 +385,7 @@ class _Reader:
             "a tree's sizes are malformed",
         )
         widest = max(n_classes.tolist())
-        result = Tree(n_features, np.asarray(n_classes, dtype=np.intp), n_outputs)
-        nodes, values = self.array(node.get("nodes")), self.array(node.get("values"))
+        nodes, values = self._tree_array(node.get("nodes")), self._tree_array(node.get("values"))
         _require(
             nodes.dtype == NODE_DTYPE
             and nodes.ndim == 1
@@ -355,6 +394,8 @@ class _Reader:
             and values.shape[1:] == (n_outputs, widest),
             "a tree's arrays disagree with its sizes",
         )
+        self._spend(nodes.nbytes + values.nbytes)  # what the tree is about to copy
+        result = Tree(n_features, np.asarray(n_classes, dtype=np.intp), n_outputs)
         result.__setstate__(
             {
                 "max_depth": node.get("max_depth"),
@@ -366,18 +407,22 @@ class _Reader:
         return result
 
 
-def decode(data: bytes) -> Any:
-    """The object ``encode`` described; raises Malformed for anything it could not have written."""
+def decode(data: bytes, max_bytes: int = 2**62) -> Any:
+    """The object ``encode`` described; raises Malformed for anything it could not have written,
+    and TooLarge, before allocating it, if it would take more than ``max_bytes`` in memory."""
     head = len(MAGIC) + 8
     _require(data[: len(MAGIC)] == MAGIC and len(data) >= head, "it is not an mlgate artifact")
     (length,) = struct.unpack("<Q", data[len(MAGIC) : head])
     _require(head + length <= len(data), "the document runs past the artifact")
+    spent = length * DOCUMENT_FACTOR
+    if spent > max_bytes:
+        raise TooLarge(spent)
     try:
         document = json.loads(data[head : head + length])
     except (ValueError, RecursionError) as exc:
         raise Malformed(f"the document is not JSON: {exc}") from None
     _require(isinstance(document, dict), "the document is not an object")
-    reader = _Reader(document.get("arrays"), bytearray(data[head + length :]))
+    reader = _Reader(document.get("arrays"), bytearray(data[head + length :]), max_bytes, spent)
     try:
         return reader.value(document.get("root"))
     except RecursionError:

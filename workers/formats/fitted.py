@@ -1,12 +1,19 @@
-"""Structural checks of a loaded model: what scikit-learn's compiled code trusts without checking.
+"""Structural checks of a loaded model: what scikit-learn's prediction code trusts without checking.
 
-skops refuses types outside the allowlist, but an artifact built only from trusted types can still
-hold arrays that scikit-learn's tree walkers index without bounds checks: one child index of 10**9
-reads outside the tree and kills the process. ``check_fitted`` runs after loading and before first
-use, so a crafted or corrupted artifact is refused with a reason instead.
+skops refuses types outside the allowlist, and mlgate's own format builds nothing else, but an
+artifact built only from trusted types can still hold arrays that scikit-learn's compiled code
+indexes without bounds checks: one child index of 10**9 reads outside the tree and kills the
+process, a boosting ``init_`` of the wrong width writes past the end of the heap. ``check_fitted``
+runs after loading and before first use, so a crafted or corrupted artifact is refused instead.
 
-Only the shapes mlgate itself saves are accepted: one of its allowlisted estimators, alone or
-behind the one-hot encoding pipeline training adds, fitted on one target.
+The checks are structural: from a few sizes they can trust (the manifest's features, the
+classes) they derive the shape of every array and the type of every part prediction reads, and
+hold the model to them, down to each tree's nodes (``trees``) and each ensemble's members
+(``ensembles``). Hyperparameters are checked by scikit-learn's own constraints, numbers that
+reach a prediction must be finite, and no part may hold code. Only the shapes mlgate itself
+saves are accepted: one of its allowlisted estimators, alone or behind the one-hot encoding
+pipeline training adds, fitted on one target. A test traces every attribute prediction reads and
+holds it to those the checks read first.
 """
 
 from __future__ import annotations
@@ -17,262 +24,185 @@ from typing import Any
 import numpy as np
 from sklearn import ensemble, linear_model, tree
 from sklearn.compose import ColumnTransformer
-from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
-from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
-from sklearn.tree._tree import Tree
+from sklearn.preprocessing import FunctionTransformer, LabelBinarizer, OneHotEncoder
+
+from workers.formats.checks import (
+    InvalidModel,
+    attr,
+    bounded,
+    check_classes,
+    check_part,
+    float_array,
+    n_features,
+    per_step,
+    require,
+)
+from workers.formats.ensembles import (
+    check_forest,
+    check_gradient_boosting,
+    check_hist_gradient_boosting,
+    check_tree_estimator,
+)
 
 __all__ = ["CHECKED_TYPES", "InvalidModel", "check_fitted"]
 
-
-class InvalidModel(ValueError):
-    """The loaded object is not a model mlgate could have saved; the message says what is wrong."""
-
-
-def _require(condition: bool | np.bool_, reason: str) -> None:
-    if not condition:
-        raise InvalidModel(reason)
+# What scikit-learn's encoders may be asked to produce.
+_OUTPUT_TYPES = (np.float64, np.float32, np.int64, np.int32, np.uint8, np.bool_)
+_DEFAULT_OUTPUT = ({"transform": "default"}, None)
 
 
-def _attr(obj: Any, name: str) -> Any:
-    """The attribute, or None: a crafted object may lack anything."""
-    return getattr(obj, name, None)
+def _check_decision_tree(model: Any, features: int) -> None:
+    check_part(model)
+    classifier = isinstance(model, tree.DecisionTreeClassifier)
+    classes = len(check_classes(model)) if classifier else 1
+    check_tree_estimator(model, features, classes)
 
 
-def _n_features(model: Any) -> int:
-    n = _attr(model, "n_features_in_")
-    _require(isinstance(n, (int, np.integer)) and n >= 1, "n_features_in_ is missing or invalid")
-    return int(n)
-
-
-def _n_classes(model: Any) -> int:
-    classes = _attr(model, "classes_")
-    _require(
-        isinstance(classes, np.ndarray) and classes.ndim == 1 and len(classes) >= 1,
-        "classes_ is missing or not a list of labels",
-    )
-    return len(classes)
-
-
-def _per_step(model: Any, classifier: type) -> int:
-    """Trees per boosting step, or coefficient rows: one per class for a multiclass classifier,
-    else one."""
-    if not isinstance(model, classifier):
-        return 1
-    classes = _n_classes(model)
-    return 1 if classes <= 2 else classes
-
-
-def _tree_depths(left: np.ndarray, right: np.ndarray, internal: np.ndarray) -> np.ndarray:
-    """Each node's depth, after checking the nodes form one tree rooted at node 0.
-
-    Children must come after their parent (as scikit-learn's builders number them), which rules
-    out cycles, and every node but the root must have exactly one parent.
-    """
-    n = len(left)
-    index = np.arange(n)
-    for side, children in (("left", left), ("right", right)):
-        _require(
-            bool(np.all((children[internal] > index[internal]) & (children[internal] < n))),
-            f"a {side} child index points outside the tree or backwards",
+def _check_linear(model: Any, features: int) -> None:
+    check_part(model)
+    n = n_features(model, features)
+    coef, intercept = attr(model, "coef_"), attr(model, "intercept_")
+    if not isinstance(model, (linear_model.RidgeClassifier, linear_model.LogisticRegression)):
+        float_array(coef, (n,), "coef_")
+        require(
+            type(intercept) in (float, np.float64) and bounded(np.asarray(intercept)),
+            "intercept_ is not one finite number",
         )
-    kids = np.concatenate([left[internal], right[internal]]).astype(np.intp)
-    counts = np.bincount(kids, minlength=n)
-    _require(counts[0] == 0 and bool(np.all(counts[1:] == 1)), "the nodes do not form one tree")
-    parent = np.full(n, -1, dtype=np.intp)
-    parent[left[internal].astype(np.intp)] = index[internal]
-    parent[right[internal].astype(np.intp)] = index[internal]
-    # Pointer jumping: log2(depth) rounds of numpy work instead of a Python loop over the nodes.
-    depth = (parent >= 0).astype(np.intp)
-    above = parent.copy()
-    while np.any(above >= 0):
-        has = above >= 0
-        depth[has] += depth[above[has]]
-        above[has] = above[above[has]]
-    return depth
+        return
+    classes = check_classes(model, counted=False)
+    rows = per_step(len(classes))
+    # A binary RidgeClassifier keeps one row of coefficients as a vector.
+    one_row = rows == 1 and isinstance(coef, np.ndarray) and coef.ndim == 1
+    float_array(coef, (n,) if one_row else (rows, n), "coef_")
+    float_array(intercept, (rows,), "intercept_")
+    if isinstance(model, linear_model.RidgeClassifier):
+        binarizer = attr(model, "_label_binarizer")
+        require(type(binarizer) is LabelBinarizer, "the label binarizer is not one")
+        check_part(binarizer)
+        # Read by predict to tell single-label from multilabel targets.
+        expected = "binary" if len(classes) == 2 else "multiclass"
+        require(attr(binarizer, "y_type_") == expected, "the label binarizer disagrees")
 
 
-def _check_tree(t: Any, n_features: int, n_classes: int) -> None:
-    """A scikit-learn ``Tree`` of one output with ``n_classes`` (1 for regression)."""
-    _require(isinstance(t, Tree), "a tree is not a scikit-learn Tree")
-    # node_count sizes every array view the checks below read.
-    _require(1 <= t.node_count == t.capacity, "the tree's node count disagrees with its arrays")
-    _require(t.n_features == n_features, "a tree's feature count disagrees with the model's")
-    _require(t.n_outputs == 1, "a tree has more than one output")
-    _require(list(t.n_classes) == [n_classes], "a tree's class count disagrees with the model's")
-    left = np.asarray(t.children_left)
-    right = np.asarray(t.children_right)
-    leaf = left == -1
-    _require(bool(np.all(leaf == (right == -1))), "a tree node has only one child")
-    internal = ~leaf
-    feature = np.asarray(t.feature)
-    _require(
-        bool(np.all((feature[internal] >= 0) & (feature[internal] < n_features))),
-        "a tree node splits on a feature the model does not have",
+def _columns(value: Any, features: Sequence[str]) -> list[str]:
+    require(
+        isinstance(value, list) and all(type(c) is str and c in features for c in value),
+        "an encoder's columns are not the model's features",
     )
-    depth = _tree_depths(left, right, internal)
-    _require(int(depth.max()) == t.max_depth, "a tree's max_depth disagrees with its nodes")
+    columns: list[str] = value
+    return columns
 
 
-def _check_decision_tree(model: Any) -> None:
-    classes = _n_classes(model) if isinstance(model, tree.DecisionTreeClassifier) else 1
-    _require(_attr(model, "n_outputs_") == 1, "the model has more than one output")
-    _check_tree(_attr(model, "tree_"), _n_features(model), classes)
+def _check_names(part: Any, columns: Sequence[str]) -> None:
+    n_features(part, len(columns))
+    names = attr(part, "feature_names_in_")
+    require(names is None or names.tolist() == list(columns), "feature names disagree")
 
 
-def _check_forest(model: Any) -> None:
-    n_features = _n_features(model)
-    classifier = isinstance(model, (ensemble.RandomForestClassifier, ensemble.ExtraTreesClassifier))
-    classes = _n_classes(model) if classifier else 1
-    _require(_attr(model, "n_outputs_") == 1, "the model has more than one output")
-    trees = _attr(model, "estimators_")
-    _require(isinstance(trees, list) and len(trees) >= 1, "the forest has no trees")
-    kind = _FOREST_TREES[type(model)]
-    for member in trees:
-        _require(type(member) is kind, "a forest member is not the forest's kind of tree")
-        _require(_attr(member, "n_outputs_") == 1, "a forest tree has more than one output")
-        _check_tree(_attr(member, "tree_"), n_features, classes)
-
-
-_FOREST_TREES: dict[type, type] = {
-    ensemble.RandomForestClassifier: tree.DecisionTreeClassifier,
-    ensemble.RandomForestRegressor: tree.DecisionTreeRegressor,
-    ensemble.ExtraTreesClassifier: tree.ExtraTreeClassifier,
-    ensemble.ExtraTreesRegressor: tree.ExtraTreeRegressor,
-}
-
-
-def _check_gradient_boosting(model: Any) -> None:
-    n_features = _n_features(model)
-    per_stage = _per_step(model, ensemble.GradientBoostingClassifier)
-    _require(_attr(model, "n_trees_per_iteration_") == per_stage, "wrong trees per stage")
-    stages = _attr(model, "estimators_")
-    # predict_stages writes one output column per stage column, unchecked.
-    _require(
-        isinstance(stages, np.ndarray)
-        and stages.dtype == object
-        and stages.ndim == 2
-        and stages.shape[0] >= 1
-        and stages.shape[1] == per_stage,
-        "the boosting stages have the wrong shape",
+def _check_one_hot(encoder: Any, columns: list[str]) -> int:
+    """mlgate's one-hot encoder of ``columns``; how many columns it outputs."""
+    check_part(encoder)
+    _check_names(encoder, columns)
+    require(
+        encoder.handle_unknown == "ignore"
+        and encoder.drop is None
+        and attr(encoder, "drop_idx_") is None
+        and attr(encoder, "_drop_idx_after_grouping") is None
+        and attr(encoder, "_infrequent_enabled") is False
+        and any(encoder.dtype is t for t in _OUTPUT_TYPES)
+        and attr(encoder, "_sklearn_output_config") in _DEFAULT_OUTPUT,
+        "the one-hot encoder is not mlgate's",
     )
-    for member in stages.ravel():
-        _require(type(member) is tree.DecisionTreeRegressor, "a boosting stage is not a tree")
-        _check_tree(_attr(member, "tree_"), n_features, 1)
-    init = _attr(model, "init_")
-    _require(
-        (isinstance(init, str) and init == "zero")
-        or type(init) in (DummyClassifier, DummyRegressor),
-        "unknown init_",
+    categories = attr(encoder, "categories_")
+    require(
+        isinstance(categories, list)
+        and len(categories) == len(columns)
+        and all(isinstance(c, np.ndarray) and c.ndim == 1 and len(c) >= 1 for c in categories),
+        "the encoder's categories disagree with its features",
     )
-
-
-def _check_hist_gradient_boosting(model: Any) -> None:
-    n_features = _n_features(model)
-    per_iteration = _per_step(model, ensemble.HistGradientBoostingClassifier)
-    _require(_attr(model, "n_trees_per_iteration_") == per_iteration, "wrong trees per step")
-    mapper = _attr(model, "_bin_mapper")
-    categorical = _attr(mapper, "is_categorical_")
-    _require(
-        isinstance(categorical, np.ndarray) and categorical.shape == (n_features,),
-        "the model's feature binning disagrees with its feature count",
-    )
-    iterations = _attr(model, "_predictors")
-    _require(isinstance(iterations, list) and len(iterations) >= 1, "the model has no trees")
-    for predictors in iterations:
-        _require(
-            isinstance(predictors, list) and len(predictors) == per_iteration,
-            "an iteration has the wrong number of trees",
+    for known in categories:
+        require(
+            known.dtype.kind in "biufUO"
+            and all(type(v) in (str, int, float, bool) for v in known.tolist()),
+            "an encoder's categories are not values",
         )
-        for predictor in predictors:
-            _check_predictor(predictor, n_features, categorical.astype(bool))
+        try:
+            ordered = np.array_equal(np.unique(known), known)
+        except TypeError:
+            ordered = False
+        # Encoding looks values up by binary search: sorted and distinct, as fitting left them.
+        require(ordered, "an encoder's categories are not sorted and distinct")
+    widths = [len(c) for c in categories]
+    # Sizes the sparse matrix the codes are written into; scipy does not check them.
+    require(attr(encoder, "_n_features_outs") == widths, "the encoder's widths disagree")
+    return sum(widths)
 
 
-def _check_predictor(predictor: Any, n_features: int, categorical: np.ndarray) -> None:
-    _require(type(predictor) is TreePredictor, "a tree is not a TreePredictor")
-    nodes = _attr(predictor, "nodes")
-    _require(
-        isinstance(nodes, np.ndarray)
-        and nodes.dtype == PREDICTOR_RECORD_DTYPE
-        and nodes.ndim == 1
-        and len(nodes) >= 1,
-        "a tree's node array is malformed",
+def _check_identity(transformer: Any, columns: list[str]) -> int:
+    """The remainder's pass-through: an identity, never a stored function."""
+    check_part(transformer)
+    _check_names(transformer, columns)
+    require(
+        transformer.func is None
+        and transformer.inverse_func is None
+        and transformer.kw_args is None
+        and attr(transformer, "_sklearn_output_config") in _DEFAULT_OUTPUT,
+        "unknown column transformer",
     )
-    internal = nodes["is_leaf"] == 0
-    feature = nodes["feature_idx"]
-    _require(
-        bool(np.all((feature[internal] >= 0) & (feature[internal] < n_features))),
-        "a tree node splits on a feature the model does not have",
+    return len(columns)
+
+
+def _check_encoding(encoder: Any, features: Sequence[str]) -> int:
+    """mlgate's column encoder over the manifest's ``features``; how many columns it outputs."""
+    require(type(encoder) is ColumnTransformer, "the pipeline's first step is not mlgate's encoder")
+    check_part(encoder)
+    _check_names(encoder, features)
+    require(
+        attr(encoder, "feature_names_in_") is not None
+        and encoder.transformer_weights is None
+        and type(attr(encoder, "sparse_output_")) is bool
+        and attr(encoder, "_sklearn_output_config") in _DEFAULT_OUTPUT,
+        "the column encoder is not mlgate's",
     )
-    _tree_depths(nodes["left"], nodes["right"], internal)
-    split = internal & (nodes["is_categorical"] != 0)
-    if np.any(split):
-        _require(
-            bool(np.all(categorical[feature[split]])), "a categorical split on a numeric feature"
-        )
-        for name in ("raw_left_cat_bitsets", "binned_left_cat_bitsets"):
-            bitsets = getattr(predictor, name, None)
-            _require(
-                isinstance(bitsets, np.ndarray)
-                and bitsets.ndim == 2
-                and bitsets.shape[1] == 8
-                and bool(np.all(nodes["bitset_idx"][split] < bitsets.shape[0])),
-                "a categorical split points outside its bitsets",
-            )
+    for entry in encoder.transformers:
+        require(isinstance(entry, tuple) and len(entry) == 3, "unknown column transformer")
+    fitted = attr(encoder, "transformers_")
+    require(isinstance(fitted, list), "the column encoder has no fitted transformers")
+    width = 0
+    indices: dict[str, list[int]] = {}
+    for entry in fitted:
+        require(isinstance(entry, tuple) and len(entry) == 3, "unknown column transformer")
+        name, transformer, selected = entry
+        columns = _columns(selected, features)
+        require(type(name) is str and name not in indices, "unknown column transformer")
+        indices[name] = [list(features).index(c) for c in columns]
+        if type(transformer) is OneHotEncoder:
+            width += _check_one_hot(transformer, columns)
+        elif type(transformer) is FunctionTransformer:
+            width += _check_identity(transformer, columns)
+        else:
+            require(transformer in ("passthrough", "drop"), "unknown column transformer")
+            width += len(columns) if transformer == "passthrough" else 0
+    # Names each transformer's input columns when a DataFrame comes in.
+    require(
+        attr(encoder, "_transformer_to_input_indices") == indices,
+        "the column encoder's columns disagree",
+    )
+    return width
 
 
-def _check_linear(model: Any) -> None:
-    n_features = _n_features(model)
-    coef = _attr(model, "coef_")
-    intercept = np.asarray(_attr(model, "intercept_"))
-    _require(isinstance(coef, np.ndarray) and coef.dtype.kind == "f", "coef_ is not numeric")
-    _require(intercept.dtype.kind == "f", "intercept_ is not numeric")
-    if isinstance(model, (linear_model.RidgeClassifier, linear_model.LogisticRegression)):
-        rows = _per_step(model, type(model))
-        shapes = [(rows, n_features)] + ([(n_features,)] if rows == 1 else [])
-        _require(coef.shape in shapes, "coef_ has the wrong shape for the model")
-        _require(intercept.shape == (rows,), "intercept_ has the wrong shape for the model")
-    else:
-        _require(coef.shape == (n_features,), "coef_ has the wrong shape for the model")
-        _require(intercept.shape == (), "intercept_ has the wrong shape for the model")
-
-
-def _check_encoding(model: Any) -> None:
-    _require(type(model) is ColumnTransformer, "the pipeline's first step is not mlgate's encoder")
-    for _, transformer, _columns in getattr(model, "transformers_", []):
-        if isinstance(transformer, str):
-            _require(transformer in ("passthrough", "drop"), "unknown column transformer")
-            continue
-        if type(transformer) is FunctionTransformer:
-            # The remainder's pass-through: an identity, never a stored function.
-            _require(
-                transformer.func is None and transformer.inverse_func is None,
-                "unknown column transformer",
-            )
-            continue
-        _require(type(transformer) is OneHotEncoder, "unknown column transformer")
-        categories = _attr(transformer, "categories_")
-        _require(
-            isinstance(categories, list)
-            and len(categories) == _n_features(transformer)
-            and all(isinstance(c, np.ndarray) and c.ndim == 1 for c in categories),
-            "the encoder's categories disagree with its features",
-        )
-
-
-_CHECKERS: dict[type, Callable[[Any], None]] = {
+_CHECKERS: dict[type, Callable[[Any, int], None]] = {
     tree.DecisionTreeClassifier: _check_decision_tree,
     tree.DecisionTreeRegressor: _check_decision_tree,
-    ensemble.RandomForestClassifier: _check_forest,
-    ensemble.RandomForestRegressor: _check_forest,
-    ensemble.ExtraTreesClassifier: _check_forest,
-    ensemble.ExtraTreesRegressor: _check_forest,
-    ensemble.GradientBoostingClassifier: _check_gradient_boosting,
-    ensemble.GradientBoostingRegressor: _check_gradient_boosting,
-    ensemble.HistGradientBoostingClassifier: _check_hist_gradient_boosting,
-    ensemble.HistGradientBoostingRegressor: _check_hist_gradient_boosting,
+    ensemble.RandomForestClassifier: check_forest,
+    ensemble.RandomForestRegressor: check_forest,
+    ensemble.ExtraTreesClassifier: check_forest,
+    ensemble.ExtraTreesRegressor: check_forest,
+    ensemble.GradientBoostingClassifier: check_gradient_boosting,
+    ensemble.GradientBoostingRegressor: check_gradient_boosting,
+    ensemble.HistGradientBoostingClassifier: check_hist_gradient_boosting,
+    ensemble.HistGradientBoostingRegressor: check_hist_gradient_boosting,
     linear_model.LinearRegression: _check_linear,
     linear_model.Ridge: _check_linear,
     linear_model.RidgeClassifier: _check_linear,
@@ -284,18 +214,41 @@ CHECKED_TYPES: frozenset[type] = frozenset(_CHECKERS)
 
 
 def check_fitted(model: Any, features: Sequence[str]) -> None:
-    """Raise InvalidModel unless ``model`` is a fitted mlgate model of these input features."""
+    """Raise InvalidModel unless ``model`` is a fitted mlgate model of these input features.
+
+    What prediction runs as compiled code from the model's parameters (a boosting model's loss)
+    is rebuilt here from the parameters once they are checked.
+    """
     estimator = model
+    width = len(features)
     if type(model) is Pipeline:
-        steps = _attr(model, "steps")
-        _require(isinstance(steps, list) and len(steps) == 2, "the pipeline is not mlgate's")
-        _check_encoding(steps[0][1])
+        check_part(model)
+        steps = attr(model, "steps")
+        require(
+            isinstance(steps, list)
+            and len(steps) == 2
+            and all(isinstance(s, tuple) and len(s) == 2 and type(s[0]) is str for s in steps),
+            "the pipeline is not mlgate's",
+        )
+        _check_manifest(steps[0][1], features)
+        width = _check_encoding(steps[0][1], features)
         estimator = steps[1][1]
+    else:
+        _check_manifest(model, features)
     checker = _CHECKERS.get(type(estimator))
-    _require(checker is not None, f"{type(estimator).__name__} is not an estimator mlgate trains")
+    require(checker is not None, f"{type(estimator).__name__} is not an estimator mlgate trains")
     assert checker is not None
-    checker(estimator)
-    _require(
-        _attr(model, "n_features_in_") == len(features),
+    checker(estimator, width)
+
+
+def _check_manifest(first: Any, features: Sequence[str]) -> None:
+    """What takes the request's columns takes the manifest's features, by count and name."""
+    require(
+        attr(first, "n_features_in_") == len(features),
         "the model's feature count disagrees with its manifest",
+    )
+    names = attr(first, "feature_names_in_")
+    require(
+        names is None or (isinstance(names, np.ndarray) and names.tolist() == list(features)),
+        "the model's feature names disagree with its manifest",
     )
