@@ -96,7 +96,9 @@ class MetricsServer:
             self._server.socket = context.wrap_socket(
                 self._server.socket, server_side=True, do_handshake_on_connect=False
             )
-        self.port = int(self._server.server_address[1])
+        #: The address bound, as the socket reports it (host, port).
+        self.address = (str(self._server.server_address[0]), int(self._server.server_address[1]))
+        self.port = self.address[1]
         self.scheme = "https" if context is not None else "http"
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics", daemon=True

@@ -247,6 +247,11 @@ class Gateway:
             log.info("token roles from %s: %d tokens", self.tokens.path, len(self.tokens))
         return self.port
 
+    @property
+    def batcher(self) -> Batcher | None:
+        """ModelInfer's batcher, once started (what it holds is observable: tests, the bench)."""
+        return self._batcher
+
     async def _update_health(self) -> None:
         # SERVING only while every dependency answers: the broker, the job store and the storage.
         found = await asyncio.to_thread(self.dependencies.check)

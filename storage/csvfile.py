@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -50,10 +51,6 @@ def _records(text: str, delimiter: str) -> list[list[str]]:
 def _not_csv(exc: csv.Error, line: int, how: str = "") -> InvalidArgument:
     """What the csv module found, said for people, with the line it was on."""
     found = str(exc)
-    if "NUL" in found:
-        return InvalidArgument(
-            "chunk", f"line {line} holds a NUL byte: this is binary data, not CSV"
-        )
     if "field limit" in found:
         return InvalidArgument(
             "chunk",
@@ -95,10 +92,7 @@ def _sample(source: BinaryIO) -> str:
         )
     text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(bytes(raw))
     if "\0" in text:
-        line = 1 + text.count("\n", 0, text.index("\0"))
-        raise InvalidArgument(
-            "chunk", f"line {line} holds a NUL byte: this is binary data, not CSV"
-        )
+        raise _binary(1 + text.count("\n", 0, text.index("\0")))
     # A sample cut mid-file ends in a partial line: judge whole lines only.
     return text if complete else text[: max(text.rfind(end) for end in _LINE_ENDS) + 1]
 
@@ -158,12 +152,24 @@ class Parsed:
     delimiter: str
 
 
+def _text_lines(text: Iterable[str]) -> Iterator[str]:
+    """The lines of ``text``; a NUL byte is refused (the csv module takes it as text)."""
+    for number, line in enumerate(text, 1):
+        if "\0" in line:
+            raise _binary(number)
+        yield line
+
+
+def _binary(line: int) -> InvalidArgument:
+    return InvalidArgument("chunk", f"line {line} holds a NUL byte: this is binary data, not CSV")
+
+
 def _scan(source: BinaryIO, delimiter: str) -> tuple[list[tuple[str, str]], int]:
     start = source.tell()
     text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
     how = f"read as {_name(delimiter)}-separated; set delimiter if that is wrong"
     try:
-        reader = csv.reader(text, delimiter=delimiter, skipinitialspace=True)
+        reader = csv.reader(_text_lines(text), delimiter=delimiter, skipinitialspace=True)
         header = next((row for row in reader if not _blank(row)), None)
         if header is None:
             raise InvalidArgument("chunk", "the upload has no header row")
