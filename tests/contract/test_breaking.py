@@ -66,8 +66,8 @@ def test_an_incompatible_change_fails_the_check(
 def test_adding_a_field_and_an_rpc_passes(tmp_path: Path) -> None:
     copy = _edited(
         tmp_path,
-        "  optional double timeout_seconds = 10;\n}",
-        "  optional double timeout_seconds = 10;\n  string note = 99;\n}\n\nmessage PingRequest {}",
+        "  repeated string exclude = 12;\n}",
+        "  repeated string exclude = 12;\n  string note = 99;\n}\n\nmessage PingRequest {}",
     )
     service = (copy / JOBS).read_text()
     watch = "  rpc WatchJob(WatchJobRequest) returns (stream WatchJobResponse);\n"
