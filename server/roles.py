@@ -57,6 +57,7 @@ METHOD_ROLES = MappingProxyType(
         _DATASETS + "UploadDataset": Role.TRAIN,
         _DATASETS + "DeleteDataset": Role.TRAIN,
         _STATUS + "GetStatus": Role.READ,
+        _STATUS + "ListWorkers": Role.READ,
         # The Open Inference Protocol: inference uses models, the rest looks.
         _INFERENCE + "ModelInfer": Role.PREDICT,
         _INFERENCE + "ServerLive": Role.READ,
