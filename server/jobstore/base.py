@@ -167,6 +167,12 @@ class JobStore(abc.ABC):
         ``model_name`` registers its model as that name's next version in the same transaction;
         the recorded terminal event (the job's ``last_event``) then carries the name and version."""
 
+    def record_all(self, events: Sequence[jobs_pb2.JobEvent]) -> builtins.list[Recorded | None]:
+        """``record`` for each event, in order: what each did. A store whose writes wait for a
+        disk writes them in one transaction, so they wait once; all or none of them are
+        recorded then. Raises what ``record`` raises."""
+        return [self.record(event) for event in events]
+
     @property
     @abc.abstractmethod
     def registry(self) -> ModelRegistry:

@@ -9,14 +9,15 @@ record, its rows and its first event in one statement of data-modifying CTEs. An
 record (one statement), applies the event in Python (``apply_event``), and writes the record and
 the event in one statement that compares and sets the record's ``rev``: a concurrent writer
 (another gateway, a cancel) makes it match nothing, and the update starts again from the new
-record. Only the update that registers a model version takes a transaction of several
-statements. Times (a job's end for retention, the outbox marks) are the database's clock.
+record. Events recorded together (``record_all``) share one transaction, so one commit: one
+wait for the server's disk rather than one per event. Only the update that registers a model
+version takes a transaction of several statements of its own. Times (a job's end for retention,
+the outbox marks) are the database's clock.
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -114,6 +115,11 @@ _SWEEP_BATCH = 500
 _RECENT = 10_000
 _SWEEP_MAX_BATCHES = 20
 _MAX_UPDATE_TRIES = 100
+
+
+def _given(event: jobs_pb2.JobEvent) -> Callable[[jobs_pb2.Job], jobs_pb2.JobEvent]:
+    """The event to apply, whatever the job is: a worker's event, numbered already."""
+    return lambda _job: event
 
 
 def listing(kind: int, state: int, after: tuple[int, str] | None) -> tuple[str, list[object]]:
@@ -222,37 +228,66 @@ class PostgresJobStore(JobStore):
         self._recent.put(job.id, stored, 0)
 
     def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:
-        updated = self._update(
-            event.job_id, lambda _job: event, known=self._recent.get(event.job_id)
-        )
+        return self.record_all([event])[0]
+
+    def record_all(self, events: Sequence[jobs_pb2.JobEvent]) -> builtins.list[Recorded | None]:
+        """One transaction for several events, taken in job order: two gateways writing batches
+        that share jobs lock their rows in the same order, so neither waits on the other for
+        ever. Records are remembered once the transaction has committed."""
+        if not events:
+            return []
+        saved: dict[str, tuple[bytes, int]] = {}
+
+        def remember(job_id: str, stored: bytes, rev: int) -> None:
+            saved[job_id] = (stored, rev)
+
+        def write(conn: Connection) -> builtins.list[Recorded | None]:
+            done: dict[int, Recorded | None] = {}
+            for i in sorted(range(len(events)), key=lambda i: events[i].job_id):
+                event = events[i]
+                known = saved.get(event.job_id) or self._recent.get(event.job_id)
+                updated = self._update(conn, event.job_id, _given(event), remember, known)
+                done[i] = None if updated is None else recorded(*updated)
+            return [done[i] for i in range(len(events))]
+
+        def write_all(conn: Connection) -> builtins.list[Recorded | None]:
+            with conn.transaction():
+                return write(conn)
+
+        results = self._link.run(write if len(events) == 1 else write_all)
+        for job_id, (stored, rev) in saved.items():
+            self._recent.put(job_id, stored, rev)
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
-        return None if updated is None else recorded(*updated)
+        return results
 
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         def numbered(job: jobs_pb2.Job) -> jobs_pb2.JobEvent:
             # A copy per try: numbering adds to the message, and a try may be repeated.
             return number_cancel(job, jobs_pb2.JobEvent.FromString(event.SerializeToString()))
 
-        updated = self._update(job_id, numbered, keep_unchanged=True)
+        updated = self._link.run(
+            lambda conn: self._update(conn, job_id, numbered, self._recent.put, keep_unchanged=True)
+        )
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
         return None if updated is None else summary(updated[0])
 
     def _update(
         self,
+        conn: Connection,
         job_id: str,
         make_event: Callable[[jobs_pb2.Job], jobs_pb2.JobEvent],
+        remember: Callable[[str, bytes, int], None],
+        known: tuple[bytes, int] | None = None,
         *,
         keep_unchanged: bool = False,
-        known: tuple[bytes, int] | None = None,
     ) -> tuple[jobs_pb2.Job, int] | None:
         """Apply an event to a job, starting from the ``known`` record if given; the whole job
         if it changed (or, with ``keep_unchanged``, if it exists at all), with the seq its log
-        ended at before. Starts again from the stored record if another writer got there first."""
+        ended at before; the record saved goes to ``remember``. Starts again from the stored
+        record if another writer got there first."""
         for _ in range(_MAX_UPDATE_TRIES):
             if known is None:
-                row = self._link.run(
-                    lambda conn: conn.execute(_LOAD, (job_id,), binary=True).fetchone()
-                )
+                row = conn.execute(_LOAD, (job_id,), binary=True).fetchone()
                 if row is None:
                     self._recent.drop(job_id)
                     return None
@@ -261,9 +296,9 @@ class PostgresJobStore(JobStore):
             after = job.last_event.seq
             if not apply_event(job, make_event(job)):
                 return (job, after) if keep_unchanged else None
-            stored = self._link.run(functools.partial(self._save, job=job, rev=rev))
+            stored = self._save(conn, job, rev)
             if stored is not None:
-                self._recent.put(job_id, stored, rev + 1)
+                remember(job_id, stored, rev + 1)
                 return job, after
             known = None
         raise JobStoreUnavailable(f"PostgreSQL at {self._link.where}: job {job_id} kept changing")

@@ -225,18 +225,27 @@ class SQLiteJobStore(JobStore):
         return self._registry
 
     def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:
+        return self.record_all([event])[0]
+
+    def record_all(self, events: Sequence[jobs_pb2.JobEvent]) -> builtins.list[Recorded | None]:
         with self._transaction():
-            job = self._load(event.job_id)
-            after = 0 if job is None else job.last_event.seq
-            if job is not None and apply_event(job, event):
-                # The version is allocated in the transaction that ends the job, so exactly once.
-                self._registry.register_in_transaction(job)
-                self._save(job)
-                self._insert_event(job.last_event)
-            else:
-                job = None
+            done = [self._apply(event) for event in events]
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
-        return None if job is None else recorded(job, after)
+        return done
+
+    def _apply(self, event: jobs_pb2.JobEvent) -> Recorded | None:
+        """Record ``event`` in the transaction under way."""
+        job = self._load(event.job_id)
+        if job is None:
+            return None
+        after = job.last_event.seq
+        if not apply_event(job, event):
+            return None
+        # The version is allocated in the transaction that ends the job, so exactly once.
+        self._registry.register_in_transaction(job)
+        self._save(job)
+        self._insert_event(job.last_event)
+        return recorded(job, after)
 
     def events(self, job_id: str, after_seq: int) -> builtins.list[jobs_pb2.JobEvent]:
         with self._locked():

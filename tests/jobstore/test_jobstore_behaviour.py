@@ -63,6 +63,28 @@ def test_events_apply_in_order_and_duplicates_are_ignored(make_store: StoreFacto
     assert [e.seq for e in store.events(job.id, 1)] == [2]
 
 
+def test_events_recorded_together_apply_as_they_would_one_by_one(
+    make_store: StoreFactory,
+) -> None:
+    store, other = make_store(), make_store()
+    first, second = _job(), _job()
+    store.create(first)
+    store.create(second)
+    running = _event(first.id, 2, jobs_pb2.JOB_STATE_RUNNING)
+    done = _event(first.id, 3, jobs_pb2.JOB_STATE_SUCCEEDED)
+    started = _event(second.id, 2, jobs_pb2.JOB_STATE_RUNNING)
+    unknown = _event(new_job_id(), 2, jobs_pb2.JOB_STATE_RUNNING)
+    results = store.record_all([done, started, running, unknown])
+    # In the order given, per job: the job's seq 3 came before its seq 2, which is then stale.
+    logged = [None if r is None else (r.logged, r.after_seq) for r in results]
+    assert logged == [(done, 1), (started, 1), None, None]
+    assert store.events(first.id, 0) == [first.last_event, done]
+    assert store.record_all([running, done]) == [None, None], "nothing applies twice"
+    seen = other.get(second.id)
+    assert seen is not None and seen.state == jobs_pb2.JOB_STATE_RUNNING, "committed for all"
+    assert store.record_all([]) == []
+
+
 def test_no_event_moves_a_job_out_of_a_terminal_state(make_store: StoreFactory) -> None:
     store = make_store()
     job = _job()
