@@ -7,7 +7,8 @@ transports of their handler pools (``brokers._delivery`` runs the handlers).
 * events: the durable, single-active-consumer queue. One thread keeps the order; an event the
   handler does not acknowledge sends the channel's deliveries back to their places (after the
   handler pool's pause), so the next one handled is that event again.
-* watch: a private exclusive queue bound to the events exchange, acknowledged on receipt.
+* watch: a private exclusive queue bound to the events exchange (or the heartbeats exchange),
+  acknowledged on receipt.
 """
 
 from __future__ import annotations
@@ -153,12 +154,20 @@ class EventSubscriber(Subscriber):
 
 
 class WatchSubscriber(Subscriber):
-    """Every event published while it runs, through a queue of its own."""
+    """Every message published to ``exchange`` (default: the events') while it runs, through
+    a queue of its own."""
 
-    def __init__(self, owner: Consumers, topology: Topology, handler: WatchHandler) -> None:
-        super().__init__(owner, topology, "rabbitmq-watch", prefetch=0)
+    def __init__(
+        self,
+        owner: Consumers,
+        topology: Topology,
+        handler: WatchHandler,
+        exchange: str | None = None,
+        name: str = "rabbitmq-watch",
+    ) -> None:
+        super().__init__(owner, topology, name, prefetch=0)
         self.pool = watch_pool(self.name, handler, lambda item: item.body)
-        self._exchange = topology.events_exchange
+        self._exchange = exchange or topology.events_exchange
         self._queue = ""
 
     def _setup(self, channel: Any) -> None:

@@ -163,7 +163,13 @@ class Publisher:
         )
 
     def _send(
-        self, publish: _Pending, exchange: str, routing_key: str, body: bytes, template: Any
+        self,
+        publish: _Pending,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        template: Any,
+        mandatory: bool = True,
     ) -> None:
         channel = self._channel
         if channel is None or not channel.is_open:
@@ -173,7 +179,7 @@ class Publisher:
         properties = copy.copy(template)
         properties.headers = {**(template.headers or {}), _SEQ_HEADER: self._seq}
         try:
-            channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+            channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
         except Exception as exc:
             log.warning("publish failed on the IO thread: %s", exc)
             publish.settle(_LOST)
@@ -217,14 +223,23 @@ class Publisher:
                 self._io.call(self._redeclare)
             last = publish.outcome
 
-    def send(self, exchange: str, routing_key: str, body: bytes, properties: Any) -> None:
+    def send(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: Any,
+        *,
+        mandatory: bool = True,
+    ) -> None:
         """Publish without waiting for the confirm, which is most of a publish's time: in the
         channel's order, after every publish before it. Raises BrokerUnavailable at once while
         the connection is down; whatever happens to the message afterwards goes unreported (an
-        unroutable one is logged)."""
+        unroutable one is logged, unless not ``mandatory``: then it is dropped quietly)."""
         if not self.ready.is_set():
             raise BrokerUnavailable(f"RabbitMQ is unreachable: {self.link.last_error}")
-        self._io.call(partial(self._send, _Pending(), exchange, routing_key, body, properties))
+        send = partial(self._send, _Pending(), exchange, routing_key, body, properties, mandatory)
+        self._io.call(send)
 
     def browse(self, queue: str, limit: int, timeout: float) -> list[tuple[Any, bytes]]:
         """Up to ``limit`` messages from the head of ``queue``, left in place.

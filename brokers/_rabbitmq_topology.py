@@ -8,6 +8,7 @@ For a namespace ``ns`` (default ``mlgate``)::
     exchange ns.dead (direct)    dead letters, routed by the work queue's name
     queue ns.train.dead, ...     classic queues: listing them returns messages to their place
     exchange ns.events (fanout)  every job event, to the durable queue and to every watcher
+    exchange ns.workers (fanout) workers' heartbeats, to every gateway's private queue (none kept)
     queue ns.events              classic, single active consumer: one gateway records events
                                  in order; another takes over when it goes
     queue ns.inference           classic: inference requests, transient messages that expire
@@ -93,8 +94,16 @@ class Topology:
         return f"{self.namespace}.events"
 
     @property
+    def heartbeats_exchange(self) -> str:
+        return f"{self.namespace}.workers"
+
+    @property
     def exchanges(self) -> tuple[Exchange, ...]:
-        return (Exchange(self.dead_exchange, "direct"), Exchange(self.events_exchange, "fanout"))
+        return (
+            Exchange(self.dead_exchange, "direct"),
+            Exchange(self.events_exchange, "fanout"),
+            Exchange(self.heartbeats_exchange, "fanout"),
+        )
 
     @property
     def queues(self) -> tuple[Queue, ...]:

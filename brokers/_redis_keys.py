@@ -8,6 +8,7 @@ server without seeing each other, and ``{namespace}:*`` finds everything one of 
     {ns}:dead:{queue}                    dead letters of that queue (stream, trimmed, TTL)
     {ns}:events                          job events (stream, trimmed); group "gateways"
     {ns}:events:alive:{consumer}         heartbeat of one gateway's event consumer
+    {ns}:workers                         workers' heartbeats (stream, trimmed), read by the gateways
     {ns}:requests:{queue}                inference requests (list; expires while unused)
     {ns}:replies:{requester}             replies to one requester (list; expires while unused)
 """
@@ -46,6 +47,10 @@ class Keys:
     @property
     def events(self) -> str:
         return f"{self.namespace}:events"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.namespace}:workers"
 
     def requests(self, queue: str) -> str:
         return f"{self.namespace}:requests:{queue}"

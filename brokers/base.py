@@ -15,6 +15,9 @@ Two kinds of traffic cross a broker:
   after recording it). ``watch_events`` is the live path (every watcher sees every event published
   while it watches; nothing is kept), so the gateway holding a client's stream sees events that
   another gateway recorded.
+* **Heartbeats**: each worker says every few seconds that it is alive, what it runs and how long
+  until its next heartbeat; every gateway watching hears every heartbeat. Live only, like
+  ``watch_events``: nothing is kept or confirmed, as a heartbeat is stale a moment later.
 
 Every method is safe to call from any thread. Handlers run on threads the broker owns and may
 block for as long as a job takes: keeping the connection alive meanwhile is the broker's job.
@@ -260,6 +263,16 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def watch_events(self, handler: WatchHandler) -> Subscription:
         """Receive every event published from now on, live, with no acknowledgement."""
+
+    @abc.abstractmethod
+    def publish_heartbeat(self, body: bytes) -> None:
+        """Send a worker's heartbeat (``body``, opaque here) to every watcher of heartbeats,
+        without waiting for a confirmation; raises ``BrokerUnavailable`` at once while the broker
+        is out of reach."""
+
+    @abc.abstractmethod
+    def watch_heartbeats(self, handler: WatchHandler) -> Subscription:
+        """Receive every heartbeat published from now on, live, with no acknowledgement."""
 
     @abc.abstractmethod
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[Message]:

@@ -240,6 +240,7 @@ class MemoryBroker(Broker):
         self._dead: dict[str, list[Message]] = {q: [] for q in QUEUES}
         self._events: _Queue[bytes] = _Queue()
         self._watchers: list[_Queue[bytes]] = []
+        self._heartbeat_watchers: list[_Queue[bytes]] = []
         self._subscriptions: list[Subscription] = []
         self._consumers: dict[str, list[_Consumer[_Job]]] = {q: [] for q in QUEUES}
         self._requests: dict[str, _Queue[_RequestItem]] = {q: _Queue() for q in REQUEST_QUEUES}
@@ -319,17 +320,33 @@ class MemoryBroker(Broker):
         return self._track(_Consumer(self._events, pool).start())
 
     def watch_events(self, handler: WatchHandler) -> Subscription:
+        return self._watch(self._watchers, handler, "memory-watch")
+
+    def publish_heartbeat(self, body: bytes) -> None:
+        self._check_open()
+        with self._lock:
+            watchers = list(self._heartbeat_watchers)
+        for watcher in watchers:
+            watcher.put(body)
+
+    def watch_heartbeats(self, handler: WatchHandler) -> Subscription:
+        return self._watch(self._heartbeat_watchers, handler, "memory-heartbeats")
+
+    def _watch(
+        self, watchers: list[_Queue[bytes]], handler: WatchHandler, name: str
+    ) -> Subscription:
+        """A feed of its own among ``watchers``, which every publication of that kind reaches."""
         self._check_open()
         feed: _Queue[bytes] = _Queue()
         with self._lock:
-            self._watchers.append(feed)
+            watchers.append(feed)
 
         def unwatch() -> None:
             with self._lock:
-                if feed in self._watchers:
-                    self._watchers.remove(feed)
+                if feed in watchers:
+                    watchers.remove(feed)
 
-        pool = watch_pool("memory-watch", handler, lambda body: body)
+        pool = watch_pool(name, handler, lambda body: body)
         return self._track(_Consumer(feed, pool, on_cancel=unwatch).start())
 
     def dead_letters(self, queue: str, *, limit: int = 100) -> list[Message]:

@@ -65,6 +65,8 @@ _PERSISTENT = pika.DeliveryMode.Persistent
 _DEFAULT_CONSUMER_TIMEOUT = 7 * 24 * 3600.0
 _DEAD_LETTER_TIMEOUT = 30.0
 _CLOSE_TIMEOUT = 10.0
+# A heartbeat older than this says nothing a newer one does not.
+_HEARTBEAT_TTL_MS = 60_000
 
 
 class RabbitMQBroker(Broker):
@@ -274,7 +276,25 @@ class RabbitMQBroker(Broker):
         return self._track(EventSubscriber(self._consumers, self.topology, handler))
 
     def watch_events(self, handler: WatchHandler) -> Subscription:
-        subscriber = WatchSubscriber(self._consumers, self.topology, handler)
+        return self._watch(WatchSubscriber(self._consumers, self.topology, handler))
+
+    # --- heartbeats ---
+
+    def publish_heartbeat(self, body: bytes) -> None:
+        self._check_open()
+        # Transient, and gone from a watcher's queue once stale; unroutable while no gateway
+        # watches, which is no news.
+        properties = pika.BasicProperties(expiration=str(_HEARTBEAT_TTL_MS))
+        exchange = self.topology.heartbeats_exchange
+        self._publisher.send(exchange, "", body, properties, mandatory=False)
+
+    def watch_heartbeats(self, handler: WatchHandler) -> Subscription:
+        exchange = self.topology.heartbeats_exchange
+        return self._watch(
+            WatchSubscriber(self._consumers, self.topology, handler, exchange, "rabbitmq-workers")
+        )
+
+    def _watch(self, subscriber: WatchSubscriber) -> Subscription:
         self._track(subscriber)
         # "From now on": return once the watcher's queue is bound, unless RabbitMQ is out of
         # reach (then it watches from whenever the connection is back).

@@ -7,6 +7,7 @@
 * **Events**: one stream, trimmed by age and length. ``consume_events`` reads it through the
   ``gateways`` group (each event to one gateway, which acknowledges it after recording it);
   ``watch_events`` reads it with plain XREAD, so every watcher sees every new event.
+* **Heartbeats**: one short stream, read with plain XREAD by every gateway watching it.
 
 Delivery is at least once: a publish retried after a lost reply, or a job whose worker died after
 recording its outcome, is delivered again, which the workers and the job store already tolerate.
@@ -15,7 +16,6 @@ Durability is Redis's own: run it with ``appendonly yes`` for jobs to survive a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import redis
 from redis.typing import EncodableT, FieldT
 
 from brokers._backoff import Backoff
@@ -32,6 +31,7 @@ from brokers._redis_consumer import StreamConsumer
 from brokers._redis_keys import EVENT_GROUP, WORK_GROUP, Keys
 from brokers._redis_link import Entry, RedisLink, RedisOptions, stream_entries
 from brokers._redis_requests import RedisRequester, RequestServer
+from brokers._redis_stats import read_stats
 from brokers._redis_watch import StreamWatcher
 from brokers.base import (
     QUEUES,
@@ -40,9 +40,7 @@ from brokers.base import (
     BrokerStats,
     DeliveryHandler,
     EventHandler,
-    GroupStats,
     Message,
-    QueueStats,
     ReplyHandler,
     Requester,
     RequestHandler,
@@ -60,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: How long a read for the caller (dead letters) waits for Redis.
 _READ_TIMEOUT = 5.0
+# Heartbeats the heartbeats stream keeps (approximately): a few per worker of a large fleet.
+_HEARTBEATS_KEPT = 1000
 
 
 def _encode(message: Message) -> dict[FieldT, EncodableT]:
@@ -288,18 +288,7 @@ class RedisBroker(Broker):
 
     def stats(self) -> BrokerStats:
         def read() -> BrokerStats:
-            client = self._link.client
-            # Ages by Redis's clock, which stamped the entry ids: no skew with this machine's.
-            seconds, micros = client.time()
-            now_ms = seconds * 1000 + micros // 1000
-            queues, groups = [], []
-            for queue in QUEUES:
-                stream = self._keys.queue(queue)
-                lag, pending, oldest = _work_group_figures(client, stream, now_ms)
-                alive = sum(1 for _ in client.scan_iter(match=Keys.heartbeat(stream, "*")))
-                queues.append(QueueStats(queue, lag, alive, oldest))
-                groups.append(GroupStats(queue, stream, WORK_GROUP, lag, pending))
-            return BrokerStats(tuple(queues), tuple(groups))
+            return read_stats(self._link.client, self._keys)
 
         stats: BrokerStats = self._link.call("read queue figures", read, timeout=_READ_TIMEOUT)
         return stats
@@ -356,39 +345,26 @@ class RedisBroker(Broker):
         )
 
     def watch_events(self, handler: WatchHandler) -> Subscription:
-        self._link.check_open()
-        return self._subscribe(
-            lambda: StreamWatcher(
-                self._link, self._keys.events, handler, on_cancel=self._untrack
-            ).start()
+        return self._watch(self._keys.events, handler)
+
+    # -- heartbeats --------------------------------------------------------------------------
+
+    def publish_heartbeat(self, body: bytes) -> None:
+        # A short stream, not pub/sub: a watcher that lost its connection for a moment catches
+        # up from where it was, and the last few heartbeats are all a watcher ever needs.
+        self._link.call(
+            "publish a heartbeat",
+            lambda: self._link.client.xadd(
+                self._keys.heartbeats, {"body": body}, maxlen=_HEARTBEATS_KEPT
+            ),
+            timeout=_READ_TIMEOUT,
         )
 
+    def watch_heartbeats(self, handler: WatchHandler) -> Subscription:
+        return self._watch(self._keys.heartbeats, handler)
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _work_group_figures(client: redis.Redis, stream: str, now_ms: int) -> tuple[int, int, float]:
-    """(lag, pending, seconds the oldest undelivered entry has waited) of the workers' group.
-
-    An entry id starts with the milliseconds Redis stamped it with when it was added, and the
-    entries after the group's last-delivered-id are exactly those no worker was given yet: the
-    first of them is the oldest waiting job, read without taking it.
-    """
-    info: dict[str, Any] | None = None
-    with contextlib.suppress(redis.ResponseError):  # no stream yet
-        groups = client.xinfo_groups(stream)
-        info = next((g for g in groups if _text(g["name"]) == WORK_GROUP), None)
-    last, pending, lag = "0-0", 0, None
-    if info is not None:
-        last, pending, lag = _text(info["last-delivered-id"]), int(info["pending"]), info.get("lag")
-    if lag is None:
-        # No group yet, or a lag Redis cannot vouch for (it says so with nil): a work stream
-        # holds exactly the unsettled entries, the pending ones and those still waiting.
-        lag = max(0, int(client.xlen(stream)) - pending)
-    reply: Any = client.xrange(stream, min=f"({last}", max="+", count=1)
-    first = stream_entries(reply)
-    if not first:
-        return int(lag), pending, 0.0
-    added_ms = int(first[0][0].split(b"-", 1)[0])
-    return int(lag), pending, max(0.0, (now_ms - added_ms) / 1000)
+    def _watch(self, stream: str, handler: WatchHandler) -> Subscription:
+        self._link.check_open()
+        return self._subscribe(
+            lambda: StreamWatcher(self._link, stream, handler, on_cancel=self._untrack).start()
+        )

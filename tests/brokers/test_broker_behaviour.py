@@ -270,6 +270,31 @@ def test_every_watcher_sees_every_live_event(make_broker: BrokerFactory) -> None
         sub.cancel(WAIT)
 
 
+def test_every_watcher_hears_every_heartbeat_and_nothing_is_kept(
+    make_broker: BrokerFactory,
+) -> None:
+    one, two, worker = make_broker(), make_broker(), make_broker()
+    # Nobody watches yet: heard by nobody, kept for nobody, and no error for it.
+    worker.publish_heartbeat(b"before")
+    heard_one: queue.Queue[bytes] = queue.Queue()
+    heard_two: queue.Queue[bytes] = queue.Queue()
+    sub_one = one.watch_heartbeats(heard_one.put)
+    sub_two = two.watch_heartbeats(heard_two.put)
+    events: queue.Queue[bytes] = queue.Queue()
+    sub_events = one.watch_events(events.put)
+    for i in range(3):
+        worker.publish_heartbeat(f"beat-{i}".encode())
+    expected = [f"beat-{i}".encode() for i in range(3)]
+    assert [heard_one.get(timeout=WAIT) for _ in range(3)] == expected
+    assert [heard_two.get(timeout=WAIT) for _ in range(3)] == expected
+    # Heartbeats and job events travel apart: a gateway recording events never sees a heartbeat.
+    worker.publish_event(b"an event", timeout=WAIT)
+    assert events.get(timeout=WAIT) == b"an event"
+    assert events.empty() and heard_one.empty()
+    for sub in (sub_one, sub_two, sub_events):
+        sub.cancel(WAIT)
+
+
 def test_unknown_queue_is_refused(make_broker: BrokerFactory) -> None:
     broker = make_broker()
     with pytest.raises(ValueError, match="unknown queue"):
