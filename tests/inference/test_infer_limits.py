@@ -32,19 +32,14 @@ _ADVICE = "send fewer rows per request, or ask its operator to raise the limit"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BackgroundGateway, str]]:
-    """A gateway with small limits, and the README's forest trained on it."""
+    """A gateway with small limits, and the README's forest trained on it (in place of the
+    conftest's, so its ``stub`` calls this gateway)."""
     data: Path = tmp_path_factory.mktemp("limits") / "data"
     gateway = running_gateway(gateway_settings(data, **LIMITS))
     with grpc.insecure_channel(gateway.address) as channel:
         model_id = trained_model(channel, diabetes_request())
     yield gateway, model_id
     gateway.stop()
-
-
-@pytest.fixture
-def stub(served: tuple[BackgroundGateway, str]) -> Iterator[pb_grpc.GRPCInferenceServiceStub]:
-    with grpc.insecure_channel(served[0].address) as channel:
-        yield pb_grpc.GRPCInferenceServiceStub(channel)
 
 
 def _fp32(model_id: str, rows: int) -> pb.ModelInferRequest:
@@ -131,10 +126,11 @@ def test_tensors_that_decode_past_the_byte_limit_are_refused(stub, served) -> No
 
 
 def test_a_gateway_whose_workers_are_behind_holds_a_bounded_amount(served, tmp_path: Path) -> None:
-    """A second gateway on the same data, with no worker: what it holds grows to its bound, then
-    requests are refused at once; once held requests end, new ones are taken again."""
-    data = served[0].settings.data_dir
-    stalled = running_gateway(gateway_settings(data, **LIMITS), embedded_workers=False)
+    """A second gateway on the same models, with no worker: what it holds grows to its bound,
+    then requests are refused at once; once held requests end, new ones are taken again."""
+    models = served[0].settings.storage_url
+    settings = gateway_settings(tmp_path / "data", storage_url=models, **LIMITS)
+    stalled = running_gateway(settings, embedded_workers=False)
     batcher = stalled.gateway.batcher
     assert batcher is not None
     request = _fp32(served[1], 20_000)  # 703 KiB: two fit in 2 MiB, three do not
