@@ -43,6 +43,11 @@ def redact_url(url: str) -> str:
         safe="*",
     )
     fragment = _HIDDEN if parts.fragment else ""
+    if not netloc and url.startswith(f"{parts.scheme}://"):
+        # An empty authority, as written: urlunsplit would drop it for a scheme it does not know
+        # to have one (sqlite:///var/lib/jobs.db read back as sqlite:/var/lib/jobs.db).
+        tail = (f"?{query}" if query else "") + (f"#{fragment}" if fragment else "")
+        return f"{parts.scheme}://{parts.path}{tail}"
     return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=fragment))
 
 

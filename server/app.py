@@ -40,6 +40,7 @@ from server.batching import Batcher
 from server.dataset_service import DatasetServicer
 from server.hub import Hub
 from server.infer_limits import RequestLimits
+from server.inference_rest import InferenceRoutes, too_large
 from server.inference_service import SERVICE_NAME as INFERENCE_SERVICE
 from server.inference_service import InferenceServicer, add_inference_service
 from server.interceptors import edge_chain
@@ -50,6 +51,7 @@ from server.model_catalog import ModelCatalog
 from server.model_service import ModelServicer
 from server.outbox import Outbox
 from server.recorder import Recorder
+from server.rest import RestServer
 from server.settings import DRAIN_GRACE, MAX_MESSAGE_BYTES, GatewaySettings
 from server.status_service import Dependencies, StatusServicer
 from server.submit import Submitter, requeue_unfinished
@@ -129,6 +131,9 @@ class Gateway:
         self.port = 0
         self.metrics_port: int | None = None
         self._metrics: MetricsServer | None = None
+        #: The inference protocol's REST port, when MLGATE_HTTP_PORT is set.
+        self.http_port: int | None = None
+        self._http: RestServer | None = None
         self._server: grpc.aio.Server | None = None
         self._recorder: Recorder | None = None
         self._batcher: Batcher | None = None
@@ -158,6 +163,14 @@ class Gateway:
         )
         settings = self.settings
         self.port = listen(server, settings.host, settings.port, settings.tls)
+        if settings.http_port is not None:  # bound now, answering once everything is ready
+            self._http = RestServer(
+                max_body=settings.infer_max_bytes,
+                too_large=lambda size: too_large(size, settings.infer_max_bytes),
+            )
+            self.http_port = await self._http.bind(
+                settings.host, settings.http_port, settings.tls, "MLGATE_HTTP_PORT"
+            )
         try:
             await asyncio.to_thread(self.broker.start)
         except BrokerUnavailable as exc:
@@ -211,22 +224,28 @@ class Gateway:
         status_pb2_grpc.add_StatusServiceServicer_to_server(
             StatusServicer(self.dependencies, self.broker), server
         )
-        add_inference_service(
-            InferenceServicer(
-                models,
-                self._batcher,
-                self.broker.healthy,
-                timeout=settings.infer_timeout,
-                limits=RequestLimits(settings.infer_max_rows, settings.infer_max_bytes),
-            ),
-            server,
+        inference = InferenceServicer(
+            models,
+            self._batcher,
+            self.broker.healthy,
+            timeout=settings.infer_timeout,
+            limits=RequestLimits(settings.infer_max_rows, settings.infer_max_bytes),
         )
+        add_inference_service(inference, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         await server.start()
         self._server = server
+        if self._http is not None:
+            await self._http.start(InferenceRoutes(inference, self.tokens, self.backends))
+            log.info(
+                "Open Inference Protocol REST on %s://%s:%d/v2",
+                self._http.scheme,
+                settings.host,
+                self.http_port,
+            )
         await self._health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self._update_health()
         self._watchdog = asyncio.create_task(self._watch_health())
@@ -293,8 +312,13 @@ class Gateway:
                 "draining: NOT_SERVING; still taking calls for %g s", self.settings.drain_delay
             )
             await asyncio.sleep(self.settings.drain_delay)
+        if self._http is not None:
+            # Beside the gRPC server's stop, with the same grace for the calls under way.
+            http_closed = asyncio.create_task(self._http.close(grace))
         if self._server is not None:
             await self._server.stop(grace)
+        if self._http is not None:
+            await http_closed
         if self._batcher is not None:
             self._batcher.close()
         # Calls cancelled by the stop may have left submissions under way: let them finish,

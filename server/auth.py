@@ -23,7 +23,15 @@ from mlgate.tokens import Caller, Role, TokenFile
 from server.interceptors import Context, Continuation, EdgeInterceptor, Handler
 from server.roles import required_role
 
-__all__ = ["AuthInterceptor", "current_caller", "require"]
+__all__ = [
+    "AuthInterceptor",
+    "Refused",
+    "act_as",
+    "admit",
+    "bearer_token",
+    "current_caller",
+    "require",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +56,66 @@ def require(role: Role, what: str) -> None:
 def _bearer(metadata: Any) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer":
-                return token.strip()
+            token = bearer_token(value)
+            if token:
+                return token
     return ""
+
+
+class Refused(Exception):
+    """A call the tokens file does not admit: the status code name and the message to answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def admit(tokens: TokenFile, method: str, token: str, what: str = "") -> Caller | None:
+    """Who calls ``method`` with ``token`` (its bearer token, "" for none), if the tokens file
+    lets it; None for an open method. Raises ``Refused``: UNAUTHENTICATED for no token or an
+    unknown one, PERMISSION_DENIED naming the role it lacks. ``what``: the call as its caller
+    knows it (an HTTP route), when that is not the method's name. Every binding of the API
+    (gRPC, the inference protocol's REST) admits its callers here."""
+    needed = required_role(method)
+    if needed is None:
+        return None
+    caller = tokens.lookup(token) if token else None
+    if caller is None:
+        log.info("refused %s: %s", method, "an unknown token" if token else "no token")
+        raise Refused(
+            "UNAUTHENTICATED",
+            "this gateway does not know that token (revoked or mistyped?)"
+            if token
+            else "this gateway needs a token: send 'authorization: Bearer <token>' "
+            "(mlgate --token or MLGATE_TOKEN)",
+        )
+    if not caller.may(needed):
+        log.info(
+            "refused %s to %s: it needs %s, the token has %s",
+            method,
+            caller.name,
+            needed,
+            caller.role,
+        )
+        raise Refused(
+            "PERMISSION_DENIED",
+            f"{what or method.lstrip('/')} needs the {needed} role; token {caller.name!r} has "
+            f"{caller.role}",
+        )
+    return caller
+
+
+def act_as(caller: Caller) -> None:
+    """Make ``caller`` the current caller for the rest of the running task: every call runs in
+    a task of its own, so nobody else sees it."""
+    _CALLER.set(caller)
+
+
+def bearer_token(authorization: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header's value; "" for any other."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 class AuthInterceptor(EdgeInterceptor):
@@ -71,33 +135,11 @@ class AuthInterceptor(EdgeInterceptor):
 
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: Context) -> AsyncIterator[None]:
-        needed = required_role(method)
-        if needed is not None and self._tokens is not None:
-            token = _bearer(context.invocation_metadata())
-            caller = self._tokens.lookup(token) if token else None
-            if caller is None:
-                log.info("refused %s: %s", method, "an unknown token" if token else "no token")
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "this gateway does not know that token (revoked or mistyped?)"
-                    if token
-                    else "this gateway needs a token: send 'authorization: Bearer <token>' "
-                    "(mlgate --token or MLGATE_TOKEN)",
-                )
-            assert caller is not None  # abort raised otherwise
-            if not caller.may(needed):
-                log.info(
-                    "refused %s to %s: it needs %s, the token has %s",
-                    method,
-                    caller.name,
-                    needed,
-                    caller.role,
-                )
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED,
-                    f"{method.lstrip('/')} needs the {needed} role; token {caller.name!r} has "
-                    f"{caller.role}",
-                )
-            # The call runs in a task of its own: nobody else sees this value.
-            _CALLER.set(caller)
+        if self._tokens is not None:
+            try:
+                caller = admit(self._tokens, method, _bearer(context.invocation_metadata()))
+            except Refused as refused:
+                await context.abort(grpc.StatusCode[refused.code], refused.message)
+            if caller is not None:
+                act_as(caller)
         yield

@@ -18,7 +18,7 @@ from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.quoting import quote
 from mlgate.tensors import DATATYPES
 
-__all__ = ["RequestLimits", "size_text"]
+__all__ = ["RequestLimits", "RequestTooLarge", "size_text"]
 
 # An unknown datatype is refused by the tensor checks; until then it counts as the widest.
 _WIDEST = 8
@@ -40,6 +40,11 @@ def _product(shape: Iterable[int]) -> int:
     return total
 
 
+class RequestTooLarge(ResourceExhausted):
+    """A request over one of these bounds: sending it again will not help (the REST binding
+    answers 413, not 429)."""
+
+
 @dataclass(frozen=True)
 class RequestLimits:
     """The bounds of one ModelInfer request."""
@@ -47,8 +52,8 @@ class RequestLimits:
     max_rows: int
     max_bytes: int
 
-    def _refuse(self, what: str, limit: str, variable: str) -> ResourceExhausted:
-        return ResourceExhausted(
+    def _refuse(self, what: str, limit: str, variable: str) -> RequestTooLarge:
+        return RequestTooLarge(
             f"{what}, over this gateway's limit of {limit} per ModelInfer request ({variable}); "
             "send fewer rows per request, or ask its operator to raise the limit"
         )

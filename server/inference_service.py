@@ -2,9 +2,14 @@
 
 ``ModelInfer`` checks the request's size (``server.infer_limits``), resolves the model (an id, or
 a registry name with ``model_version``), checks the tensors against the model's record
-(``mlgate.tensors``), and hands the request, as the bytes it arrived in, to the batcher; the worker answers with the complete response, which goes back to
-the caller as the bytes it arrived in. So the gateway neither builds nor copies tensors, and
-needs no numpy. (The edge counts every call in ``mlgate_inference_requests_total`` by status.)
+(``mlgate.tensors``), and hands the request, as the bytes it arrived in, to the batcher; the
+worker answers with the complete response, which goes back to the caller as the bytes it arrived
+in. So the gateway neither builds nor copies tensors, and needs no numpy. (The edge counts every
+call in ``mlgate_inference_requests_total`` by status.) The response names the version that
+answered (``model_version``) whichever way the model was named: by id, name, alias or version.
+
+The protocol's REST binding (``server.rest``) calls the same coroutines (``infer``,
+``metadata``, ``model_ready``, ``ready``): one path, two encodings.
 """
 
 from __future__ import annotations
@@ -26,16 +31,26 @@ from server.decoding import decoded
 from server.infer_limits import RequestLimits
 from server.model_catalog import ModelCatalog
 
-__all__ = ["SERVICE_NAME", "InferenceServicer", "add_inference_service"]
+__all__ = [
+    "SERVER_NAME",
+    "SERVER_VERSION",
+    "SERVICE_NAME",
+    "InferenceServicer",
+    "add_inference_service",
+]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 Context = grpc.aio.ServicerContext[Any, Any]
 
 _PLATFORM = "mlgate_sklearn"
+#: What ServerMetadata answers, in either binding.
+SERVER_NAME = "mlgate"
 try:
-    _VERSION = importlib.metadata.version("mlgate")
+    SERVER_VERSION = importlib.metadata.version("mlgate")
 except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
-    _VERSION = "unknown"
+    SERVER_VERSION = "unknown"
+# Model ids whose versions are remembered; past this the memory starts again.
+_VERSIONS_KEPT = 10_000
 
 
 class InferenceServicer:
@@ -57,40 +72,28 @@ class InferenceServicer:
         self._models = models
         self._batcher = batcher
         self._ready = ready
+        self._versions: dict[str, str] = {}
 
-    async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: Context
-    ) -> pb.ServerLiveResponse:
-        return pb.ServerLiveResponse(live=True)
+    # --- what both bindings call ---
 
-    async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: Context
-    ) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self._ready())
+    def ready(self) -> bool:
+        """Whether the gateway can take inference requests now (its broker answers)."""
+        return self._ready()
 
-    async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: Context
-    ) -> pb.ServerMetadataResponse:
-        return pb.ServerMetadataResponse(name="mlgate", version=_VERSION)
+    async def model_ready(self, name: str, version: str) -> bool:
+        """Whether the model can be served now; NotFound for a model that does not exist."""
+        await self._record(ref_from_parts(name, version, "name"))
+        return self._ready()
 
-    async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: Context
-    ) -> pb.ModelReadyResponse:
-        try:
-            await self._record(ref_from_parts(request.name, request.version, "name"))
-        except NotFound:
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=self._ready())
-
-    async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: Context
-    ) -> pb.ModelMetadataResponse:
-        ref = ref_from_parts(request.name, request.version, "name")
+    async def metadata(self, name: str, version: str) -> pb.ModelMetadataResponse:
+        """The model's inputs and outputs, and every version of its name (none without one)."""
+        ref = ref_from_parts(name, version, "name")
         model = await self._models.get(str(ref))
+        versions = await self._models.version_numbers(model.name) if model.name else []
         tensor = pb.ModelMetadataResponse.TensorMetadata
         return pb.ModelMetadataResponse(
-            name=request.name,
-            versions=[str(model.version)] if model.version else [],
+            name=name,
+            versions=[str(number) for number in versions],
             platform=_PLATFORM,
             inputs=[
                 tensor(name=f.name, datatype=feature_datatype(f.dtype), shape=[-1])
@@ -102,19 +105,19 @@ class InferenceServicer:
             ],
         )
 
-    async def _record(self, ref: ModelRef) -> models_pb2.Model:
-        return await self._models.manifest(await self._models.resolve_ref(ref))
-
-    async def ModelInfer(self, data: bytes, context: Context) -> bytes:
-        self._limits.check_sent(len(data))
-        request = decoded(pb.ModelInferRequest, data)
+    async def infer(
+        self, request: pb.ModelInferRequest, data: bytes, remaining: float | None
+    ) -> bytes:
+        """The serialized response to ``request`` (whose bytes are ``data``), evaluated through
+        the batcher within ``remaining`` seconds (None: the gateway's timeout). The caller
+        must not keep ``request``: it is dropped here while the batch waits."""
         self._limits.check_tensors(request)
         ref = ref_from_parts(request.model_name, request.model_version)
-        record = await self._record(ref)
+        model_id = await self._models.resolve_ref(ref)
+        record = await self._models.manifest(model_id)
         rows = check_request(request, record)
-        version = str(ref.version) if ref.version else request.model_version
+        version = str(ref.version) if ref.version else await self._version(model_id)
         del request  # the batcher sends the bytes: the parsed copy is not kept while it waits
-        remaining = context.time_remaining()
         deadline = time.time() + (self._timeout if remaining is None else remaining)
         outcome = await self._batcher.submit(
             (record.id, record.sha256, version), data, rows, deadline
@@ -123,6 +126,57 @@ class InferenceServicer:
         if error is not None:
             raise error
         return outcome.response
+
+    async def _version(self, model_id: str) -> str:
+        # A model's version never changes (numbers are never reused), so it is read once per id.
+        version = self._versions.get(model_id)
+        if version is None:
+            number = await self._models.version_of(model_id)
+            version = str(number) if number else ""
+            if len(self._versions) >= _VERSIONS_KEPT:
+                self._versions.clear()
+            self._versions[model_id] = version
+        return version
+
+    async def _record(self, ref: ModelRef) -> models_pb2.Model:
+        return await self._models.manifest(await self._models.resolve_ref(ref))
+
+    # --- the gRPC binding ---
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Context
+    ) -> pb.ServerLiveResponse:
+        return pb.ServerLiveResponse(live=True)
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Context
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self.ready())
+
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: Context
+    ) -> pb.ServerMetadataResponse:
+        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION)
+
+    async def ModelReady(
+        self, request: pb.ModelReadyRequest, context: Context
+    ) -> pb.ModelReadyResponse:
+        try:
+            return pb.ModelReadyResponse(
+                ready=await self.model_ready(request.name, request.version)
+            )
+        except NotFound:
+            return pb.ModelReadyResponse(ready=False)
+
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: Context
+    ) -> pb.ModelMetadataResponse:
+        return await self.metadata(request.name, request.version)
+
+    async def ModelInfer(self, data: bytes, context: Context) -> bytes:
+        self._limits.check_sent(len(data))
+        # Not bound to a name here: ``infer`` drops the parsed copy while the batch waits.
+        return await self.infer(decoded(pb.ModelInferRequest, data), data, context.time_remaining())
 
 
 def _as_is(data: bytes) -> bytes:

@@ -79,6 +79,15 @@ class ModelCatalog:
             return ref.model_id
         return await asyncio.to_thread(self._registry.resolve, ref)
 
+    async def version_of(self, model_id: str) -> int:
+        """The version of its name the model is; 0 for a model without a name."""
+        return (await asyncio.to_thread(self._registry.entry, model_id)).version
+
+    async def version_numbers(self, name: str) -> list[int]:
+        """Every version registered under ``name``, lowest first."""
+        entries = await asyncio.to_thread(self._registry.versions, name)
+        return sorted(entry.version for entry in entries)
+
     async def manifest(self, model_id: str) -> models_pb2.Model:
         """The stored record, from the short-lived cache the hot prediction path uses."""
         return await self._manifests.get(model_id)

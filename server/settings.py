@@ -44,6 +44,9 @@ class GatewaySettings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     metrics_tls: TLSFiles | None = None
+    # The Open Inference Protocol's REST binding (server/inference_rest.py): off unless a port is
+    # given (0 picks a free port); on ``host``, over TLS with ``tls``'s files like the gRPC port.
+    http_port: int | None = None
     broker: BrokerSettings = field(default_factory=BrokerSettings)
     data_dir: Path = field(default_factory=lambda: variables.data_dir({}))
     # The job store (MLGATE_STORE_URL; default: SQLite in the data directory). Its keys go under
@@ -105,10 +108,11 @@ class GatewaySettings:
             metrics_port=variables.optional_port(env, "MLGATE_METRICS_PORT"),
             metrics_host=env.get("MLGATE_METRICS_HOST") or "127.0.0.1",
             metrics_tls=variables.metrics_tls(env),
+            http_port=variables.optional_port(env, "MLGATE_HTTP_PORT"),
             broker=broker,
             data_dir=data,
             store_url=variables.url(env, "MLGATE_STORE_URL", _JOB_STORE_SCHEMES)
-            or f"sqlite:///{data / 'jobs.db'}",
+            or f"sqlite://{data / 'jobs.db'}",
             job_retention=variables.positive(env, "MLGATE_JOB_RETENTION", "2592000", zero=True),
             storage_url=variables.storage_url(env, data),
             max_model_bytes=int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),

@@ -45,6 +45,13 @@ def _dead_port() -> int:
         # An unescaped '#' cuts the URL inside the password: nothing after the scheme is shown.
         (f"amqp://mlgate:ab#{USER_SECRET}@rabbit/", "amqp://***"),
         ("s3://bucket/prefix", "s3://bucket/prefix"),
+        # No authority: the slashes stay as written (an absolute path has three).
+        ("sqlite:///var/lib/mlgate/jobs.db", "sqlite:///var/lib/mlgate/jobs.db"),
+        ("sqlite://data/jobs.db", "sqlite://data/jobs.db"),
+        (
+            f"sqlite:///var/lib/jobs.db?password={QUERY_SECRET}",
+            "sqlite:///var/lib/jobs.db?password=***",
+        ),
     ],
 )
 def test_redact_url_hides_userinfo_query_and_fragment_secrets(url: str, shown: str) -> None:

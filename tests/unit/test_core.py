@@ -49,7 +49,10 @@ def test_settings_from_env_and_overrides(tmp_path: Path) -> None:
     settings = GatewaySettings.from_env(env, data_dir=tmp_path / "override")
     assert settings.broker.kind == "rabbitmq" and settings.port == 6000
     assert settings.data_dir == tmp_path / "override"
-    assert settings.store_url == f"sqlite:///{tmp_path / 'override' / 'jobs.db'}"
+    # An absolute path after sqlite://, three slashes, as written and as the start-up line shows.
+    database = tmp_path / "override" / "jobs.db"
+    assert settings.store_url == f"sqlite://{database}" == f"sqlite:///{str(database)[1:]}"
+    assert f"store=sqlite://{database} " in settings.describe()
     assert settings.storage_url.startswith("file://")
     worker = WorkerSettings.from_env(env, data_dir=tmp_path / "override")
     assert worker.broker == settings.broker and worker.storage_url == settings.storage_url
