@@ -9,15 +9,16 @@ record, its rows and its first event in one statement of data-modifying CTEs. An
 record (one statement), applies the event in Python (``apply_event``), and writes the record and
 the event in one statement that compares and sets the record's ``rev``: a concurrent writer
 (another gateway, a cancel) makes it match nothing, and the update starts again from the new
-record. Events recorded together (``record_all``) share one transaction, so one commit: one
-wait for the server's disk rather than one per event. Only the update that registers a model
-version takes a transaction of several statements of its own. Times (a job's end for retention,
-the outbox marks) are the database's clock.
+record. Events recorded together (``record_all``) are saved in one statement
+(``postgres_batch``). Only the update that registers a model version takes a transaction of
+several statements. Times (a job's end for retention, the outbox marks) are the database's
+clock.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from server.jobstore.base import (
     timestamp,
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
+from server.jobstore.postgres_batch import write_batch
 from server.jobstore.postgres_link import Connection, PostgresLink
 from server.jobstore.postgres_registry import PostgresModelRegistry
 from server.jobstore.records import split_rows, summary, with_rows
@@ -231,34 +233,25 @@ class PostgresJobStore(JobStore):
         return self.record_all([event])[0]
 
     def record_all(self, events: Sequence[jobs_pb2.JobEvent]) -> builtins.list[Recorded | None]:
-        """One transaction for several events, taken in job order: two gateways writing batches
-        that share jobs lock their rows in the same order, so neither waits on the other for
-        ever. Records are remembered once the transaction has committed."""
+        """The batch in one statement (``postgres_batch``), then one by one the events of jobs
+        it could not take."""
         if not events:
             return []
-        saved: dict[str, tuple[bytes, int]] = {}
-
-        def remember(job_id: str, stored: bytes, rev: int) -> None:
-            saved[job_id] = (stored, rev)
-
-        def write(conn: Connection) -> builtins.list[Recorded | None]:
-            done: dict[int, Recorded | None] = {}
-            for i in sorted(range(len(events)), key=lambda i: events[i].job_id):
-                event = events[i]
-                known = saved.get(event.job_id) or self._recent.get(event.job_id)
-                updated = self._update(conn, event.job_id, _given(event), remember, known)
-                done[i] = None if updated is None else recorded(*updated)
-            return [done[i] for i in range(len(events))]
-
-        def write_all(conn: Connection) -> builtins.list[Recorded | None]:
-            with conn.transaction():
-                return write(conn)
-
-        results = self._link.run(write if len(events) == 1 else write_all)
-        for job_id, (stored, rev) in saved.items():
+        batch = self._link.run(
+            lambda conn: write_batch(conn, events, self._recent.get, self._registry.wants_version)
+        )
+        for job_id, (stored, rev) in batch.saved.items():
             self._recent.put(job_id, stored, rev)
+        for i in batch.later:
+            updated = self._link.run(functools.partial(self._record_alone, events[i]))
+            batch.results[i] = None if updated is None else recorded(*updated)
         self._sweeps.run_if_due(self._sweep, (JobStoreError,))
-        return results
+        return batch.results
+
+    def _record_alone(
+        self, event: jobs_pb2.JobEvent, conn: Connection
+    ) -> tuple[jobs_pb2.Job, int] | None:
+        return self._update(conn, event.job_id, _given(event), self._recent.put)
 
     def cancel(self, job_id: str, event: jobs_pb2.JobEvent) -> jobs_pb2.Job | None:
         def numbered(job: jobs_pb2.Job) -> jobs_pb2.JobEvent:

@@ -15,6 +15,8 @@ from server.jobstore.base import JobStore
 from server.paging import encode_page_token
 from tests.support.jobstores import StoreFactory, wait_until_swept
 
+FAILED = jobs_pb2.JOB_STATE_FAILED
+
 
 def _job(
     kind: jobs_pb2.JobKind.ValueType = jobs_pb2.JOB_KIND_TRAIN, created_ns: int = 0
@@ -83,6 +85,34 @@ def test_events_recorded_together_apply_as_they_would_one_by_one(
     seen = other.get(second.id)
     assert seen is not None and seen.state == jobs_pb2.JOB_STATE_RUNNING, "committed for all"
     assert store.record_all([]) == []
+
+    # Two events of one job in one batch: each says what it did, the job as it left it.
+    third = _job()
+    store.create(third)
+    steps = [_event(third.id, 2, jobs_pb2.JOB_STATE_RUNNING), _event(third.id, 3, FAILED)]
+    both = store.record_all(steps)
+    assert [None if r is None else (r.job.state, r.logged, r.after_seq) for r in both] == [
+        (jobs_pb2.JOB_STATE_RUNNING, steps[0], 1),
+        (FAILED, steps[1], 2),
+    ]
+    assert store.events(third.id, 1) == steps
+
+
+def test_a_batch_applies_on_top_of_another_gateways_write(make_store: StoreFactory) -> None:
+    one, two = make_store(), make_store()
+    job, bystander = _job(), _job()
+    one.create(job)
+    one.create(bystander)
+    # The other gateway moves the job on: what the first store remembers of it is stale now.
+    assert two.record(_event(job.id, 2, jobs_pb2.JOB_STATE_RUNNING)) is not None
+    done = _event(job.id, 3, jobs_pb2.JOB_STATE_SUCCEEDED)
+    started = _event(bystander.id, 2, jobs_pb2.JOB_STATE_RUNNING)
+    results = one.record_all([done, started])
+    assert [None if r is None else (r.logged, r.after_seq) for r in results] == [
+        (done, 2),
+        (started, 1),
+    ]
+    assert [e.seq for e in two.events(job.id, 0)] == [1, 2, 3]
 
 
 def test_no_event_moves_a_job_out_of_a_terminal_state(make_store: StoreFactory) -> None:

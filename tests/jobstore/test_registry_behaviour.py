@@ -27,6 +27,19 @@ def _resolve(store: JobStore, text: str) -> str:
     return store.registry.resolve(parse_ref(text))
 
 
+def test_a_named_job_recorded_with_others_registers_its_version_once(
+    make_store: StoreFactory,
+) -> None:
+    store = make_store()
+    named, unnamed = queued_training(store, "forest"), queued_training(store)
+    results = store.record_all([success(named), success(unnamed), success(named)])
+    first = results[0]
+    assert first is not None and first.logged is not None
+    assert first.logged.train_result.model_version == 1
+    assert results[1] is not None and results[2] is None
+    assert _resolve(store, "forest") == model_id_for_job(named.id)
+
+
 def test_a_named_job_that_succeeds_registers_the_next_version(make_store: StoreFactory) -> None:
     store = make_store()
     first = queued_training(store, "forest")
