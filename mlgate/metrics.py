@@ -28,14 +28,17 @@ __all__ = [
     "INFERENCE_BATCH_ROWS",
     "INFERENCE_REQUESTS",
     "JOBS_FINISHED",
+    "JOBS_RUNNING",
     "JOBS_SUBMITTED",
     "JOB_DURATION",
     "JOB_QUEUE_TIME",
+    "JOB_REDELIVERIES",
     "METRIC_NAMES",
     "MODEL_CACHE_BYTES",
     "MODEL_CACHE_HITS",
     "MODEL_CACHE_MISSES",
     "STREAMS_OPEN",
+    "WORKER_LOSSES",
     "BrokerCollector",
     "job_ended",
     "job_started",
@@ -76,6 +79,17 @@ MODEL_CACHE_MISSES = Counter("mlgate_model_cache_misses", "Models loaded from st
 MODEL_CACHE_BYTES = Gauge("mlgate_model_cache_bytes", "Bytes of models held in a worker's cache.")
 BROKER_RECONNECTS = Counter("mlgate_broker_reconnects", "Connections re-established to the broker.")
 STREAMS_OPEN = Gauge("mlgate_streams_open", "Job event streams open on a gateway.")
+JOBS_RUNNING = Gauge(
+    "mlgate_jobs_running", "Jobs the workers a gateway hears say they are running.", ["kind"]
+)
+JOB_REDELIVERIES = Counter(
+    "mlgate_job_redeliveries",
+    "Deliveries of a job after its first (an attempt ended without an outcome), by the worker.",
+    ["kind"],
+)
+WORKER_LOSSES = Counter(
+    "mlgate_worker_losses", "Workers a gateway counted out: no heartbeat for their interval."
+)
 
 #: Every mlgate metric as Prometheus exposes it (counters gain ``_total``), for the dashboard test.
 METRIC_NAMES = frozenset(
@@ -91,6 +105,9 @@ METRIC_NAMES = frozenset(
         "mlgate_model_cache_bytes",
         "mlgate_broker_reconnects_total",
         "mlgate_streams_open",
+        "mlgate_jobs_running",
+        "mlgate_job_redeliveries_total",
+        "mlgate_worker_losses_total",
         "mlgate_workers",
         "mlgate_queue_depth",
         "mlgate_queue_oldest_seconds",
@@ -145,7 +162,9 @@ class BrokerCollector(Collector):
         self._read = read
 
     def collect(self) -> Iterable[Metric]:
-        workers = GaugeMetricFamily("mlgate_workers", "Workers consuming jobs, as the broker sees.")
+        workers = GaugeMetricFamily(
+            "mlgate_workers", "Workers alive: those whose heartbeats the gateway hears."
+        )
         depth = GaugeMetricFamily(
             "mlgate_queue_depth", "Jobs waiting in a broker queue.", labels=["queue"]
         )

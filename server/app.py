@@ -37,7 +37,9 @@ from mlgate.v1 import (
 )
 from server.auth import AuthInterceptor
 from server.batching import Batcher
+from server.data_lock import DataDirLock
 from server.dataset_service import DatasetServicer
+from server.heartbeats import Heartbeats
 from server.hub import Hub
 from server.infer_limits import RequestLimits
 from server.inference_rest import InferenceRoutes, too_large
@@ -103,7 +105,12 @@ class Gateway:
         )
         objects = open_object_store(settings.storage_url)
         self.backends = Backends.of(self.broker.name, settings.storage_url, settings.store_url)
-        self.dependencies = Dependencies(self.backends, self.broker, self.store, objects)
+        self.heartbeats = Heartbeats(self.broker, publish_timeout=settings.publish_timeout)
+        self.dependencies = Dependencies(
+            self.backends, self.broker, self.store, objects, self.heartbeats
+        )
+        # A broker that keeps no jobs (the embedded one) makes this server its data's only one.
+        self._data_lock = None if self.broker.keeps_jobs else DataDirLock(settings.data_dir)
         self.catalog = DatasetCatalog(objects)
         self.models = ModelRepository(objects, settings.max_model_bytes)
         self.hub = Hub(self.store.events)
@@ -150,8 +157,19 @@ class Gateway:
     async def start(self) -> int:
         """Connect, start serving and return the bound port (useful with port 0).
 
-        The port is bound first, so a port in use fails (PortInUse) before anything connects.
+        The port is bound first, so a port in use fails (PortInUse) before anything connects;
+        before it, a data directory another server owns fails (DataDirInUse).
         """
+        if self._data_lock is None:
+            return await self._start()
+        self._data_lock.acquire()
+        try:
+            return await self._start()
+        except BaseException:
+            self._data_lock.release()
+            raise
+
+    async def _start(self) -> int:
         server = grpc.aio.server(
             # Authentication first: a caller it refuses reaches nothing else.
             interceptors=[AuthInterceptor(self.tokens), *edge_chain(self.backends)],
@@ -176,6 +194,7 @@ class Gateway:
         except BrokerUnavailable as exc:
             # Serve anyway: health says NOT_SERVING and submissions get UNAVAILABLE until it is back.
             log.warning("broker unavailable at start, serving NOT_SERVING: %s", exc)
+        self.heartbeats.start()
         if not self.broker.keeps_jobs:
             requeued = await asyncio.to_thread(
                 requeue_unfinished,
@@ -329,8 +348,11 @@ class Gateway:
             await asyncio.to_thread(worker.stop, grace)
         if self._recorder is not None:
             await asyncio.to_thread(self._recorder.stop, 5.0)
+        await asyncio.to_thread(self.heartbeats.stop)
         await asyncio.to_thread(self.broker.close)
         self.store.close()
+        if self._data_lock is not None:
+            self._data_lock.release()
         if self._metrics is not None:
             await asyncio.to_thread(self._metrics.close)
 

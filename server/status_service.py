@@ -1,6 +1,7 @@
-"""What an operator asks a gateway: is it healthy, which of its dependencies is not, how many
-workers are alive, how many jobs wait. Behind ``GetStatus``, ``mlgate status``, the health service
-and the broker's metrics (``mlgate_workers``, ``mlgate_queue_depth``, ...).
+"""What an operator asks a gateway: is it healthy, which of its dependencies is not, which
+workers are alive (by their heartbeats, ``server.heartbeats``), how many jobs wait. Behind
+``GetStatus`` and ``ListWorkers``, ``mlgate status`` and ``mlgate workers``, the health service and
+the broker's metrics (``mlgate_workers``, ``mlgate_queue_depth``, ...).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import grpc
 from brokers.base import Broker, BrokerStats
 from mlgate.v1 import status_pb2, status_pb2_grpc
 from server.error_mapping import Backends
+from server.heartbeats import Heartbeats
 from server.jobstore.base import JobStore
 from server.queue_ages import with_waiting_ages
 from storage.base import ObjectStore
@@ -35,8 +37,15 @@ class Dependencies:
     """Checks the broker, the job store and the object storage, each by a cheap call."""
 
     def __init__(
-        self, backends: Backends, broker: Broker, store: JobStore, objects: ObjectStore
+        self,
+        backends: Backends,
+        broker: Broker,
+        store: JobStore,
+        objects: ObjectStore,
+        heartbeats: Heartbeats | None = None,
     ) -> None:
+        #: The workers' heartbeats; without them, the broker's consumers count the workers.
+        self.heartbeats = heartbeats
         self._broker = broker
         self._store = store
         self._objects = objects
@@ -74,12 +83,14 @@ class Dependencies:
         """(workers alive, the broker's stats) for the metrics collector; a queue age the broker
         cannot tell is read from the job store."""
         stats = with_waiting_ages(self._broker.stats(), self._store)
-        return _workers(stats), stats
+        return self.workers(stats), stats
 
-
-def _workers(stats: BrokerStats) -> int:
-    # Every worker consumes every queue, so the busiest queue's consumer count is the worker count.
-    return max((q.consumers for q in stats.queues), default=0)
+    def workers(self, stats: BrokerStats) -> int:
+        """The workers alive: those heard, or the broker's count of them."""
+        # Every worker consumes every queue, so the busiest queue's consumer count is the
+        # worker count as the broker sees it (a dead one may linger there for a while).
+        consumers = max((q.consumers for q in stats.queues), default=0)
+        return consumers if self.heartbeats is None else self.heartbeats.alive(consumers)
 
 
 class StatusServicer(status_pb2_grpc.StatusServiceServicer):
@@ -99,7 +110,16 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
         except Exception as exc:  # the broker entry above already says it is down
             log.debug("queue figures unavailable: %s", exc)
         else:
-            response.workers = _workers(stats)
+            response.workers = self._dependencies.workers(stats)
             for queue in stats.queues:
                 response.queues.add(name=queue.name, depth=queue.depth, consumers=queue.consumers)
         return response
+
+    async def ListWorkers(
+        self,
+        request: status_pb2.ListWorkersRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> status_pb2.ListWorkersResponse:
+        heartbeats = self._dependencies.heartbeats
+        workers = [] if heartbeats is None else heartbeats.workers()
+        return status_pb2.ListWorkersResponse(workers=workers)

@@ -8,7 +8,15 @@ from typing import Any
 from brokers.base import Broker
 from brokers.errors import BrokerError
 from mlgate import tracing
-from mlgate.events import ATTEMPT_SEQ_BLOCK, attempt_seq, event, terminal_seq
+from mlgate.events import (
+    ATTEMPT_SEQ_BLOCK,
+    attempt_line,
+    attempt_seq,
+    event,
+    retry_note,
+    stopped_answering,
+    terminal_seq,
+)
 from mlgate.v1 import jobs_pb2
 from workers.progress import Pacer
 
@@ -19,7 +27,13 @@ log = logging.getLogger(__name__)
 
 class AttemptEvents:
     """Publishes one attempt's events for one job, numbered in the attempt's own seq block; its
-    progress at the pacer's pace (``workers.progress``)."""
+    progress at the pacer's pace (``workers.progress``).
+
+    Every event says how many attempts the job may have; each event of a later attempt says why
+    the one before it ended (``retry_reason``: what the worker learnt from that attempt's
+    AWAITING_RETRY event, else that its worker stopped answering, which is when a broker
+    delivers a job again), and its first one says so in words: "attempt 2 of 3 (...)".
+    """
 
     def __init__(
         self,
@@ -29,6 +43,7 @@ class AttemptEvents:
         timeout: float,
         max_attempts: int,
         pacer: Pacer,
+        retry_reason: str = "",
     ) -> None:
         self._broker = broker
         self._job = job
@@ -37,9 +52,21 @@ class AttemptEvents:
         self._max_attempts = max_attempts
         self._step = 0
         self._pace = pacer.pace(self._publish_progress)
+        self._retry_reason = retry_reason or (stopped_answering(attempt - 1) if attempt > 1 else "")
+        #: The stage and progress of the attempt's latest progress event (for its heartbeat).
+        self.stage: int = jobs_pb2.STAGE_UNSPECIFIED
+        self.progress = 0.0
 
     def _body(self, seq: int, state: int, **fields: Any) -> bytes:
-        body = event(self._job.id, seq, state, attempt=self._attempt, **fields)
+        body = event(
+            self._job.id,
+            seq,
+            state,
+            attempt=self._attempt,
+            max_attempts=self._max_attempts,
+            retry_reason=self._retry_reason,
+            **fields,
+        )
         body.trace_context.update(tracing.inject())
         return body.SerializeToString()
 
@@ -56,14 +83,14 @@ class AttemptEvents:
         self._pace.close()
 
     def running(self, stage: int, progress: float, message: str = "") -> None:
-        if self._step >= ATTEMPT_SEQ_BLOCK - 2:
-            return  # the attempt's block is spent: only its outcome is left to number
+        # Two numbers of the block stay free: the attempt's AWAITING_RETRY event and its outcome.
+        if self._step >= ATTEMPT_SEQ_BLOCK - 3:
+            return
         self._step += 1
+        self.stage, self.progress = stage, progress
         if self._step == 1 and self._attempt > 1:
-            message = message or (
-                f"attempt {self._attempt} of {self._max_attempts} started: the earlier one "
-                "ended without an outcome"
-            )
+            line = attempt_line(self._attempt, self._max_attempts, self._retry_reason)
+            message = f"{line}; {message}" if message else line
         # Progress is informative: a broker outage must not fail the job over it. Only the
         # terminal event decides the outcome, and it is retried by redelivery, not skipped. So
         # progress is not confirmed either: the outcome, confirmed, follows it in order.
@@ -78,6 +105,27 @@ class AttemptEvents:
             self._pace.offer(body)
         except BrokerError as exc:
             log.warning("job %s: progress event not published: %s", self._job.id, exc)
+
+    def waiting(self, service: str, waited: float) -> None:
+        """The attempt waits for ``service`` to come back, and has for ``waited`` seconds."""
+        since = f" for {waited:.0f} s" if waited >= 1 else ""
+        message = f"waiting for {service}{since}"
+        self.running(jobs_pb2.STAGE_WAITING_FOR_STORE, self.progress, message)
+
+    def awaiting_retry(self, reason: str) -> None:
+        """The attempt ends without an outcome, for ``reason``: the broker delivers it again."""
+        note = retry_note(self._job.id, self._attempt, self._max_attempts, reason)
+        note.progress = self.progress
+        self._pace.close()
+        try:
+            self._broker.publish_event(note.SerializeToString(), timeout=self._timeout)
+        except BrokerError as exc:
+            log.warning(
+                "job %s: why attempt %d ended was not published: %s",
+                self._job.id,
+                self._attempt,
+                exc,
+            )
 
     def succeeded(self, **result: Any) -> None:
         self.send(terminal_seq(self._attempt), jobs_pb2.JOB_STATE_SUCCEEDED, progress=1.0, **result)

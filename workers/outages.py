@@ -5,11 +5,13 @@ not die: the store it needs is away. Leaving the delivery to the broker would re
 and count each redelivery as an attempt, until the job was dead-lettered for "a worker that died"
 in under a second. Instead the worker keeps the delivery (its broker connection lives on other
 threads) and runs the job again after a backoff (0.5 s, doubling to 5 s, jittered) until it gets
-past the outage, for at most ``MLGATE_OUTAGE_RETRY_SECONDS`` from the first failure. The job's
-steps are safe to repeat: a training job whose model was saved reuses it, so a job that lost only
-its final event to a broker outage is not fitted again. Past the bound the job ends FAILED with
-UNAVAILABLE and the message the gateway gives for the same outage (``mlgate.failures``), naming
-the store; what the store said goes to the worker's log.
+past the outage, for at most ``MLGATE_OUTAGE_RETRY_SECONDS`` from the first failure, and says so
+on the job (a WAITING_FOR_STORE event at each retry: "waiting for the object store (s3) for 12 s",
+so the job is not left looking queued). The job's steps are safe to repeat: a training job whose
+model was saved reuses it, so a job that lost only its final event to a broker outage is not
+fitted again. Past the bound the job ends FAILED with UNAVAILABLE and the message the gateway
+gives for the same outage (``mlgate.failures``), naming the store; what the store said goes to
+the worker's log.
 
 An outage is logged once per process when a job first meets it and once when a job next gets
 past it, never per retry.
@@ -94,13 +96,16 @@ class OutageRetry:
         *,
         check: Callable[[], None] = lambda: None,
         where: str = "a job",
+        on_wait: Callable[[str, float], None] = lambda service, waited: None,
     ) -> T:
         """``attempt()``, run again while it meets an outage; ``check`` is called while waiting
         and may raise to end the wait (a cancelled job). Raises ``OutageOutlasted`` past the
         bound, or the outage error itself once the worker is stopping; ``where`` names the job
-        in the log."""
+        in the log. Before each wait, ``on_wait`` is told the service waited for (as messages
+        name it) and the seconds waited so far, so the job's record can say it is waiting."""
         backoff = Backoff(base=_FIRST_DELAY, cap=_LONGEST_DELAY)
         deadline: float | None = None
+        first = 0.0
         away: set[str] = set()
         while True:
             try:
@@ -110,6 +115,7 @@ class OutageRetry:
                 now = time.monotonic()
                 if deadline is None:
                     deadline = now + self.limit
+                    first = now
                 self._known.down(name, exc, self.limit)
                 away.add(name)
                 if self.stopping.is_set():
@@ -124,6 +130,7 @@ class OutageRetry:
                     )
                     told = public(exc, self._backends, where)
                     raise OutageOutlasted(told.message) from exc
+                on_wait(name, now - first)
                 self._wait(min(deadline, now + backoff.next_delay()), check)
                 if self.stopping.is_set():
                     raise

@@ -56,6 +56,9 @@ class WorkerSettings:
     infer_concurrency: int = 2
     # How long publishing a job's event may wait for the broker.
     publish_timeout: float = 10.0
+    # Seconds within which each heartbeat follows the last (sent three times as often): a gateway
+    # counts the worker out once this passes without one.
+    heartbeat_seconds: float = 6.0
     # Prometheus endpoint (/metrics only, MLGATE_WORKER_METRICS_PORT): off unless a port is
     # given (0 picks a free port), on loopback unless the operator chooses otherwise; over TLS
     # with these files when given (MLGATE_METRICS_TLS=1 and MLGATE_TLS_*).
@@ -94,6 +97,7 @@ class WorkerSettings:
             max_model_bytes=int(env.get("MLGATE_MAX_MODEL_BYTES", str(512 * 1024 * 1024))),
             infer_concurrency=variables.positive(env, "MLGATE_INFER_CONCURRENCY", "2"),
             publish_timeout=float(env.get("MLGATE_PUBLISH_TIMEOUT", "10")),
+            heartbeat_seconds=variables.seconds(env, "MLGATE_HEARTBEAT_SECONDS", 6.0),
             metrics_port=variables.optional_port(env, "MLGATE_WORKER_METRICS_PORT"),
             metrics_host=env.get("MLGATE_METRICS_HOST") or "127.0.0.1",
             metrics_tls=variables.metrics_tls(env),

@@ -10,9 +10,7 @@ delivers the job again.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +29,7 @@ from mlgate.failures import Backends, public
 from mlgate.ids import model_id_for_job
 from mlgate.jobs import MODEL_SHA_HEADER, plan
 from mlgate.logs import job_context
-from mlgate.metrics import job_started
+from mlgate.metrics import JOB_REDELIVERIES, job_started, kind_label
 from mlgate.v1 import jobs_pb2, models_pb2
 from storage import describe_store
 from storage.datasets import DatasetCatalog
@@ -40,11 +38,13 @@ from workers import prediction
 from workers.attempt_events import AttemptEvents
 from workers.cache import ModelCache
 from workers.fitpool import ChildDied, FitPool, FitStopped
+from workers.heartbeat import Heartbeat
 from workers.inference import InferenceServer
 from workers.messages import FitTask
 from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
 from workers.progress import Pacer
+from workers.running import Recent, RetryReasons, RunningJobs
 from workers.settings import WorkerSettings
 
 __all__ = ["Worker"]
@@ -58,25 +58,6 @@ Run = Callable[[jobs_pb2.Job, AttemptEvents, Delivery], dict[str, Any]]
 
 class Cancelled(Exception):
     """The job was cancelled while it ran."""
-
-
-class _Recent:
-    """A bounded set of recently cancelled job ids."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def add(self, job_id: str) -> None:
-        with self._lock:
-            self._ids[job_id] = None
-            while len(self._ids) > self._size:
-                self._ids.popitem(last=False)
-
-    def __contains__(self, job_id: object) -> bool:
-        with self._lock:
-            return job_id in self._ids
 
 
 class Worker:
@@ -98,10 +79,18 @@ class Worker:
         self.cache = ModelCache(
             models, settings.model_cache_bytes, prepare=lambda model: cap_jobs(model, self._cores)
         )
-        self._cancelled = _Recent()
+        self._cancelled = Recent()
         # Jobs whose outcome this worker published but may not have acknowledged (a broker
         # outage took the delivery): their redelivery is acknowledged, neither run nor counted.
-        self._recorded = _Recent()
+        self._recorded = Recent()
+        self._reasons = RetryReasons()
+        self._running = RunningJobs()
+        self.heartbeat = Heartbeat(
+            broker,
+            self._running,
+            interval=settings.heartbeat_seconds,
+            max_attempts=settings.max_attempts,
+        )
         # Faults are told as the gateway tells them (mlgate.failures), naming the same stores; a
         # worker meets no job store.
         self._backends = Backends(
@@ -129,6 +118,7 @@ class Worker:
                 concurrency=self._settings.infer_concurrency,
             ),
         ]
+        self.heartbeat.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop taking jobs; jobs still running after ``timeout`` go back to the broker."""
@@ -136,6 +126,7 @@ class Worker:
         for subscription in reversed(self._subscriptions):
             subscription.cancel(timeout)
         self._subscriptions = []
+        self.heartbeat.stop()
         self._pool.close()
         self._pacer.stop()
 
@@ -147,6 +138,7 @@ class Worker:
         seen = jobs_pb2.JobEvent.FromString(body)
         if seen.state == jobs_pb2.JOB_STATE_CANCELLED:
             self._cancelled.add(seen.job_id)
+        self._reasons.learn(seen)
 
     def _on_train(self, delivery: Delivery) -> None:
         self._handle(delivery, self._train)
@@ -165,8 +157,17 @@ class Worker:
             delivery.ack()
             return
         limit = self._settings.max_attempts
+        kind = kind_label(job.kind)
+        if delivery.attempt > 1:
+            JOB_REDELIVERIES.labels(kind).inc()
         events = AttemptEvents(
-            self._broker, job, delivery.attempt, self._settings.publish_timeout, limit, self._pacer
+            self._broker,
+            job,
+            delivery.attempt,
+            self._settings.publish_timeout,
+            limit,
+            self._pacer,
+            self._reasons.before(job.id, delivery.attempt),
         )
         if delivery.attempt > limit and not self._reported_saved(job, events):
             reason = (
@@ -181,11 +182,11 @@ class Worker:
             self._discard_unfinished(job)
             delivery.ack()
             return
-        kind = "train" if job.kind == jobs_pb2.JOB_KIND_TRAIN else "predict"
         parent = tracing.extract(delivery.message.headers)
         with (
             job_context(job.id),
             tracing.span(f"{kind} job", parent=parent, job_id=job.id, attempt=delivery.attempt),
+            self._running.track(job, delivery.attempt, events),
         ):
             if delivery.attempt == 1:
                 tracing.record_span("queue wait", job.create_time.ToNanoseconds(), time.time_ns())
@@ -243,6 +244,7 @@ class Worker:
             outcome = self._outages.run(
                 lambda: self._attempt(job, events, delivery, run),
                 check=lambda: self._check_cancelled(job),
+                on_wait=events.waiting,
                 where=f"job {job.id}",
             )
         except Cancelled:
@@ -252,6 +254,7 @@ class Worker:
             return
         except ChildDied as exc:
             # As if the worker had died: the attempt counts, and the delivery goes back.
+            events.awaiting_retry(f"attempt {delivery.attempt}: {exc}")
             log.warning("job %s: %s", job.id, exc)
             return
         except OUTAGES as exc:

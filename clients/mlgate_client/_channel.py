@@ -35,7 +35,7 @@ RETRIED: dict[str, tuple[str, ...]] = {
     "mlgate.v1.JobService": ("GetJob", "ListJobs", "WatchJob", "CancelJob"),
     "mlgate.v1.ModelService": ("GetModel", "ListModels", "ExportModel"),
     "mlgate.v1.DatasetService": ("GetDataset", "ListDatasets"),
-    "mlgate.v1.StatusService": ("GetStatus",),
+    "mlgate.v1.StatusService": ("GetStatus", "ListWorkers"),
     "inference.GRPCInferenceService": (
         "ServerLive",
         "ServerReady",

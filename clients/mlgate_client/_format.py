@@ -6,9 +6,10 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 from mlgate.v1 import jobs_pb2
+from mlgate_client._progress import Progress
 from mlgate_client.results import (
     Dataset,
     Job,
@@ -161,7 +162,7 @@ def job_block(job: Job) -> str:
         pairs.append(("owner", job.owner))
     if job.stage:
         pairs.append(("stage", job.stage))
-    pairs += [("progress", _percent(job.progress)), ("attempt", job.attempt)]
+    pairs += [("progress", _percent(job.progress)), ("attempt", attempt_text(job))]
     spec = job.proto
     if spec.HasField("train"):
         pairs += [
@@ -182,6 +183,12 @@ def job_block(job: Job) -> str:
         pairs.append(("message", job.message))
     pairs += [("created", job.create_time), ("updated", job.update_time)]
     return _block(pairs)
+
+
+def attempt_text(job: Job) -> str:
+    """ "2 of 3 (the worker running attempt 1 stopped answering)", or as much as is known."""
+    text = f"{job.attempt} of {job.max_attempts}" if job.max_attempts else str(job.attempt)
+    return f"{text} ({job.retry_reason})" if job.retry_reason else text
 
 
 def models_table(models: Sequence[Model]) -> str:
@@ -323,41 +330,6 @@ def event_line(event: jobs_pb2.JobEvent) -> str:
     elif event.message:
         parts.append(event.message)
     return "  ".join(parts).rstrip()
-
-
-class Progress:
-    """A one-line progress bar redrawn in place on a terminal; silent on anything else."""
-
-    WIDTH = 24
-
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
-        self._live = stream.isatty()
-        self._drawn = False
-
-    def update(self, event: jobs_pb2.JobEvent) -> None:
-        if not self._live:
-            return
-        if event.state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
-            self.draw(event.progress, stage_name(event.stage) or state_name(event.state))
-        else:
-            self.clear()
-
-    def draw(self, fraction: float, label: str) -> None:
-        """The bar at ``fraction`` (0 to 1), then ``label``."""
-        if not self._live:
-            return
-        filled = round(self.WIDTH * max(0.0, min(1.0, fraction)))
-        bar = "#" * filled + "." * (self.WIDTH - filled)
-        self._stream.write(f"\r\x1b[K[{bar}] {_percent(fraction):>4}  {label}")
-        self._stream.flush()
-        self._drawn = True
-
-    def clear(self) -> None:
-        if self._drawn:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-            self._drawn = False
 
 
 def status_block(status: Status) -> str:

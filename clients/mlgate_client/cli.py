@@ -43,6 +43,7 @@ from mlgate_client._report import Failure, report
 from mlgate_client._requests import TASKS
 from mlgate_client._security import tls_from_env, token_from_env
 from mlgate_client.client import DEFAULT_ADDRESS, MLGateClient
+from mlgate_client._worker_commands import cmd_workers
 from mlgate_client.errors import MLGateError
 from mlgate_client.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
@@ -224,6 +225,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     train.add_argument(
         "--name", help="register the model as the next version of this name (e.g. diabetes-rf)"
     )
+    add(commands, "workers", cmd_workers, "list the workers alive: host, pid, jobs, heartbeat")
 
     predict = add(commands, "predict", cmd_predict, "predict with a model")
     _model_argument(predict)

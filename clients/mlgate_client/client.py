@@ -37,7 +37,7 @@ from mlgate_client._security import TLS, open_channel, tls_from_env, token_from_
 from mlgate_client._streams import EventCallback, EventStream, EventStreams
 from mlgate_client.errors import MLGateError, ServerUnreachable, from_rpc_error
 from mlgate_client.results import Dataset, Job, Model, PredictResult, TrainResult
-from mlgate_client.status import Status
+from mlgate_client.status import Status, Worker
 
 __all__ = ["DEFAULT_ADDRESS", "MLGateClient", "Page"]
 
@@ -373,6 +373,11 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
 def _all_pages(fetch: Callable[[str], Page[T]]) -> Iterator[T]:
     token = ""
     while True:
+    def list_workers(self) -> list[Worker]:
+        """The workers the gateway hears by their heartbeats, with the jobs each is running."""
+        response = self._unary(self._status.ListWorkers, status_pb2.ListWorkersRequest())
+        return [Worker.from_proto(worker) for worker in response.workers]
+
         page = fetch(token)
         yield from page.items
         if not page.next_page_token:

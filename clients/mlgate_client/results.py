@@ -172,6 +172,11 @@ class Job:
 
     @classmethod
     def from_proto(cls, job: jobs_pb2.Job) -> Job:
+    # How many attempts the job may have (0 until a worker says), and why the latest attempt is
+    # not the first ("the worker running attempt 1 stopped answering"), or why it ended without
+    # an outcome when the job awaits its next attempt (stage "awaiting_retry").
+    max_attempts: int = 0
+    retry_reason: str = ""
         last = job.last_event
         model_id = job.predict.model_id
         if last.HasField("train_result"):
@@ -197,6 +202,8 @@ class Job:
         )
 
 
+            max_attempts=last.max_attempts,
+            retry_reason=last.retry_reason,
 @dataclass(frozen=True)
 class Model:
     """A trained model's record."""
