@@ -118,7 +118,8 @@ def _coerced(datatype: str, values: Iterable[Any], where: str) -> list[Any]:
         ):
             coerced.append(value)
         else:
-            shown = quote(json.dumps(value), 40)
+            text = json.dumps(value)
+            shown = text if len(text) <= 40 else text[:39] + "…"
             raise InvalidArgument(f"{where}[{k}]", f"{datatype} data must be {kind}, not {shown}")
     return coerced
 

@@ -117,6 +117,9 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._writable = True
         self._closing = False
+        #: Refused as too large: the rest of its body is read and dropped, then the connection
+        #: closes (so that a client still sending reads the refusal, not a broken pipe).
+        self._discarding = False
 
     # --- asyncio's callbacks ---
 
@@ -177,10 +180,12 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         assert self._incoming is not None
         length = self._incoming.headers.get("content-length", "")
-        if length.isdigit() and int(length) > self._server.max_body:
-            self._refuse(413, self._server.too_large(int(length)))
-            raise _Stop
         expects = self._incoming.headers.get("expect", "").lower() == "100-continue"
+        if length.isdigit() and int(length) > self._server.max_body:
+            self._refuse(413, self._server.too_large(int(length)), linger=not expects)
+            if expects:  # the client waits for the answer before it sends the body
+                raise _Stop
+            return
         if expects and self._task is None and not self._queue and self._transport is not None:
             # curl asks before sending a body over 1 KiB; an earlier response still owed would
             # have to go first, so then the client's own timeout sends it.
@@ -189,16 +194,21 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         incoming = self._incoming
         assert incoming is not None
+        if self._discarding:
+            return
         incoming.size += len(body)
         if incoming.size > self._server.max_body:
-            self._refuse(413, self._server.too_large(incoming.size))
-            raise _Stop
+            self._refuse(413, self._server.too_large(incoming.size), linger=True)
+            return
         incoming.body.append(body)
 
     def on_message_complete(self) -> None:
         incoming, self._incoming = self._incoming, None
         assert incoming is not None
         self._disarm()
+        if self._discarding:
+            self._close()
+            raise _Stop
         url = httptools.parse_url(bytes(incoming.url))
         request = Request(
             self._parser.get_method().decode("latin-1"),
@@ -236,7 +246,7 @@ class _Connection(asyncio.Protocol):
             self._arm(_IDLE_TIMEOUT, self._idle)
         self._next()
 
-    def _write(self, response: Response, *, keep_alive: bool) -> None:
+    def _write(self, response: Response, *, keep_alive: bool, close: bool = True) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
             return
@@ -250,20 +260,26 @@ class _Connection(asyncio.Protocol):
             head.append(b"connection: close\r\n")
         head.append(b"\r\n")
         transport.write(b"".join(head) + response.body)
-        if not keep_alive:
-            self._closing = True
-            transport.close()
+        if not keep_alive and close:
+            self._close()
 
-    def _refuse(self, status: int, message: str) -> None:
-        """Answer the request being read with an error and close: what follows it on the
-        connection cannot be told apart from it."""
-        if self._closing:
+    def _refuse(self, status: int, message: str, *, linger: bool = False) -> None:
+        """Answer the request being read with an error, and close (with ``linger``, once the
+        rest of its body has come): what follows it on the connection cannot be told apart
+        from it."""
+        if self._closing or self._discarding:
             return
         self._queue.clear()
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self._write(error_response(status, message), keep_alive=False)
+        self._write(error_response(status, message), keep_alive=False, close=not linger)
+        self._discarding = linger
+
+    def _close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
 
     # --- time limits ---
 
@@ -277,19 +293,19 @@ class _Connection(asyncio.Protocol):
             self._timer = None
 
     def _idle(self) -> None:
-        if self._task is None and not self._queue and self._transport is not None:
-            self._closing = True
-            self._transport.close()
+        if self._task is None and not self._queue:
+            self._close()
 
     def _slow(self) -> None:
-        self._refuse(408, f"the request did not arrive whole within {_READ_TIMEOUT:g} s")
+        if self._discarding:
+            self._close()
+        else:
+            self._refuse(408, f"the request did not arrive whole within {_READ_TIMEOUT:g} s")
 
     def drain(self) -> None:
         """Close now if nothing is under way; otherwise once the request under way is answered."""
         if self._task is None and not self._queue and self._incoming is None:
-            self._closing = True
-            if self._transport is not None:
-                self._transport.close()
+            self._close()
 
     def abort(self) -> None:
         if self._transport is not None:
