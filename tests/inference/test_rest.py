@@ -5,9 +5,7 @@ use it (keep-alive, pipelining, Expect: 100-continue)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,9 +18,7 @@ from prometheus_client import REGISTRY
 
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
-from mlgate.tls import TLSFiles
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from server.rest import RestServer
 from tests.support.background import BackgroundGateway
 from tests.support.gateway_calls import datasets, diabetes_request, models, trained_model
 from tests.support.oip import FEATURES, fp64_output, matrix_request, readme_matrix, seed_forest
@@ -372,68 +368,3 @@ def test_rest_shares_grpcs_batcher_and_counters(served: Served) -> None:
     with served.client() as client:
         assert client.post("/v2/models/nope/infer", readme_infer()).status == 404
     assert (_answered("OK") - ok, _answered("NOT_FOUND") - not_found) == (len(inputs) + 2, 1)
-
-
-def _raw(port: int, data: bytes, *, expect_continue: bool = False) -> bytes:
-    """What the server sends back for ``data`` on one connection, until it closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        if expect_continue:
-            head, body = data.split(b"\r\n\r\n", 1)
-            sock.sendall(head + b"\r\n\r\n")
-            assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
-            data = body
-        sock.sendall(data)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    return received
-
-
-def _post(body: bytes, *, close: bool = False, expect: bool = False) -> bytes:
-    headers = b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-    if close:
-        headers += b"Connection: close\r\n"
-    if expect:
-        headers += b"Expect: 100-continue\r\n"
-    return b"POST /v2/models/diabetes-rf/versions/1/infer HTTP/1.1\r\nHost: x\r\n%s\r\n%s" % (
-        headers,
-        body,
-    )
-
-
-def test_pipelined_requests_are_answered_in_order_then_closed(served: Served) -> None:
-    ids = [json.dumps(readme_infer(id=f"call-{k}")).encode() for k in range(3)]
-    got = _raw(served.port, _post(ids[0]) + _post(ids[1]) + _post(ids[2], close=True))
-    responses = got.split(b"HTTP/1.1 ")[1:]
-    assert [r.split(b"\r\n", 1)[0] for r in responses] == [b"200 OK"] * 3
-    assert [json.loads(r.split(b"\r\n\r\n", 1)[1])["id"] for r in responses] == [
-        "call-0",
-        "call-1",
-        "call-2",
-    ]
-    assert b"connection: close" in responses[2] and b"connection: close" not in responses[0]
-
-
-def test_expect_100_continue_and_malformed_requests(served: Served) -> None:
-    body = json.dumps(readme_infer(id="curl")).encode()
-    got = _raw(served.port, _post(body, close=True, expect=True), expect_continue=True)
-    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and b'"id": "curl"' in got
-    malformed = _raw(served.port, b"NOT HTTP AT ALL\r\n\r\n")
-    assert malformed.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"not an HTTP/1.1" in malformed
-    # Asked first (as curl asks for a body over 1 KiB), refused before the body is sent.
-    huge = _raw(
-        served.port,
-        b"POST /v2/models/diabetes-rf/infer HTTP/1.1\r\nContent-Length: %d\r\n"
-        b"Expect: 100-continue\r\n\r\n" % (MAX_BYTES + 1),
-    )
-    assert huge.startswith(b"HTTP/1.1 413 ") and b"MLGATE_INFER_MAX_BYTES" in huge
-
-
-def test_a_port_in_use_names_the_variable(served: Served) -> None:
-    async def bind() -> None:
-        await RestServer(max_body=1, too_large=str).bind(
-            "127.0.0.1", served.port, TLSFiles(), "MLGATE_HTTP_PORT"
-        )
-
-    with pytest.raises(OSError, match=r"port \d+ \(MLGATE_HTTP_PORT\) is in use; .* with "):
-        asyncio.run(bind())
