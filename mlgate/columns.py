@@ -13,20 +13,30 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from mlgate.blanks import MAX_MAGNITUDE, blank_refused, takes_blanks
 from mlgate.errors import InvalidArgument
-from mlgate.jobs import MAX_MAGNITUDE
 from mlgate.quoting import listing, quote
 from mlgate.v1 import jobs_pb2, models_pb2
 
-__all__ = ["TAKES", "check_columns", "column_field", "column_values", "row_count"]
+__all__ = [
+    "BOOLEAN_TEXT",
+    "TAKES",
+    "check_columns",
+    "column_field",
+    "column_values",
+    "row_count",
+]
 
-#: The typed fields each feature dtype takes, in the order messages list them.
+#: The typed fields each feature dtype takes, in the order messages list them. A boolean feature
+#: takes strings too ("true", "false", any case, or "" for a blank), so a column can hold blanks.
 TAKES: dict[str, tuple[str, ...]] = {
     "numeric": ("doubles", "int64s"),
     "integer": ("doubles", "int64s"),
-    "boolean": ("bools",),
+    "boolean": ("bools", "strings"),
     "string": ("strings",),
 }
+#: How a boolean feature's text reads, blank included.
+BOOLEAN_TEXT: dict[str, bool | None] = {"true": True, "false": False, "": None}
 
 # Per byte: 0 if a double whose top byte (sign bit cleared) is this one is within ±MAX_MAGNITUDE,
 # 2 if it is beyond it (or infinite or NaN, whose exponent bits are all ones), 1 if that byte
@@ -69,8 +79,17 @@ def _doubles_ok(values: jobs_pb2.DoubleValues, count: int) -> bool:
     return True
 
 
-def _first_bad_double(field: str, values: Sequence[float]) -> InvalidArgument:
+def _first_bad_double(
+    field: str, values: Sequence[float], record: models_pb2.Model
+) -> InvalidArgument | None:
+    """The error for the first value that is not finite or beyond ±MAX_MAGNITUDE; NaN is a
+    blank, refused only by a model that takes none."""
+    blanks = takes_blanks(record)
     for j, value in enumerate(values):
+        if math.isnan(value):
+            if blanks:
+                continue
+            return blank_refused(f"{field}[{j}]", record, "is blank (NaN)")
         if not math.isfinite(value):
             return InvalidArgument(f"{field}[{j}]", f"must be a finite number, not {value!r}")
         if abs(value) > MAX_MAGNITUDE:
@@ -78,27 +97,39 @@ def _first_bad_double(field: str, values: Sequence[float]) -> InvalidArgument:
                 f"{field}[{j}]",
                 f"{value!r} is out of range: numbers must be within ±{MAX_MAGNITUDE:.3g}",
             )
-    raise AssertionError("no bad value")  # pragma: no cover: _doubles_ok found one
+    return None
 
 
-def check_columns(
-    columns: Sequence[jobs_pb2.FeatureColumn], features: Sequence[models_pb2.Feature]
-) -> int:
+def _check_text(field: str, values: Sequence[str], dtype: str, record: models_pb2.Model) -> None:
+    """A string column's blanks (empty strings), and a boolean feature's text."""
+    if dtype == "boolean":
+        for j, value in enumerate(values):
+            if value.lower() not in BOOLEAN_TEXT:
+                raise InvalidArgument(
+                    f"{field}[{j}]",
+                    f"is a boolean feature: send true, false or an empty string (a blank), "
+                    f"not {quote(value, 40)}",
+                )
+    if not takes_blanks(record) and "" in values:
+        raise blank_refused(f"{field}[{list(values).index('')}]", record, "is blank (empty)")
+
+
+def check_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.Model) -> int:
     """The number of rows the columns hold; raises InvalidArgument naming the first bad column
-    (unknown, repeated, missing, of the wrong type or length) or value (NaN, infinite, or beyond
-    ±MAX_MAGNITUDE)."""
+    (repeated, of the wrong type or length; missing, for a model that takes no blanks) or value
+    (infinite, beyond ±MAX_MAGNITUDE, or a blank the model cannot take). A column that is not a
+    feature is ignored (the worker's result names it)."""
     if not columns:
         raise InvalidArgument("columns", "is empty; send one column per feature")
-    expected = {f.name: f.dtype for f in features}
+    expected = {f.name: f.dtype for f in record.features}
     seen: dict[str, int] = {}
     rows = -1
+    first = -1
     for i, column in enumerate(columns):
         field = column_field(i, column)
         dtype = expected.get(column.name)
         if dtype is None:
-            raise InvalidArgument(
-                field, f"is not a feature of this model; features: {listing(expected)}"
-            )
+            continue
         if column.name in seen:
             raise InvalidArgument(
                 field, f"repeats columns[{seen[column.name]}]: send each feature once"
@@ -114,18 +145,28 @@ def check_columns(
             )
         count = len(column_values(column))
         if rows < 0:
-            rows = count
+            rows, first = count, i
         elif count != rows:
             raise InvalidArgument(
                 field,
-                f"has {count} values where {column_field(0, columns[0])} has {rows}: "
+                f"has {count} values where {column_field(first, columns[first])} has {rows}: "
                 "every column holds one value per row",
             )
         if kind == "doubles" and not _doubles_ok(column.doubles, count):
-            raise _first_bad_double(field, column.doubles.values)
-    for name in expected:
-        if name not in seen:
-            raise InvalidArgument(f"columns ({quote(name, 40)})", "is missing: send every feature")
+            bad = _first_bad_double(field, column.doubles.values, record)
+            if bad is not None:
+                raise bad
+        elif kind == "strings":
+            _check_text(field, column.strings.values, dtype, record)
+    if rows < 0:
+        raise InvalidArgument(
+            "columns", f"none is a feature of this model; its features: {listing(expected)}"
+        )
+    missing = [name for name in expected if name not in seen]
+    if missing and not takes_blanks(record):
+        raise blank_refused(
+            f"columns ({quote(missing[0], 40)})", record, "is missing (a blank in every row)"
+        )
     if rows == 0:
         raise InvalidArgument("columns", "hold no values; send at least one row")
     return rows

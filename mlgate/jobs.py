@@ -8,17 +8,18 @@ scikit-learn, pandas or numpy: the gateway only routes jobs.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import struct_pb2
 
+from mlgate.blanks import MAX_MAGNITUDE, Impute, parse_impute
 from mlgate.errors import InvalidArgument
 from mlgate.estimators import CLASSIFICATION, DEFAULT_ESTIMATOR, ESTIMATORS, REGRESSION
 from mlgate.estimators import hyperparameters as check_hyperparameters
-from mlgate.quoting import listing, quote, quote_value, shorten
-from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
+from mlgate.quoting import listing, quote, quote_value
+from mlgate.v1 import datasets_pb2, jobs_pb2
 
 __all__ = [
     "DEFAULT_SEED",
@@ -26,7 +27,6 @@ __all__ = [
     "MAX_MAGNITUDE",
     "MODEL_SHA_HEADER",
     "Plan",
-    "check_rows",
     "from_struct",
     "plan",
 ]
@@ -72,6 +72,8 @@ class Plan:
     params: Mapping[str, Any]
     test_size: float
     seed: int
+    #: How blanks in the features are filled (``TrainRequest.impute``); None: they are not.
+    impute: Impute | None = None
 
 
 def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
@@ -84,14 +86,24 @@ def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
             "target",
             f"{quote(request.target)} is not a column of {schema.id}; columns: {listing(columns)}",
         )
-    features = tuple(request.features) or tuple(c for c in columns if c != request.target)
-    for i, name in enumerate(features):
+    for i, name in enumerate(request.features):
         if name not in columns:
             raise InvalidArgument(f"features[{i}]", f"{quote(name)} is not a column of {schema.id}")
         if name == request.target:
             raise InvalidArgument(f"features[{i}]", "the target cannot also be a feature")
-    if len(set(features)) != len(features):
+    if len(set(request.features)) != len(request.features):
         raise InvalidArgument("features", "lists a column twice")
+    for i, name in enumerate(request.exclude):
+        if name not in columns:
+            raise InvalidArgument(
+                f"exclude[{i}]",
+                f"{quote(name)} is not a column of {schema.id}; columns: {listing(columns)}",
+            )
+    chosen = request.features or [c for c in columns if c != request.target]
+    excluded = set(request.exclude)
+    features = tuple(name for name in chosen if name not in excluded)
+    if not features:
+        raise InvalidArgument("exclude", "leaves no feature to train on")
     test_size = request.test_size if request.HasField("test_size") else DEFAULT_TEST_SIZE
     if not 0.0 < test_size < 1.0 or math.isnan(test_size):
         raise InvalidArgument("test_size", f"must be between 0 and 1 (exclusive), not {test_size}")
@@ -128,10 +140,11 @@ def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
     spec = ESTIMATORS.get(estimator)
     fallback = CLASSIFICATION if spec is None or CLASSIFICATION in spec.classes else REGRESSION
     check_hyperparameters(estimator, task or fallback, params, seed)
+    dtypes = {name: columns[name] for name in features}
     return Plan(
         dataset_id=schema.id,
         features=features,
-        dtypes={name: columns[name] for name in features},
+        dtypes=dtypes,
         target=request.target,
         target_dtype=target_dtype,
         estimator=estimator,
@@ -139,50 +152,5 @@ def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
         params=params,
         test_size=test_size,
         seed=seed,
+        impute=parse_impute(request.impute, dtypes),
     )
-
-
-_ACCEPTS = {
-    "numeric": (int, float),
-    "integer": (int, float),
-    "boolean": (bool,),
-    "string": (str,),
-}
-
-
-# scikit-learn's tree models read inputs as float32 and refuse what overflows it, where the fast
-# forest path would quietly predict with infinity: one bound, the same for every model. (It is
-# numpy.finfo(numpy.float32).max, written out so the gateway needs no numpy; a test holds it equal.)
-MAX_MAGNITUDE = 3.4028234663852886e38
-
-
-def check_rows(rows: Sequence[Mapping[str, Any]], features: Sequence[models_pb2.Feature]) -> None:
-    """Raise InvalidArgument naming the row and feature of the first bad value."""
-    if not rows:
-        raise InvalidArgument("rows", "is empty; send at least one row")
-    expected = {f.name: f.dtype for f in features}
-    for i, row in enumerate(rows):
-        for name in row:
-            if name not in expected:
-                raise InvalidArgument(
-                    f"rows[{i}].{shorten(name)}",
-                    f"is not a feature of this model; features: {listing(expected)}",
-                )
-        for name, dtype in expected.items():
-            if name not in row:
-                raise InvalidArgument(f"rows[{i}].{name}", "is missing")
-            value = row[name]
-            ok = isinstance(value, _ACCEPTS[dtype]) and not (
-                dtype in ("numeric", "integer") and isinstance(value, bool)
-            )
-            if ok and isinstance(value, float) and not math.isfinite(value):
-                ok = False
-            if not ok:
-                raise InvalidArgument(
-                    f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote_value(value)}"
-                )
-            if dtype in ("numeric", "integer") and abs(value) > MAX_MAGNITUDE:
-                raise InvalidArgument(
-                    f"rows[{i}].{name}",
-                    f"{value!r} is out of range: numbers must be within ±{MAX_MAGNITUDE:.3g}",
-                )

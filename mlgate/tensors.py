@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from google.protobuf import struct_pb2
 
+from mlgate.blanks import blank_refused, takes_blanks
 from mlgate.errors import InvalidArgument
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.quoting import listing, quote
@@ -22,9 +23,11 @@ from mlgate.v1 import models_pb2
 __all__ = [
     "DATATYPES",
     "FEATURE_DATATYPES",
+    "FIRST_LINE",
     "MATRIX_DATATYPES",
     "PREDICT",
     "PREDICT_PROBA",
+    "WARNINGS",
     "Datatype",
     "check_request",
     "class_labels",
@@ -35,6 +38,12 @@ __all__ = [
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
+#: A request parameter (int64): the line of a file that the request's row 0 came from, so errors
+#: name lines, not rows (``mlgate predict --csv`` sends it).
+FIRST_LINE = "first_line"
+#: A response parameter: a JSON list of warnings about the request's inputs, as a prediction
+#: job's ``PredictResult.warnings`` (what was ignored, unseen categories); absent when none.
+WARNINGS = "warnings"
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,8 @@ MATRIX_DATATYPES = _NUMBERS
 FEATURE_DATATYPES = {
     "numeric": _NUMBERS,
     "integer": ("INT64", *[d for d in _NUMBERS if d != "INT64"]),
-    "boolean": ("BOOL",),
+    # BYTES: "true", "false" (any case) or "" for a blank, which a BOOL tensor cannot carry.
+    "boolean": ("BOOL", "BYTES"),
     "string": ("BYTES",),
 }
 
@@ -185,7 +195,7 @@ def check_request(request: pb.ModelInferRequest, record: models_pb2.Model) -> in
     _check_outputs(request, record)
     if len(inputs) == 1 and len(inputs[0].shape) == 2:
         return _check_matrix(request, features)
-    return _check_columns(request, features)
+    return _check_columns(request, record)
 
 
 def _check_matrix(request: pb.ModelInferRequest, features: Sequence[models_pb2.Feature]) -> int:
@@ -211,17 +221,15 @@ def _check_matrix(request: pb.ModelInferRequest, features: Sequence[models_pb2.F
     return int(rows)
 
 
-def _check_columns(request: pb.ModelInferRequest, features: Sequence[models_pb2.Feature]) -> int:
-    expected = {f.name: f.dtype for f in features}
+def _check_columns(request: pb.ModelInferRequest, record: models_pb2.Model) -> int:
+    """Tensors that are not inputs of the model are ignored (the worker's response names them);
+    a feature left out is blank in every row, for a model that takes blanks."""
+    expected = {f.name: f.dtype for f in record.features}
     seen: set[str] = set()
     rows = -1
     for i, tensor in enumerate(request.inputs):
         if tensor.name not in expected:
-            raise InvalidArgument(
-                _named(i, tensor),
-                f"is not an input of this model; its inputs are {listing(expected)} "
-                "(or one tensor [N, F] of them all)",
-            )
+            continue
         if tensor.name in seen:
             raise InvalidArgument(_named(i, tensor), "is sent twice")
         seen.add(tensor.name)
@@ -239,10 +247,17 @@ def _check_columns(request: pb.ModelInferRequest, features: Sequence[models_pb2.
         datatype = _datatype(i, tensor, FEATURE_DATATYPES[expected[tensor.name]])
         _check_size(request, i, datatype, _count(shape))
     missing = [name for name in expected if name not in seen]
-    if missing:
+    if rows == -1:
         raise InvalidArgument(
+            "inputs",
+            f"none is an input of this model; its inputs are {listing(expected)} "
+            "(or one tensor [N, F] of them all)",
+        )
+    if missing and not takes_blanks(record):
+        raise blank_refused(
             f"inputs ({quote(missing[0], 40)})",
-            f"is missing: send one tensor per feature; missing {listing(missing)}",
+            record,
+            f"is missing (a blank in every row; missing {listing(missing)})",
         )
     return rows
 

@@ -13,11 +13,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from brokers.base import Broker
 from mlgate import tracing
-from mlgate.columns import check_columns, row_count
+from mlgate.columns import row_count
 from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import check_job_id, new_job_id
-from mlgate.jobs import check_rows, from_struct, plan
+from mlgate.inputs import check_predict
+from mlgate.jobs import from_struct, plan
 from mlgate.metrics import job_ended
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
 from server.hub import Hub
@@ -91,10 +92,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                     f"{self._max_predict_rows} per request; split the request"
                 )
             record = await self._models.manifest(model_id)
-            if request.columns:
-                check_columns(request.columns, record.features)
-            else:
-                check_rows([from_struct(row) for row in request.rows], record.features)
+            check_predict(request, record, [from_struct(row) for row in request.rows])
         job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
         job.predict.CopyFrom(request)
         # Workers get the id the reference means now: an alias moved later changes nothing

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
 from mlgate.errors import InvalidArgument
+from mlgate_client.filetypes import HEAD_BYTES, not_csv
 from storage.csv_dtypes import ColumnDtype
 
 if TYPE_CHECKING:
@@ -217,6 +218,11 @@ def read(source: BinaryIO, delimiter: str) -> pd.DataFrame:
 def parse(source: BinaryIO, delimiter: str = "") -> Parsed:
     """The checked file's description, read with ``delimiter`` or, when empty, the one detected.
     Raises InvalidArgument naming what is wrong and where."""
+    start = source.tell()
+    found = not_csv(source.read(HEAD_BYTES))
+    source.seek(start)
+    if found is not None:
+        raise InvalidArgument("chunk", found)
     sample = _sample(source)
     if not sample.strip():
         raise InvalidArgument("chunk", "the upload is empty; send a CSV with a header row")

@@ -7,6 +7,7 @@ a person reading the result should know, so each such feature gets one warning.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,13 +20,18 @@ __all__ = ["unseen_categories"]
 _LISTED = 5
 
 
+def _blank(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def _rows(count: int) -> str:
     return f"{count} row" if count == 1 else f"{count} rows"
 
 
 def unseen_categories(model: Any, values_of: Callable[[str], Iterable[Any]]) -> list[str]:
-    """A warning per categorical feature with values that training never saw; ``values_of``
-    gives a feature's values, one per row."""
+    """A warning per categorical feature with values that training never saw, blanks included
+    (for an estimator that handles blanks, when training saw none there); ``values_of`` gives a
+    feature's values, one per row."""
     if not isinstance(model, Pipeline):
         return []
     warnings = []
@@ -34,8 +40,22 @@ def unseen_categories(model: Any, values_of: Callable[[str], Iterable[Any]]) -> 
             continue
         for column, known in zip(columns, encoder.categories_, strict=True):
             seen = set(known.tolist())
-            # Checked rows or columns: a string feature's values are str, a boolean one's bool.
-            unseen = Counter(value for value in values_of(column) if value not in seen)
+            blank_known = any(_blank(value) for value in seen)
+            # Checked rows or columns: a string feature's values are str, a boolean one's bool,
+            # a blank NaN.
+            blanks = 0
+            unseen: Counter[Any] = Counter()
+            for value in values_of(column):
+                if _blank(value):
+                    blanks += not blank_known
+                elif value not in seen:
+                    unseen[value] += 1
+            if blanks:
+                warnings.append(
+                    f"feature {column}: blank in {_rows(blanks)}, ignored: the model never saw a "
+                    "blank there in training, so these rows were predicted as if the feature "
+                    "were absent"
+                )
             if not unseen:
                 continue
             listed = ", ".join(

@@ -32,6 +32,7 @@ from storage.errors import StorageUnavailable
 from workers import training
 from workers.formats import encode
 from workers.importances import feature_importances
+from workers.imputation import imputation_record
 from workers.messages import FitAnswer, FitFailed, FitProgress, FitTask, Fitted, StoreAway
 from workers.values import values
 
@@ -137,6 +138,9 @@ def _record(task: FitTask, trained: training.Trained, dataset_sha256: str) -> mo
     record.params.update(trained.params)
     record.classes.extend(values(trained.classes))
     record.feature_importances.update(feature_importances(trained.estimator, checked.features))
+    if checked.impute is not None:
+        record.imputation.CopyFrom(imputation_record(checked.impute, trained.imputed))
+    record.warnings.extend(trained.warnings)
     return record
 
 

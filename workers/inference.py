@@ -1,16 +1,18 @@
 """The workers' side of online inference: a batch of requests in, one evaluation, replies out.
 
 A batch holds requests for one model that a gateway collected (``server.batching``). Each is
-decoded into arrays (``workers.tensors``); those that fail get their own error, the rest are
-evaluated together, once (``workers.evaluation``), and each gets exactly its own rows back in a
-complete ``ModelInferResponse`` that the gateway passes on as it is. Models come from the same
-cache as prediction jobs.
+decoded into arrays (``workers.tensors``), its blanks filled for an imputed model
+(``workers.imputation``); those that fail get their own error, the rest are evaluated together,
+once (``workers.evaluation``), and each gets exactly its own rows back in a complete
+``ModelInferResponse``, with the warnings about its inputs a prediction job would get, that the
+gateway passes on as it is. Models come from the same cache as prediction jobs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -20,10 +22,12 @@ from mlgate import tracing
 from mlgate.failures import Backends, public
 from mlgate.metrics import INFERENCE_BATCH_ROWS
 from mlgate.oip import grpc_predict_v2_pb2 as pb
-from mlgate.tensors import DATATYPES, PREDICT, PREDICT_PROBA, class_labels, outputs_of
+from mlgate.tensors import DATATYPES, PREDICT, PREDICT_PROBA, WARNINGS, class_labels, outputs_of
 from mlgate.v1 import inference_pb2, models_pb2
 from workers.cache import ModelCache
 from workers.evaluation import evaluate
+from workers.imputation import fill
+from workers.prediction import input_warnings
 from workers.tensors import Inputs, concatenate, decode, raw_contents, typed_contents
 
 __all__ = ["InferenceServer", "respond"]
@@ -48,13 +52,17 @@ def respond(
     version: str,
     predicted: np.ndarray,
     proba: np.ndarray | None,
+    warnings: Sequence[str] = (),
 ) -> pb.ModelInferResponse:
     """The response to ``request`` from its rows' predictions: raw contents if it sent raw
-    contents, typed otherwise; only the outputs it asked for (all when it named none)."""
+    contents, typed otherwise; only the outputs it asked for (all when it named none); the
+    warnings about its inputs as the ``warnings`` parameter, a JSON list."""
     response = pb.ModelInferResponse(
         model_name=request.model_name, model_version=version, id=request.id
     )
     response.parameters["model_id"].string_param = record.id
+    if warnings:
+        response.parameters[WARNINGS].string_param = json.dumps(list(warnings))
     wanted = {output.name for output in request.outputs}
     raw = bool(request.raw_input_contents)
     for name, datatype, _shape in outputs_of(record):
@@ -115,10 +123,16 @@ class InferenceServer:
             failed = self._failed(exc, batch.model_id)
             return inference_pb2.InferenceReply(outcomes=[failed] * len(batch.requests))
         ready: list[tuple[int, pb.ModelInferRequest, Inputs]] = []
+        warned: dict[int, list[str]] = {}
         for k, data in enumerate(batch.requests):
             try:
                 request = pb.ModelInferRequest.FromString(data)
-                ready.append((k, request, decode(request, record)))
+                inputs = fill(decode(request, record), record)
+                sent = [tensor.name for tensor in request.inputs]
+                if len(request.inputs) == 1 and len(request.inputs[0].shape) == 2:
+                    sent = [f.name for f in record.features]  # [N, F]: named by position
+                warned[k] = input_warnings(model, record, sent, inputs)
+                ready.append((k, request, inputs))
             except Exception as exc:
                 outcomes[k] = self._failed(exc, batch.model_id)
         if ready:
@@ -137,6 +151,7 @@ class InferenceServer:
                         batch.model_version,
                         predicted[start:end],
                         None if proba is None else proba[start:end],
+                        warned[k],
                     )
                     outcomes[k] = inference_pb2.InferenceOutcome(
                         response=response.SerializeToString()

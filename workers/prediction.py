@@ -1,5 +1,6 @@
 """Prediction jobs as a plain function: a request's rows or columns, checked against the model's
-inputs, become the evaluator's ``Inputs`` once (``workers.tensors``), and one evaluation
+inputs (``mlgate.inputs``), become the evaluator's ``Inputs`` once (``workers.tensors``), blanks
+are filled for an imputed model (``workers.imputation``), and one evaluation
 (``workers.evaluation``, which online inference shares) answers every row in order."""
 
 from __future__ import annotations
@@ -7,25 +8,34 @@ from __future__ import annotations
 from typing import Any
 
 from mlgate import tracing
-from mlgate.columns import check_columns
-from mlgate.jobs import check_rows, from_struct
+from mlgate.inputs import check_predict, notes, row_keys
+from mlgate.jobs import from_struct
 from mlgate.metrics import INFERENCE_BATCH_ROWS
 from mlgate.v1 import jobs_pb2, models_pb2
 from workers.categories import unseen_categories
 from workers.evaluation import evaluate
+from workers.imputation import fill
 from workers.tensors import Inputs, column_of, from_columns, from_rows
 from workers.values import add_values, plain
 
-__all__ = ["predict"]
+__all__ = ["input_warnings", "predict"]
 
 
 def predict(
     model: Any, record: models_pb2.Model, request: jobs_pb2.PredictRequest
 ) -> jobs_pb2.PredictResult:
     """One prediction per row, in order; for classifiers, the classes and per-row probabilities;
-    a warning per categorical feature with values training never saw. Raises InvalidArgument
-    naming the first row, column or value the model cannot take."""
-    inputs, count = _inputs(request, record)
+    warnings about what the rows sent (``input_warnings``). Raises InvalidArgument naming the
+    first row, column or value the model cannot take."""
+    rows = [from_struct(row) for row in request.rows]
+    count = check_predict(request, record, rows)
+    if request.columns:
+        sent = [column.name for column in request.columns]
+        inputs = from_columns(request.columns, record)
+    else:
+        sent = row_keys(rows)
+        inputs = from_rows(rows, record)
+    inputs = fill(inputs, record)
     INFERENCE_BATCH_ROWS.observe(count)
     with tracing.span("predict", rows=count):
         predicted, proba = evaluate(model, record, inputs)
@@ -35,15 +45,17 @@ def predict(
     if proba is not None:
         for row in proba.tolist():
             result.probabilities.add(values=row)
-    result.warnings.extend(unseen_categories(model, lambda name: column_of(inputs, record, name)))
+    result.warnings.extend(input_warnings(model, record, sent, inputs))
     return result
 
 
-def _inputs(request: jobs_pb2.PredictRequest, record: models_pb2.Model) -> tuple[Inputs, int]:
-    """The request's rows or columns as the evaluator takes them, and how many rows they are."""
-    if request.columns:
-        count = check_columns(request.columns, record.features)
-        return from_columns(request.columns, record), count
-    rows = [from_struct(row) for row in request.rows]
-    check_rows(rows, record.features)
-    return from_rows(rows, record), len(rows)
+def input_warnings(
+    model: Any, record: models_pb2.Model, sent: list[str], inputs: Inputs
+) -> list[str]:
+    """What a person should know about a prediction's inputs, the same for jobs and ModelInfer:
+    names ignored, features not sent, values of string and boolean features never seen in
+    training (blanks filled already, for an imputed model)."""
+    return [
+        *notes(sent, record),
+        *unseen_categories(model, lambda name: column_of(inputs, record, name)),
+    ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -22,13 +22,14 @@ from mlgate.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION
 from mlgate.jobs import Plan
 from mlgate.quoting import listing
 from mlgate.v1 import jobs_pb2
+from workers import imputation
 from workers.estimators import build
 from workers.evaluation import evaluate_frame
 from workers.fitprogress import fit_reporting
 from workers.parallelism import cap_jobs
 from workers.values import plain
 
-__all__ = ["Trained", "fit", "infer_task", "metrics_for"]
+__all__ = ["Trained", "fit", "identifiers", "infer_task", "metrics_for"]
 
 # An integer target with at most this many distinct values is read as class labels.
 _MAX_INTEGER_CLASSES = 20
@@ -47,6 +48,10 @@ class Trained:
     classes: list[Any]
     #: Seconds spent in the estimator's fit and the holdout scoring, nothing around them.
     fit_seconds: float = 0.0
+    #: Each feature's fill value, for a model trained with ``impute`` (``workers.imputation``).
+    imputed: Mapping[str, Any] = field(default_factory=dict)
+    #: What a person should know about the model (a feature like an identifier).
+    warnings: list[str] = field(default_factory=list)
 
 
 def infer_task(target: pd.Series) -> str:
@@ -77,16 +82,23 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     if missing:
         raise FailedPrecondition(f"dataset {plan.dataset_id} no longer has the columns {missing}")
     data = frame[[*plan.features, plan.target]]
-    # Blanks in the target never train; in the features, only estimators that handle them.
+    # Blanks in the target never train; in the features, imputed or by estimators that handle
+    # them.
     if data[plan.target].isna().any():
         raise InvalidArgument("target", f"column {plan.target} has missing values")
-    if not ESTIMATORS[plan.estimator].missing_values and data.isna().to_numpy().any():
+    if (
+        plan.impute is None
+        and not ESTIMATORS[plan.estimator].missing_values
+        and data.isna().to_numpy().any()
+    ):
         bad = [str(c) for c in data.columns if data[c].isna().any()]
         handles = [name for name, spec in ESTIMATORS.items() if spec.missing_values]
         raise InvalidArgument(
             "features",
             f"columns with missing values cannot be used by {plan.estimator}: {listing(bad)}; "
-            f"{listing(handles)} can",
+            f"fill them as they train (impute: mlgate train --impute median, mean, "
+            f"most_frequent or constant:VALUE), or use an estimator that handles them: "
+            f"{listing(handles)}",
         )
     X, y = data[list(plan.features)], data[plan.target]
     task = plan.task or infer_task(y)
@@ -99,6 +111,14 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     )
     if len(X_train) == 0 or len(X_test) == 0:
         raise InvalidArgument("test_size", f"leaves no rows to train or test on ({len(X)} rows)")
+    learned: dict[str, Any] = {}
+    if plan.impute is not None:
+        # Learned from the training rows only, as a pipeline's imputer would be.
+        learned = imputation.learn(X_train, plan.dtypes, plan.impute)
+        X_train, X_test = (
+            imputation.fill_frame(X_train, learned),
+            imputation.fill_frame(X_test, learned),
+        )
     if task == CLASSIFICATION and y_train.nunique() < 2:
         raise FailedPrecondition("classification needs at least two classes in the training rows")
     progress(jobs_pb2.STAGE_FITTING, 0.2)
@@ -114,7 +134,41 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     scores = metrics_for(model, task, X_test, y_test)
     fit_seconds = fitted - started + time.perf_counter() - scoring
     classes = [plain(c) for c in getattr(model, "classes_", [])]
-    return Trained(model, task, params, scores, len(X_train), len(X_test), classes, fit_seconds)
+    return Trained(
+        model,
+        task,
+        params,
+        scores,
+        len(X_train),
+        len(X_test),
+        classes,
+        fit_seconds,
+        imputed=learned,
+        warnings=identifiers(X, plan.dtypes),
+    )
+
+
+# Fewer rows than this say little about whether a column is an identifier.
+_IDENTIFIER_MIN_ROWS = 20
+
+
+def identifiers(X: pd.DataFrame, dtypes: Mapping[str, str]) -> list[str]:
+    """A warning per feature with a different value in every row, like an identifier: whole
+    numbers or text (measurements such as 1.73 may well never repeat)."""
+    found = []
+    for name, dtype in dtypes.items():
+        column = X[name].dropna()
+        if len(column) < _IDENTIFIER_MIN_ROWS or dtype == "boolean":
+            continue
+        if dtype == "numeric" and not (column % 1 == 0).all():
+            continue
+        if column.nunique() == len(column):
+            found.append(
+                f"feature {name} has a different value in every row ({len(column):,} of "
+                f"{len(column):,}), like an identifier: a model learns nothing general from it; "
+                f"leave it out (mlgate train --exclude {name}; TrainRequest.exclude)"
+            )
+    return found
 
 
 def metrics_for(model: Any, task: str, X: pd.DataFrame, y: pd.Series) -> dict[str, float]:

@@ -224,8 +224,7 @@ class Worker:
         """The result of a training job whose model an earlier attempt saved, if one did."""
         if not self._models.exists(model_id):
             return None
-        record = self._models.get(model_id)
-        return {"train_result": jobs_pb2.TrainResult(model_id=model_id, metrics=record.metrics)}
+        return {"train_result": _reused(self._models.get(model_id))}
 
     def _run(
         self,
@@ -310,8 +309,7 @@ class Worker:
         model_id = model_id_for_job(job.id)
         if self._models.exists(model_id):
             # An earlier attempt saved the model and died before acknowledging: reuse it.
-            record = self._models.get(model_id)
-            return {"train_result": jobs_pb2.TrainResult(model_id=model_id, metrics=record.metrics)}
+            return {"train_result": _reused(self._models.get(model_id))}
         schema = self._catalog.describe(request.dataset_id)
         task = FitTask(
             job_id=job.id,
@@ -342,7 +340,10 @@ class Worker:
         with tracing.span("save model", model_id=model_id):
             saved = self._models.save_encoded(record, fitted.encoded)
         result = jobs_pb2.TrainResult(
-            model_id=saved.id, metrics=saved.metrics, fit_seconds=fitted.fit_seconds
+            model_id=saved.id,
+            metrics=saved.metrics,
+            fit_seconds=fitted.fit_seconds,
+            warnings=saved.warnings,
         )
         return {"train_result": result}
 
@@ -358,6 +359,13 @@ class Worker:
         # No RUNNING event for the prediction itself: it takes milliseconds, and an event costs
         # every gateway a job-store write and every watcher a message.
         return {"predict_result": prediction.predict(model, record, request)}
+
+
+def _reused(record: models_pb2.Model) -> jobs_pb2.TrainResult:
+    """The result of a training job whose model an earlier attempt saved."""
+    return jobs_pb2.TrainResult(
+        model_id=record.id, metrics=record.metrics, warnings=record.warnings
+    )
 
 
 def _log_end(job: jobs_pb2.Job, outcome: str, attempt: int, started: float) -> None:

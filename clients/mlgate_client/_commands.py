@@ -84,12 +84,16 @@ def cmd_train(args: argparse.Namespace, client: MLGateClient) -> int:
         "random_seed": args.seed,
         "model_name": args.name or "",
         "timeout_seconds": args.time_limit,
+        "impute": args.impute or "",
+        "exclude": parse_features(args.exclude or ()),
     }
     if args.detach:
         job_id = client.submit_train(**request)
         out(to_json({"job_id": job_id}) if args.json else job_id)
         return 0
     result = _follow(lambda on_event: client.train(**request, on_event=on_event))
+    for warning in result.warnings:
+        err(f"warning: {warning}")
     out(to_json(result) if args.json else train_summary(result))
     return 0
 
@@ -97,8 +101,8 @@ def cmd_train(args: argparse.Namespace, client: MLGateClient) -> int:
 def cmd_predict(args: argparse.Namespace, client: MLGateClient) -> int:
     if args.csv is not None:
         return _score(args, client)
-    if args.out is not None:
-        raise UsageError("--out goes with --csv")
+    if args.out is not None or args.keep:
+        raise UsageError(f"{'--out' if args.out is not None else '--keep'} goes with --csv")
     rows = _read_rows(args)
     sent: list[dict[str, Any]] | dict[str, list[Any]] = as_columns(rows) if args.columns else rows
     result = _follow(lambda on_event: client.predict(args.model_id, sent, on_event=on_event))
@@ -123,16 +127,22 @@ def _score(args: argparse.Namespace, client: MLGateClient) -> int:
             "pip install 'mlgate-client[scoring]'"
         ) from None
 
+    keep = parse_features(args.keep or ())
     if args.out is None:
-        scored = score_csv(client, args.model_id, args.csv, sys.stdout, chunk_rows=args.chunk_rows)
+        scored = score_csv(
+            client, args.model_id, args.csv, sys.stdout, chunk_rows=args.chunk_rows, keep=keep
+        )
+        err(f"scored {scored.rows:,} rows with {scored.answered}")
     else:
         try:
             target = open(args.out, "w", encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as exc:
             raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         with target:
-            scored = score_csv(client, args.model_id, args.csv, target, chunk_rows=args.chunk_rows)
-        err(f"wrote {scored:,} predictions to {args.out}")
+            scored = score_csv(
+                client, args.model_id, args.csv, target, chunk_rows=args.chunk_rows, keep=keep
+            )
+        err(f"wrote {scored.rows:,} predictions of {scored.answered} to {args.out}")
     return 0
 
 

@@ -258,6 +258,10 @@ def model_block(model: Model) -> str:
     if model.feature_importances:
         ranked = sorted(model.feature_importances.items(), key=lambda kv: -kv[1])
         pairs.append(("importances", ", ".join(f"{k}={v:.3f}" for k, v in ranked)))
+    if model.impute:
+        filled = ", ".join(f"{k}={param_text(v)}" for k, v in model.imputed.items())
+        pairs.append(("impute", f"{model.impute}: {filled}"))
+    pairs += [("warning", warning) for warning in model.warnings]
     pairs += [
         ("rows", f"{model.train_rows} train, {model.test_rows} test"),
         ("sklearn", model.sklearn_version),

@@ -39,6 +39,9 @@ class Inferred:
     probabilities: np.ndarray | None
     classes: list[Any]
     model_id: str
+    # The version that answered, when the gateway names it; warnings about the inputs sent.
+    model_version: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 def encode_bytes(values: Sequence[str]) -> bytes:
@@ -88,8 +91,14 @@ def inferred(response: pb.ModelInferResponse) -> Inferred:
         elif tensor.name == "predict_proba":
             probabilities = _output(response, i)
             classes = json.loads(tensor.parameters["classes"].string_param)
+    warnings = response.parameters.get("warnings")
     return Inferred(
-        predictions, probabilities, classes, response.parameters["model_id"].string_param
+        predictions,
+        probabilities,
+        classes,
+        response.parameters["model_id"].string_param,
+        response.model_version,
+        tuple(json.loads(warnings.string_param)) if warnings is not None else (),
     )
 
 
@@ -115,11 +124,14 @@ class InferenceCalls:
         )
 
     def infer_columns(
-        self, model: str, columns: Mapping[str, tuple[str, bytes]], rows: int
+        self, model: str, columns: Mapping[str, tuple[str, bytes]], rows: int, first_line: int = 0
     ) -> Future[Inferred]:
         """Start ModelInfer on ``rows`` rows given as raw contents per input: name ->
-        (datatype, bytes). The future's result is the answer, or the client error."""
+        (datatype, bytes); with ``first_line``, the line of a file row 0 came from, errors name
+        lines. The future's result is the answer, or the client error."""
         request = pb.ModelInferRequest(model_name=model)
+        if first_line:
+            request.parameters["first_line"].int64_param = first_line
         for name, (datatype, data) in columns.items():
             request.inputs.add(name=name, datatype=datatype, shape=[rows])
             request.raw_input_contents.append(data)

@@ -54,16 +54,22 @@ def train_request(
     task: str | None,
     test_size: float | None,
     random_seed: int | None,
+    *,
+    impute: str = "",
+    exclude: Sequence[str] = (),
 ) -> jobs_pb2.TrainRequest:
     """A TrainRequest; optional fields stay unset when None so the server's defaults apply."""
-    if isinstance(features, str):
-        raise TypeError("features must be a sequence of column names, not one string")
+    for name, names in (("features", features), ("exclude", exclude)):
+        if isinstance(names, str):
+            raise TypeError(f"{name} must be a sequence of column names, not one string")
     request = jobs_pb2.TrainRequest(
         dataset_id=dataset_id,
         target=target,
         features=list(features),
         estimator=estimator,
         task=choice(TASKS, task, "task", jobs_pb2.TASK_UNSPECIFIED),
+        impute=impute,
+        exclude=list(exclude),
     )
     if params:
         request.params.CopyFrom(struct(params, "params"))

@@ -33,6 +33,8 @@ from mlgate_client._commands import (
     err,
 )
 from mlgate_client._input import UsageError
+from mlgate_client._job_arguments import model_argument as _model_argument
+from mlgate_client._job_arguments import predict_arguments, train_arguments
 from mlgate_client._registry_commands import (
     cmd_models_alias,
     cmd_models_export,
@@ -40,12 +42,10 @@ from mlgate_client._registry_commands import (
     cmd_models_versions,
 )
 from mlgate_client._report import Failure, report
-from mlgate_client._requests import TASKS
 from mlgate_client._security import tls_from_env, token_from_env
-from mlgate_client.client import DEFAULT_ADDRESS, MLGateClient
 from mlgate_client._worker_commands import cmd_workers
+from mlgate_client.client import DEFAULT_ADDRESS, MLGateClient
 from mlgate_client.errors import MLGateError
-from mlgate_client.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
 __all__ = [
     "COMMANDS_GROUP",
@@ -64,18 +64,6 @@ EXIT_INTERRUPTED = 130
 # Seconds a client command waits for a gateway that is not answering yet (one just started),
 # unless MLGATE_CONNECT_TIMEOUT says otherwise; --timeout bounds it too.
 GATEWAY_WAIT = 30.0
-
-_ESTIMATOR_HELP = "one of: {}; default: {}".format(
-    ", ".join(
-        name if len(spec.classes) == len(TASKS) else f"{name} ({next(iter(spec.classes))} only)"
-        for name, spec in ESTIMATORS.items()
-    ),
-    DEFAULT_ESTIMATOR,
-)
-_TASK_HELP = (
-    "what to predict; default: inferred from the target: real numbers are regression; "
-    "labels, and integers with at most 20 distinct values, are classification"
-)
 
 Command = Callable[[argparse.Namespace, MLGateClient], int]
 ServerCommand = Callable[[argparse.Namespace], int]
@@ -111,10 +99,6 @@ def exit_code(error: MLGateError) -> int:
 
 
 # The parser
-
-
-def _model_argument(sub: argparse.ArgumentParser, dest: str = "model_id") -> None:
-    sub.add_argument(dest, metavar="MODEL", help="model id, NAME, NAME/VERSION or NAME@ALIAS")
 
 
 class _ParseError(Exception):
@@ -193,59 +177,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     for add_commands in _installed_commands():
         add_commands(commands, add)
 
-    train = add(commands, "train", cmd_train, "train a model and wait for it")
-    train.add_argument(
-        "dataset", help="dataset id: diabetes, iris, wine, breast_cancer or uploaded"
-    )
-    train.add_argument("--target", required=True, help="column to predict")
-    train.add_argument(
-        "-f",
-        "--features",
-        action="append",
-        metavar="NAMES",
-        help="feature columns, comma-separated or repeated (default: all but the target)",
-    )
-    train.add_argument("--estimator", metavar="NAME", help=_ESTIMATOR_HELP)
-    train.add_argument(
-        "--param",
-        action="append",
-        metavar="NAME=VALUE",
-        help="hyperparameter, value read as JSON or else as a string; repeatable",
-    )
-    train.add_argument("--task", choices=list(TASKS), help=_TASK_HELP)
-    train.add_argument("--test-size", type=float, help="held-out fraction (default 0.2)")
-    train.add_argument("--seed", type=int, help="random seed (default 42)")
-    train.add_argument(
-        "--time-limit",
-        type=float,
-        metavar="SECONDS",
-        help="stop the fit after this long: FAILED, DEADLINE_EXCEEDED (the server's limit caps it)",
-    )
-    train.add_argument("--detach", action="store_true", help="print the job id and return")
-    train.add_argument(
-        "--name", help="register the model as the next version of this name (e.g. diabetes-rf)"
-    )
-    add(commands, "workers", cmd_workers, "list the workers alive: host, pid, jobs, heartbeat")
-
-    predict = add(commands, "predict", cmd_predict, "predict with a model")
-    _model_argument(predict)
-    predict.add_argument("stdin", nargs="?", choices=["-"], help="read rows from stdin")
-    predict.add_argument("--row", action="append", metavar="JSON", help="one row; repeatable")
-    predict.add_argument("--rows-file", metavar="FILE", help="JSON list of rows or JSON Lines")
-    predict.add_argument(
-        "--columns",
-        action="store_true",
-        help="send the rows as columns (one typed array per feature): cheaper for many rows",
-    )
-    predict.add_argument(
-        "--csv",
-        metavar="FILE",
-        help="score a CSV file of any size online (ModelInfer), in chunks; one prediction per row",
-    )
-    predict.add_argument("--out", metavar="FILE", help="with --csv: write predictions here (CSV)")
-    predict.add_argument(
-        "--chunk-rows", type=int, default=10_000, help="with --csv: rows per request (10000)"
-    )
+    train_arguments(add(commands, "train", cmd_train, "train a model and wait for it"))
+    predict_arguments(add(commands, "predict", cmd_predict, "predict with a model"))
 
     jobs = add(commands, "jobs", None, "list, inspect, watch and cancel jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
@@ -292,6 +225,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
 
     add(commands, "status", cmd_status, "show the gateway's dependencies, workers and queues")
+    add(commands, "workers", cmd_workers, "list the workers alive: host, pid, jobs, heartbeat")
 
     datasets = add(commands, "datasets", None, "upload, list and inspect datasets")
     datasets_commands = datasets.add_subparsers(

@@ -159,15 +159,28 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
         on_event: EventCallback | None = None,
         model_name: str = "",
         timeout_seconds: float | None = None,
+        impute: str = "",
+        exclude: Sequence[str] = (),
     ) -> TrainResult:
         """Train a model and wait for it; ``on_event`` sees every event of the job as it happens.
         With ``model_name``, the model is registered as that name's next version;
-        ``timeout_seconds`` bounds the fit (the server's limit caps it).
+        ``timeout_seconds`` bounds the fit (the server's limit caps it); ``impute`` fills blanks
+        (median, mean, most_frequent or constant:VALUE); ``exclude`` leaves columns out of the
+        features.
 
         Raises JobFailed or JobCancelled when the job ends that way.
         """
         request = train_request(
-            dataset_id, target, features, estimator, params, task, test_size, random_seed
+            dataset_id,
+            target,
+            features,
+            estimator,
+            params,
+            task,
+            test_size,
+            random_seed,
+            impute=impute,
+            exclude=exclude,
         )
         request.model_name = model_name
         if timeout_seconds is not None:
@@ -187,10 +200,21 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
         random_seed: int | None = None,
         model_name: str = "",
         timeout_seconds: float | None = None,
+        impute: str = "",
+        exclude: Sequence[str] = (),
     ) -> str:
         """Queue a training job and return its id without waiting; see ``wait`` and ``watch``."""
         request = train_request(
-            dataset_id, target, features, estimator, params, task, test_size, random_seed
+            dataset_id,
+            target,
+            features,
+            estimator,
+            params,
+            task,
+            test_size,
+            random_seed,
+            impute=impute,
+            exclude=exclude,
         )
         request.model_name = model_name
         if timeout_seconds is not None:

@@ -103,6 +103,8 @@ class TrainResult:
     # The name and version the model was registered as; "" and 0 without a name.
     model_name: str = ""
     model_version: int = 0
+    # What a person should know about the model: a feature like an identifier.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_event(cls, event: jobs_pb2.JobEvent) -> TrainResult:
@@ -113,6 +115,7 @@ class TrainResult:
             dict(result.metrics),
             result.model_name,
             result.model_version,
+            tuple(result.warnings),
         )
 
 
@@ -237,6 +240,11 @@ class Model:
     # The token whose job made it. Another caller's model comes without how it was made and how
     # it scores (dataset, estimator, params, metrics...), unless the token is admin or +all.
     owner: str = ""
+    # How blanks are filled (TrainRequest.impute, "" for none) and each feature's fill value.
+    impute: str = ""
+    imputed: Mapping[str, Any] = field(default_factory=dict)
+    # What training noticed (a feature like an identifier).
+    warnings: tuple[str, ...] = ()
 
     @property
     def ref(self) -> str:
@@ -273,6 +281,13 @@ class Model:
             dataset_sha256=model.dataset_sha256,
             feature_importances=dict(model.feature_importances),
             owner=model.owner,
+            impute=model.imputation.strategy,
+            imputed={
+                f.name: from_value(model.imputation.values[f.name])
+                for f in model.features
+                if f.name in model.imputation.values
+            },
+            warnings=tuple(model.warnings),
         )
 
 

@@ -208,12 +208,21 @@ def test_bad_columns_are_refused_naming_the_column(
     good = {name: [README_ROW[name], 0.0] for name in DIABETES_FEATURES}
     invalid = grpc.StatusCode.INVALID_ARGUMENT
 
-    unknown = columns_request(model_id, {**good, "height": [1.0, 2.0]})
-    assert _bad(channel, unknown)[0] == invalid
-    assert "columns[9] ('height'): is not a feature of this model" in _bad(channel, unknown)[1]
+    # A column that is not a feature is ignored, and the result says so (docs/prediction.md).
+    extra = _done(channel, columns_request(model_id, {**good, "height": [1.0, 2.0]}))
+    result = extra[-1].predict_result
+    assert list(result.warnings) == [
+        f"ignored height: not a feature of this model (its features: {', '.join(DIABETES_FEATURES[:8])}, … and 1 more)"
+    ]
+    plain = _done(channel, columns_request(model_id, good))[-1].predict_result
+    assert list(result.predictions) == list(plain.predictions)
 
     missing = columns_request(model_id, {k: v for k, v in good.items() if k != "bmi"})
-    assert _bad(channel, missing) == (invalid, "columns ('bmi'): is missing: send every feature")
+    code, message = _bad(channel, missing)
+    assert code == invalid and message.startswith(
+        "columns ('bmi'): is missing (a blank in every row), and this model (random_forest, "
+        "trained without impute) takes no blanks"
+    ), message
 
     short = columns_request(model_id, {**good, "s6": [1.0]})
     code, message = _bad(channel, short)
@@ -223,6 +232,11 @@ def test_bad_columns_are_refused_naming_the_column(
         value = columns_request(model_id, {**good, "age": [0.0, bad]})
         code, message = _bad(channel, value)
         assert code == invalid and message.startswith("columns[0] ('age')[1]: "), message
+    # NaN is a blank, which this model does not take.
+    assert (
+        "is blank (NaN)"
+        in _bad(channel, columns_request(model_id, {**good, "age": [0.0, float("nan")]}))[1]
+    )
 
     typed = columns_request(model_id, good)
     typed.columns[2].strings.values.extend(["fat", "thin"])

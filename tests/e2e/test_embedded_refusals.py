@@ -68,7 +68,6 @@ def test_unknown_dataset_and_model_are_not_found(channel) -> None:
     ("row", "field"),
     [
         ({k: v for k, v in README_ROW.items() if k != "bmi"}, "rows[1].bmi"),
-        ({**README_ROW, "height": 1.8}, "rows[1].height"),
         ({**README_ROW, "bp": "high"}, "rows[1].bp"),
         ({**README_ROW, "bp": None}, "rows[1].bp"),
         ({**README_ROW, "bmi": math.nan}, "rows[1].bmi"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -144,13 +145,19 @@ def _columns(model_id: str, names: list[str]) -> pb.ModelInferRequest:
     return request
 
 
-def test_missing_and_unknown_inputs_are_named(stub, model_id) -> None:
+def test_a_missing_input_is_named_and_an_unknown_one_ignored(stub, model_id) -> None:
     code, details = _status(stub.ModelInfer, _columns(model_id, FEATURES[:-1]))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "'s6'" in details and "missing" in details
-    code, details = _status(stub.ModelInfer, _columns(model_id, [*FEATURES, "sex"]))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert details.startswith("inputs[9] ('sex')") and "not an input" in details
+    # As on every path, what is not a feature is ignored, and the response says so.
+    answered = stub.ModelInfer(_columns(model_id, [*FEATURES, "sex"]))
+    assert json.loads(answered.parameters["warnings"].string_param) == [
+        "ignored sex: not a feature of this model (its features: age, bmi, bp, s1, s2, s3, s4, "
+        "s5, … and 1 more)"
+    ]
+    plain = stub.ModelInfer(_columns(model_id, FEATURES))
+    assert answered.raw_output_contents == plain.raw_output_contents
+    assert "warnings" not in plain.parameters
 
 
 def test_values_that_are_not_finite_are_named_by_row(stub, model_id) -> None:

@@ -14,7 +14,7 @@ from mlgate.errors import InvalidArgument
 from mlgate.jobs import MAX_MAGNITUDE
 from mlgate.v1 import jobs_pb2, models_pb2
 
-FEATURES = [models_pb2.Feature(name="x", dtype="numeric")]
+MODEL = models_pb2.Model(features=[models_pb2.Feature(name="x", dtype="numeric")])
 EDGES = [
     0.0,
     -0.0,
@@ -50,10 +50,10 @@ def _columns(values: list[float]) -> list[jobs_pb2.FeatureColumn]:
 def test_each_edge_value_is_judged_as_the_definition_judges_it(value: float) -> None:
     values = [1.0, value, -2.5]
     if _ok(value):
-        assert check_columns(_columns(values), FEATURES) == 3
+        assert check_columns(_columns(values), MODEL) == 3
     else:
         with pytest.raises(InvalidArgument) as caught:
-            check_columns(_columns(values), FEATURES)
+            check_columns(_columns(values), MODEL)
         assert caught.value.field == "columns[0] ('x')[1]"
 
 
@@ -68,7 +68,7 @@ def test_random_values_across_every_magnitude_agree_with_the_definition() -> Non
         )
         values = [0.5] * rng.randint(0, 3) + [value]
         if _ok(value):
-            assert check_columns(_columns(values), FEATURES) == len(values)
+            assert check_columns(_columns(values), MODEL) == len(values)
         else:
             with pytest.raises(InvalidArgument):
-                check_columns(_columns(values), FEATURES)
+                check_columns(_columns(values), MODEL)

