@@ -19,7 +19,8 @@ MAX_LINES = 400
 BACKENDS = {"memory", "rabbitmq", "redis"}
 # Redis is a job store too: a comparison with "redis" names the broker when it is about one.
 _ONLY_BROKERS = BACKENDS - {"redis"}
-# Not ours to shape: environments, build output and generated gRPC code.
+# Not ours to shape: environments (.venv, and the bench's .venv-mlserver), build output and
+# generated gRPC code.
 _SKIPPED_DIRS = {".venv", "build", "__pycache__", ".git", ".mypy_cache", ".ruff_cache", "data"}
 
 
@@ -27,7 +28,7 @@ def _modules() -> Iterator[Path]:
     for path in sorted(ROOT.rglob("*.py")):
         relative = path.relative_to(ROOT)
         if _SKIPPED_DIRS & set(relative.parts) or any(
-            part.endswith(".egg-info") for part in relative.parts
+            part.endswith(".egg-info") or part.startswith(".venv") for part in relative.parts
         ):
             continue
         if path.name.endswith(("_pb2.py", "_pb2_grpc.py", "_pb2.pyi", "_pb2_grpc.pyi")):
