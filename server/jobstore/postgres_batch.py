@@ -5,9 +5,9 @@ gives up Python's lock and, on a busy gateway, waits again for it afterwards. So
 events (``PostgresJobStore.record_all``) is applied in Python to the records the store wrote
 lately (the others read in one statement) and saved in one statement: every job's record
 compared on its ``rev`` and set, and every event that moved a job forward added to its log, in
-one transaction. A job some other writer changed meanwhile is not saved; its events are left to
-the one-by-one path, which reads the record again (as are those of a job that registers a model
-version, which takes a transaction of its own).
+one transaction. A job some other writer changed meanwhile (another gateway recording the same
+event) is not saved: such jobs are read again, together, and tried again. The events of a job
+that registers a model version go the one-by-one path, which takes a transaction of its own.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ WITH saves AS (
 SELECT id FROM saved
 """
 
+# Tries at the jobs another writer changed under a batch, before it leaves them to the one-by-one
+# path: each try reads them again, together.
+_ROUNDS = 3
+
 Known = Callable[[str], tuple[bytes, int] | None]
 
 
@@ -73,6 +77,7 @@ class _Job:
     done: list[tuple[int, Recorded]] = field(default_factory=list)
     last: tuple[int, int] | None = None  # the last applied event's index, and its after_seq
     logs: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, event) to add to the log
+    stored: bytes = b""  # the record to save
 
 
 def write_batch(
@@ -82,23 +87,44 @@ def write_batch(
     wants_version: Callable[[jobs_pb2.Job], bool],
 ) -> Batch:
     """Apply ``events`` (in order, per job) to the records ``known`` gives or the table holds,
-    and save them in one statement."""
+    and save them in one statement; the jobs another writer changed meanwhile are read again
+    (together) and tried again, a few times."""
     batch = Batch([None] * len(events))
     by_job: dict[str, list[int]] = {}
     for i, event in enumerate(events):
         by_job.setdefault(event.job_id, []).append(i)
     records = {job_id: known(job_id) for job_id in by_job}
-    missing = [job_id for job_id, record in records.items() if record is None]
-    if missing:
-        for job_id, record, rev in conn.execute(_LOAD_ALL, (missing,), binary=True):
-            records[job_id] = (record, int(rev))
+    for _ in range(_ROUNDS):
+        if not records:
+            break
+        missing = [job_id for job_id, record in records.items() if record is None]
+        if missing:
+            for job_id, record, rev in conn.execute(_LOAD_ALL, (missing,), binary=True):
+                records[job_id] = (record, int(rev))
+        records = _save(conn, events, by_job, records, wants_version, batch)
+    for job_id in records:  # still changing under us: one by one
+        batch.later += by_job[job_id]
+    batch.later.sort()
+    return batch
+
+
+def _save(
+    conn: Connection,
+    events: Sequence[jobs_pb2.JobEvent],
+    by_job: dict[str, list[int]],
+    records: dict[str, tuple[bytes, int] | None],
+    wants_version: Callable[[jobs_pb2.Job], bool],
+    batch: Batch,
+) -> dict[str, tuple[bytes, int] | None]:
+    """One try at the jobs of ``records``: those another writer changed meanwhile, to read
+    again."""
     jobs: dict[str, _Job] = {}
     params: dict[str, list[object]] = {
         name: [] for name in ("ids", "states", "records", "ended", "revs")
     }
     params.update(event_jobs=[], seqs=[], bodies=[])
     # In job order: batches of two gateways that share jobs lock their rows in the same order.
-    for job_id in sorted(by_job):
+    for job_id in sorted(records):
         found = records[job_id]
         if found is None:
             continue  # unknown or deleted: nothing to apply
@@ -108,11 +134,11 @@ def write_batch(
             continue
         if part.last is None:
             continue  # nothing moved the job forward
-        stored = part.job.SerializeToString()
+        part.stored = part.job.SerializeToString()
         for name, value in (
             ("ids", job_id),
             ("states", part.job.state),
-            ("records", stored),
+            ("records", part.stored),
             ("ended", is_terminal(part.job.state)),
             ("revs", part.rev),
         ):
@@ -121,19 +147,16 @@ def write_batch(
             params["event_jobs"].append(job_id)
             params["seqs"].append(seq)
             params["bodies"].append(body)
-        batch.saved[job_id] = (stored, part.rev + 1)
         jobs[job_id] = part
-    if jobs:
-        for (job_id,) in conn.execute(_SAVE_ALL, params).fetchall():
-            part = jobs.pop(job_id)
-            assert part.last is not None
-            for i, result in [*part.done, (part.last[0], recorded(part.job, part.last[1]))]:
-                batch.results[i] = result
-    for job_id, part in jobs.items():  # changed meanwhile: read again, one by one
-        del batch.saved[job_id]
-        batch.later += part.indexes
-    batch.later.sort()
-    return batch
+    if not jobs:
+        return {}
+    for (job_id,) in conn.execute(_SAVE_ALL, params).fetchall():
+        part = jobs.pop(job_id)
+        assert part.last is not None
+        batch.saved[job_id] = (part.stored, part.rev + 1)
+        for i, result in [*part.done, (part.last[0], recorded(part.job, part.last[1]))]:
+            batch.results[i] = result
+    return dict.fromkeys(jobs)
 
 
 def _apply(
