@@ -243,8 +243,8 @@ class Worker:
             outcome = self._outages.run(
                 lambda: self._attempt(job, events, delivery, run),
                 check=lambda: self._check_cancelled(job),
-                on_wait=events.waiting,
                 where=f"job {job.id}",
+                on_wait=events.waiting,
             )
         except Cancelled:
             outcome = "cancelled"
@@ -253,8 +253,8 @@ class Worker:
             return
         except ChildDied as exc:
             # As if the worker had died: the attempt counts, and the delivery goes back.
-            events.awaiting_retry(f"attempt {delivery.attempt}: {exc}")
             log.warning("job %s: %s", job.id, exc)
+            events.awaiting_retry(f"attempt {delivery.attempt}: {exc}")
             return
         except OUTAGES as exc:
             # The worker is stopping while the job waits for an outage: not an attempt.

@@ -373,6 +373,11 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
         """The gateway's view of its broker, job store, storage, workers and queues."""
         return Status.from_proto(self._unary(self._status.GetStatus, status_pb2.GetStatusRequest()))
 
+    def list_workers(self) -> list[Worker]:
+        """The workers the gateway hears by their heartbeats, with the jobs each is running."""
+        response = self._unary(self._status.ListWorkers, status_pb2.ListWorkersRequest())
+        return [Worker.from_proto(worker) for worker in response.workers]
+
     # Plumbing
 
     def _connect(self) -> None:
@@ -397,11 +402,6 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
 def _all_pages(fetch: Callable[[str], Page[T]]) -> Iterator[T]:
     token = ""
     while True:
-    def list_workers(self) -> list[Worker]:
-        """The workers the gateway hears by their heartbeats, with the jobs each is running."""
-        response = self._unary(self._status.ListWorkers, status_pb2.ListWorkersRequest())
-        return [Worker.from_proto(worker) for worker in response.workers]
-
         page = fetch(token)
         yield from page.items
         if not page.next_page_token:

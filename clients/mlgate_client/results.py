@@ -172,14 +172,14 @@ class Job:
     proto: jobs_pb2.Job = field(repr=False, compare=False)
     # The name of the token that submitted the job, on a gateway with tokens.
     owner: str = ""
-
-    @classmethod
-    def from_proto(cls, job: jobs_pb2.Job) -> Job:
     # How many attempts the job may have (0 until a worker says), and why the latest attempt is
     # not the first ("the worker running attempt 1 stopped answering"), or why it ended without
     # an outcome when the job awaits its next attempt (stage "awaiting_retry").
     max_attempts: int = 0
     retry_reason: str = ""
+
+    @classmethod
+    def from_proto(cls, job: jobs_pb2.Job) -> Job:
         last = job.last_event
         model_id = job.predict.model_id
         if last.HasField("train_result"):
@@ -202,11 +202,11 @@ class Job:
             error_message=last.error.message,
             proto=job,
             owner=job.owner,
+            max_attempts=last.max_attempts,
+            retry_reason=last.retry_reason,
         )
 
 
-            max_attempts=last.max_attempts,
-            retry_reason=last.retry_reason,
 @dataclass(frozen=True)
 class Model:
     """A trained model's record."""
