@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from bench import model_infer, train_throughput
+from bench import model_infer, rest_infer, train_throughput
 from bench.inputs import DIABETES_FEATURES, DOC_ROW
 from brokers import BROKERS, EMBEDDED
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
@@ -152,7 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
     parser.add_argument("--trains", type=int, default=20, help="training jobs")
     parser.add_argument(
-        "--only", choices=["inference", "training", "jobs"], help="run one part (default: all)"
+        "--only",
+        choices=["inference", "rest", "training", "jobs"],
+        help="run one part (default: all)",
+    )
+    parser.add_argument(
+        "--rest-total", type=int, default=10_000, help="rest: requests per measurement"
+    )
+    parser.add_argument(
+        "--rest-rounds", type=int, default=3, help="rest: rounds, the systems taking turns"
+    )
+    parser.add_argument(
+        "--no-mlserver", action="store_true", help="rest: without MLServer's reference"
     )
     parser.add_argument(
         "--train-jobs", type=int, default=40, help="training: jobs submitted at once per round"
@@ -180,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.only in (None, "inference"):
         print(inference_table(args))
+        print()
+    if args.only in (None, "rest"):
+        found = rest_infer.measure(
+            args.rest_total, args.clients, args.rest_rounds, mlserver=not args.no_mlserver
+        )
+        print(rest_infer.report(found))
         print()
     if args.only in (None, "training"):
         brokers = [b for b in args.brokers.split(",") if b != EMBEDDED]
