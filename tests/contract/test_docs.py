@@ -224,6 +224,20 @@ def test_postgresql_walkthrough(tmp_path: Path) -> None:
     assert out.count("went from schema version 0 to 2") == 2, "the staging schema is apart"
 
 
+def test_rest_walkthrough(tmp_path: Path) -> None:
+    """docs/prediction.md's REST binding: `mlgate serve` with MLGATE_HTTP_PORT in a second
+    terminal, then curl reproduces the README's prediction exactly."""
+    grpc_port, http_port = free_ports(2)
+    env = environment(tmp_path, MLGATE_ADDRESS=f"localhost:{grpc_port}")
+    ports = {"50051": str(grpc_port), "8080": str(http_port)}
+    out = run_walkthrough(script(DOCS / "prediction.md", "rest", ports), tmp_path, env).stdout
+    assert '{"ready": true}' in out, out
+    assert '"versions": ["1"]' in out and '"platform": "mlgate_sklearn"' in out, out
+    assert re.search(r'"model_name": "diabetes-rf", "model_version": "1", "id": "patient-1"', out)
+    assert '"data": [208.6445780005619]' in out, out
+    assert (tmp_path / "rest-data" / "jobs.db").is_file()  # the walkthrough's own data directory
+
+
 # SeaweedFS's default ports, which docs/s3.md's `weed server` uses as written.
 _SEAWEEDFS_PORTS = (8080, 8333, 8888, 9333, 18080, 18333, 18888, 19333)
 
