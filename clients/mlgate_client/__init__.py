@@ -7,6 +7,14 @@ with MLGateClient("localhost:50051") as client:
     print(result.model_id, result.metrics)
 """
 
+import os
+import sys
+
+# gRPC's C core logs every failed handshake to stderr, at INFO, each time it tries again; the client
+# says what went wrong itself (``_diagnosis``). Read when grpc is first imported: too late after.
+if "grpc" not in sys.modules:
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 from mlgate_client._security import TLS
 from mlgate_client.client import DEFAULT_ADDRESS, MLGateClient, Page
 from mlgate_client.errors import (
@@ -24,6 +32,7 @@ from mlgate_client.errors import (
     PermissionDenied,
     ResourceExhausted,
     ServerUnreachable,
+    TLSMismatch,
     Unauthenticated,
     Unavailable,
 )
@@ -53,6 +62,7 @@ __all__ = [
     "PredictResult",
     "ResourceExhausted",
     "ServerUnreachable",
+    "TLSMismatch",
     "TrainResult",
     "Unauthenticated",
     "Unavailable",

@@ -15,6 +15,7 @@ from mlgate_client.errors import (
     JobError,
     MLGateError,
     ServerUnreachable,
+    TLSMismatch,
     Unavailable,
 )
 
@@ -73,6 +74,8 @@ def report(failure: Failure, as_json: bool) -> None:
 
 def hints(error: MLGateError, address: str, env: Mapping[str, str]) -> tuple[str, ...]:
     """What to do next, for the errors where the message alone does not say."""
+    if isinstance(error, TLSMismatch):
+        return error.hints
     if isinstance(error, ServerUnreachable):
         return (
             _no_gateway_hint(address, env),

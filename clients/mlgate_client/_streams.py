@@ -59,6 +59,8 @@ class EventStreams:
 
         def _connect(self) -> None: ...
 
+        def _explained(self, error: MLGateError) -> MLGateError: ...
+
         def wait_ready(
             self, timeout: float, on_wait: Callable[[str], None] | None = None
         ) -> bool: ...
@@ -94,7 +96,7 @@ class EventStreams:
                     broken = from_rpc_error(exc)
                     broken.__cause__ = exc
                 if not (job_id and isinstance(broken, Unavailable)) or resumes >= _MAX_RESUMES:
-                    raise broken
+                    raise self._explained(broken)
                 resumes += 1
                 self._wait_for_gateway(broken)
                 call = self._jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id, after_seq=last))

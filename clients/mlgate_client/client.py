@@ -22,6 +22,7 @@ from mlgate.v1 import (
     status_pb2_grpc,
 )
 from mlgate_client._channel import channel_target
+from mlgate_client._connection import Connection
 from mlgate_client._inference_calls import InferenceCalls
 from mlgate_client._registry_calls import RegistryCalls
 from mlgate_client._requests import (
@@ -35,7 +36,7 @@ from mlgate_client._requests import (
 )
 from mlgate_client._security import TLS, open_channel, tls_from_env, token_from_env
 from mlgate_client._streams import EventCallback, EventStream, EventStreams
-from mlgate_client.errors import MLGateError, ServerUnreachable, from_rpc_error
+from mlgate_client.errors import MLGateError, from_rpc_error
 from mlgate_client.results import Dataset, Job, Model, PredictResult, TrainResult
 from mlgate_client.status import Status, Worker
 
@@ -43,8 +44,6 @@ __all__ = ["DEFAULT_ADDRESS", "MLGateClient", "Page"]
 
 DEFAULT_ADDRESS = "localhost:50051"
 CHUNK_SIZE = 1024 * 1024
-# A gateway that answers at once is connected well within this; past it, ``on_wait`` is told.
-_PROMPT_CONNECT = 0.5
 
 T = TypeVar("T")
 Resp = TypeVar("Resp")
@@ -58,7 +57,7 @@ class Page(Generic[T]):
     next_page_token: str
 
 
-class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
+class MLGateClient(Connection, EventStreams, RegistryCalls, InferenceCalls):
     """A client of an mlgate gateway, or of several: ``address`` is ``HOST:PORT``, several of them
     comma-separated (``gw1:50051,gw2:50051``), a DNS name with a record per gateway, or a gRPC
     target. Calls are spread over the gateways that answer; a read that one fails with
@@ -92,7 +91,8 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
         self._on_wait = on_wait
         self._connected = connect_timeout <= 0
         target, options = channel_target(address)
-        self._channel = open_channel(target, TLS() if tls is True else tls or None, token, options)
+        self._tls = TLS() if tls is True else tls or None
+        self._channel = open_channel(target, self._tls, token, options)
         self._jobs = jobs_pb2_grpc.JobServiceStub(self._channel)
         self._models = models_pb2_grpc.ModelServiceStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetServiceStub(self._channel)
@@ -114,24 +114,6 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
 
     def close(self) -> None:
         self._channel.close()
-
-    def wait_ready(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> bool:
-        """Whether a connection to the gateway is up within ``timeout`` seconds; ``on_wait`` is
-        called with the address if it is not up at once."""
-        # One future for the whole wait: it is woken by the channel's connectivity changes, and a
-        # second subscription could leave gRPC's watcher thread polling a channel being closed.
-        ready = grpc.channel_ready_future(self._channel)
-        try:
-            try:
-                ready.result(timeout=min(_PROMPT_CONNECT, timeout))
-            except grpc.FutureTimeoutError:
-                if on_wait is not None:
-                    on_wait(self.address)
-                ready.result(timeout=max(0.0, timeout - _PROMPT_CONNECT))
-        except grpc.FutureTimeoutError:
-            ready.cancel()
-            return False
-        return True
 
     def __enter__(self) -> Self:
         return self
@@ -377,26 +359,6 @@ class MLGateClient(EventStreams, RegistryCalls, InferenceCalls):
         """The workers the gateway hears by their heartbeats, with the jobs each is running."""
         response = self._unary(self._status.ListWorkers, status_pb2.ListWorkersRequest())
         return [Worker.from_proto(worker) for worker in response.workers]
-
-    # Plumbing
-
-    def _connect(self) -> None:
-        """Before the first call: wait for a gateway that is starting, within connect_timeout."""
-        if self._connected:
-            return
-        if not self.wait_ready(self._connect_timeout, self._on_wait):
-            raise ServerUnreachable(
-                f"no mlgate gateway answers at {self.address} (waited {self._connect_timeout:g}s)",
-                "UNAVAILABLE",
-            )
-        self._connected = True
-
-    def _unary(self, method: Callable[..., Resp], request: Any) -> Resp:
-        self._connect()
-        try:
-            return method(request, timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
 
 
 def _all_pages(fetch: Callable[[str], Page[T]]) -> Iterator[T]:

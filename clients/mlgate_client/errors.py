@@ -9,6 +9,7 @@
     ├── DeadlineExceeded         DEADLINE_EXCEEDED (the client's ``timeout`` ran out)
     ├── Unavailable              UNAVAILABLE
     │   └── ServerUnreachable    no connection to the gateway at all
+    │       └── TLSMismatch      one listens, but its TLS and the client's settings disagree
     ├── DataLoss                 DATA_LOSS
     ├── Unauthenticated          UNAUTHENTICATED (no token, or one the gateway does not know)
     ├── PermissionDenied         PERMISSION_DENIED (the token's role does not allow the call)
@@ -39,6 +40,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "ServerUnreachable",
+    "TLSMismatch",
     "Unauthenticated",
     "Unavailable",
     "error_for_code",
@@ -95,6 +97,16 @@ class ServerUnreachable(Unavailable):
     """No connection could be made to the gateway's address."""
 
 
+class TLSMismatch(ServerUnreachable):
+    """A gateway listens at the address, but no connection can be made with this client's TLS
+    settings: it serves TLS and the client asks for none, or the other way round, or one side
+    does not trust the other's certificate. ``hints`` name the settings to change."""
+
+    def __init__(self, message: str, hints: tuple[str, ...] = ()) -> None:
+        super().__init__(message, "UNAVAILABLE")
+        self.hints = hints
+
+
 class DataLoss(MLGateError):
     """Stored data failed its integrity check."""
 
@@ -149,7 +161,12 @@ _BY_CODE: dict[grpc.StatusCode, type[MLGateError]] = {
 
 # What grpc-core says when no transport could be set up; an UNAVAILABLE the server itself sends
 # (broker or storage down) never contains these.
-_CONNECT_FAILURES = ("failed to connect to all addresses", "connection refused", "dns resolution")
+_CONNECT_FAILURES = (
+    "failed to connect to all addresses",
+    "connections to all backends failing",
+    "connection refused",
+    "dns resolution",
+)
 
 
 def error_for_code(code: str, message: str) -> MLGateError:
