@@ -55,7 +55,12 @@ gen: $(GEN) ## generate the gRPC code (clients/mlgate/v1, clients/mlgate/oip) fr
 tables: gen ## regenerate mlgate's scikit-learn tables (after upgrading scikit-learn)
 	$(BIN)/python -m workers.tables
 
+# A port that answers is taken: said here in make's terms (PORT=), not mlgate's (--port).
 run: gen ## serve a gateway and workers on the embedded broker (PORT=50051 HOST=127.0.0.1 DATA_DIR=data)
+	@if (exec 3<>/dev/tcp/$(HOST)/$(PORT)) 2>/dev/null; then \
+	  echo "make run: port $(PORT) is in use; stop what listens there, or choose another port: make run PORT=$$(( $(PORT) + 1 ))" >&2; \
+	  exit 1; \
+	fi
 	$(BIN)/mlgate serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 lint: gen ## ruff, ruff format --check, buf lint and buf breaking

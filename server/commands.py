@@ -10,9 +10,10 @@ module to build the parser loads neither the server nor scikit-learn.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,23 +102,69 @@ def _run_gateway(args: argparse.Namespace, *, embedded: bool) -> int:
             data_dir=_data_dir(args),
             embedded_workers=embedded,
             host=args.host,
-            on_ready=lambda host, port: out(_next_step(host, port, embedded=embedded)),
+            on_ready=lambda host, port: out(
+                _next_step(host, port, embedded=embedded, env=os.environ)
+            ),
         )
     )
 
 
-def _next_step(host: str, port: int, *, embedded: bool) -> str:
-    """Where a server listens and the command to try from a second terminal."""
+def _next_step(host: str, port: int, *, embedded: bool, env: Mapping[str, str]) -> str:
+    """Where a server listens and the command to try from a second terminal, with the settings
+    that terminal needs for this gateway's TLS and tokens."""
     address = f"localhost:{port}" if host.strip("[]") in LOCAL_HOSTS else f"{host}:{port}"
     program = _program()
     command = program if address == DEFAULT_ADDRESS else f"{program} --address {address}"
     try_it = f"{command} train diabetes --target target"
+    needs = _client_needs(env, program)
+    where = f"listening on {address}"
+    modes = []
+    if env.get("MLGATE_TLS_CERT"):
+        modes.append("mTLS" if env.get("MLGATE_TLS_CLIENT_CA") else "TLS")
+    if env.get("MLGATE_AUTH_TOKENS_FILE"):
+        modes.append("tokens")
+    if modes:
+        where += f" ({', '.join(modes)})"
+    then = f"from a second terminal, set {needs}, then try: {try_it}" if needs else ""
     if embedded:
-        return f"listening on {address}; try it from a second terminal: {try_it}"
-    return (
-        f"listening on {address}; start workers with `{program} worker` (same MLGATE_BROKER), "
-        f"then try: {try_it}"
-    )
+        return f"{where}; {then or f'try it from a second terminal: {try_it}'}"
+    workers = f"start workers with `{program} worker` (same MLGATE_BROKER)"
+    return f"{where}; {workers}; {then}" if needs else f"{where}; {workers}, then try: {try_it}"
+
+
+def _client_needs(env: Mapping[str, str], program: str) -> str:
+    """What a client of a gateway with these settings must set: "" for plaintext without tokens."""
+    needs = []
+    cert = env.get("MLGATE_TLS_CERT", "")
+    if cert:
+        ca = f"={cert}" if _self_signed(cert) else f" to the CA that signed {cert}"
+        needs.append(f"MLGATE_TLS_CA{ca}")
+    client_ca = env.get("MLGATE_TLS_CLIENT_CA", "") if cert else ""
+    if client_ca:
+        needs.append(
+            f"MLGATE_TLS_CLIENT_CERT and MLGATE_TLS_CLIENT_KEY to a client certificate and key "
+            f"that {client_ca} signed"
+        )
+    tokens = env.get("MLGATE_AUTH_TOKENS_FILE", "")
+    if tokens:
+        needs.append(
+            "MLGATE_TOKEN to a token with the train role "
+            f"(`{program} token new --role train --name NAME --append {tokens}`)"
+        )
+    if len(needs) < 2:
+        return "".join(needs)
+    return f"{', '.join(needs[:-1])} and {needs[-1]}"
+
+
+def _self_signed(path: str) -> bool:
+    """Whether the certificate at ``path`` signed itself: then it is its own CA."""
+    try:
+        from cryptography import x509
+
+        certificate = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    except (OSError, ValueError, ImportError):
+        return False
+    return certificate.issuer == certificate.subject
 
 
 def _program() -> str:

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -72,3 +73,26 @@ def test_make_run_prints_where_it_listens_and_a_command_that_works(tmp_path: Pat
     finally:
         os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=60)
+
+
+def test_make_run_on_a_taken_port_says_how_to_choose_another_in_make_s_terms(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            ["make", "--no-print-directory", "run", f"PORT={port}", f"DATA_DIR={tmp_path / 'd'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert (
+        f"make run: port {port} is in use; stop what listens there, or choose another port: "
+        f"make run PORT={port + 1}"
+    ) in said, said
+    assert "--port" not in said
