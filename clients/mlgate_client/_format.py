@@ -46,13 +46,19 @@ __all__ = [
 
 
 def jsonable(value: Any) -> Any:
-    """A value ``json.dumps`` accepts: views become dicts (without ``proto``), times ISO 8601."""
+    """A value ``json.dumps`` accepts: views become dicts (without ``proto``), times ISO 8601.
+
+    A job's id is ``job_id`` in every output (results, events, job records, errors); a job
+    record also keeps ``id``, the same value, for scripts written before."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
+        found = {
             f.name: jsonable(getattr(value, f.name))
             for f in dataclasses.fields(value)
             if f.name != "proto"
         }
+        if isinstance(value, Job):
+            found["job_id"] = value.id
+        return found
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Mapping):

@@ -178,6 +178,11 @@ class Job:
     max_attempts: int = 0
     retry_reason: str = ""
 
+    @property
+    def job_id(self) -> str:
+        """The job's id (``id``), by the name results and events give it."""
+        return self.id
+
     @classmethod
     def from_proto(cls, job: jobs_pb2.Job) -> Job:
         last = job.last_event
