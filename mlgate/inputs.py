@@ -92,7 +92,7 @@ def notes(sent: Iterable[str], record: models_pb2.Model) -> list[str]:
     features = [f.name for f in record.features]
     known = set(features)
     found = []
-    ignored = [name for name in names if name not in known]
+    ignored = sorted(name for name in set(names) if name not in known)
     if ignored:
         found.append(
             f"ignored {listing(ignored)}: not {'a feature' if len(ignored) == 1 else 'features'} "

@@ -4,7 +4,10 @@ A model's inputs are its features: either one tensor ``[N, F]`` of numbers, its 
 order of the model's features (what ``ModelMetadata`` lists), or one tensor ``[N]`` per feature,
 named after it. ``check_request`` is the gateway's validation: names, datatypes, shapes and sizes,
 each error naming the input to fix; the values themselves are checked by the worker, vectorized.
-Outputs are ``predict`` and, for classifiers, ``predict_proba``.
+Inputs follow the rule of every prediction path (``mlgate.inputs``): a tensor that is not a
+feature is ignored and the response's ``warnings`` parameter names it; a feature left out is blank
+in every row, for a model that takes blanks (``mlgate.blanks``). Outputs are ``predict`` and, for
+classifiers, ``predict_proba``.
 """
 
 from __future__ import annotations

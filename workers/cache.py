@@ -13,6 +13,7 @@ from mlgate.metrics import MODEL_CACHE_BYTES, MODEL_CACHE_HITS, MODEL_CACHE_MISS
 from mlgate.v1 import models_pb2
 from storage.models import ModelRepository
 from workers import formats
+from workers.imputation import check_imputation
 
 __all__ = ["ModelCache"]
 
@@ -75,6 +76,7 @@ class ModelCache:
                     return entry.record, entry.estimator
             MODEL_CACHE_MISSES.inc()
             record, estimator = formats.load(self._models, model_id)
+            check_imputation(record)
             if self._prepare is not None:
                 self._prepare(estimator)
             with self._lock:

@@ -9,6 +9,7 @@ last bit: the imputer replaces each NaN by its float64 statistic, and so does ``
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -17,13 +18,14 @@ import numpy as np
 import pandas as pd
 from sklearn.impute import SimpleImputer
 
-from mlgate.blanks import Impute, fill_values
+from mlgate.blanks import MAX_MAGNITUDE, Impute, fill_values
 from mlgate.errors import InvalidArgument
 from mlgate.v1 import models_pb2
+from storage.errors import IntegrityError
 from workers.tensors import Inputs
 from workers.values import plain, values
 
-__all__ = ["fill", "fill_frame", "imputation_record", "learn"]
+__all__ = ["check_imputation", "fill", "fill_frame", "imputation_record", "learn"]
 
 _NUMBERS = ("numeric", "integer")
 
@@ -71,6 +73,34 @@ def imputation_record(impute: Impute, learned: Mapping[str, Any]) -> models_pb2.
     for name, value in zip(learned, values(learned.values()), strict=True):
         record.values[name].CopyFrom(value)
     return record
+
+
+def check_imputation(record: models_pb2.Model) -> None:
+    """Raise IntegrityError unless a loaded model's imputation (from its manifest) holds one fill
+    value per feature, of the feature's type: a number within float32's range for numeric and
+    integer features, a value for string ones, true or false for boolean ones."""
+    if not record.HasField("imputation"):
+        return
+    learned = fill_values(record)
+    for feature in record.features:
+        value = learned.get(feature.name)
+        if feature.dtype in _NUMBERS:
+            ok = type(value) is float and math.isfinite(value) and abs(value) <= MAX_MAGNITUDE
+        elif feature.dtype == "boolean":
+            ok = type(value) is bool
+        else:
+            # A text column of true/false with blanks reads as booleans and blanks: it is text.
+            ok = type(value) in (str, bool)
+        if not ok:
+            raise IntegrityError(
+                f"model {record.id} is not a valid model: its imputation has no usable value for "
+                f"feature {feature.name}; it was not loaded"
+            )
+    if set(learned) != {f.name for f in record.features}:
+        raise IntegrityError(
+            f"model {record.id} is not a valid model: its imputation names other features than "
+            "its own; it was not loaded"
+        )
 
 
 def fill(inputs: Inputs, record: models_pb2.Model) -> Inputs:

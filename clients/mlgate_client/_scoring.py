@@ -169,7 +169,7 @@ def score_csv(
     if unknown:
         raise UsageError(f"{path} has no column {unknown[0]!r} to --keep; its columns: {header}")
     names = {t.name for t in inputs}
-    ignored = [name for name in header if name not in names and name not in keep]
+    ignored = sorted(name for name in header if name not in names and name not in keep)
     if ignored:
         print(
             f"warning: ignored {', '.join(ignored)}: not features of this model (its features: "
@@ -205,9 +205,7 @@ def score_csv(
                     warned.add(warning)
                     print(f"warning: {lines}: {warning}", file=sys.stderr)
             if not header_written:
-                writer.writerow(
-                    [*keep, "predict", *(f"proba_{c}" for c in answer.classes)]
-                )
+                writer.writerow([*keep, "predict", *(f"proba_{c}" for c in answer.classes)])
                 header_written = True
             writer.writerows(_rows_out(answer, kept))
             answered.add(answer.model_id, first_line, first_line + len(kept) - 1)

@@ -127,6 +127,10 @@ def _check_one_hot(encoder: Any, columns: list[str]) -> int:
             and all(type(v) in (str, int, float, bool) for v in known.tolist()),
             "an encoder's categories are not values",
         )
+        last = known[-1]
+        if known.dtype.kind == "O" and isinstance(last, float) and last != last:
+            # A blank seen in training (hist_gradient_boosting's): scikit-learn keeps it last.
+            known = known[:-1]
         try:
             ordered = np.array_equal(np.unique(known), known)
         except TypeError:
