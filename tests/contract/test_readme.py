@@ -65,6 +65,7 @@ def test_registry_walkthrough_predicts_through_the_alias(
     predictions = re.findall(r"^0\s+(\S+)$", out, re.M)
     assert len(predictions) == 2
     assert predictions[0].startswith("208.6") and not predictions[1].startswith("208.6")
+    first_deeper = predictions[1]
     versions = re.findall(r"^([12])\s+(mdl_[0-9a-f]{32})\s+(\S+)", out, re.M)
     assert [(v, a) for v, _, a in versions] == [("2", "-"), ("1", "production")]
     with grpc.insecure_channel(embedded_gateway) as channel:
@@ -78,6 +79,17 @@ def test_registry_walkthrough_predicts_through_the_alias(
     exported = (tmp_path / "diabetes-rf.model").read_bytes()
     assert hashlib.sha256(exported).hexdigest() == model.sha256
     assert (tmp_path / "diabetes-rf.model.manifest.json").is_file()
+
+    # Again on the same gateway, whose diabetes-rf has versions 1 and 2 now: the walkthrough
+    # reads its versions from the trainings, so they are 3 and 4 and it works the same.
+    again = tmp_path / "again"
+    again.mkdir()
+    out = _run("registry", embedded_gateway, again, DOCS / "registry.md")
+    assert "diabetes-rf@production -> diabetes-rf/3" in out, out
+    predictions = re.findall(r"^0\s+(\S+)$", out, re.M)
+    assert predictions[0].startswith("208.6") and predictions[1] == first_deeper
+    listed = re.findall(r"^([1-4])\s+mdl_[0-9a-f]{32}\s+(\S+)", out, re.M)
+    assert listed == [("4", "-"), ("3", "production"), ("2", "-"), ("1", "-")]
 
 
 def test_security_walkthrough_runs_with_mtls_tokens_and_a_rotation(tmp_path: Path) -> None:
