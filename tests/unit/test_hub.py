@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import new_job_id
@@ -36,6 +40,23 @@ class Reads:
         return self.store.events(job_id, after_seq)
 
 
+@dataclass
+class Setup:
+    store: SQLiteJobStore
+    reads: Reads
+    hub: Hub
+    job: jobs_pb2.Job
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    """A hub reading a real store through ``Reads``, and a job recorded QUEUED in it."""
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    reads = Reads(store)
+    yield Setup(store, reads, Hub(reads), _queued(store))
+    store.close()
+
+
 def _queued(store: SQLiteJobStore) -> jobs_pb2.Job:
     job_id = new_job_id()
     job = jobs_pb2.Job(id=job_id, kind=jobs_pb2.JOB_KIND_TRAIN, state=jobs_pb2.JOB_STATE_QUEUED)
@@ -54,11 +75,8 @@ async def _stream(hub: Hub, job: jobs_pb2.Job) -> list[int]:
     return [seen.seq async for seen in hub.follow(job.id, 0, first=job.last_event)]
 
 
-def test_events_handed_over_in_order_need_no_read(tmp_path: Path) -> None:
-    store = SQLiteJobStore(tmp_path / "jobs.db")
-    reads = Reads(store)
-    hub = Hub(reads)
-    job = _queued(store)
+def test_events_handed_over_in_order_need_no_read(setup: Setup) -> None:
+    store, reads, hub, job = setup.store, setup.reads, setup.hub, setup.job
 
     async def run() -> list[int]:
         stream = asyncio.create_task(_stream(hub, job))
@@ -74,11 +92,8 @@ def test_events_handed_over_in_order_need_no_read(tmp_path: Path) -> None:
     assert reads.count == 0
 
 
-def test_an_event_handed_over_past_a_gap_is_read_with_the_gap(tmp_path: Path) -> None:
-    store = SQLiteJobStore(tmp_path / "jobs.db")
-    reads = Reads(store)
-    hub = Hub(reads)
-    job = _queued(store)
+def test_an_event_handed_over_past_a_gap_is_read_with_the_gap(setup: Setup) -> None:
+    store, reads, hub, job = setup.store, setup.reads, setup.hub, setup.job
 
     async def run() -> list[int]:
         stream = asyncio.create_task(_stream(hub, job))
@@ -96,13 +111,8 @@ def test_an_event_handed_over_past_a_gap_is_read_with_the_gap(tmp_path: Path) ->
     assert reads.count == 1
 
 
-def test_a_read_under_way_and_an_event_handed_over_meanwhile_give_it_once(
-    tmp_path: Path,
-) -> None:
-    store = SQLiteJobStore(tmp_path / "jobs.db")
-    reads = Reads(store)
-    hub = Hub(reads)
-    job = _queued(store)
+def test_a_read_under_way_and_an_event_handed_over_meanwhile_give_it_once(setup: Setup) -> None:
+    store, reads, hub, job = setup.store, setup.reads, setup.hub, setup.job
     running = _record(store, job, 2, RUNNING)
 
     async def run() -> list[int]:
