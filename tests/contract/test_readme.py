@@ -116,7 +116,13 @@ def test_operations_walkthrough_shows_status_metrics_and_json_logs(tmp_path: Pat
     env = environment(tmp_path, MLGATE_ADDRESS=f"localhost:{port}")
     said = run_walkthrough(source, tmp_path, env).stdout
     assert re.search(r"workers:\s+1", said), said
+    # The embedded worker, by its heartbeat: where it runs, on which broker, heard lately.
+    assert re.search(r"^HOST +PID +BROKER +RUNNING +HEARTBEAT +SINCE +JOBS$", said, re.M), said
+    assert re.search(r"^\S+ +\d+ +memory +0 +\d\.\d s ago +", said, re.M), said
+    (listed,) = [json.loads(line) for line in said.splitlines() if line.startswith('[{"broker"')]
+    assert listed[0]["broker"] == "memory" and listed[0]["max_attempts"] == 3
     assert 'mlgate_jobs_finished_total{kind="train",state="succeeded"} 1.0' in said, said
+    assert 'mlgate_jobs_running{kind="train"} 0.0' in said, said
     ended = [json.loads(line) for line in said.splitlines() if line.startswith('{"time"')]
     assert any(e.get("outcome") == "succeeded" and e.get("kind") == "train" for e in ended)
 
