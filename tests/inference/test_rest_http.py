@@ -1,6 +1,7 @@
 """HTTP/1.1 as clients use it, on the REST binding's own server (server/rest.py): keep-alive and
 pipelining answered in order, Expect: 100-continue, malformed and oversized requests refused
-with a status, a port in use named, and connections closed at once by a stopping gateway."""
+with a status, KServe's and MLServer's example requests as written, a port in use named, and
+connections closed at once by a stopping gateway."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from mlgate.tls import TLSFiles
+from mlgate.v1 import jobs_pb2
 from server.rest import RestServer
+from tests.support.background import BackgroundGateway
+from tests.support.gateway_calls import trained_model
 from tests.support.rest_client import RestClient
 from tests.support.system import gateway_settings, running_gateway
 
@@ -22,13 +27,19 @@ MAX_BYTES = 2**20
 
 
 @pytest.fixture(scope="module")
-def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """A gateway's REST port, taking requests up to 1 MiB (no model: the routes answer)."""
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundGateway]:
+    """A gateway with REST, taking requests up to 1 MiB."""
     data: Path = tmp_path_factory.mktemp("rest-http") / "data"
-    gateway = running_gateway(gateway_settings(data, http_port=0, infer_max_bytes=MAX_BYTES))
+    running = running_gateway(gateway_settings(data, http_port=0, infer_max_bytes=MAX_BYTES))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def port(gateway: BackgroundGateway) -> int:
+    """Its REST port."""
     assert gateway.gateway.http_port is not None
-    yield gateway.gateway.http_port
-    gateway.stop()
+    return gateway.gateway.http_port
 
 
 def _raw(port: int, data: bytes, *, expect_continue: bool = False) -> bytes:
@@ -107,6 +118,47 @@ def test_expect_100_continue_and_malformed_requests(port: int) -> None:
         b"Expect: 100-continue\r\n\r\n" % (MAX_BYTES + 1),
     )
     assert huge.startswith(b"HTTP/1.1 413 ") and b"MLGATE_INFER_MAX_BYTES" in huge
+
+
+# KServe's v2 example request (iris-input-v2.json) and MLServer's (an input's content type as a
+# parameter), as their documentation writes them.
+_KSERVE_IRIS = b"""{
+  "inputs": [
+    {
+      "name": "input-0",
+      "shape": [2, 4],
+      "datatype": "FP32",
+      "data": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
+    }
+  ]
+}"""
+_MLSERVER = {
+    "inputs": [
+        {
+            "name": "predict",
+            "shape": [1, 4],
+            "datatype": "FP32",
+            "data": [[5.1, 3.5, 1.4, 0.2]],
+            "parameters": {"content_type": "np"},
+        }
+    ]
+}
+
+
+def test_kserve_and_mlserver_examples_as_written(gateway: BackgroundGateway, port: int) -> None:
+    with grpc.insecure_channel(gateway.address) as channel:
+        iris = trained_model(channel, jobs_pb2.TrainRequest(dataset_id="iris", target="target"))
+    with RestClient(port) as client:
+        kserve = client.post(f"/v2/models/{iris}/infer", _KSERVE_IRIS)
+        assert kserve.status == 200, kserve.body
+        assert kserve.body["outputs"][0] == {
+            "name": "predict",
+            "datatype": "INT64",
+            "shape": [2],
+            "data": [1, 1],
+        }
+        mlserver = client.post(f"/v2/models/{iris}/infer", _MLSERVER)
+        assert mlserver.status == 200 and mlserver.body["outputs"][0]["data"] == [0], mlserver.body
 
 
 def test_a_port_in_use_names_the_variable(port: int) -> None:
