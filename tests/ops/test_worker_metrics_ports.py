@@ -5,35 +5,18 @@ it."""
 from __future__ import annotations
 
 import re
-import subprocess
-import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tests.support.fresh import free_port
-from tests.support.serving import MLGATE, clean_env, run_mlgate
+from tests.support.serving import clean_env, run_mlgate, worker_process
 
 
-@contextmanager
-def _worker(tmp_path: Path, name: str, metrics_port: str) -> Iterator[str]:
+def _worker(tmp_path: Path, name: str, metrics_port: str) -> AbstractContextManager[str]:
     """An ``mlgate worker`` with /metrics on ``metrics_port``; its start-up line."""
     env = clean_env(MLGATE_DATA_DIR=str(tmp_path / "data"), MLGATE_WORKER_METRICS_PORT=metrics_port)
-    log = tmp_path / f"{name}.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [str(MLGATE), "worker"], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while "mlgate worker running" not in log.read_text():
-            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)  # its log is the only signal a separate process gives
-        yield next(line for line in log.read_text().splitlines() if "mlgate worker running" in line)
-    finally:
-        worker.terminate()
-        worker.wait(60)
+    return worker_process(tmp_path / f"{name}.log", env)
 
 
 def test_a_second_worker_on_a_taken_metrics_port_says_what_to_do(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["MLGATE", "Served", "clean_env", "run_mlgate", "serve_process"]
+__all__ = ["MLGATE", "Served", "clean_env", "run_mlgate", "serve_process", "worker_process"]
 
 MLGATE = Path(sys.executable).parent / "mlgate"
 
@@ -78,3 +79,22 @@ def serve_process(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def worker_process(log: Path, env: Mapping[str, str]) -> Iterator[str]:
+    """``mlgate worker`` with ``env``, its output in ``log``, once it runs: its start-up line.
+    Stopped (SIGTERM) afterwards."""
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [str(MLGATE), "worker"], stdout=out, stderr=subprocess.STDOUT, env=dict(env)
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "mlgate worker running" not in log.read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)  # its log is the only signal a separate process gives
+        yield next(line for line in log.read_text().splitlines() if "mlgate worker running" in line)
+    finally:
+        worker.terminate()
+        worker.wait(60)
