@@ -21,7 +21,9 @@ Health answers 200 when true and 503 when false, with a JSON body either way.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import unquote
 
 from mlgate import tracing
@@ -35,6 +37,8 @@ from server.infer_limits import RequestTooLarge, size_text
 from server.inference_service import SERVER_NAME, SERVER_VERSION, InferenceServicer
 from server.oip_json import infer_request, infer_response, metadata_response
 from server.rest import Request, Response, error_response, json_response
+
+T = TypeVar("T")
 
 __all__ = ["HTTP_STATUS", "InferenceRoutes", "too_large"]
 
@@ -63,6 +67,8 @@ _ROUTES = (
     "GET /v2/models/{name}[/versions/{version}]/ready, "
     "POST /v2/models/{name}[/versions/{version}]/infer"
 )
+# Requests and responses of this many bytes or more are converted off the event loop.
+_ON_A_THREAD = 256 * 2**10
 # Triton's binary tensor extension: its requests are not JSON.
 _BINARY_HEADER = "inference-header-content-length"
 
@@ -199,15 +205,28 @@ class InferenceRoutes:
                 'binary tensor data is not taken here; send JSON "data" '
                 "(tritonclient.http: binary_data=False), or use the gRPC port",
             )
+        parsed = _converted(len(request.body), _parsed, request.body, route.name, route.version)
         # Unpacked into the call, not kept here: ``infer`` drops the message while it waits.
-        answer = await self._servicer.infer(
-            *_with_bytes(infer_request(request.body, route.name, route.version)), self._timeout
-        )
-        return json_response(200, infer_response(answer))
+        answer = await self._servicer.infer(*await parsed, self._timeout)
+        response = await _converted(len(answer), _answered, answer)
+        return Response(200, response)
 
 
-def _with_bytes(request: pb.ModelInferRequest) -> tuple[pb.ModelInferRequest, bytes]:
+def _parsed(body: bytes, name: str, version: str) -> tuple[pb.ModelInferRequest, bytes]:
+    request = infer_request(body, name, version)
     return request, request.SerializeToString()
+
+
+def _answered(answer: bytes) -> bytes:
+    return json.dumps(infer_response(answer)).encode()
+
+
+async def _converted(size: int, convert: Callable[..., T], *args: object) -> T:
+    """``convert(*args)``: here for small requests, on a thread for large ones (megabytes of
+    JSON take tens of milliseconds that the gateway's other calls should not wait out)."""
+    if size < _ON_A_THREAD:
+        return convert(*args)
+    return await asyncio.to_thread(convert, *args)
 
 
 def too_large(size: int, limit: int) -> str:
