@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from importlib import metadata
 from typing import Any
 
 import grpc
 
 from brokers.base import Broker, BrokerStats
 from mlgate.v1 import status_pb2, status_pb2_grpc
+from mlgate.version import installed_version
 from server.error_mapping import Backends
 from server.heartbeats import Heartbeats
 from server.jobstore.base import JobStore
@@ -24,13 +24,6 @@ from storage.base import ObjectStore
 __all__ = ["Dependencies", "StatusServicer"]
 
 log = logging.getLogger(__name__)
-
-
-def _version() -> str:
-    try:
-        return metadata.version("mlgate")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class Dependencies:
@@ -103,7 +96,7 @@ class StatusServicer(status_pb2_grpc.StatusServiceServicer):
         request: status_pb2.GetStatusRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> status_pb2.GetStatusResponse:
-        response = status_pb2.GetStatusResponse(version=_version())
+        response = status_pb2.GetStatusResponse(version=installed_version())
         response.dependencies.extend(await asyncio.to_thread(self._dependencies.check))
         try:
             stats = await asyncio.to_thread(self._broker.stats)

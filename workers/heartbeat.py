@@ -14,11 +14,11 @@ import os
 import socket
 import threading
 import uuid
-from importlib import metadata
 
 from brokers.base import Broker
 from brokers.errors import BrokerError
 from mlgate.v1 import status_pb2
+from mlgate.version import installed_version
 from workers.running import RunningJobs
 
 __all__ = ["Heartbeat"]
@@ -27,13 +27,6 @@ log = logging.getLogger(__name__)
 
 # Heartbeats per interval: one or two may be lost or late before the worker is counted out.
 BEATS_PER_INTERVAL = 3
-
-
-def _version() -> str:
-    try:
-        return metadata.version("mlgate")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 class Heartbeat:
@@ -53,7 +46,7 @@ class Heartbeat:
             broker=broker.name,
             heartbeat_interval_seconds=interval,
             max_attempts=max_attempts,
-            version=_version(),
+            version=installed_version(),
         )
         self.identity.start_time.GetCurrentTime()
         self._stopping = threading.Event()

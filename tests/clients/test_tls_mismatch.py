@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mlgate_client import TLS, MLGateClient, ServerUnreachable, TLSMismatch
-from tests.support.certs import Authority, Pair
+from tests.support.certs import PKI, issue_pki
 from tests.support.fresh import free_port
 from tests.support.serving import clean_env, run_mlgate
 from tests.support.system import RunningGateway, gateway_settings, running_gateway
@@ -21,25 +20,9 @@ from tests.support.system import RunningGateway, gateway_settings, running_gatew
 PROMPTLY = 10.0
 
 
-@dataclass(frozen=True)
-class PKI:
-    ca: Authority
-    server: Pair
-    client: Pair
-    stranger_client: Pair
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    root = tmp_path_factory.mktemp("pki")
-    ca = Authority(root / "ca")
-    stranger = Authority(root / "stranger", "stranger CA")
-    return PKI(
-        ca,
-        ca.issue("server", server=True),
-        ca.issue("client", server=False),
-        stranger.issue("stranger-client", server=False),
-    )
+    return issue_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _gateway(tmp: Path, pki: PKI | None, *, mtls: bool = False) -> RunningGateway:

@@ -14,7 +14,7 @@ import pytest
 from mlgate.v1 import jobs_pb2
 from mlgate_client import MLGateClient
 from tests.support.cluster import MLGATE, Cluster, delete_cluster_namespace
-from tests.support.s3 import SeaweedFS
+from tests.support.s3 import SeaweedFS, private_seaweedfs
 from tests.support.waiting import wait_for
 
 WAITING = re.compile(r"waiting for the object store \(s3\) for (\d+) s")
@@ -23,11 +23,8 @@ WAITING = re.compile(r"waiting for the object store \(s3\) for (\d+) s")
 @pytest.fixture
 def seaweedfs(tmp_path: Path) -> Iterator[SeaweedFS]:
     """A SeaweedFS of this test's own, since the test stops it."""
-    (tmp_path / "s3").mkdir()
-    weed = SeaweedFS(tmp_path / "s3")
-    weed.start()
-    yield weed
-    weed.stop()
+    with private_seaweedfs(tmp_path / "s3") as weed:
+        yield weed
 
 
 @pytest.fixture
@@ -52,13 +49,7 @@ def test_a_job_waiting_for_s3_says_so_not_queued(cluster: Cluster, seaweedfs: Se
     address = cluster.start_gateway()
     cluster.start_worker()
     seaweedfs.stop()
-    train = subprocess.Popen(
-        [MLGATE, "--address", address, "train", "diabetes", "--target", "target"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cluster.env,
-    )
+    train = cluster.mlgate(address, "train", "diabetes", "--target", "target")
     try:
         with MLGateClient(address, timeout=30) as client:
             wait_for(lambda: bool(_the_job(client)), 30, "the job submitted")

@@ -24,7 +24,7 @@ from tests.support.gateway_calls import (
     jobs,
 )
 from tests.support.gateway_calls import models as model_service
-from tests.support.s3 import SeaweedFS
+from tests.support.s3 import SeaweedFS, private_seaweedfs
 from tests.support.system import gateway_settings, running_gateway
 
 JOBS = 20
@@ -146,11 +146,8 @@ def test_a_local_store_away_longer_than_the_bound_fails_jobs_unavailable(
 @pytest.fixture
 def seaweedfs(tmp_path: Path) -> Iterator[SeaweedFS]:
     """A SeaweedFS of this test's own, since the test stops it."""
-    (tmp_path / "s3").mkdir()
-    weed = SeaweedFS(tmp_path / "s3")
-    weed.start()
-    yield weed
-    weed.stop()
+    with private_seaweedfs(tmp_path / "s3") as weed:
+        yield weed
 
 
 def _s3_cluster(tmp_path: Path, broker: str, weed: SeaweedFS, **env: str) -> Cluster:

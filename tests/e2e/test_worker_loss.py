@@ -69,13 +69,7 @@ def test_a_worker_killed_mid_fit_is_counted_out_and_its_job_says_why(cluster: Cl
     assert {w["broker"] for w in listed} == {broker}
     assert all(w["heartbeat_age"] < HEARTBEAT and not w["running"] for w in listed), listed
 
-    train = subprocess.Popen(
-        [MLGATE, "--address", address, "train", "diabetes", "--target", "target", *SLOW_FIT],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cluster.env,
-    )
+    train = cluster.mlgate(address, "train", "diabetes", "--target", "target", *SLOW_FIT)
     try:
         with MLGateClient(address, timeout=30) as client:
             wait_for(lambda: bool(_the_job(client)), 30, "the job submitted")

