@@ -199,7 +199,12 @@ def test_a_fit_process_killed_mid_fit_costs_one_attempt(system: BackgroundGatewa
         # The stream shows the second attempt start and make progress, not attempt 1's last step.
         second = [e for e in events if e.attempt == 2 and e.state == jobs_pb2.JOB_STATE_RUNNING]
         assert second, [(e.attempt, e.stage) for e in events]
-        assert second[0].message.startswith("attempt 2 of 3 started")
+        # Why attempt 1 ended, as its worker saw it and said in its AWAITING_RETRY event.
+        died = "attempt 1: the fit process ended without an answer (exit code -9)"
+        assert second[0].message.startswith(f"attempt 2 of 3 ({died}"), second[0].message
+        (note,) = [e for e in events if e.stage == jobs_pb2.STAGE_AWAITING_RETRY]
+        assert note.attempt == 1 and note.message.startswith(died), note
+        assert note.message.endswith("the broker delivers the job again, as attempt 2 of 3")
         assert {jobs_pb2.STAGE_LOADING_DATA, jobs_pb2.STAGE_FITTING} <= {e.stage for e in second}
         seqs = [e.seq for e in events]
         assert seqs == sorted(set(seqs))
