@@ -28,6 +28,7 @@ __all__ = [
     "MAX_MAGNITUDE",
     "STRATEGIES",
     "Impute",
+    "blank_name",
     "blank_refused",
     "fill_values",
     "is_blank",
@@ -119,6 +120,13 @@ def is_blank(value: Any, dtype: str) -> bool:
     if isinstance(value, float) and math.isnan(value):
         return True
     return value == "" and dtype in ("string", "boolean")
+
+
+def blank_name(value: Any) -> str:
+    """How a message names a blank: null, NaN or an empty string."""
+    if value is None:
+        return "null"
+    return "an empty string" if value == "" else "NaN"
 
 
 def blank_refused(where: str, record: models_pb2.Model, what: str = "is blank") -> InvalidArgument:

@@ -111,7 +111,9 @@ def _check_text(field: str, values: Sequence[str], dtype: str, record: models_pb
                     f"not {quote(value, 40)}",
                 )
     if not takes_blanks(record) and "" in values:
-        raise blank_refused(f"{field}[{list(values).index('')}]", record, "is blank (empty)")
+        raise blank_refused(
+            f"{field}[{list(values).index('')}]", record, "is blank (an empty string)"
+        )
 
 
 def check_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.Model) -> int:

@@ -18,7 +18,14 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mlgate.blanks import MAX_MAGNITUDE, blank_refused, fill_values, is_blank, takes_blanks
+from mlgate.blanks import (
+    MAX_MAGNITUDE,
+    blank_name,
+    blank_refused,
+    fill_values,
+    is_blank,
+    takes_blanks,
+)
 from mlgate.columns import check_columns
 from mlgate.errors import InvalidArgument
 from mlgate.estimators import ESTIMATORS
@@ -60,7 +67,7 @@ def check_rows(rows: Sequence[Mapping[str, Any]], record: models_pb2.Model) -> N
             value = row.get(name)
             if is_blank(value, dtype):
                 if not blanks:
-                    what = "is blank" if name in row else "is missing"
+                    what = f"is blank ({blank_name(value)})" if name in row else "is missing"
                     raise blank_refused(f"rows[{i}].{name}", record, what)
                 continue
             ok = isinstance(value, _ACCEPTS[dtype]) and not (

@@ -42,8 +42,15 @@ def test_train_options_reach_the_model(mlgate) -> None:
         "--estimator", "gradient_boosting", "--param", "n_estimators=20",
         "--param", "loss=huber", "--test-size", "0.25", "--seed", "3",
     )  # fmt: skip
-    assert set(trained) == {"job_id", "model_id", "metrics", "model_name", "model_version"}
-    assert (trained["model_name"], trained["model_version"]) == ("", 0)
+    assert set(trained) == {
+        "job_id",
+        "model_id",
+        "metrics",
+        "model_name",
+        "model_version",
+        "warnings",
+    }
+    assert (trained["model_name"], trained["model_version"], trained["warnings"]) == ("", 0, [])
     model = cli_json(mlgate, "models", "get", trained["model_id"])
     assert [f["name"] for f in model["features"]] == ["age", "bmi", "bp"]
     assert model["estimator"] == "gradient_boosting"
@@ -252,8 +259,10 @@ def test_messages_speak_json_null_not_python_none(mlgate) -> None:
     status, _, err = mlgate("predict", model_id, "--row", json.dumps({**DOC_ROW, "sex": None}))
     assert status == 2
     assert (
-        err.strip()
-        == "error: INVALID_ARGUMENT: rows[0].sex: must be a finite numeric value, not null"
+        err.strip() == "error: INVALID_ARGUMENT: rows[0].sex: is blank (null), and this model "
+        "(random_forest, trained without impute) takes no blanks: send a value, or train with "
+        "impute (mlgate train --impute median) or an estimator that handles blanks "
+        "(hist_gradient_boosting)"
     )
     status, out, _ = mlgate("models", "get", model_id)
     assert status == 0

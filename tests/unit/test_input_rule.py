@@ -43,11 +43,11 @@ ROW = {"n": 1.0, "s": "a", "b": True}
 @pytest.mark.parametrize(
     ("row", "field", "what"),
     [
-        ({**ROW, "n": None}, "rows[0].n", "is blank"),
+        ({**ROW, "n": None}, "rows[0].n", "is blank (null)"),
         ({"s": "a", "b": True}, "rows[0].n", "is missing"),
-        ({**ROW, "n": math.nan}, "rows[0].n", "is blank"),
-        ({**ROW, "s": ""}, "rows[0].s", "is blank"),
-        ({**ROW, "b": None}, "rows[0].b", "is blank"),
+        ({**ROW, "n": math.nan}, "rows[0].n", "is blank (NaN)"),
+        ({**ROW, "s": ""}, "rows[0].s", "is blank (an empty string)"),
+        ({**ROW, "b": None}, "rows[0].b", "is blank (null)"),
     ],
 )
 def test_a_blank_row_value_is_refused_by_a_model_that_takes_none(
