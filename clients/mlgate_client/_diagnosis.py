@@ -195,6 +195,8 @@ def _handshake(
             wrapped = context.wrap_socket(raw, server_hostname=host if check else None)
         except ssl.SSLCertVerificationError as exc:
             return _Handshake(True, unverified=exc.verify_message or str(exc))
+        except TimeoutError:
+            return None  # a gateway too busy to answer says nothing about its TLS
         except ssl.SSLError as exc:
             alert = exc.reason or ""
             # An alert is TLS speaking; anything else (an HTTP/2 frame) is not TLS at all.

@@ -4,6 +4,7 @@ answers and being told to start one."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mlgate_client import TLS, MLGateClient, ServerUnreachable, TLSMismatch
+from mlgate_client._diagnosis import diagnose
 from tests.support.certs import PKI, issue_pki
 from tests.support.fresh import free_port
 from tests.support.serving import clean_env, run_mlgate
@@ -168,3 +170,14 @@ def test_nothing_listening_is_still_no_gateway_with_the_hint_to_start_one() -> N
     with MLGateClient(address, timeout=5) as client, pytest.raises(ServerUnreachable) as caught:
         client.list_datasets_page()
     assert not isinstance(caught.value, TLSMismatch)
+
+
+def test_an_address_that_takes_the_connection_and_says_nothing_is_no_mismatch() -> None:
+    # A gateway too busy to finish a handshake in time: nothing is known of its TLS, so nothing
+    # is said (the client goes on waiting for it), whatever this client's settings.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        assert diagnose(address, None) is None
+        assert diagnose(address, TLS()) is None
