@@ -95,17 +95,17 @@ def notes(sent: Iterable[str], record: models_pb2.Model) -> list[str]:
     """The warnings about what a prediction sent, by name: what it sent that the model does not
     take (ignored), and the features it left out altogether (blank in every row, for a model
     that takes blanks; the checks refused them for the others)."""
-    names = list(sent)
+    given = set(sent)
     features = [f.name for f in record.features]
-    known = set(features)
+    if given.issuperset(features) and len(given) == len(features):
+        return []  # what every well-formed request sends: nothing to say
     found = []
-    ignored = sorted(name for name in set(names) if name not in known)
+    ignored = sorted(given.difference(features))
     if ignored:
         found.append(
             f"ignored {listing(ignored)}: not {'a feature' if len(ignored) == 1 else 'features'} "
             f"of this model (its features: {listing(features)})"
         )
-    given = set(names)
     fills = fill_values(record)
     for name in features:
         if name in given:

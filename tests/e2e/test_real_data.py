@@ -34,11 +34,11 @@ from tests.support.houses import (
 )
 from tests.support.oip import fp64_output
 from tests.support.serving import clean_env, run_mlgate
-from tests.support.system import BackgroundGateway, gateway_settings, running_gateway
+from tests.support.system import RunningGateway, gateway_settings, running_gateway
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundGateway]:
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     running = running_gateway(gateway_settings(tmp_path_factory.mktemp("data")))
     yield running
     running.stop()
@@ -49,12 +49,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("files")
 
 
-def _mlgate(system: BackgroundGateway, *argv: str, cwd: Path | None = None) -> Any:
+def _mlgate(system: RunningGateway, *argv: str, cwd: Path | None = None) -> Any:
     return run_mlgate(*argv, env=clean_env(MLGATE_ADDRESS=system.address), cwd=cwd)
 
 
 @pytest.fixture(scope="module")
-def houses_csv(system: BackgroundGateway, files: Path) -> Path:
+def houses_csv(system: RunningGateway, files: Path) -> Path:
     path = house_csv(files / "houses.csv")
     done = _mlgate(system, "datasets", "upload", str(path))
     assert done.returncode == 0, done.stderr
@@ -62,7 +62,7 @@ def houses_csv(system: BackgroundGateway, files: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def imputed(system: BackgroundGateway, houses_csv: Path) -> dict[str, Any]:
+def imputed(system: RunningGateway, houses_csv: Path) -> dict[str, Any]:
     """``mlgate train houses --impute median --exclude id,listing_note --name houses``."""
     done = _mlgate(
         system,

@@ -158,7 +158,7 @@ def infer_request(model: str, frame: pd.DataFrame) -> pb.ModelInferRequest:
     """One raw tensor per column: FP64 with NaN, BYTES with empty strings, for blanks."""
     request = pb.ModelInferRequest(model_name=model)
     for column in columns_of(frame):
-        kind = column.WhichOneof("values")
+        kind = column.WhichOneof("values") or "doubles"
         datatype = {"doubles": "FP64", "int64s": "INT64", "bools": "BOOL", "strings": "BYTES"}[kind]
         request.inputs.add(name=column.name, datatype=datatype, shape=[len(frame)])
         if kind == "strings":
