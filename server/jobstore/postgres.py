@@ -97,8 +97,13 @@ WITH due AS (
 )
 SELECT count(*) FROM gone
 """
+# Rows locked in id order, as ``postgres_batch`` locks them: neither waits on the other for ever.
 _MARK_PUBLISHED = """
-UPDATE jobs SET unpublished_at = NULL WHERE id = ANY(%s) AND unpublished_at IS NOT NULL
+WITH locked AS MATERIALIZED (
+    SELECT id FROM jobs WHERE id = ANY(%s) AND unpublished_at IS NOT NULL ORDER BY id FOR UPDATE
+)
+UPDATE jobs SET unpublished_at = NULL FROM locked
+WHERE jobs.id = locked.id AND jobs.unpublished_at IS NOT NULL
 """
 # SKIP LOCKED: two gateways claiming at once take different jobs, neither waiting on the other.
 _CLAIM = """

@@ -25,16 +25,22 @@ __all__ = ["Batch", "write_batch"]
 _LOAD_ALL = "SELECT id, record, rev FROM jobs WHERE id = ANY(%s)"
 # Matches nothing for a job another writer changed since it was read (``rev``), and logs
 # nothing for it. An event whose seq is recorded already only raised the attempt: the record
-# changes, the log does not.
+# changes, the log does not. The rows are locked in id order (``locked``: the update reaches a
+# row only through it) whatever order the update's plan takes them in, as every statement that
+# updates several jobs does (``mark_published`` too): two of them never wait on each other.
 _SAVE_ALL = """
 WITH saves AS (
     SELECT * FROM unnest(%(ids)s::text[], %(states)s::integer[], %(records)s::bytea[],
                          %(ended)s::boolean[], %(revs)s::bigint[])
         AS s(id, state, record, ended, rev)
+), locked AS MATERIALIZED (
+    SELECT jobs.id FROM jobs JOIN saves ON jobs.id = saves.id AND jobs.rev = saves.rev
+    ORDER BY jobs.id FOR UPDATE OF jobs
 ), saved AS (
     UPDATE jobs SET state = saves.state, record = saves.record, rev = jobs.rev + 1,
         end_at = CASE WHEN saves.ended THEN now() END, unpublished_at = NULL
-    FROM saves WHERE jobs.id = saves.id AND jobs.rev = saves.rev
+    FROM saves JOIN locked ON locked.id = saves.id
+    WHERE jobs.id = saves.id AND jobs.rev = saves.rev
     RETURNING jobs.id
 ), logged AS (
     INSERT INTO events (job_id, seq, body)
@@ -123,7 +129,6 @@ def _save(
         name: [] for name in ("ids", "states", "records", "ended", "revs")
     }
     params.update(event_jobs=[], seqs=[], bodies=[])
-    # In job order: batches of two gateways that share jobs lock their rows in the same order.
     for job_id in sorted(records):
         found = records[job_id]
         if found is None:

@@ -1,13 +1,14 @@
 """What the PostgreSQL job store adds to the contract: listings that stay indexed past 100,000 jobs,
 a schema applied once by gateways starting together (or ahead of them by ``mlgate db upgrade``)
-and refused when newer than the gateway, and a password that appears nowhere."""
+and refused when newer than the gateway, a password that appears nowhere, and gateways writing
+the same jobs at once that never deadlock."""
 
 from __future__ import annotations
 
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from server.jobstore.postgres import OLDEST_QUEUED, PostgresJobStore, listing
 from server.jobstore.postgres_schema import LATEST_VERSION
 from server.settings import GatewaySettings
 from tests.support.fresh import free_port
+from tests.support.jobstores import queued_job
 from tests.support.postgres import fresh_schema
 from tests.support.serving import clean_env, run_mlgate
+from tests.support.waiting import wait_for
 
 PASSWORD = "hunter2-Secret"
 
@@ -260,3 +263,69 @@ def test_libpq_options_in_the_url_reach_its_connections(schema_url: str) -> None
             store.get(new_job_id())
     finally:
         store.close()
+
+
+def test_statements_updating_several_jobs_lock_them_in_one_order(schema_url: str) -> None:
+    """A gateway clearing outbox marks and another recording a batch of events for the same
+    jobs, the rows lying in another order than their ids: both lock the jobs in id order, so
+    neither waits on the other for ever (PostgreSQL would end one with "deadlock detected").
+
+    Staged: a third connection holds the middle job while the marks and then the batch come
+    to it; each holds what comes before it, in its order, and waits."""
+    first, middle, last = sorted(new_job_id() for _ in range(3))
+    stores = [PostgresJobStore.from_url(schema_url) for _ in range(2)]
+    errors: list[Exception] = []
+
+    def run(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as exc:
+            errors.append(exc)
+
+    try:
+        # Enough jobs that PostgreSQL reads a few by their index, so each statement's own plan
+        # would take them in another order (a batch by id, the marks as the rows lie).
+        with psycopg.connect(schema_url, autocommit=True) as conn:
+            conn.execute(_JOBS, (2000,))
+            conn.execute("ANALYZE jobs")
+        for job_id in (last, middle, first):  # the table holds them in the other order
+            job = queued_job()
+            job.id = job.last_event.job_id = job_id
+            stores[0].create(job)
+        events = [_running(job_id) for job_id in (first, middle, last)]
+        with psycopg.connect(schema_url) as holder:
+            holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (middle,))
+            marks = threading.Thread(
+                target=run, args=(lambda: stores[0].mark_published([first, middle, last]),)
+            )
+            marks.start()
+            _wait_for_waiters(schema_url, 1)
+            batch = threading.Thread(target=run, args=(lambda: stores[1].record_all(events),))
+            batch.start()
+            _wait_for_waiters(schema_url, 2)
+        for thread in (marks, batch):
+            thread.join(30)
+        assert errors == []
+        assert [e.seq for e in stores[0].events(last, 0)] == [1, 2]
+        assert stores[0].claim_unpublished(0, 10) == [], "every mark cleared"
+    finally:
+        for store in stores:
+            store.close()
+
+
+def _wait_for_waiters(url: str, count: int) -> None:
+    """Until ``count`` sessions of the database wait for a lock."""
+    with psycopg.connect(url, autocommit=True) as conn:
+
+        def waiting() -> bool:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            return row is not None and row[0] >= count
+
+        wait_for(waiting, 10, f"{count} sessions waiting for a lock")
+
+
+def _running(job_id: str) -> jobs_pb2.JobEvent:
+    return jobs_pb2.JobEvent(job_id=job_id, seq=2, state=jobs_pb2.JOB_STATE_RUNNING)
