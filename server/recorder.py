@@ -12,7 +12,9 @@ One writer thread records. The broker's threads hand it their events and go back
 it writes whatever has gathered since its last write in one ``JobStore.record_all`` (one
 transaction), so a store whose commits wait for a disk (PostgreSQL) waits once per batch, not
 once per event, however many jobs are running. A durable event is acknowledged only once the
-batch holding it (or its live copy) is written.
+batch holding it (or its live copy) is written. Events a write could not record for want of the
+store are written again after a pause (growing to a few seconds) until they are: another gateway
+may record the durable copy meanwhile, and this gateway's streams would never hear of it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -40,9 +43,13 @@ __all__ = ["Recorder"]
 log = logging.getLogger(__name__)
 
 _RECENT = 10_000
-# Live events waiting for the writer; past this (a store far slower than the workers), more are
-# left to their durable copies.
+# Live events waiting for the writer, or to be written again; past this (a store far slower
+# than the workers, or a long outage), more are left to their durable copies.
 _MAX_WAITING = 10_000
+# Seconds before events the store could not take are written again: doubled each time it still
+# cannot, up to the most.
+_RETRY_FIRST = 0.5
+_RETRY_MOST = 5.0
 
 Key = tuple[str, int, int]
 
@@ -90,6 +97,9 @@ class Recorder:
         self._writing: _Batch | None = None
         self._stopping = False
         self._writer: threading.Thread | None = None
+        self._again: dict[Key, jobs_pb2.JobEvent] = {}  # to write again, at ``_again_at``
+        self._again_at = 0.0
+        self._pause = _RETRY_FIRST
         # Events this gateway recorded lately: each arrives by both paths, and the second needs
         # no job-store transaction to find out it is a duplicate.
         self._recorded: OrderedDict[Key, None] = OrderedDict()
@@ -153,11 +163,17 @@ class Recorder:
     def _write_loop(self) -> None:
         while True:
             with self._changed:
-                while not self._gathering.events and not self._stopping:
-                    self._changed.wait()
-                if not self._gathering.events:
+                while not (self._gathering.events or self._stopping or self._again_due()):
+                    wait = max(0.0, self._again_at - time.monotonic()) if self._again else None
+                    self._changed.wait(wait)
+                if self._stopping and not self._gathering.events:
                     return
                 batch, self._gathering = self._gathering, _Batch()
+                if self._again_due():
+                    # Ahead of what gathered since: a job's older events first.
+                    again = {k: e for k, e in self._again.items() if k not in self._recorded}
+                    batch.events = again | batch.events
+                    self._again = {}
                 self._writing = batch
             try:
                 self._write(batch)
@@ -167,7 +183,24 @@ class Recorder:
             finally:
                 with self._changed:
                     self._writing = None
+                    self._write_again(batch)
                 batch.done.set()
+
+    def _again_due(self) -> bool:
+        return bool(self._again) and time.monotonic() >= self._again_at
+
+    def _write_again(self, batch: _Batch) -> None:
+        """Keep the events the store could not take, to write again after a pause."""
+        unavailable = [k for k, exc in batch.failed.items() if isinstance(exc, JobStoreUnavailable)]
+        if not unavailable:
+            self._pause = _RETRY_FIRST
+            return
+        for key in unavailable:
+            self._again[key] = batch.events[key]
+        for key in list(self._again)[: max(0, len(self._again) - _MAX_WAITING)]:
+            del self._again[key]  # the oldest: left to their durable copies
+        self._again_at = time.monotonic() + self._pause
+        self._pause = min(self._pause * 2, _RETRY_MOST)
 
     def _write(self, batch: _Batch) -> None:
         """Record the batch's events, wake their streams, then remember them."""
