@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.estimators import ESTIMATORS
 from mlgate.quoting import listing, quote
 from mlgate.v1 import models_pb2
@@ -66,17 +66,17 @@ def parse_impute(text: str, dtypes: Mapping[str, str]) -> Impute | None:
         return None
     strategy, colon, value = text.partition(":")
     if strategy not in STRATEGIES:
-        raise InvalidArgument(
+        raise InvalidField(
             "impute",
             f"{quote(text)} is not one of median, mean, most_frequent or constant:VALUE",
         )
     if strategy != "constant":
         if colon:
-            raise InvalidArgument("impute", f"{strategy} takes no value; only constant:VALUE does")
+            raise InvalidField("impute", f"{strategy} takes no value; only constant:VALUE does")
         categorical = "most_frequent"
         return Impute(text, strategy, categorical, {})
     if not colon or not value:
-        raise InvalidArgument("impute", "constant needs a value: constant:0, constant:unknown")
+        raise InvalidField("impute", "constant needs a value: constant:0, constant:unknown")
     constants = {name: _constant(value, name, dtype) for name, dtype in dtypes.items()}
     return Impute(text, "constant", "constant", constants)
 
@@ -88,7 +88,7 @@ def _constant(value: str, name: str, dtype: str) -> Any:
         except ValueError:
             number = math.nan
         if not (math.isfinite(number) and abs(number) <= MAX_MAGNITUDE):
-            raise InvalidArgument(
+            raise InvalidField(
                 "impute",
                 f"constant:{quote(value, 40)} cannot fill {dtype} feature {quote(name, 40)}: "
                 "it needs a finite number (or exclude the feature, or use median)",
@@ -96,7 +96,7 @@ def _constant(value: str, name: str, dtype: str) -> Any:
         return number
     if dtype == "boolean":
         if value.lower() not in _BOOLEANS:
-            raise InvalidArgument(
+            raise InvalidField(
                 "impute",
                 f"constant:{quote(value, 40)} cannot fill boolean feature {quote(name, 40)}: "
                 "it needs true or false (or exclude the feature, or use most_frequent)",
@@ -129,10 +129,10 @@ def blank_name(value: Any) -> str:
     return "an empty string" if value == "" else "NaN"
 
 
-def blank_refused(where: str, record: models_pb2.Model, what: str = "is blank") -> InvalidArgument:
+def blank_refused(where: str, record: models_pb2.Model, what: str = "is blank") -> InvalidField:
     """The error for a blank sent to a model that takes none, naming ``where`` and the way out."""
     handles = [name for name, spec in ESTIMATORS.items() if spec.missing_values]
-    return InvalidArgument(
+    return InvalidField(
         where,
         f"{what}, and this model ({record.estimator or 'its estimator'}, trained without "
         f"impute) takes no blanks: send a value, or train with impute (mlgate train --impute "

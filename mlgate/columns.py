@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlgate.blanks import MAX_MAGNITUDE, blank_refused, takes_blanks
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.quoting import listing, quote
 from mlgate.v1 import jobs_pb2, models_pb2
 
@@ -81,7 +81,7 @@ def _doubles_ok(values: jobs_pb2.DoubleValues, count: int) -> bool:
 
 def _first_bad_double(
     field: str, values: Sequence[float], record: models_pb2.Model
-) -> InvalidArgument | None:
+) -> InvalidField | None:
     """The error for the first value that is not finite or beyond ±MAX_MAGNITUDE; NaN is a
     blank, refused only by a model that takes none."""
     blanks = takes_blanks(record)
@@ -91,9 +91,9 @@ def _first_bad_double(
                 continue
             return blank_refused(f"{field}[{j}]", record, "is blank (NaN)")
         if not math.isfinite(value):
-            return InvalidArgument(f"{field}[{j}]", f"must be a finite number, not {value!r}")
+            return InvalidField(f"{field}[{j}]", f"must be a finite number, not {value!r}")
         if abs(value) > MAX_MAGNITUDE:
-            return InvalidArgument(
+            return InvalidField(
                 f"{field}[{j}]",
                 f"{value!r} is out of range: numbers must be within ±{MAX_MAGNITUDE:.3g}",
             )
@@ -105,7 +105,7 @@ def _check_text(field: str, values: Sequence[str], dtype: str, record: models_pb
     if dtype == "boolean":
         for j, value in enumerate(values):
             if value.lower() not in BOOLEAN_TEXT:
-                raise InvalidArgument(
+                raise InvalidField(
                     f"{field}[{j}]",
                     f"is a boolean feature: send true, false or an empty string (a blank), "
                     f"not {quote(value, 40)}",
@@ -117,12 +117,12 @@ def _check_text(field: str, values: Sequence[str], dtype: str, record: models_pb
 
 
 def check_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.Model) -> int:
-    """The number of rows the columns hold; raises InvalidArgument naming the first bad column
+    """The number of rows the columns hold; raises InvalidField naming the first bad column
     (repeated, of the wrong type or length; missing, for a model that takes no blanks) or value
     (infinite, beyond ±MAX_MAGNITUDE, or a blank the model cannot take). A column that is not a
     feature is ignored (the worker's result names it)."""
     if not columns:
-        raise InvalidArgument("columns", "is empty; send one column per feature")
+        raise InvalidField("columns", "is empty; send one column per feature")
     expected = {f.name: f.dtype for f in record.features}
     seen: dict[str, int] = {}
     rows = -1
@@ -133,23 +133,23 @@ def check_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.
         if dtype is None:
             continue
         if column.name in seen:
-            raise InvalidArgument(
+            raise InvalidField(
                 field, f"repeats columns[{seen[column.name]}]: send each feature once"
             )
         seen[column.name] = i
         kind = column.WhichOneof("values")
         takes = TAKES[dtype]
         if kind is None:
-            raise InvalidArgument(field, f"has no values: set {' or '.join(takes)}")
+            raise InvalidField(field, f"has no values: set {' or '.join(takes)}")
         if kind not in takes:
-            raise InvalidArgument(
+            raise InvalidField(
                 field, f"is a {dtype} feature: send its values as {' or '.join(takes)}, not {kind}"
             )
         count = len(column_values(column))
         if rows < 0:
             rows, first = count, i
         elif count != rows:
-            raise InvalidArgument(
+            raise InvalidField(
                 field,
                 f"has {count} values where {column_field(first, columns[first])} has {rows}: "
                 "every column holds one value per row",
@@ -161,7 +161,7 @@ def check_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.
         elif kind == "strings":
             _check_text(field, column.strings.values, dtype, record)
     if rows < 0:
-        raise InvalidArgument(
+        raise InvalidField(
             "columns", f"none is a feature of this model; its features: {listing(expected)}"
         )
     missing = [name for name in expected if name not in seen]
@@ -170,5 +170,5 @@ def check_columns(columns: Sequence[jobs_pb2.FeatureColumn], record: models_pb2.
             f"columns ({quote(missing[0], 40)})", record, "is missing (a blank in every row)"
         )
     if rows == 0:
-        raise InvalidArgument("columns", "hold no values; send at least one row")
+        raise InvalidField("columns", "hold no values; send at least one row")
     return rows

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.quoting import quote, quote_value, shorten
 from mlgate_client.estimators import TABLE_FILE, integral, parameters, table
 
@@ -47,14 +47,14 @@ def has_parameter(path: str, name: str) -> bool:
 
 def check(path: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """The request's hyperparameters for class ``path``, integer-valued numbers made ints where
-    the parameter's default is an int; raises InvalidArgument naming ``params.<name>``."""
+    the parameter's default is an int; raises InvalidField naming ``params.<name>``."""
     known = parameters(path)
     short = path.rsplit(".", 1)[-1]
     checked: dict[str, Any] = {}
     for name in sorted(params):
         field = f"params.{shorten(name)}"
         if name not in known:
-            raise InvalidArgument(
+            raise InvalidField(
                 field,
                 f"{short} has no hyperparameter {quote(name)}; it has {', '.join(sorted(known))}",
             )
@@ -62,11 +62,11 @@ def check(path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if not _finite(value):
             # JSON, in which hyperparameters are recorded and shown, has no NaN or infinity.
             what = "be a finite number" if isinstance(value, float) else "hold finite numbers only"
-            raise InvalidArgument(field, f"must {what}, not {quote_value(value)}")
+            raise InvalidField(field, f"must {what}, not {quote_value(value)}")
         value = integral(value, known[name]["default"])
         allowed = known[name]["allowed"]
         if allowed is not None and not any(satisfies(c, value) for c in allowed):
-            raise InvalidArgument(
+            raise InvalidField(
                 field, f"{short} needs {describe(allowed)}; got {quote_value(value)} instead"
             )
         checked[name] = value

@@ -1,7 +1,7 @@
 """mlgate's domain errors and the one table that maps them to gRPC status codes.
 
     MLGateError
-    ├── InvalidArgument      INVALID_ARGUMENT   (names the offending field)
+    ├── InvalidField         INVALID_ARGUMENT   (names the offending field)
     ├── NotFound             NOT_FOUND
     ├── AlreadyExists        ALREADY_EXISTS
     ├── FailedPrecondition   FAILED_PRECONDITION
@@ -26,7 +26,7 @@ __all__ = [
     "DeadlineExceeded",
     "FailedPrecondition",
     "Internal",
-    "InvalidArgument",
+    "InvalidField",
     "MLGateError",
     "NotFound",
     "PermissionDenied",
@@ -46,7 +46,7 @@ class MLGateError(Exception):
         self.message = message
 
 
-class InvalidArgument(MLGateError):
+class InvalidField(MLGateError):
     """A request field is wrong; the message names the field."""
 
     code = "INVALID_ARGUMENT"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlgate import constraints
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.quoting import quote
 from mlgate_client.estimators import (
     CLASSIFICATION,
@@ -39,18 +39,18 @@ __all__ = [
 def estimator_class(name: str, task: str) -> str:
     """The class path of estimator ``name`` (empty: the default) for ``task``.
 
-    Raises InvalidArgument naming ``estimator`` for a name not allowlisted or a task it lacks.
+    Raises InvalidField naming ``estimator`` for a name not allowlisted or a task it lacks.
     """
     path = class_path(name, task)
     if path is not None:
         return path
     spec = ESTIMATORS.get(name or DEFAULT_ESTIMATOR)
     if spec is None:
-        raise InvalidArgument(
+        raise InvalidField(
             "estimator",
             f"unknown estimator {quote(name)}; choose one of {', '.join(sorted(ESTIMATORS))}",
         )
-    raise InvalidArgument(
+    raise InvalidField(
         "estimator", f"{spec.name} does not support {task}; it supports {', '.join(spec.classes)}"
     )
 
@@ -61,7 +61,7 @@ def hyperparameters(
     """The class path and the keyword arguments to build it with: mlgate's defaults, the seed
     as ``random_state`` where the class has one, then the request's ``params``.
 
-    Raises InvalidArgument naming ``estimator`` or ``params.<name>`` for anything the allowlist
+    Raises InvalidField naming ``estimator`` or ``params.<name>`` for anything the allowlist
     or scikit-learn's constraints refuse.
     """
     path = estimator_class(name, task)

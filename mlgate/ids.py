@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -35,9 +35,9 @@ def model_id_for_job(job_id: str) -> str:
 
 def _check(pattern: re.Pattern[str], value: str, field: str, shape: str) -> str:
     if not value:
-        raise InvalidArgument(field, "is required")
+        raise InvalidField(field, "is required")
     if not pattern.fullmatch(value):
-        raise InvalidArgument(field, f"{value[:80]!r} is not a valid id ({shape})")
+        raise InvalidField(field, f"{value[:80]!r} is not a valid id ({shape})")
     return value
 
 

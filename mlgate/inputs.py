@@ -27,7 +27,7 @@ from mlgate.blanks import (
     takes_blanks,
 )
 from mlgate.columns import check_columns
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.estimators import ESTIMATORS
 from mlgate.quoting import listing, quote_value
 from mlgate.v1 import jobs_pb2, models_pb2
@@ -45,11 +45,11 @@ _ACCEPTS = {
 def check_predict(
     request: jobs_pb2.PredictRequest, record: models_pb2.Model, rows: Sequence[Mapping[str, Any]]
 ) -> int:
-    """How many rows a prediction job sends; raises InvalidArgument naming the first row, column
+    """How many rows a prediction job sends; raises InvalidField naming the first row, column
     or value the model cannot take. ``rows`` are the request's rows as Python values
     (``mlgate.jobs.from_struct``), empty when it sends columns."""
     if request.rows and request.columns:
-        raise InvalidArgument("columns", "send the rows as rows or as columns, not both")
+        raise InvalidField("columns", "send the rows as rows or as columns, not both")
     if request.columns:
         return check_columns(request.columns, record)
     check_rows(rows, record)
@@ -57,9 +57,9 @@ def check_predict(
 
 
 def check_rows(rows: Sequence[Mapping[str, Any]], record: models_pb2.Model) -> None:
-    """Raise InvalidArgument naming the row and feature of the first value the model cannot take."""
+    """Raise InvalidField naming the row and feature of the first value the model cannot take."""
     if not rows:
-        raise InvalidArgument("rows", "is empty; send at least one row")
+        raise InvalidField("rows", "is empty; send at least one row")
     blanks = takes_blanks(record)
     features = [(f.name, f.dtype) for f in record.features]
     for i, row in enumerate(rows):
@@ -76,11 +76,11 @@ def check_rows(rows: Sequence[Mapping[str, Any]], record: models_pb2.Model) -> N
             if ok and isinstance(value, float) and not math.isfinite(value):
                 ok = False
             if not ok:
-                raise InvalidArgument(
+                raise InvalidField(
                     f"rows[{i}].{name}", f"must be a finite {dtype} value, not {quote_value(value)}"
                 )
             if isinstance(value, int | float) and abs(value) > MAX_MAGNITUDE:
-                raise InvalidArgument(
+                raise InvalidField(
                     f"rows[{i}].{name}",
                     f"{value!r} is out of range: numbers must be within ±{MAX_MAGNITUDE:.3g}",
                 )

@@ -15,7 +15,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from mlgate.blanks import MAX_MAGNITUDE, Impute, parse_impute
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.estimators import CLASSIFICATION, DEFAULT_ESTIMATOR, ESTIMATORS, REGRESSION
 from mlgate.estimators import hyperparameters as check_hyperparameters
 from mlgate.quoting import listing, quote, quote_value
@@ -77,25 +77,25 @@ class Plan:
 
 
 def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
-    """Check a request against the dataset's columns; raises InvalidArgument naming the field."""
+    """Check a request against the dataset's columns; raises InvalidField naming the field."""
     columns = {c.name: c.dtype for c in schema.columns}
     if not request.target:
-        raise InvalidArgument("target", "is required: name the column to predict")
+        raise InvalidField("target", "is required: name the column to predict")
     if request.target not in columns:
-        raise InvalidArgument(
+        raise InvalidField(
             "target",
             f"{quote(request.target)} is not a column of {schema.id}; columns: {listing(columns)}",
         )
     for i, name in enumerate(request.features):
         if name not in columns:
-            raise InvalidArgument(f"features[{i}]", f"{quote(name)} is not a column of {schema.id}")
+            raise InvalidField(f"features[{i}]", f"{quote(name)} is not a column of {schema.id}")
         if name == request.target:
-            raise InvalidArgument(f"features[{i}]", "the target cannot also be a feature")
+            raise InvalidField(f"features[{i}]", "the target cannot also be a feature")
     if len(set(request.features)) != len(request.features):
-        raise InvalidArgument("features", "lists a column twice")
+        raise InvalidField("features", "lists a column twice")
     for i, name in enumerate(request.exclude):
         if name not in columns:
-            raise InvalidArgument(
+            raise InvalidField(
                 f"exclude[{i}]",
                 f"{quote(name)} is not a column of {schema.id}; columns: {listing(columns)}",
             )
@@ -103,34 +103,34 @@ def plan(request: jobs_pb2.TrainRequest, schema: datasets_pb2.Dataset) -> Plan:
     excluded = set(request.exclude)
     features = tuple(name for name in chosen if name not in excluded)
     if not features:
-        raise InvalidArgument("exclude", "leaves no feature to train on")
+        raise InvalidField("exclude", "leaves no feature to train on")
     test_size = request.test_size if request.HasField("test_size") else DEFAULT_TEST_SIZE
     if not 0.0 < test_size < 1.0 or math.isnan(test_size):
-        raise InvalidArgument("test_size", f"must be between 0 and 1 (exclusive), not {test_size}")
+        raise InvalidField("test_size", f"must be between 0 and 1 (exclusive), not {test_size}")
     # The split scikit-learn will make: both sides need a row, or the job fails in the worker.
     test_rows = math.ceil(test_size * schema.rows)
     if schema.rows and not 1 <= test_rows < schema.rows:
-        raise InvalidArgument(
+        raise InvalidField(
             "test_size",
             f"{test_size} of {schema.id}'s {schema.rows} rows leaves {schema.rows - test_rows} to "
             f"train on and {test_rows} to test; choose one that leaves at least one row for each",
         )
     if request.HasField("timeout_seconds") and not request.timeout_seconds > 0:
-        raise InvalidArgument(
+        raise InvalidField(
             "timeout_seconds",
             f"must be a number of seconds above 0, not {quote_value(request.timeout_seconds)}",
         )
     seed = request.random_seed if request.HasField("random_seed") else DEFAULT_SEED
     if not 0 <= seed < 2**32:
-        raise InvalidArgument("random_seed", "must be between 0 and 2**32 - 1")
+        raise InvalidField("random_seed", "must be between 0 and 2**32 - 1")
     target_dtype = columns[request.target]
     task = _TASKS.get(request.task, "")
     if request.task and not task:
-        raise InvalidArgument("task", f"unknown task {request.task}")
+        raise InvalidField("task", f"unknown task {request.task}")
     if not task and target_dtype != "integer":
         task = REGRESSION if target_dtype == "numeric" else CLASSIFICATION
     if task == REGRESSION and target_dtype in ("string", "boolean"):
-        raise InvalidArgument(
+        raise InvalidField(
             "task", f"regression needs a numeric target; {request.target} is {target_dtype}"
         )
     estimator = request.estimator or DEFAULT_ESTIMATOR

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.ids import check_model_id
 
 __all__ = [
@@ -62,55 +62,53 @@ class ModelRef:
 
 def check_model_name(value: str, field: str = "model_name") -> str:
     if not value:
-        raise InvalidArgument(field, "is required")
+        raise InvalidField(field, "is required")
     if not _NAME.fullmatch(value):
-        raise InvalidArgument(field, f"{value[:80]!r} is not a valid model name ({_NAME_SHAPE})")
+        raise InvalidField(field, f"{value[:80]!r} is not a valid model name ({_NAME_SHAPE})")
     if value.startswith("mdl_"):
-        raise InvalidArgument(field, f"{value[:80]!r}: names starting with mdl_ are model ids")
+        raise InvalidField(field, f"{value[:80]!r}: names starting with mdl_ are model ids")
     return value
 
 
 def check_alias(value: str, field: str = "alias") -> str:
     if not value:
-        raise InvalidArgument(field, "is required")
+        raise InvalidField(field, "is required")
     if not _ALIAS.fullmatch(value):
-        raise InvalidArgument(field, f"{value[:80]!r} is not a valid alias ({_ALIAS_SHAPE})")
+        raise InvalidField(field, f"{value[:80]!r} is not a valid alias ({_ALIAS_SHAPE})")
     return value
 
 
 def check_version(value: int, field: str = "version") -> int:
     if not 0 < value <= MAX_VERSION:
-        raise InvalidArgument(field, f"must be a version number, 1 or more, not {value}")
+        raise InvalidField(field, f"must be a version number, 1 or more, not {value}")
     return value
 
 
 def parse_ref(text: str, field: str = "model_id") -> ModelRef:
-    """The reference ``text`` names; raises InvalidArgument naming ``field``."""
+    """The reference ``text`` names; raises InvalidField naming ``field``."""
     if not text:
-        raise InvalidArgument(field, f"is required: {_REF_SHAPE}")
+        raise InvalidField(field, f"is required: {_REF_SHAPE}")
     if text.startswith("mdl_"):
         return ModelRef(model_id=check_model_id(text, field))
     name, slash, version = text.partition("/")
     if slash:
         name = _ref_name(name, text, field)
         if not _VERSION.fullmatch(version):
-            raise InvalidArgument(
+            raise InvalidField(
                 field, f"{text[:80]!r}: the version after '/' must be a number, 1 or more"
             )
         return ModelRef(name=name, version=int(version))
     name, at, alias = text.partition("@")
     if at:
         if not _ALIAS.fullmatch(alias):
-            raise InvalidArgument(
-                field, f"{text[:80]!r}: the alias after '@' must be {_ALIAS_SHAPE}"
-            )
+            raise InvalidField(field, f"{text[:80]!r}: the alias after '@' must be {_ALIAS_SHAPE}")
         return ModelRef(name=_ref_name(name, text, field), alias=alias)
     return ModelRef(name=_ref_name(name, text, field))
 
 
 def _ref_name(name: str, text: str, field: str) -> str:
     if not _NAME.fullmatch(name):
-        raise InvalidArgument(field, f"{text[:80]!r} is not a model reference ({_REF_SHAPE})")
+        raise InvalidField(field, f"{text[:80]!r} is not a model reference ({_REF_SHAPE})")
     return name
 
 
@@ -121,7 +119,7 @@ def ref_from_parts(name: str, version: str, field: str = "model_name") -> ModelR
     if not version:
         return ref
     if ref.model_id or ref.version or ref.alias:
-        raise InvalidArgument(
+        raise InvalidField(
             "model_version", "must be empty when the model is named by id, version or alias"
         )
     text = f"{name}/{version}" if version.isdigit() else f"{name}@{version}"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from google.protobuf import struct_pb2
 
 from mlgate.blanks import blank_refused, takes_blanks
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.quoting import listing, quote
 from mlgate.v1 import models_pb2
@@ -146,7 +146,7 @@ def _check_size(request: pb.ModelInferRequest, i: int, datatype: Datatype, eleme
             return  # BYTES: the worker reads the length-prefixed elements
         size = len(request.raw_input_contents[i])
         if size != elements * datatype.itemsize:
-            raise InvalidArgument(
+            raise InvalidField(
                 _named(i, tensor),
                 f"raw contents are {size} bytes; shape {list(tensor.shape)} of "
                 f"{datatype.name} needs {elements * datatype.itemsize}",
@@ -154,7 +154,7 @@ def _check_size(request: pb.ModelInferRequest, i: int, datatype: Datatype, eleme
         return
     got = len(getattr(tensor.contents, datatype.field))
     if got != elements:
-        raise InvalidArgument(
+        raise InvalidField(
             _named(i, tensor),
             f"contents.{datatype.field} has {got} values; shape {list(tensor.shape)} needs "
             f"{elements}",
@@ -165,7 +165,7 @@ def _datatype(
     i: int, tensor: pb.ModelInferRequest.InferInputTensor, allowed: Sequence[str]
 ) -> Datatype:
     if tensor.datatype not in allowed:
-        raise InvalidArgument(
+        raise InvalidField(
             _named(i, tensor),
             f"datatype {quote(tensor.datatype, 20)} is not accepted here; use {' or '.join(allowed)}",
         )
@@ -174,25 +174,25 @@ def _datatype(
 
 def check_request(request: pb.ModelInferRequest, record: models_pb2.Model) -> int:
     """The number of rows ``request`` sends to the model ``record`` describes; raises
-    InvalidArgument naming the input (or output) to fix."""
+    InvalidField naming the input (or output) to fix."""
     inputs = request.inputs
     features = record.features
     if not inputs:
-        raise InvalidArgument(
+        raise InvalidField(
             "inputs",
             "is empty; send one tensor [N, F] or one tensor [N] per feature "
             "(ModelMetadata lists them)",
         )
     if request.raw_input_contents:
         if len(request.raw_input_contents) != len(inputs):
-            raise InvalidArgument(
+            raise InvalidField(
                 "raw_input_contents",
                 f"has {len(request.raw_input_contents)} entries for {len(inputs)} inputs; "
                 "send one per input, in the order of inputs",
             )
         for i, tensor in enumerate(inputs):
             if tensor.HasField("contents"):
-                raise InvalidArgument(
+                raise InvalidField(
                     _named(i, tensor), "has contents as well as raw_input_contents: send one"
                 )
     _check_outputs(request, record)
@@ -205,16 +205,16 @@ def _check_matrix(request: pb.ModelInferRequest, features: Sequence[models_pb2.F
     tensor = request.inputs[0]
     rows, columns = tensor.shape
     if rows < 1:
-        raise InvalidArgument(_named(0, tensor), f"shape {list(tensor.shape)} has no rows")
+        raise InvalidField(_named(0, tensor), f"shape {list(tensor.shape)} has no rows")
     if columns != len(features):
-        raise InvalidArgument(
+        raise InvalidField(
             _named(0, tensor),
             f"shape {list(tensor.shape)} has {columns} columns; the model has {len(features)} "
             f"features: {listing(f.name for f in features)}",
         )
     others = [f.name for f in features if f.dtype not in ("numeric", "integer")]
     if others:
-        raise InvalidArgument(
+        raise InvalidField(
             _named(0, tensor),
             f"one tensor [N, F] carries numbers only, and {listing(others)} are not; "
             "send one tensor per feature (ModelMetadata lists them)",
@@ -234,24 +234,24 @@ def _check_columns(request: pb.ModelInferRequest, record: models_pb2.Model) -> i
         if tensor.name not in expected:
             continue
         if tensor.name in seen:
-            raise InvalidArgument(_named(i, tensor), "is sent twice")
+            raise InvalidField(_named(i, tensor), "is sent twice")
         seen.add(tensor.name)
         shape = list(tensor.shape)
         if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] < 1:
-            raise InvalidArgument(
+            raise InvalidField(
                 _named(i, tensor), f"shape {shape} is not [N] (one value per row, N ≥ 1)"
             )
         if rows == -1:
             rows = shape[0]
         elif shape[0] != rows:
-            raise InvalidArgument(
+            raise InvalidField(
                 _named(i, tensor), f"has {shape[0]} rows where the inputs before it have {rows}"
             )
         datatype = _datatype(i, tensor, FEATURE_DATATYPES[expected[tensor.name]])
         _check_size(request, i, datatype, _count(shape))
     missing = [name for name in expected if name not in seen]
     if rows == -1:
-        raise InvalidArgument(
+        raise InvalidField(
             "inputs",
             f"none is an input of this model; its inputs are {listing(expected)} "
             "(or one tensor [N, F] of them all)",
@@ -269,7 +269,7 @@ def _check_outputs(request: pb.ModelInferRequest, record: models_pb2.Model) -> N
     names = [name for name, _datatype, _shape in outputs_of(record)]
     for i, output in enumerate(request.outputs):
         if output.name not in names:
-            raise InvalidArgument(
+            raise InvalidField(
                 f"outputs[{i}] ({quote(output.name, 40)})",
                 f"is not an output of this model; its outputs are {listing(names)}",
             )

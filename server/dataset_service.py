@@ -9,7 +9,7 @@ from typing import Any, BinaryIO, cast
 
 import grpc
 
-from mlgate.errors import AlreadyExists, InvalidArgument, ResourceExhausted
+from mlgate.errors import AlreadyExists, InvalidField, ResourceExhausted
 from mlgate.ids import check_dataset_id
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc
 from server.ownership import check_owner, owner_name
@@ -56,7 +56,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                             raise
                         _may_replace(await asyncio.to_thread(self._catalog.describe, dataset_id))
                 elif message.dataset_id and message.dataset_id != dataset_id:
-                    raise InvalidArgument("dataset_id", "must not change between messages")
+                    raise InvalidField("dataset_id", "must not change between messages")
                 size += len(message.chunk)
                 if size > MAX_UPLOAD_BYTES:
                     raise ResourceExhausted(
@@ -64,7 +64,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                     )
                 await asyncio.to_thread(spool.write, message.chunk)
             if not dataset_id:
-                raise InvalidArgument("dataset_id", "is required on the first message")
+                raise InvalidField("dataset_id", "is required on the first message")
             spool.seek(0)
             # ...and checked again where it is stored: one uploaded meanwhile is someone's too.
             dataset = await asyncio.to_thread(

@@ -5,7 +5,7 @@ grpc.aio deserializes a unary request before any interceptor or handler runs, an
 exception there with UNKNOWN ("Unexpected <class 'DecodeError'>") and a traceback in the log; a
 streaming request's messages are deserialized as the handler reads them, where an exception ends
 the call INTERNAL. ``guarded`` wraps a method's deserializer so neither happens: for a streaming
-request it raises ``InvalidArgument`` where the handler reads, which the error interceptor maps;
+request it raises ``InvalidField`` where the handler reads, which the error interceptor maps;
 for a unary one it hands over an ``Undecodable`` in the request's place, which the error
 interceptor raises inside the call (``server.interceptors``).
 """
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 
 __all__ = ["Undecodable", "decoded", "guarded"]
 
@@ -30,12 +30,12 @@ class Undecodable:
 
     __slots__ = ("error",)
 
-    def __init__(self, error: InvalidArgument) -> None:
+    def __init__(self, error: InvalidField) -> None:
         self.error = error
 
 
-def _refusal(message: str, exc: Exception) -> InvalidArgument:
-    return InvalidArgument(
+def _refusal(message: str, exc: Exception) -> InvalidField:
+    return InvalidField(
         "request",
         f"the bytes received do not decode as {message} ({exc}); is the client built from "
         "this gateway's protos?",
@@ -43,7 +43,7 @@ def _refusal(message: str, exc: Exception) -> InvalidArgument:
 
 
 def decoded(kind: type[M], data: bytes) -> M:
-    """``data`` parsed as ``kind``; ``InvalidArgument`` when it does not decode."""
+    """``data`` parsed as ``kind``; ``InvalidField`` when it does not decode."""
     try:
         return kind.FromString(data)
     except DecodeError as exc:

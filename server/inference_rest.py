@@ -27,7 +27,7 @@ from typing import TypeVar
 from urllib.parse import unquote
 
 from mlgate import tracing
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.failures import Backends, public
 from mlgate.metrics import INFERENCE_REQUESTS
 from mlgate.oip import grpc_predict_v2_pb2 as pb
@@ -200,7 +200,7 @@ class InferenceRoutes:
 
     async def _infer(self, request: Request, route: _Route) -> Response:
         if _BINARY_HEADER in request.headers:
-            raise InvalidArgument(
+            raise InvalidField(
                 "Inference-Header-Content-Length",
                 'binary tensor data is not taken here; send JSON "data" '
                 "(tritonclient.http: binary_data=False), or use the gRPC port",

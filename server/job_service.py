@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from brokers.base import Broker
 from mlgate import tracing
 from mlgate.columns import row_count
-from mlgate.errors import InvalidArgument, NotFound, ResourceExhausted
+from mlgate.errors import InvalidField, NotFound, ResourceExhausted
 from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import check_job_id, new_job_id
 from mlgate.inputs import check_predict
@@ -68,7 +68,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     ) -> AsyncIterator[jobs_pb2.TrainResponse]:
         with tracing.span("validate"):
             if not request.dataset_id:
-                raise InvalidArgument("dataset_id", "is required")
+                raise InvalidField("dataset_id", "is required")
             plan(request, await self._call(self._catalog.describe, request.dataset_id))
             if request.model_name:
                 # A name belongs to whoever trained it first: nobody else adds its versions.
@@ -84,7 +84,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         with tracing.span("validate"):
             model_id = await self._models.resolve(request.model_id)
             if request.rows and request.columns:
-                raise InvalidArgument("columns", "send the rows as rows or as columns, not both")
+                raise InvalidField("columns", "send the rows as rows or as columns, not both")
             count = row_count(request)
             if count > self._max_predict_rows:
                 raise ResourceExhausted(
@@ -131,9 +131,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.ListJobsRequest, context: Context
     ) -> jobs_pb2.ListJobsResponse:
         if request.kind not in jobs_pb2.JobKind.values():
-            raise InvalidArgument("kind", f"unknown job kind {request.kind}")
+            raise InvalidField("kind", f"unknown job kind {request.kind}")
         if request.state not in jobs_pb2.JobState.values():
-            raise InvalidArgument("state", f"unknown job state {request.state}")
+            raise InvalidField("state", f"unknown job state {request.state}")
         size = page_size(request.page_size)
         jobs, token = await self._call(
             lambda: self._store.list(
@@ -170,7 +170,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.WatchJobRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
         if request.after_seq < 0:
-            raise InvalidArgument("after_seq", "must not be negative")
+            raise InvalidField("after_seq", "must not be negative")
         job = await self._job(request.job_id)
         full = sees_inputs(job)
         async with contextlib.aclosing(self._hub.follow(job.id, request.after_seq)) as events:

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import BinaryIO
 
-from mlgate.errors import InvalidArgument, NotFound
+from mlgate.errors import InvalidField, NotFound
 from mlgate.refs import ModelRef, check_alias, check_model_name, check_version, parse_ref
 from mlgate.v1 import models_pb2
 from server.auth import current_caller
@@ -70,7 +70,7 @@ class ModelCatalog:
         self._adopting = threading.Lock()
 
     async def resolve(self, text: str, field: str = "model_id") -> str:
-        """The id of the model a reference means now. Raises InvalidArgument (naming ``field``)
+        """The id of the model a reference means now. Raises InvalidField (naming ``field``)
         for a malformed reference, NotFound for an unknown name, version or alias."""
         return await self.resolve_ref(parse_ref(text, field))
 
@@ -180,7 +180,7 @@ class ModelCatalog:
         remove_tags: Sequence[str],
     ) -> models_pb2.Model:
         if description is not None and len(description) > MAX_DESCRIPTION:
-            raise InvalidArgument("description", f"is over {MAX_DESCRIPTION} characters")
+            raise InvalidField("description", f"is over {MAX_DESCRIPTION} characters")
         model_id = await self.resolve(text)
 
         def update() -> models_pb2.Model:

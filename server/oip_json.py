@@ -19,7 +19,7 @@ from typing import Any
 
 from google.protobuf.internal.containers import MessageMap
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.quoting import quote
 from mlgate.tensors import DATATYPES
@@ -34,13 +34,13 @@ _MAX_DIM = 2**63 - 1
 
 def _object(value: Any, where: str, shape: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise InvalidArgument(where, f"must be a JSON object: {shape}")
+        raise InvalidField(where, f"must be a JSON object: {shape}")
     return value
 
 
 def _text(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise InvalidArgument(where, "must be a JSON string")
+        raise InvalidField(where, "must be a JSON string")
     return value
 
 
@@ -51,14 +51,14 @@ def _parameters(target: MessageMap[str, pb.InferParameter], value: Any, where: s
             parameter.bool_param = item
         elif isinstance(item, int):
             if not -(2**63) <= item < 2**63:
-                raise InvalidArgument(f"{where}.{name}", "is beyond a 64-bit integer")
+                raise InvalidField(f"{where}.{name}", "is beyond a 64-bit integer")
             parameter.int64_param = item
         elif isinstance(item, str):
             parameter.string_param = item
         elif isinstance(item, float):
             parameter.string_param = json.dumps(item)
         else:
-            raise InvalidArgument(f"{where}.{name}", "must be a string, a number or a boolean")
+            raise InvalidField(f"{where}.{name}", "must be a string, a number or a boolean")
 
 
 def _flatten(values: list[Any]) -> list[Any]:
@@ -78,7 +78,7 @@ def _shape(value: Any, where: str) -> list[int]:
     if not isinstance(value, list) or not all(
         isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim <= _MAX_DIM for dim in value
     ):
-        raise InvalidArgument(where, "must be a JSON array of sizes, whole numbers ≥ 0")
+        raise InvalidField(where, "must be a JSON array of sizes, whole numbers ≥ 0")
     return value
 
 
@@ -91,7 +91,7 @@ def _fill(tensor: pb.ModelInferRequest.InferInputTensor, values: list[Any], wher
     field = getattr(tensor.contents, datatype.field)
     if tensor.datatype == "BYTES":
         if not all(isinstance(value, str) for value in values):
-            raise InvalidArgument(where, "BYTES data must be JSON strings")
+            raise InvalidField(where, "BYTES data must be JSON strings")
         field.extend(value.encode() for value in values)
         return
     try:
@@ -101,7 +101,7 @@ def _fill(tensor: pb.ModelInferRequest.InferInputTensor, values: list[Any], wher
         try:
             field.extend(_coerced(tensor.datatype, values, where))
         except ValueError as exc:
-            raise InvalidArgument(where, f"holds a value beyond {tensor.datatype}: {exc}") from None
+            raise InvalidField(where, f"holds a value beyond {tensor.datatype}: {exc}") from None
 
 
 def _coerced(datatype: str, values: Iterable[Any], where: str) -> list[Any]:
@@ -120,7 +120,7 @@ def _coerced(datatype: str, values: Iterable[Any], where: str) -> list[Any]:
         else:
             text = json.dumps(value)
             shown = text if len(text) <= 40 else text[:39] + "…"
-            raise InvalidArgument(f"{where}[{k}]", f"{datatype} data must be {kind}, not {shown}")
+            raise InvalidField(f"{where}[{k}]", f"{datatype} data must be {kind}, not {shown}")
     return coerced
 
 
@@ -129,7 +129,7 @@ def _input(request: pb.ModelInferRequest, i: int, value: Any) -> None:
     item = _object(value, where, '{"name", "shape", "datatype", "data"}')
     missing = [key for key in ("name", "shape", "datatype", "data") if key not in item]
     if missing:
-        raise InvalidArgument(where, f"has no {', '.join(repr(key) for key in missing)}")
+        raise InvalidField(where, f"has no {', '.join(repr(key) for key in missing)}")
     name = _text(item["name"], f"{where}.name")
     where = f"inputs[{i}] ({quote(name, 40)})"
     shape = _shape(item["shape"], f"{where}.shape")
@@ -140,11 +140,11 @@ def _input(request: pb.ModelInferRequest, i: int, value: Any) -> None:
         _parameters(tensor.parameters, item["parameters"], f"{where}.parameters")
     data = item["data"]
     if not isinstance(data, list):
-        raise InvalidArgument(f"{where}.data", "must be a JSON array of the tensor's values")
+        raise InvalidField(f"{where}.data", "must be a JSON array of the tensor's values")
     values = _flatten(data)
     elements = math.prod(shape)
     if len(values) != elements:
-        raise InvalidArgument(
+        raise InvalidField(
             f"{where}.data", f"has {len(values)} values; shape {shape} needs {elements}"
         )
     _fill(tensor, values, f"{where}.data")
@@ -152,11 +152,11 @@ def _input(request: pb.ModelInferRequest, i: int, value: Any) -> None:
 
 def infer_request(body: bytes, model_name: str, model_version: str) -> pb.ModelInferRequest:
     """The ``ModelInferRequest`` a REST inference request's JSON body stands for, for the model
-    its path names; ``InvalidArgument`` naming what to fix."""
+    its path names; ``InvalidField`` naming what to fix."""
     try:
         document = json.loads(body)
     except ValueError as exc:  # UnicodeDecodeError is one
-        raise InvalidArgument("request body", f"is not JSON: {exc}") from None
+        raise InvalidField("request body", f"is not JSON: {exc}") from None
     document = _object(document, "request body", '{"inputs": [...]}')
     request = pb.ModelInferRequest(model_name=model_name, model_version=model_version)
     if document.get("id") is not None:
@@ -165,14 +165,12 @@ def infer_request(body: bytes, model_name: str, model_version: str) -> pb.ModelI
         _parameters(request.parameters, document["parameters"], "parameters")
     inputs = document.get("inputs")
     if not isinstance(inputs, list):
-        raise InvalidArgument(
-            "inputs", "must be a JSON array of tensors (ModelMetadata lists them)"
-        )
+        raise InvalidField("inputs", "must be a JSON array of tensors (ModelMetadata lists them)")
     for i, value in enumerate(inputs):
         _input(request, i, value)
     outputs = document.get("outputs") or []
     if not isinstance(outputs, list):
-        raise InvalidArgument("outputs", 'must be a JSON array: [{"name": "predict"}, ...]')
+        raise InvalidField("outputs", 'must be a JSON array: [{"name": "predict"}, ...]')
     for i, value in enumerate(outputs):
         output = _object(value, f"outputs[{i}]", '{"name": "predict"}')
         added = request.outputs.add(name=_text(output.get("name"), f"outputs[{i}].name"))

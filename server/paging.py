@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
@@ -36,7 +36,7 @@ T = TypeVar("T")
 
 def page_size(requested: int) -> int:
     if requested < 0:
-        raise InvalidArgument("page_size", "must not be negative")
+        raise InvalidField("page_size", "must not be negative")
     return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
@@ -46,8 +46,8 @@ def encode_page_token(create_ns: int, item_id: str) -> str:
 
 
 def decode_page_token(token: str) -> tuple[int, str]:
-    """The cursor a token this server issued holds; raises InvalidArgument for anything else."""
-    forged = InvalidArgument(
+    """The cursor a token this server issued holds; raises InvalidField for anything else."""
+    forged = InvalidField(
         "page_token", "is not a token this server issued; send the next_page_token of a reply"
     )
     if len(token) > _MAX_TOKEN_CHARS:

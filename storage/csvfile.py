@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate_client.filetypes import HEAD_BYTES, not_csv
 from storage.csv_dtypes import ColumnDtype
 
@@ -49,16 +49,16 @@ def _records(text: str, delimiter: str) -> list[list[str]]:
         raise _not_csv(exc, reader.line_num) from None
 
 
-def _not_csv(exc: csv.Error, line: int, how: str = "") -> InvalidArgument:
+def _not_csv(exc: csv.Error, line: int, how: str = "") -> InvalidField:
     """What the csv module found, said for people, with the line it was on."""
     found = str(exc)
     if "field limit" in found:
-        return InvalidArgument(
+        return InvalidField(
             "chunk",
             f"line {line} has a field over {_MAX_HEADER_BYTES // 2**20} MiB, the longest a CSV "
             "field may be",
         )
-    return InvalidArgument("chunk", f"line {line} is not valid CSV: {found}{how}")
+    return InvalidField("chunk", f"line {line} is not valid CSV: {found}{how}")
 
 
 def _first_line_end(raw: bytes | bytearray) -> int:
@@ -85,7 +85,7 @@ def _sample(source: BinaryIO) -> str:
     source.seek(start)
     end = _first_line_end(raw)
     if (end if end >= 0 else len(raw)) > _MAX_HEADER_BYTES:
-        raise InvalidArgument(
+        raise InvalidField(
             "chunk",
             f"the header row is longer than {_MAX_HEADER_BYTES // 2**20} MiB (no line ends in "
             f"the first {_MAX_HEADER_BYTES // 2**20} MiB), the longest mlgate reads; is this a "
@@ -121,14 +121,14 @@ def _widest(sample: str) -> str:
 def _choose(sample: str, given: str) -> str:
     if given:
         if given not in DELIMITERS:
-            raise InvalidArgument(
+            raise InvalidField(
                 "delimiter", f"must be one of {', '.join(map(_name, DELIMITERS))}, not {given!r}"
             )
         header = _records(sample, given)[:1]
         if header and len(header[0]) < 2:
             seen = detect(sample)
             hint = f"; the file looks {_name(seen)}-separated" if seen else ""
-            raise InvalidArgument("delimiter", f"splits the header row into one column{hint}")
+            raise InvalidField("delimiter", f"splits the header row into one column{hint}")
         return given
     found = detect(sample)
     if found is not None:
@@ -136,7 +136,7 @@ def _choose(sample: str, given: str) -> str:
     seen = _widest(sample)
     header = _records(sample, seen)[:1]
     if not header or len(header[0]) < 2:
-        raise InvalidArgument(
+        raise InvalidField(
             "chunk",
             "the header row has one column: no comma, semicolon, tab or pipe separates it. A "
             "dataset needs 2+ columns; if the file uses another delimiter, convert it",
@@ -161,8 +161,8 @@ def _text_lines(text: Iterable[str]) -> Iterator[str]:
         yield line
 
 
-def _binary(line: int) -> InvalidArgument:
-    return InvalidArgument("chunk", f"line {line} holds a NUL byte: this is binary data, not CSV")
+def _binary(line: int) -> InvalidField:
+    return InvalidField("chunk", f"line {line} holds a NUL byte: this is binary data, not CSV")
 
 
 def _scan(source: BinaryIO, delimiter: str) -> tuple[list[tuple[str, str]], int]:
@@ -173,13 +173,13 @@ def _scan(source: BinaryIO, delimiter: str) -> tuple[list[tuple[str, str]], int]
         reader = csv.reader(_text_lines(text), delimiter=delimiter, skipinitialspace=True)
         header = next((row for row in reader if not _blank(row)), None)
         if header is None:
-            raise InvalidArgument("chunk", "the upload has no header row")
+            raise InvalidField("chunk", "the upload has no header row")
         names: dict[str, int] = {}
         for i, name in enumerate(header, 1):
             if not name.strip():
-                raise InvalidArgument("chunk", f"column {i} of the header row has no name")
+                raise InvalidField("chunk", f"column {i} of the header row has no name")
             if name in names:
-                raise InvalidArgument(
+                raise InvalidField(
                     "chunk", f"column name {name!r} appears twice (columns {names[name]} and {i})"
                 )
             names[name] = i
@@ -189,7 +189,7 @@ def _scan(source: BinaryIO, delimiter: str) -> tuple[list[tuple[str, str]], int]
             if _blank(row):
                 continue
             if len(row) != len(header):
-                raise InvalidArgument(
+                raise InvalidField(
                     "chunk",
                     f"line {reader.line_num} has {len(row)} fields but the header row has "
                     f"{len(header)} ({how})",
@@ -198,7 +198,7 @@ def _scan(source: BinaryIO, delimiter: str) -> tuple[list[tuple[str, str]], int]
                 column.see(raw)
             rows += 1
     except UnicodeDecodeError as exc:
-        raise InvalidArgument("chunk", f"the file is not UTF-8 text: {exc.reason}") from None
+        raise InvalidField("chunk", f"the file is not UTF-8 text: {exc.reason}") from None
     except csv.Error as exc:
         raise _not_csv(exc, reader.line_num, f" ({how})") from None
     finally:
@@ -217,17 +217,17 @@ def read(source: BinaryIO, delimiter: str) -> pd.DataFrame:
 
 def parse(source: BinaryIO, delimiter: str = "") -> Parsed:
     """The checked file's description, read with ``delimiter`` or, when empty, the one detected.
-    Raises InvalidArgument naming what is wrong and where."""
+    Raises InvalidField naming what is wrong and where."""
     start = source.tell()
     found = not_csv(source.read(HEAD_BYTES))
     source.seek(start)
     if found is not None:
-        raise InvalidArgument("chunk", found)
+        raise InvalidField("chunk", found)
     sample = _sample(source)
     if not sample.strip():
-        raise InvalidArgument("chunk", "the upload is empty; send a CSV with a header row")
+        raise InvalidField("chunk", "the upload is empty; send a CSV with a header row")
     chosen = _choose(sample, delimiter)
     columns, rows = _scan(source, chosen)
     if rows == 0:
-        raise InvalidArgument("chunk", "a dataset needs a header row and data rows")
+        raise InvalidField("chunk", "a dataset needs a header row and data rows")
     return Parsed(columns, rows, chosen)

@@ -15,7 +15,7 @@ from typing import Any
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import InvalidParameterError
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.estimators import hyperparameters
 
 __all__ = ["build", "sklearn_class"]
@@ -33,7 +33,7 @@ def build(
 ) -> tuple[BaseEstimator, dict[str, Any]]:
     """A configured, unfitted estimator and its effective hyperparameters.
 
-    Raises InvalidArgument naming ``estimator`` or ``params.<name>`` for anything the allowlist or
+    Raises InvalidField naming ``estimator`` or ``params.<name>`` for anything the allowlist or
     scikit-learn's own parameter constraints refuse.
     """
     path, chosen = hyperparameters(name, task, params, seed)
@@ -42,7 +42,7 @@ def build(
         estimator._validate_params()
     except InvalidParameterError as exc:
         bad = next((key for key in chosen if f"'{key}'" in str(exc)), "")
-        raise InvalidArgument(f"params.{bad}" if bad else "params", str(exc)) from None
+        raise InvalidField(f"params.{bad}" if bad else "params", str(exc)) from None
     effective = {
         key: value for key, value in estimator.get_params(deep=False).items() if _jsonable(value)
     }

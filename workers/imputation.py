@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.impute import SimpleImputer
 
 from mlgate.blanks import MAX_MAGNITUDE, Impute, fill_values
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.v1 import models_pb2
 from storage.errors import IntegrityError
 from workers.tensors import Inputs
@@ -33,7 +33,7 @@ _NUMBERS = ("numeric", "integer")
 def learn(frame: pd.DataFrame, dtypes: Mapping[str, str], impute: Impute) -> dict[str, Any]:
     """Each feature's fill value, learned from the training rows ``frame`` as SimpleImputer
     learns it: median, mean, most frequent or the constant for numbers; for string and boolean
-    features the most frequent value or the constant. Raises InvalidArgument for a feature
+    features the most frequent value or the constant. Raises InvalidField for a feature
     without a value to learn from."""
     numeric = [name for name, dtype in dtypes.items() if dtype in _NUMBERS]
     others = [name for name in dtypes if name not in numeric]
@@ -52,7 +52,7 @@ def _fitted(strategy: str, X: np.ndarray, names: list[str], impute: Impute) -> d
         return {name: impute.constants[name] for name in names}
     blank = [name for name, empty in zip(names, pd.isna(X).all(axis=0), strict=True) if empty]
     if blank:
-        raise InvalidArgument(
+        raise InvalidField(
             "impute",
             f"feature {blank[0]} has no value in the training rows to learn a fill value from; "
             f"leave it out (exclude {blank[0]})",

@@ -25,7 +25,7 @@ def predict(
     model: Any, record: models_pb2.Model, request: jobs_pb2.PredictRequest
 ) -> jobs_pb2.PredictResult:
     """One prediction per row, in order; for classifiers, the classes and per-row probabilities;
-    warnings about what the rows sent (``input_warnings``). Raises InvalidArgument naming the
+    warnings about what the rows sent (``input_warnings``). Raises InvalidField naming the
     first row, column or value the model cannot take."""
     rows = [from_struct(row) for row in request.rows]
     count = check_predict(request, record, rows)

@@ -20,7 +20,7 @@ import numpy as np
 
 from mlgate.blanks import blank_refused, takes_blanks
 from mlgate.columns import BOOLEAN_TEXT, column_values
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.quoting import quote
 from mlgate.tensors import DATATYPES, FIRST_LINE
@@ -68,7 +68,7 @@ def unpack_bytes(raw: bytes, count: int, field: str) -> list[bytes]:
         out.append(raw[pos + 4 : pos + 4 + size])
         pos += 4 + size
     if len(out) != count or pos != len(raw):
-        raise InvalidArgument(
+        raise InvalidField(
             field, f"raw BYTES contents do not hold exactly {count} length-prefixed elements"
         )
     return out
@@ -89,7 +89,7 @@ def _array(request: pb.ModelInferRequest, i: int) -> np.ndarray:
         try:
             return np.array([v.decode() for v in values], dtype=object)
         except UnicodeDecodeError:
-            raise InvalidArgument(_name(i, tensor), "holds bytes that are not UTF-8 text") from None
+            raise InvalidField(_name(i, tensor), "holds bytes that are not UTF-8 text") from None
     if request.raw_input_contents:
         raw = request.raw_input_contents[i]
         if datatype.name == "BOOL":
@@ -100,7 +100,7 @@ def _array(request: pb.ModelInferRequest, i: int) -> np.ndarray:
         # One pass, no list of Python values beside the array.
         array = np.fromiter(typed, dtype=datatype.numpy, count=len(typed))
     if array.size != count:
-        raise InvalidArgument(_name(i, tensor), f"holds {array.size} values for shape {count}")
+        raise InvalidField(_name(i, tensor), f"holds {array.size} values for shape {count}")
     return array
 
 
@@ -109,7 +109,7 @@ def _check_bools(raw: bytes, i: int, tensor: pb.ModelInferRequest.InferInputTens
     that is neither (and compares unequal to both)."""
     bad = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) > 1)
     if bad.size:
-        raise InvalidArgument(
+        raise InvalidField(
             _name(i, tensor),
             f"raw BOOL contents hold byte {raw[bad[0]]} at element {bad[0]}; "
             "each element is one byte, 0 (false) or 1 (true)",
@@ -128,7 +128,7 @@ def _check_numbers(values: np.ndarray, where: Any, record: models_pb2.Model) -> 
         field, detail = where(*position) if values.ndim == 2 else where(position[0], 0)
         if np.isnan(value):
             raise blank_refused(field, record, f"{detail} is blank (NaN)")
-        raise InvalidArgument(
+        raise InvalidField(
             field,
             f"{detail}: {value!r} is not a finite number within ±{_MAX_MAGNITUDE:.3g}",
         )
@@ -150,7 +150,7 @@ def _booleans(texts: Sequence[str], field: str, row: Callable[[int], str]) -> np
     for r, text in enumerate(texts):
         value = BOOLEAN_TEXT.get(text.lower(), _UNREADABLE)
         if value is _UNREADABLE:
-            raise InvalidArgument(
+            raise InvalidField(
                 field, f"{row(r)}: {quote(text, 40)} is not true, false or empty (a blank)"
             )
         found[r] = np.nan if value is None else value
@@ -186,7 +186,7 @@ def _blank_refused_in(
 
 def decode(request: pb.ModelInferRequest, record: models_pb2.Model) -> Inputs:
     """The request's rows as the model's evaluator takes them, blanks as NaN (tensors that are
-    not inputs ignored, a feature left out blank in every row); raises InvalidArgument."""
+    not inputs ignored, a feature left out blank in every row); raises InvalidField."""
     features = record.features
     row = row_namer(request)
     if len(request.inputs) == 1 and len(request.inputs[0].shape) == 2:
@@ -202,7 +202,7 @@ def decode(request: pb.ModelInferRequest, record: models_pb2.Model) -> Inputs:
     by_name = {tensor.name: i for i, tensor in enumerate(request.inputs)}
     sent = [request.inputs[by_name[f.name]] for f in features if f.name in by_name]
     if not sent:
-        raise InvalidArgument("inputs", "none is an input of this model (ModelMetadata lists them)")
+        raise InvalidField("inputs", "none is an input of this model (ModelMetadata lists them)")
     rows = sent[0].shape[0]
     columns: Columns = {}
     for feature in features:

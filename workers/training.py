@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from mlgate.errors import FailedPrecondition, InvalidArgument
+from mlgate.errors import FailedPrecondition, InvalidField
 from mlgate.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION
 from mlgate.jobs import Plan
 from mlgate.quoting import listing
@@ -85,7 +85,7 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     # Blanks in the target never train; in the features, imputed or by estimators that handle
     # them.
     if data[plan.target].isna().any():
-        raise InvalidArgument("target", f"column {plan.target} has missing values")
+        raise InvalidField("target", f"column {plan.target} has missing values")
     if (
         plan.impute is None
         and not ESTIMATORS[plan.estimator].missing_values
@@ -93,7 +93,7 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     ):
         bad = [str(c) for c in data.columns if data[c].isna().any()]
         handles = [name for name, spec in ESTIMATORS.items() if spec.missing_values]
-        raise InvalidArgument(
+        raise InvalidField(
             "features",
             f"columns with missing values cannot be used by {plan.estimator}: {listing(bad)}; "
             f"fill them as they train (impute: mlgate train --impute median, mean, "
@@ -110,7 +110,7 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
         X, y, test_size=plan.test_size, random_state=plan.seed
     )
     if len(X_train) == 0 or len(X_test) == 0:
-        raise InvalidArgument("test_size", f"leaves no rows to train or test on ({len(X)} rows)")
+        raise InvalidField("test_size", f"leaves no rows to train or test on ({len(X)} rows)")
     learned: dict[str, Any] = {}
     if plan.impute is not None:
         # Learned from the training rows only, as a pipeline's imputer would be.

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mlgate.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlgate.errors import FailedPrecondition, InvalidField, NotFound
 from mlgate.refs import ModelRef
 from mlgate.v1 import jobs_pb2
 
@@ -135,19 +135,19 @@ def merge_tags(
     tags = dict(current)
     for key, value in set_tags.items():
         if not _TAG_KEY.fullmatch(key):
-            raise InvalidArgument(
+            raise InvalidField(
                 f"set_tags[{key[:40]!r}]",
                 "tag keys are lowercase letters, digits, '-', '_' and '.', at most 64",
             )
         if len(value) > _MAX_TAG_VALUE:
-            raise InvalidArgument(f"set_tags[{key!r}]", f"is over {_MAX_TAG_VALUE} characters")
+            raise InvalidField(f"set_tags[{key!r}]", f"is over {_MAX_TAG_VALUE} characters")
         tags[key] = value
     for key in remove_tags:
         if key in set_tags:
-            raise InvalidArgument("remove_tags", f"{key[:40]!r} is also in set_tags")
+            raise InvalidField("remove_tags", f"{key[:40]!r} is also in set_tags")
         tags.pop(key, None)
     if len(tags) > MAX_TAGS:
-        raise InvalidArgument("set_tags", f"a model has at most {MAX_TAGS} tags")
+        raise InvalidField("set_tags", f"a model has at most {MAX_TAGS} tags")
     return tags
 
 

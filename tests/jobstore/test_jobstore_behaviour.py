@@ -8,7 +8,7 @@ import threading
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
@@ -197,7 +197,7 @@ def test_a_forged_page_token_is_an_invalid_argument(make_store: StoreFactory) ->
         base64.urlsafe_b64encode(b'{"a": 1}').decode(),
     ]
     for token in forged:
-        with pytest.raises(InvalidArgument, match=r"^page_token: "):
+        with pytest.raises(InvalidField, match=r"^page_token: "):
             store.list(kind=0, state=0, page_size=5, page_token=token)
 
 

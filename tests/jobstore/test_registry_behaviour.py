@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mlgate.errors import FailedPrecondition, InvalidArgument, NotFound
+from mlgate.errors import FailedPrecondition, InvalidField, NotFound
 from mlgate.ids import model_id_for_job, new_job_id
 from mlgate.refs import ModelRef, parse_ref
 from mlgate.v1 import jobs_pb2
@@ -187,9 +187,9 @@ def test_descriptions_and_tags_are_updated_and_checked(make_store: StoreFactory)
     unnamed = model_id_for_job(new_job_id())
     assert store.registry.update(unnamed, "no name", {}, []).description == "no name"
 
-    with pytest.raises(InvalidArgument, match="set_tags"):
+    with pytest.raises(InvalidField, match="set_tags"):
         store.registry.update(named, None, {"Bad Key": "x"}, [])
-    with pytest.raises(InvalidArgument, match="at most 64 tags"):
+    with pytest.raises(InvalidField, match="at most 64 tags"):
         store.registry.update(named, None, {f"k{i}": "v" for i in range(64)}, [])
     assert store.registry.entry(named) == again, "a refused update changes nothing"
 

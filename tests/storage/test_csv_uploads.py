@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from storage.datasets import DatasetCatalog
 from storage.local import LocalObjectStore
 
@@ -58,19 +58,19 @@ def test_a_given_delimiter_is_used_and_recorded(catalog: DatasetCatalog) -> None
 def test_a_given_delimiter_that_does_not_split_the_header_names_the_one_seen(
     catalog: DatasetCatalog,
 ) -> None:
-    with pytest.raises(InvalidArgument) as excinfo:
+    with pytest.raises(InvalidField) as excinfo:
         _upload(catalog, "a,b\n1,2\n", delimiter=";")
     assert excinfo.value.field == "delimiter"
     assert "the file looks comma (',')-separated" in excinfo.value.message
 
 
 def test_an_unknown_delimiter_is_refused_listing_the_choices(catalog: DatasetCatalog) -> None:
-    with pytest.raises(InvalidArgument, match=r"delimiter: must be one of comma \(','\)"):
+    with pytest.raises(InvalidField, match=r"delimiter: must be one of comma \(','\)"):
         _upload(catalog, "a:b\n1:2\n", delimiter=":")
 
 
 def test_a_header_no_known_delimiter_splits_is_refused_saying_so(catalog: DatasetCatalog) -> None:
-    with pytest.raises(InvalidArgument, match="no comma, semicolon, tab or pipe separates it"):
+    with pytest.raises(InvalidField, match="no comma, semicolon, tab or pipe separates it"):
         _upload(catalog, "a:b\n1:2\n")
 
 
@@ -84,7 +84,7 @@ def test_a_header_row_longer_than_the_sample_is_read_whole(catalog: DatasetCatal
 
 def test_duplicate_column_names_are_refused_naming_them(catalog: DatasetCatalog) -> None:
     # pandas alone would rename the second one to a.1.
-    with pytest.raises(InvalidArgument, match=r"column name 'a' appears twice \(columns 1 and 3\)"):
+    with pytest.raises(InvalidField, match=r"column name 'a' appears twice \(columns 1 and 3\)"):
         _upload(catalog, "a,b,a\n1,2,3\n")
 
 
@@ -100,7 +100,7 @@ def test_duplicate_column_names_are_refused_naming_them(catalog: DatasetCatalog)
 def test_ragged_rows_are_refused_naming_the_line(
     catalog: DatasetCatalog, text: str, message: str
 ) -> None:
-    with pytest.raises(InvalidArgument, match=message):
+    with pytest.raises(InvalidField, match=message):
         _upload(catalog, text)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.failures import Backends, public
 from mlgate.v1 import models_pb2
 from storage.datasets import DatasetCatalog
@@ -32,7 +32,7 @@ def _upload(catalog: DatasetCatalog, data: bytes) -> None:
 
 
 def _refusal(catalog: DatasetCatalog, data: bytes) -> str:
-    with pytest.raises(InvalidArgument) as caught:
+    with pytest.raises(InvalidField) as caught:
         _upload(catalog, data)
     assert caught.value.field == "chunk"
     return caught.value.message

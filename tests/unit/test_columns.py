@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlgate.columns import check_columns
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.jobs import MAX_MAGNITUDE
 from mlgate.v1 import jobs_pb2, models_pb2
 
@@ -52,7 +52,7 @@ def test_each_edge_value_is_judged_as_the_definition_judges_it(value: float) -> 
     if _ok(value):
         assert check_columns(_columns(values), MODEL) == 3
     else:
-        with pytest.raises(InvalidArgument) as caught:
+        with pytest.raises(InvalidField) as caught:
             check_columns(_columns(values), MODEL)
         assert caught.value.field == "columns[0] ('x')[1]"
 
@@ -70,5 +70,5 @@ def test_random_values_across_every_magnitude_agree_with_the_definition() -> Non
         if _ok(value):
             assert check_columns(_columns(values), MODEL) == len(values)
         else:
-            with pytest.raises(InvalidArgument):
+            with pytest.raises(InvalidField):
                 check_columns(_columns(values), MODEL)

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from brokers.settings import BrokerSettings
-from mlgate.errors import InvalidArgument, NotFound
+from mlgate.errors import InvalidField, NotFound
 from mlgate.failures import CODES, Backends, Failure, public
 from mlgate.ids import check_dataset_id, check_job_id, check_model_id, model_id_for_job, new_job_id
 from mlgate.urls import redact_url
@@ -24,10 +24,10 @@ def test_ids_round_trip_and_refuse_anything_path_like() -> None:
     assert check_job_id(job_id) == job_id
     assert check_model_id(model_id_for_job(job_id)) == "mdl_" + job_id[4:]
     for bad in ("", "job_../../x", "job_" + "g" * 32, job_id + "/", " " + job_id):
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(InvalidField):
             check_job_id(bad)
     for bad in ("..", "a/b", "A", "-x", "x" * 65, "a b", "%2e%2e"):
-        with pytest.raises(InvalidArgument):
+        with pytest.raises(InvalidField):
             check_dataset_id(bad)
 
 

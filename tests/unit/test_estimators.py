@@ -11,7 +11,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.utils._param_validation import make_constraint
 
 from mlgate import constraints
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION, hyperparameters
 from workers.estimators import build, sklearn_class
 
@@ -72,19 +72,19 @@ CHECKS: dict[str, Callable[[str, str, dict[str, Any], int], object]] = {
 def test_refusals_name_the_field(
     side: str, name: str, task: str, params: dict[str, Any], field: str
 ) -> None:
-    with pytest.raises(InvalidArgument) as excinfo:
+    with pytest.raises(InvalidField) as excinfo:
         CHECKS[side](name, task, params, 42)
     assert excinfo.value.field == field
 
 
 def test_refusals_say_what_scikit_learn_accepts() -> None:
-    with pytest.raises(InvalidArgument) as excinfo:
+    with pytest.raises(InvalidField) as excinfo:
         hyperparameters("random_forest", REGRESSION, {"max_depth": "deep"}, 42)
     assert excinfo.value.message == (
         "params.max_depth: RandomForestRegressor needs an int in the range [1, inf) or null; "
         "got 'deep' instead"
     )
-    with pytest.raises(InvalidArgument) as excinfo:
+    with pytest.raises(InvalidField) as excinfo:
         hyperparameters("ridge", REGRESSION, {"alpha": float("nan")}, 42)
     assert "finite" in excinfo.value.message
 

@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 
 from mlgate import jobs
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from storage.datasets import dtype_name
@@ -163,7 +163,7 @@ def test_mixed_features_predict_as_imputers_inside_the_encoding(tmp_path: Path) 
 def test_a_feature_without_any_value_to_learn_from_is_refused() -> None:
     frame = load_diabetes(as_frame=True).frame
     frame["empty"] = np.nan
-    with pytest.raises(InvalidArgument) as refused:
+    with pytest.raises(InvalidField) as refused:
         _trained(frame, target="target", impute="mean")
     assert refused.value.field == "impute"
     assert "feature empty has no value in the training rows" in refused.value.message
@@ -186,7 +186,7 @@ def test_a_feature_without_any_value_to_learn_from_is_refused() -> None:
 )
 def test_an_impute_the_features_cannot_take_is_refused_naming_it(impute: str, message: str) -> None:
     frame = pd.DataFrame({"x": [1.0, 2.0], "b": [True, False], "s": ["a", "b"], "y": [1.0, 2.0]})
-    with pytest.raises(InvalidArgument) as refused:
+    with pytest.raises(InvalidField) as refused:
         jobs.plan(jobs_pb2.TrainRequest(target="y", impute=impute), _schema(frame))
     assert refused.value.field == "impute"
     assert refused.value.message.startswith(f"impute: {message}"), refused.value.message

@@ -13,7 +13,7 @@ import pytest
 
 from mlgate import jobs
 from mlgate.columns import check_columns
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.inputs import check_rows, notes
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.tensors import DATATYPES, check_request
@@ -53,7 +53,7 @@ ROW = {"n": 1.0, "s": "a", "b": True}
 def test_a_blank_row_value_is_refused_by_a_model_that_takes_none(
     row: dict[str, Any], field: str, what: str
 ) -> None:
-    with pytest.raises(InvalidArgument) as refused:
+    with pytest.raises(InvalidField) as refused:
         check_rows([row], REFUSES_BLANKS)
     assert refused.value.field == field
     assert refused.value.message == (
@@ -105,18 +105,18 @@ def test_blanks_in_columns_and_tensors_follow_the_same_rule() -> None:
         ([num, plain, flag], "columns[2] ('b')[1]"),
         ([plain, flags], "columns ('n')"),
     ):
-        with pytest.raises(InvalidArgument) as refused:
+        with pytest.raises(InvalidField) as refused:
             check_columns(columns, REFUSES_BLANKS)
         assert refused.value.field == field
         assert "takes no blanks" in refused.value.message
         for record in TAKES_BLANKS:
             assert check_columns(columns, record) == 2
     wrong = jobs_pb2.FeatureColumn(name="b", strings=jobs_pb2.StringValues(values=["yes", "no"]))
-    with pytest.raises(InvalidArgument, match="send true, false or an empty string"):
+    with pytest.raises(InvalidField, match="send true, false or an empty string"):
         check_columns([nan, text, wrong], TAKES_BLANKS[0])
     left_out = pb.ModelInferRequest(model_name="m")
     left_out.inputs.add(name="n", datatype="FP64", shape=[1]).contents.fp64_contents.append(1.0)
-    with pytest.raises(InvalidArgument) as refused:
+    with pytest.raises(InvalidField) as refused:
         check_request(left_out, REFUSES_BLANKS)
     assert refused.value.field == "inputs ('s')" and "takes no blanks" in refused.value.message
     assert check_request(left_out, TAKES_BLANKS[0]) == 1
@@ -143,7 +143,7 @@ def test_exclude_leaves_columns_out_of_the_features() -> None:
         (["id", "nope"], "exclude[1]", "'nope' is not a column of houses; columns: id, sqft"),
         (["id", "sqft", "note"], "exclude", "leaves no feature to train on"),
     ):
-        with pytest.raises(InvalidArgument) as refused:
+        with pytest.raises(InvalidField) as refused:
             jobs.plan(jobs_pb2.TrainRequest(target="price", exclude=exclude), schema)
         assert refused.value.field == field and message in refused.value.message
 
@@ -187,7 +187,7 @@ def test_a_column_unique_per_row_is_named_like_an_identifier() -> None:
     ],
 )
 def test_a_known_binary_format_is_refused_for_what_it_is(head: bytes, named: str) -> None:
-    with pytest.raises(InvalidArgument) as refused:
+    with pytest.raises(InvalidField) as refused:
         parse(io.BytesIO(head + bytes(range(256)) * 8))
     assert refused.value.field == "chunk"
     assert refused.value.message.startswith(f"chunk: this looks like {named}")

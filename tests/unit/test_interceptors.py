@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from brokers.errors import BrokerUnavailable
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from server.error_mapping import MAX_MESSAGE_BYTES, Backends
 from server.interceptors import edge_chain
@@ -113,7 +113,7 @@ AGAIN = "is unreachable; try again shortly"
 @pytest.mark.parametrize(
     ("error", "code", "message"),
     [
-        (InvalidArgument("rows", "is empty"), grpc.StatusCode.INVALID_ARGUMENT, "rows: is empty"),
+        (InvalidField("rows", "is empty"), grpc.StatusCode.INVALID_ARGUMENT, "rows: is empty"),
         (
             BrokerUnavailable(SECRET),
             grpc.StatusCode.UNAVAILABLE,
@@ -179,7 +179,7 @@ def test_a_huge_message_is_cut_to_a_size_every_client_accepts(tmp_path) -> None:
             assert len(message.encode()) <= MAX_MESSAGE_BYTES
             assert message.endswith(f"… (cut from {2 * 100_000 + 6} bytes)")
 
-    _serve(tmp_path, _failing(InvalidArgument("rows", "é" * 100_000)), client)
+    _serve(tmp_path, _failing(InvalidField("rows", "é" * 100_000)), client)
 
 
 def test_a_status_a_handler_sets_itself_passes_unchanged(tmp_path) -> None:

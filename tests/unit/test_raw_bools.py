@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import models_pb2
 from workers.tensors import decode
@@ -35,7 +35,7 @@ def test_zero_and_one_are_false_and_true() -> None:
 
 @pytest.mark.parametrize(("raw", "byte", "element"), [(b"\x00\x02", 2, 1), (b"\xff\x00", 255, 0)])
 def test_any_other_byte_is_refused_naming_the_input(raw: bytes, byte: int, element: int) -> None:
-    with pytest.raises(InvalidArgument) as caught:
+    with pytest.raises(InvalidField) as caught:
         decode(_request(raw), RECORD)
     assert str(caught.value) == (
         f"inputs[1] ('member'): raw BOOL contents hold byte {byte} at element {element}; "

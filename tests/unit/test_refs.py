@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlgate.errors import InvalidArgument
+from mlgate.errors import InvalidField
 from mlgate.refs import (
     ModelRef,
     check_alias,
@@ -54,7 +54,7 @@ def test_references_parse_and_print_back(text: str, ref: ModelRef) -> None:
     ],
 )
 def test_malformed_references_name_the_field(text: str, why: str) -> None:
-    with pytest.raises(InvalidArgument, match=why) as excinfo:
+    with pytest.raises(InvalidField, match=why) as excinfo:
         parse_ref(text, "model_id")
     assert excinfo.value.field == "model_id"
     assert excinfo.value.code == "INVALID_ARGUMENT"
@@ -63,15 +63,15 @@ def test_malformed_references_name_the_field(text: str, why: str) -> None:
 def test_names_aliases_and_versions_are_checked() -> None:
     assert check_model_name("a" * 64) == "a" * 64
     for bad in ("", "a" * 65, "-x", ".x", "x y", "X", "x/y", "x@y"):
-        with pytest.raises(InvalidArgument, match="model_name"):
+        with pytest.raises(InvalidField, match="model_name"):
             check_model_name(bad)
-    with pytest.raises(InvalidArgument, match="model ids"):
+    with pytest.raises(InvalidField, match="model ids"):
         check_model_name("mdl_forest")
     assert check_alias("production") == "production"
     for bad in ("", "1st", "Prod", "a" * 65, "a b"):
-        with pytest.raises(InvalidArgument, match="alias"):
+        with pytest.raises(InvalidField, match="alias"):
             check_alias(bad)
-    with pytest.raises(InvalidArgument, match="version"):
+    with pytest.raises(InvalidField, match="version"):
         check_version(0)
     assert check_version(3) == 3
 
@@ -81,7 +81,7 @@ def test_inference_protocol_parts_make_a_reference() -> None:
     assert ref_from_parts("rf", "2") == ModelRef(name="rf", version=2)
     assert ref_from_parts("rf", "production") == ModelRef(name="rf", alias="production")
     assert ref_from_parts(MODEL_ID, "") == ModelRef(model_id=MODEL_ID)
-    with pytest.raises(InvalidArgument, match="model_version"):
+    with pytest.raises(InvalidField, match="model_version"):
         ref_from_parts(MODEL_ID, "2")
-    with pytest.raises(InvalidArgument, match="model_version"):
+    with pytest.raises(InvalidField, match="model_version"):
         ref_from_parts("rf", "0")

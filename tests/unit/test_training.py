@@ -12,7 +12,7 @@ from google.protobuf import json_format
 from sklearn.datasets import load_iris
 
 from mlgate import jobs
-from mlgate.errors import FailedPrecondition, InvalidArgument
+from mlgate.errors import FailedPrecondition, InvalidField
 from mlgate.inputs import check_rows
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from workers import prediction, training
@@ -80,7 +80,7 @@ def test_plan_defaults_features_to_every_other_column() -> None:
 )
 def test_plan_refuses_bad_requests_naming_the_field(fields: dict[str, object], field: str) -> None:
     frame = pd.DataFrame({"a": [1.0, 2.0], "b": ["x", "y"], "y": [0.5, 1.5]})
-    with pytest.raises(InvalidArgument) as excinfo:
+    with pytest.raises(InvalidField) as excinfo:
         jobs.plan(jobs_pb2.TrainRequest(**fields), _schema(frame))  # type: ignore[arg-type]
     assert excinfo.value.field == field
 
@@ -107,7 +107,7 @@ def test_roc_auc_is_left_out_where_undefined() -> None:
 
 
 def test_missing_values_and_single_class_fail_with_reasons() -> None:
-    with pytest.raises(InvalidArgument, match="missing values"):
+    with pytest.raises(InvalidField, match="missing values"):
         _fit(
             pd.DataFrame({"x": [1.0, None, 3.0, 4.0, 5.0], "y": [1.0, 2.0, 3.0, 4.0, 5.0]}),
             target="y",
@@ -138,7 +138,7 @@ def test_hist_gradient_boosting_trains_on_columns_with_blanks() -> None:
 
 @pytest.mark.parametrize("estimator", ["random_forest", "linear", "gradient_boosting"])
 def test_other_estimators_refuse_blanks_naming_the_columns_and_who_can(estimator: str) -> None:
-    with pytest.raises(InvalidArgument, match="missing values") as refused:
+    with pytest.raises(InvalidField, match="missing values") as refused:
         _fit(_with_blanks(), target="y", estimator=estimator)
     assert refused.value.field == "features"
     assert (
@@ -149,7 +149,7 @@ def test_other_estimators_refuse_blanks_naming_the_columns_and_who_can(estimator
 def test_blanks_in_the_target_never_train() -> None:
     frame = _with_blanks()
     frame.loc[3, "y"] = np.nan
-    with pytest.raises(InvalidArgument, match="column y has missing values") as refused:
+    with pytest.raises(InvalidField, match="column y has missing values") as refused:
         _fit(frame, target="y", estimator="hist_gradient_boosting")
     assert refused.value.field == "target"
 
@@ -176,7 +176,7 @@ def _record(*features: tuple[str, str]) -> models_pb2.Model:
 )
 def test_row_checks_name_row_and_feature(rows: list[dict[str, object]], field: str) -> None:
     record = _record(("n", "numeric"), ("s", "string"), ("b", "boolean"))
-    with pytest.raises(InvalidArgument) as excinfo:
+    with pytest.raises(InvalidField) as excinfo:
         check_rows(rows, record)
     assert excinfo.value.field == field
 
