@@ -6,9 +6,11 @@ only the structure and size checks stand between the artifact and scikit-learn.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
+import struct
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import skops.io as sio
+from sklearn.ensemble import RandomForestRegressor
 
 from storage.models import FORMATS, SKOPS
 from workers.formats import arrays
@@ -24,6 +27,7 @@ from workers.formats.skops_format import TRUSTED_TYPES
 __all__ = [
     "aim_child_outside",
     "artifact_path",
+    "forest_sharing_one_tree",
     "inflating_zip",
     "replace_artifact",
     "rewrite_model",
@@ -134,3 +138,21 @@ def with_schema_value(data: bytes, key: str, value: object) -> bytes:
             )
             target.writestr(info, body)
     return out.getvalue()
+
+
+def forest_sharing_one_tree(trees: int, rows: int = 4100) -> tuple[bytes, list[str]]:
+    """A forest artifact in mlgate's format whose ``trees`` trees all name one node array (of
+    about ``2 * rows`` nodes), and its features: small on disk, each decoded tree a copy."""
+    rng = np.random.default_rng(0)
+    X, y = rng.random((rows, 4)), rng.random(rows)
+    forest = RandomForestRegressor(n_estimators=1, bootstrap=False, random_state=0).fit(X, y)
+    data = arrays.encode(forest)
+    head = len(arrays.MAGIC) + 8
+    (length,) = struct.unpack("<Q", data[len(arrays.MAGIC) : head])
+    document = json.loads(data[head : head + length])
+    members = document["root"]["d"]["estimators_"]
+    members.extend(copy.deepcopy(members[0]) for _ in range(trees - 1))
+    document["root"]["d"]["n_estimators"] = trees
+    text = json.dumps(document).encode()
+    artifact = arrays.MAGIC + struct.pack("<Q", len(text)) + text + data[head + length :]
+    return artifact, [f"x{i}" for i in range(4)]

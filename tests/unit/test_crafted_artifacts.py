@@ -156,6 +156,104 @@ def test_a_crafted_structure_is_data_loss(
         load(repo, model_id)
 
 
+def _claims_one_class(model: Any) -> None:
+    # The probe's case: unchecked, ModelInfer of 1,000 rows ended in "malloc(): invalid size".
+    model.init_.class_prior_ = np.array([1.0])
+    model.init_.classes_ = np.array([0.0])
+    model.init_.n_classes_ = 1
+
+
+def _leaf_value(value: float) -> Callable[[Any], None]:
+    def change(model: Any) -> None:
+        state = _tree_of(model).__getstate__()
+        state["values"] = state["values"].copy()
+        state["values"][-1] = value
+        _tree_of(model).__setstate__(state)
+
+    return change
+
+
+@pytest.mark.parametrize("form", ["", SKOPS])
+@pytest.mark.parametrize(
+    ("name", "task", "mutate", "reason"),
+    [
+        ("gradient_boosting", CLASSIFICATION, _claims_one_class, "init_'s classes disagree"),
+        (
+            "gradient_boosting",
+            REGRESSION,
+            lambda m: setattr(m.init_, "n_outputs_", 0),
+            "init_ does not have exactly one output",
+        ),
+        (
+            "gradient_boosting",
+            REGRESSION,
+            lambda m: setattr(m.estimators_[1, 0], "n_outputs_", 0),
+            "a tree does not have exactly one output",
+        ),
+        (
+            "gradient_boosting",
+            REGRESSION,
+            lambda m: setattr(m.init_, "constant_", np.zeros((1, 3))),
+            "init_.constant_ is not",
+        ),
+        (
+            "gradient_boosting",
+            CLASSIFICATION,
+            lambda m: setattr(m, "n_trees_per_iteration_", 1),
+            "wrong trees per stage",
+        ),
+        (
+            "gradient_boosting",
+            REGRESSION,
+            lambda m: setattr(m, "learning_rate", float("nan")),
+            "learning_rate",
+        ),
+        (
+            "hist_gradient_boosting",
+            CLASSIFICATION,
+            lambda m: setattr(m, "_baseline_prediction", m._baseline_prediction[:, :1]),
+            "the baseline is not",
+        ),
+        ("hist_gradient_boosting", REGRESSION, lambda m: setattr(m, "_in_fit", True), "fitting"),
+        (
+            "hist_gradient_boosting",
+            REGRESSION,
+            lambda m: m._bin_mapper.bin_thresholds_.pop(),
+            "bin thresholds disagree",
+        ),
+        ("decision_tree", REGRESSION, _leaf_value(float("nan")), "not finite"),
+        ("random_forest", CLASSIFICATION, _leaf_value(-0.5), "shares are not shares"),
+        ("decision_tree", CLASSIFICATION, lambda m: setattr(m, "n_classes_", 2), "n_classes_"),
+        (
+            "logistic_regression",
+            CLASSIFICATION,
+            lambda m: setattr(m, "coef_", m.coef_[:2]),
+            "coef_",
+        ),
+        (
+            "ridge",
+            CLASSIFICATION,
+            lambda m: setattr(m._label_binarizer, "y_type_", "multilabel-indicator"),
+            "binarizer",
+        ),
+        (
+            "ridge",
+            REGRESSION,
+            lambda m: setattr(m, "classes_", np.arange(3)),
+            "regressor has classes",
+        ),
+        ("ridge", REGRESSION, lambda m: setattr(m, "predict_proba", 1), "is not state"),
+    ],
+)
+def test_what_prediction_reads_is_checked_against_the_shapes_the_model_implies(
+    tmp_path: Path, name: str, task: str, mutate: Callable[[Any], None], reason: str, form: str
+) -> None:
+    repo, model_id = _store(tmp_path, name, task, form=form)
+    rewrite_model(tmp_path / "objects", model_id, mutate)
+    with pytest.raises(IntegrityError, match=reason):
+        load(repo, model_id)
+
+
 def test_a_model_whose_inputs_disagree_with_its_manifest_is_refused(tmp_path: Path) -> None:
     repo, model_id = _store(tmp_path, "ridge")
     path = tmp_path / "objects" / "models" / model_id / "manifest.json"

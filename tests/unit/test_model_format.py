@@ -26,6 +26,7 @@ from storage.models import ModelRepository
 from tests.support.artifacts import artifact_path, replace_artifact
 from workers.estimators import build
 from workers.formats import arrays, load, save
+from workers.formats.vocabulary import RECORDS
 from workers.training import _with_encoding
 
 _DATA = {
@@ -141,7 +142,7 @@ def test_a_tree_whose_child_points_outside_is_refused(
     document, blob = _document(artifact_path(objects, model_id).read_bytes())
     nodes_ref = document["root"]["d"]["tree_"]["nodes"]["$a"]
     _, shape, offset = document["arrays"][nodes_ref]
-    nodes = np.frombuffer(blob, dtype=arrays._RECORDS["node"], count=shape[0], offset=offset).copy()
+    nodes = np.frombuffer(blob, dtype=RECORDS["node"], count=shape[0], offset=offset).copy()
     nodes["left_child"][0] = 10**9
     crafted = bytearray(blob)
     crafted[offset : offset + nodes.nbytes] = nodes.tobytes()

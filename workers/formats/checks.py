@@ -8,6 +8,7 @@ any size the artifact states about itself. Everything here refuses by raising ``
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ __all__ = [
     "check_part",
     "check_same_hyperparameters",
     "float_array",
+    "holds_none",
+    "may_hold",
     "n_features",
     "per_step",
     "require",
@@ -47,6 +50,11 @@ def require(condition: bool | np.bool_, reason: str) -> None:
 def attr(obj: Any, name: str) -> Any:
     """The attribute, or None: a crafted object may lack anything."""
     return getattr(obj, name, None)
+
+
+def holds_none(obj: Any, name: str) -> bool:
+    """Whether the attribute is there and None: prediction reads it without a default."""
+    return name in vars(obj) and getattr(obj, name) is None
 
 
 def bounded(values: np.ndarray) -> bool:
@@ -133,12 +141,39 @@ def _parameter_names(cls: Any) -> tuple[str, ...]:
     return names
 
 
+_CONSTRUCTED: dict[type, frozenset[str]] = {}
+
+
+def may_hold(cls: type, name: str) -> bool:
+    """Whether an object of ``cls`` may keep ``name`` as state: a hyperparameter, or fitted or
+    private (ending or starting with an underscore, but not two: those name the protocols
+    Python and scikit-learn look up, such as ``__sklearn_is_fitted__``). ``check_part`` refuses
+    any other."""
+    if name.startswith("__"):
+        return False
+    return name in _constructed_names(cls) or name.startswith("_") or name.endswith("_")
+
+
+def _constructed_names(cls: type) -> frozenset[str]:
+    """What the constructors of ``cls`` and its bases set: its hyperparameters, and those its
+    bases keep for their members (a forest's ``estimator_params``, a tree's ``class_weight``)."""
+    names = _CONSTRUCTED.get(cls)
+    if names is None:
+        found: set[str] = set()
+        for base in cls.__mro__:
+            init = base.__dict__.get("__init__")
+            if init is not None and base is not object:
+                found.update(inspect.signature(init).parameters)
+        names = _CONSTRUCTED[cls] = frozenset(found - {"self"})
+    return names
+
+
 def _parameters(obj: Any) -> dict[str, Any]:
     state = vars(obj)
     names = _parameter_names(type(obj))
     missing = [name for name in names if name not in state]
     require(not missing, f"{type(obj).__name__} lacks its hyperparameter {missing[:1]}")
-    return {name: state[name] for name in names}
+    return {name: getattr(obj, name) for name in names}
 
 
 def check_hyperparameters(obj: Any) -> None:
@@ -159,19 +194,30 @@ _SCALAR_TYPES = frozenset({np.float64, np.float32, np.int64, np.int32, np.uint8,
 
 
 def _holds_no_code(obj: Any) -> None:
-    """Nothing a model holds is a function: a numpy ufunc (which skops trusts) stored as
-    ``predict_proba`` on a regressor would be called as its method. The boosting loss is the one
-    callable part, and it is rebuilt, never taken from the artifact."""
+    """Every attribute is state, named as scikit-learn names state: a hyperparameter, or fitted
+    or private (ending or starting with an underscore). So none can pose as a method a caller
+    probes for, such as ``predict_proba`` on a regressor. And none is a function (a numpy
+    ufunc, which skops trusts): the boosting loss is the one callable part, and it is rebuilt,
+    never taken from the artifact."""
     for name, value in vars(obj).items():
+        require(may_hold(type(obj), name), f"{type(obj).__name__}.{name} is not state")
         require(
             name == "_loss" or not callable(value) or any(value is t for t in _SCALAR_TYPES),
             f"{type(obj).__name__}.{name} holds code",
         )
 
 
+# Methods scikit-learn's prediction calls on any object that has one (metadata routing names a
+# step by its ``_routing_repr()``), so that state of that name would be called. Found by tracing
+# prediction (tests/unit/test_checks_cover_prediction.py), which fails on a new one.
+_PROBED_METHODS = ("_routing_repr",)
+
+
 def check_part(obj: Any) -> None:
     """One object of a model: hyperparameters scikit-learn accepts, and no code."""
     _holds_no_code(obj)
+    for name in _PROBED_METHODS:
+        require(not hasattr(obj, name), f"{type(obj).__name__}.{name} poses as a method")
     check_hyperparameters(obj)
 
 

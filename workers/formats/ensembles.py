@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from sklearn import ensemble, tree
+from sklearn._loss.link import LogLink
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
 from workers.formats.checks import (
@@ -21,6 +22,7 @@ from workers.formats.checks import (
     check_part,
     check_same_hyperparameters,
     float_array,
+    holds_none,
     n_features,
     per_step,
     require,
@@ -47,6 +49,7 @@ _CLASSIFIERS = (
     ensemble.HistGradientBoostingClassifier,
 )
 _MAX_MEMBERS = 10**6
+_EXP_REACH = float(np.log(np.finfo(np.float64).max))
 
 
 def _classes(model: Any, *, counted: bool = True) -> int:
@@ -170,15 +173,19 @@ def check_hist_gradient_boosting(model: Any, features: int) -> None:
     # Prediction takes binned inputs while fitting, raw ones after; mlgate loads fitted models.
     require(attr(model, "_in_fit") in (None, False), "the model claims to be fitting")
     # Categorical features are encoded by a preprocessor that mlgate does not load.
-    require(attr(model, "_preprocessor") is None, "the model has a feature preprocessor")
+    require(holds_none(model, "_preprocessor"), "the model has a feature preprocessor")
     categorical = check_bin_mapper(attr(model, "_bin_mapper"), n)
-    float_array(attr(model, "_baseline_prediction"), (1, width), "the baseline prediction")
+    baseline = float_array(attr(model, "_baseline_prediction"), (1, width), "the baseline")
     iterations = _members(model, "_predictors")
+    reach = np.abs(baseline).max()
     for predictors in iterations:
         require(
             isinstance(predictors, list) and len(predictors) == width,
             "an iteration has the wrong number of trees",
         )
         for predictor in predictors:
-            check_predictor(predictor, n, categorical)
+            reach += check_predictor(predictor, n, categorical)
     model._loss = model._get_loss(sample_weight=None)
+    if isinstance(model._loss.link, LogLink):
+        # Poisson and gamma predict exp(raw): past this, every prediction would be infinite.
+        require(reach <= _EXP_REACH, "the trees add up to predictions too large to represent")

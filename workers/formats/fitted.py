@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from sklearn import ensemble, linear_model, tree
+from sklearn.base import is_classifier
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, LabelBinarizer, OneHotEncoder
@@ -34,6 +35,7 @@ from workers.formats.checks import (
     check_classes,
     check_part,
     float_array,
+    holds_none,
     n_features,
     per_step,
     require,
@@ -107,8 +109,8 @@ def _check_one_hot(encoder: Any, columns: list[str]) -> int:
     require(
         encoder.handle_unknown == "ignore"
         and encoder.drop is None
-        and attr(encoder, "drop_idx_") is None
-        and attr(encoder, "_drop_idx_after_grouping") is None
+        and holds_none(encoder, "drop_idx_")
+        and holds_none(encoder, "_drop_idx_after_grouping")
         and attr(encoder, "_infrequent_enabled") is False
         and any(encoder.dtype is t for t in _OUTPUT_TYPES)
         and attr(encoder, "_sklearn_output_config") in _DEFAULT_OUTPUT,
@@ -243,6 +245,9 @@ def check_fitted(model: Any, features: Sequence[str]) -> None:
     require(checker is not None, f"{type(estimator).__name__} is not an estimator mlgate trains")
     assert checker is not None
     checker(estimator, width)
+    if not is_classifier(estimator):
+        # Results list a model's classes, if it has any.
+        require(not hasattr(estimator, "classes_"), "a regressor has classes")
 
 
 def _check_manifest(first: Any, features: Sequence[str]) -> None:

@@ -73,8 +73,12 @@ def check_tree(t: Any, n_features: int, n_classes: int) -> None:
     )
     depth = tree_depths(left, right, internal)
     require(int(depth.max()) == t.max_depth, "a tree's max_depth disagrees with its nodes")
-    # Predictions are sums of leaf values (or their shares, for classes).
-    require(bounded(np.asarray(t.value)), "a tree's values are not finite or too large")
+    values = np.asarray(t.value)
+    # Predictions are sums of leaf values, or for classes each leaf's shares of its samples, which
+    # prediction divides by their sum: shares in [0, 1] keep every quotient at most 1.
+    require(bounded(values), "a tree's values are not finite or too large")
+    if n_classes > 1:
+        require(bool(np.all((values >= 0) & (values <= 1))), "a tree's class shares are not shares")
 
 
 def _check_bitsets(predictor: Any, name: str) -> np.ndarray:
@@ -91,8 +95,9 @@ def _check_bitsets(predictor: Any, name: str) -> np.ndarray:
     return checked
 
 
-def check_predictor(predictor: Any, n_features: int, categorical: np.ndarray) -> None:
-    """A histogram gradient boosting tree over ``n_features``, of which ``categorical`` are."""
+def check_predictor(predictor: Any, n_features: int, categorical: np.ndarray) -> float:
+    """A histogram gradient boosting tree over ``n_features``, of which ``categorical`` are;
+    the largest magnitude it adds to a prediction."""
     require(type(predictor) is TreePredictor, "a tree is not a TreePredictor")
     nodes = attr(predictor, "nodes")
     require(
@@ -109,7 +114,8 @@ def check_predictor(predictor: Any, n_features: int, categorical: np.ndarray) ->
         "a tree node splits on a feature the model does not have",
     )
     tree_depths(nodes["left"], nodes["right"], internal)
-    require(bounded(nodes["value"][~internal]), "a tree's values are not finite or too large")
+    leaves = nodes["value"][~internal]
+    require(bounded(leaves), "a tree's values are not finite or too large")
     split = internal & (nodes["is_categorical"] != 0)
     for name in ("raw_left_cat_bitsets", "binned_left_cat_bitsets"):
         bitsets = _check_bitsets(predictor, name)
@@ -119,6 +125,7 @@ def check_predictor(predictor: Any, n_features: int, categorical: np.ndarray) ->
         )
     # The known categories' bitsets have a row for categorical features only.
     require(bool(np.all(categorical[feature[split]])), "a categorical split on a numeric feature")
+    return float(np.abs(leaves).max()) if len(leaves) else 0.0
 
 
 def check_bin_mapper(mapper: Any, n_features: int) -> np.ndarray:
