@@ -32,6 +32,7 @@ __all__ = [
     "replace_artifact",
     "rewrite_model",
     "set_tree_nodes",
+    "skops_forest_sharing_one_tree",
     "with_schema_value",
 ]
 
@@ -140,13 +141,16 @@ def with_schema_value(data: bytes, key: str, value: object) -> bytes:
     return out.getvalue()
 
 
+def _one_tree_forest(rows: int) -> RandomForestRegressor:
+    rng = np.random.default_rng(0)
+    X, y = rng.random((rows, 4)), rng.random(rows)
+    return RandomForestRegressor(n_estimators=1, bootstrap=False, random_state=0).fit(X, y)
+
+
 def forest_sharing_one_tree(trees: int, rows: int = 4100) -> tuple[bytes, list[str]]:
     """A forest artifact in mlgate's format whose ``trees`` trees all name one node array (of
     about ``2 * rows`` nodes), and its features: small on disk, each decoded tree a copy."""
-    rng = np.random.default_rng(0)
-    X, y = rng.random((rows, 4)), rng.random(rows)
-    forest = RandomForestRegressor(n_estimators=1, bootstrap=False, random_state=0).fit(X, y)
-    data = arrays.encode(forest)
+    data = arrays.encode(_one_tree_forest(rows))
     head = len(arrays.MAGIC) + 8
     (length,) = struct.unpack("<Q", data[len(arrays.MAGIC) : head])
     document = json.loads(data[head : head + length])
@@ -156,3 +160,30 @@ def forest_sharing_one_tree(trees: int, rows: int = 4100) -> tuple[bytes, list[s
     text = json.dumps(document).encode()
     artifact = arrays.MAGIC + struct.pack("<Q", len(text)) + text + data[head + length :]
     return artifact, [f"x{i}" for i in range(4)]
+
+
+def skops_forest_sharing_one_tree(trees: int, rows: int = 4100) -> bytes:
+    """The same forest as ``forest_sharing_one_tree`` as a skops archive: every tree its own
+    object (a fresh ``__id__``, so skops builds each), every one naming the same array files."""
+    data = sio.dumps(_one_tree_forest(rows))
+    source = zipfile.ZipFile(io.BytesIO(data))
+    schema = json.loads(source.read("schema.json"))
+    members = schema["content"]["content"]["estimators_"]["content"]
+    fresh = iter(range(1, 10**9))
+
+    def renumber(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: next(fresh) if k == "__id__" else renumber(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [renumber(v) for v in node]
+        return node
+
+    members.extend(renumber(members[0]) for _ in range(trees - 1))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            body = (
+                json.dumps(schema).encode() if info.filename == "schema.json" else source.read(info)
+            )
+            target.writestr(info, body)
+    return out.getvalue()

@@ -14,9 +14,10 @@ import pytest
 from mlgate.errors import ResourceExhausted
 from storage.models import ARRAYS, DEFAULT_MAX_MODEL_BYTES, Encoded
 from tests.support.artifact_fuzz import PRELOAD, load
-from tests.support.artifacts import forest_sharing_one_tree
+from tests.support.artifacts import forest_sharing_one_tree, skops_forest_sharing_one_tree
 from tests.support.sandbox import Died, Sandbox
 from workers.formats import arrays, decode
+from workers.formats.skops_format import check_archive
 
 
 def test_trees_sharing_one_node_array_are_refused_before_they_are_copied() -> None:
@@ -49,3 +50,12 @@ def test_a_document_that_would_parse_past_the_limit_is_refused_unparsed() -> Non
     artifact = arrays.MAGIC + struct.pack("<Q", len(document)) + document
     with pytest.raises(arrays.TooLarge):
         arrays.decode(artifact, max_bytes=64 * 2**20)
+
+
+def test_a_skops_archive_naming_one_array_for_many_trees_is_refused_before_loading() -> None:
+    # 800 trees naming the same 590 KB of arrays: about 1 GB once skops and the trees copied them.
+    archive = skops_forest_sharing_one_tree(800)
+    assert len(archive) < 8 * 2**20
+    with pytest.raises(ResourceExhausted, match=r"would take \d+ MiB to load, over this worker"):
+        check_archive(archive, "shared", DEFAULT_MAX_MODEL_BYTES)
+    check_archive(skops_forest_sharing_one_tree(1), "one", DEFAULT_MAX_MODEL_BYTES)

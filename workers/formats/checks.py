@@ -179,14 +179,29 @@ def _parameters(obj: Any) -> dict[str, Any]:
 def check_hyperparameters(obj: Any) -> None:
     """Refuse hyperparameters scikit-learn itself would refuse: prediction reads some of them
     (thread counts, the loss, the solver) and trusts them to be what fitting accepted."""
+    params = _parameters(obj)
     try:
         validate_parameter_constraints(
-            type(obj)._parameter_constraints, _parameters(obj), caller_name=type(obj).__name__
+            type(obj)._parameter_constraints, params, caller_name=type(obj).__name__
         )
     except InvalidModel:
         raise
     except Exception as exc:  # InvalidParameterError, or a value too odd to even compare
         raise InvalidModel(f"a hyperparameter is invalid: {exc}") from None
+    # get_params(deep=True), which the worker calls to cap thread counts, reads the
+    # hyperparameters of every estimator a hyperparameter holds: a pipeline's steps, a column
+    # transformer's transformers, a forest's template tree.
+    for value in params.values():
+        for part in _estimators_in(value, depth=3):
+            check_part(part)
+
+
+def _estimators_in(value: Any, depth: int) -> list[Any]:
+    if hasattr(type(value), "get_params"):
+        return [value]
+    if depth and isinstance(value, (list, tuple)):
+        return [part for item in value for part in _estimators_in(item, depth - 1)]
+    return []
 
 
 # The scalar types an encoder's ``dtype`` names: callable, as every class is, yet not code.

@@ -1,10 +1,11 @@
 """skops, the format for what mlgate's own (``workers.formats.arrays``) does not describe, and for
 models that earlier versions saved with it: loaded only from types mlgate trusts, and only once the
-archive is known not to inflate past the worker's limit."""
+archive is known not to inflate, or load, past the worker's limit."""
 
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from typing import Any
 
@@ -13,6 +14,7 @@ import skops.io as sio
 from mlgate.errors import ResourceExhausted
 from mlgate.quoting import listing
 from storage.errors import IntegrityError
+from workers.formats.arrays import DOCUMENT_FACTOR
 
 __all__ = ["TRUSTED_TYPES", "check_archive", "dumps", "loads"]
 
@@ -54,15 +56,48 @@ def _check_unpacked_size(data: bytes, model_id: str, max_bytes: int) -> None:
             )
     total = sum(member.file_size for member in members)
     if total > max_bytes:
-        raise ResourceExhausted(
-            f"model {model_id} unpacks to {total / 2**20:.0f} MiB, over this worker's limit of "
-            f"{max_bytes / 2**20:.0f} MiB (MLGATE_MAX_MODEL_BYTES); it was not loaded"
-        )
+        raise _too_large(model_id, f"unpacks to {total / 2**20:.0f} MiB", max_bytes)
+
+
+def _too_large(model_id: str, what: str, max_bytes: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        f"model {model_id} {what}, over this worker's limit of {max_bytes / 2**20:.0f} MiB "
+        "(MLGATE_MAX_MODEL_BYTES); it was not loaded"
+    )
+
+
+def _check_loaded_size(data: bytes, model_id: str, max_bytes: int) -> None:
+    """Refuse an archive whose schema names one array file many times: each mention loads a copy
+    of it, and each tree copies its arrays again, so a small archive of thousands of trees
+    sharing one large node array would take gigabytes. Counted before anything is loaded: the
+    schema's objects as arrays.DOCUMENT_FACTOR estimates them, and every array each time it is
+    mentioned."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        sizes = {member.filename: member.file_size for member in archive.infolist()}
+        spent = sizes.get("schema.json", 0) * DOCUMENT_FACTOR
+        if spent > max_bytes:
+            raise _too_large(model_id, "has a schema too large to parse", max_bytes)
+        try:
+            schema = json.loads(archive.read("schema.json"))
+        except (KeyError, ValueError, RecursionError) as exc:
+            raise IntegrityError(f"model {model_id} has no readable skops schema: {exc}") from None
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("file"), str):
+                spent += sizes.get(node["file"], 0)
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    if spent > max_bytes:
+        raise _too_large(model_id, f"would take {spent / 2**20:.0f} MiB to load", max_bytes)
 
 
 def check_archive(data: bytes, model_id: str, max_bytes: int) -> None:
     """Refuse, before unpacking anything, an archive too large or holding untrusted types."""
     _check_unpacked_size(data, model_id, max_bytes)
+    _check_loaded_size(data, model_id, max_bytes)
     untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in TRUSTED_TYPES]
     if untrusted:
         raise IntegrityError(
