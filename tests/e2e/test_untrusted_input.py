@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
+import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 
+from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from tests.support.artifacts import aim_child_outside, rewrite_model
 from tests.support.background import BackgroundGateway
@@ -19,9 +23,11 @@ from tests.support.gateway_calls import (
     events_of,
     jobs,
     models,
+    refused,
     rows,
     trained_model,
 )
+from tests.support.oip import fp64_output, matrix_request
 from tests.support.samples import HOUSES_CSV
 from workers.parallelism import fit_cores
 
@@ -30,8 +36,10 @@ def _objects(embedded: BackgroundGateway) -> Path:
     return embedded.settings.data_dir / "storage"
 
 
-def _predict(channel: grpc.Channel, model_id: str) -> jobs_pb2.JobEvent:
-    request = jobs_pb2.PredictRequest(model_id=model_id, rows=rows(README_ROW))
+def _predict(
+    channel: grpc.Channel, model_id: str, row: dict[str, float] = README_ROW
+) -> jobs_pb2.JobEvent:
+    request = jobs_pb2.PredictRequest(model_id=model_id, rows=rows(row))
     return events_of(jobs(channel).Predict(request, timeout=60))[-1]
 
 
@@ -49,6 +57,35 @@ def test_a_crafted_tree_fails_its_prediction_as_data_loss_and_the_worker_lives_o
         assert "outside the tree" in failed.error.message
     sound = trained_model(channel)
     assert _predict(channel, sound).state == jobs_pb2.JOB_STATE_SUCCEEDED
+
+
+def _claims_one_class(model: Any) -> None:
+    model.init_.class_prior_ = np.array([1.0])
+    model.init_.classes_ = np.array([0.0])
+    model.init_.n_classes_ = 1
+
+
+def test_a_boosting_model_whose_init_claims_one_class_is_refused_and_the_gateway_lives_on(
+    embedded: BackgroundGateway, channel: grpc.Channel
+) -> None:
+    # The probe's case: unchecked, ModelInfer of 1,000 rows ended in "malloc(): invalid size" and
+    # took `mlgate serve` down with it.
+    request = jobs_pb2.TrainRequest(
+        dataset_id="iris", target="target", estimator="gradient_boosting"
+    )
+    request.params.update({"n_estimators": 5})
+    crafted = trained_model(channel, request)
+    rewrite_model(_objects(embedded), crafted, _claims_one_class)
+    X = np.tile(load_iris().data, (7, 1))[:1000]
+    infer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+    code, message = refused(lambda: infer(matrix_request(crafted, X, raw=True), timeout=60))
+    assert code == grpc.StatusCode.DATA_LOSS
+    assert "init_'s classes disagree with the model's" in message
+    row = dict(zip(load_iris().feature_names, [5.1, 3.5, 1.4, 0.2], strict=True))
+    failed = _predict(channel, crafted, row)
+    assert (failed.state, failed.error.code) == (jobs_pb2.JOB_STATE_FAILED, "DATA_LOSS")
+    sound = trained_model(channel, request)
+    assert fp64_output(infer(matrix_request(sound, X, raw=True), timeout=60)).shape == (1000,)
 
 
 def test_n_jobs_from_a_request_is_capped_by_the_worker_and_recorded_as_run(
