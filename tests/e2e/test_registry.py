@@ -10,7 +10,7 @@ import grpc
 import pandas as pd
 
 from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
-from storage.models import Encoded
+from storage.models import DEFAULT_MAX_MODEL_BYTES, Encoded
 from tests.support.gateway_calls import (
     DIABETES_FEATURES,
     README_ROW,
@@ -202,7 +202,7 @@ def test_an_exported_model_loads_safely_and_predicts_as_the_service_does(
     record, fmt, artifact = export(channel, "diabetes-rf")
     assert (record.id, fmt) == (trained.model_id, "mlgate-arrays-v1")
     features = [f.name for f in record.features]
-    estimator = decode(Encoded(fmt, artifact), record.id, features, len(artifact))
+    estimator = decode(Encoded(fmt, artifact), record.id, features, DEFAULT_MAX_MODEL_BYTES)
     frame = pd.DataFrame([README_ROW])[[f.name for f in record.features]]
     served = predict(channel, "diabetes-rf").predictions[0].number_value
     assert abs(float(estimator.predict(frame)[0]) - served) < 1e-6

@@ -276,6 +276,17 @@ def test_a_node_count_that_disagrees_with_the_tree_arrays_is_refused(
         load(repo, model_id)
 
 
+def test_a_model_whose_classes_disagree_with_its_manifest_is_refused(tmp_path: Path) -> None:
+    repo, model_id = _store(tmp_path, "decision_tree", CLASSIFICATION)
+    load(repo, model_id)
+    path = tmp_path / "objects" / "models" / model_id / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["model"]["classes"] = ["setosa", "versicolor", "virginica"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match="its classes disagree with its manifest"):
+        load(repo, model_id)
+
+
 def test_a_trusted_estimator_mlgate_never_trains_is_refused(tmp_path: Path) -> None:
     repo, model_id = _store(tmp_path, "linear")
     X, y = _data(REGRESSION)

@@ -25,6 +25,7 @@ from storage.errors import IntegrityError
 from storage.models import ARRAYS, SKOPS, Encoded, ModelRepository, sklearn_version
 from workers.formats import arrays
 from workers.formats.fitted import InvalidModel, check_fitted
+from workers.values import plain, values
 
 __all__ = ["decode", "encode", "load", "save"]
 
@@ -95,9 +96,24 @@ def load(models: ModelRepository, model_id: str) -> tuple[models_pb2.Model, Any]
         )
     encoded = models.artifact(model_id, record, form)
     features = [f.name for f in record.features]
-    return record, decode(encoded, model_id, features, models.max_bytes)
+    model = decode(encoded, model_id, features, models.max_bytes)
+    # Results and ModelInfer's outputs take their classes, shapes and datatypes from the record,
+    # their values from the model: the two must agree, as ``save`` recorded them.
+    if _classes(model) != list(record.classes):
+        raise IntegrityError(
+            f"model {model_id} is not a valid model: its classes disagree with its manifest; "
+            "it was not loaded"
+        )
+    return record, model
+
+
+def _classes(model: Any) -> list[Any]:
+    return values([plain(c) for c in getattr(model, "classes_", [])])
 
 
 def save(models: ModelRepository, record: models_pb2.Model, estimator: Any) -> models_pb2.Model:
-    """Store the estimator's artifact, then its manifest; the record with digest and size set."""
+    """Store the estimator's artifact, then its manifest (with the estimator's classes); the
+    record with digest and size set."""
+    del record.classes[:]
+    record.classes.extend(_classes(estimator))
     return models.save_encoded(record, encode(estimator))
