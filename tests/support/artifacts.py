@@ -131,6 +131,11 @@ def with_schema_value(data: bytes, key: str, value: object) -> bytes:
         return False
 
     assert visit(schema), f"no {key} in the schema"
+    return _with_schema(source, schema)
+
+
+def _with_schema(source: zipfile.ZipFile, schema: Any) -> bytes:
+    """The skops archive ``source`` with ``schema`` as its schema."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as target:
         for info in source.infolist():
@@ -179,11 +184,4 @@ def skops_forest_sharing_one_tree(trees: int, rows: int = 4100) -> bytes:
         return node
 
     members.extend(renumber(members[0]) for _ in range(trees - 1))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w") as target:
-        for info in source.infolist():
-            body = (
-                json.dumps(schema).encode() if info.filename == "schema.json" else source.read(info)
-            )
-            target.writestr(info, body)
-    return out.getvalue()
+    return _with_schema(source, schema)
