@@ -40,6 +40,7 @@ from workers.formats import load, save
 from workers.formats.fitted import CHECKED_TYPES
 from workers.formats.skops_format import dumps
 from workers.training import _with_encoding
+from workers.values import plain, values
 
 
 def _data(task: str) -> tuple[pd.DataFrame, pd.Series]:
@@ -69,6 +70,7 @@ def _store(
     for column in X.columns:
         record.features.add(name=str(column), dtype="numeric")
     if form == SKOPS:
+        record.classes.extend(values([plain(c) for c in getattr(estimator, "classes_", [])]))
         repo.save_encoded(record, Encoded(SKOPS, dumps(estimator)))
     else:
         save(repo, record, estimator)
@@ -82,10 +84,13 @@ def test_every_allowlisted_estimator_class_has_a_structure_check() -> None:
     assert allowlisted == CHECKED_TYPES
 
 
+@pytest.mark.parametrize("form", ["", SKOPS])  # skops: as earlier versions saved them
 @pytest.mark.parametrize("name", sorted(ESTIMATORS))
-def test_every_estimator_mlgate_trains_passes_the_checks(tmp_path: Path, name: str) -> None:
+def test_every_estimator_mlgate_trains_passes_the_checks(
+    tmp_path: Path, name: str, form: str
+) -> None:
     for task in ESTIMATORS[name].classes:
-        repo, model_id = _store(tmp_path / task, name, task)
+        repo, model_id = _store(tmp_path / task, name, task, form=form)
         _, model = load(repo, model_id)
         X, _ = _data(task)
         assert len(model.predict(X.iloc[:3])) == 3
