@@ -254,7 +254,11 @@ class Worker:
         except ChildDied as exc:
             # As if the worker had died: the attempt counts, and the delivery goes back.
             log.warning("job %s: %s", job.id, exc)
-            events.awaiting_retry(f"attempt {delivery.attempt}: {exc}")
+            reason = f"attempt {delivery.attempt}: {exc}"
+            # Known here before the redelivery can reach this worker, not only once the event
+            # comes back from the broker.
+            self._reasons.put(job.id, (delivery.attempt, reason))
+            events.awaiting_retry(reason)
             return
         except OUTAGES as exc:
             # The worker is stopping while the job waits for an outage: not an attempt.
