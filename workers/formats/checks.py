@@ -220,6 +220,8 @@ def _holds_no_code(obj: Any) -> None:
             name == "_loss" or not callable(value) or any(value is t for t in _SCALAR_TYPES),
             f"{type(obj).__name__}.{name} holds code",
         )
+    for name in _PROBED_METHODS:
+        require(not hasattr(obj, name), f"{type(obj).__name__}.{name} poses as a method")
 
 
 # Methods scikit-learn's prediction calls on any object that has one (metadata routing names a
@@ -231,8 +233,6 @@ _PROBED_METHODS = ("_routing_repr",)
 def check_part(obj: Any) -> None:
     """One object of a model: hyperparameters scikit-learn accepts, and no code."""
     _holds_no_code(obj)
-    for name in _PROBED_METHODS:
-        require(not hasattr(obj, name), f"{type(obj).__name__}.{name} poses as a method")
     check_hyperparameters(obj)
 
 
