@@ -191,6 +191,12 @@ def _leaf_value(value: float) -> Callable[[Any], None]:
         ),
         (
             "gradient_boosting",
+            CLASSIFICATION,
+            lambda m: setattr(m.init_, "n_outputs_", np.float64(1)),  # found by the fuzzer
+            "init_ does not have exactly one output",
+        ),
+        (
+            "gradient_boosting",
             REGRESSION,
             lambda m: setattr(m.estimators_[1, 0], "n_outputs_", 0),
             "a tree does not have exactly one output",

@@ -23,6 +23,7 @@ __all__ = [
     "check_hyperparameters",
     "check_part",
     "check_same_hyperparameters",
+    "exactly",
     "float_array",
     "holds_none",
     "may_hold",
@@ -50,6 +51,26 @@ def require(condition: bool | np.bool_, reason: str) -> None:
 def attr(obj: Any, name: str) -> Any:
     """The attribute, or None: a crafted object may lack anything."""
     return getattr(obj, name, None)
+
+
+def exactly(value: Any, expected: Any) -> bool:
+    """Equal, and of the same kind: an integer where one is expected (1.0 == 1, but a count
+    becomes a ``range`` bound or an index, where a float raises), lists and dicts throughout."""
+    if isinstance(expected, (list, tuple)):
+        return (
+            type(value) is type(expected)
+            and len(value) == len(expected)
+            and all(exactly(v, e) for v, e in zip(value, expected, strict=True))
+        )
+    if isinstance(expected, dict):
+        return (
+            type(value) is dict
+            and value.keys() == expected.keys()
+            and all(exactly(value[k], e) for k, e in expected.items())
+        )
+    if type(expected) is int:
+        return type(value) in (int, np.int64) and value == expected
+    return type(value) is type(expected) and bool(value == expected)
 
 
 def holds_none(obj: Any, name: str) -> bool:

@@ -21,6 +21,7 @@ from workers.formats.checks import (
     check_classes,
     check_part,
     check_same_hyperparameters,
+    exactly,
     float_array,
     holds_none,
     n_features,
@@ -74,7 +75,7 @@ def check_forest(model: Any, features: int) -> None:
     check_part(model)
     n = n_features(model, features)
     classes = _classes(model)
-    require(attr(model, "n_outputs_") == 1, "the model does not have exactly one output")
+    require(exactly(attr(model, "n_outputs_"), 1), "the model does not have exactly one output")
     kind = _FOREST_TREES[type(model)]
     template = attr(model, "estimator")
     require(type(template) is kind, "the forest's template tree is not of its kind")
@@ -91,10 +92,13 @@ def check_forest(model: Any, features: int) -> None:
 def check_tree_estimator(member: Any, features: int, classes: int) -> None:
     """A decision tree of one output over ``features`` with ``classes`` (1: a regressor)."""
     n_features(member, features)
-    require(attr(member, "n_outputs_") == 1, "a tree does not have exactly one output")
+    require(exactly(attr(member, "n_outputs_"), 1), "a tree does not have exactly one output")
     if classes > 1:
         # A classifier tree cuts its probabilities to n_classes_ columns.
-        require(attr(member, "n_classes_") == classes, "a tree's classes disagree with the model's")
+        require(
+            exactly(attr(member, "n_classes_"), classes),
+            "a tree's classes disagree with the model's",
+        )
     check_tree(attr(member, "tree_"), features, classes)
 
 
@@ -107,7 +111,7 @@ def _check_init(model: Any, classes: int) -> int:
     if classes == 1:
         require(type(init) is DummyRegressor, "init_ is not mlgate's initial regressor")
         check_part(init)
-        require(attr(init, "n_outputs_") == 1, "init_ does not have exactly one output")
+        require(exactly(attr(init, "n_outputs_"), 1), "init_ does not have exactly one output")
         float_array(attr(init, "constant_"), (1, 1), "init_.constant_")
         return 1
     require(type(init) is DummyClassifier, "init_ is not mlgate's initial classifier")
@@ -116,7 +120,7 @@ def _check_init(model: Any, classes: int) -> int:
         init.strategy == "prior" and attr(init, "_strategy") == "prior",
         "init_ does not predict the class priors",
     )
-    require(attr(init, "n_outputs_") == 1, "init_ does not have exactly one output")
+    require(exactly(attr(init, "n_outputs_"), 1), "init_ does not have exactly one output")
     # Fitted on the labels encoded as 0..classes-1.
     encoded = attr(init, "classes_")
     require(
@@ -126,7 +130,9 @@ def _check_init(model: Any, classes: int) -> int:
         and bool(np.all(encoded == np.arange(classes))),
         "init_'s classes disagree with the model's",
     )
-    require(attr(init, "n_classes_") == classes, "init_'s class count disagrees with the model's")
+    require(
+        exactly(attr(init, "n_classes_"), classes), "init_'s class count disagrees with the model's"
+    )
     prior = float_array(attr(init, "class_prior_"), (classes,), "init_.class_prior_")
     require(bool(np.all((prior >= 0) & (prior <= 1))), "init_'s class priors are not shares")
     return per_step(classes)
@@ -140,7 +146,7 @@ def check_gradient_boosting(model: Any, features: int) -> None:
     n = n_features(model, features)
     classes = _classes(model)
     width = per_step(classes)
-    require(attr(model, "n_trees_per_iteration_") == width, "wrong trees per stage")
+    require(exactly(attr(model, "n_trees_per_iteration_"), width), "wrong trees per stage")
     rate = model.learning_rate
     require(0 < rate <= LARGEST, "the learning rate is not a positive finite number")
     stages = attr(model, "estimators_")
@@ -169,7 +175,7 @@ def check_hist_gradient_boosting(model: Any, features: int) -> None:
     require(isinstance(model.loss, str), "the loss is not one of scikit-learn's names")
     n = n_features(model, features)
     width = per_step(_classes(model, counted=False))
-    require(attr(model, "n_trees_per_iteration_") == width, "wrong trees per iteration")
+    require(exactly(attr(model, "n_trees_per_iteration_"), width), "wrong trees per iteration")
     # Prediction takes binned inputs while fitting, raw ones after; mlgate loads fitted models.
     require(attr(model, "_in_fit") in (None, False), "the model claims to be fitting")
     # Categorical features are encoded by a preprocessor that mlgate does not load.

@@ -34,6 +34,7 @@ from workers.formats.checks import (
     bounded,
     check_classes,
     check_part,
+    exactly,
     float_array,
     holds_none,
     n_features,
@@ -84,7 +85,7 @@ def _check_linear(model: Any, features: int) -> None:
         check_part(binarizer)
         # Read by predict to tell single-label from multilabel targets.
         expected = "binary" if len(classes) == 2 else "multiclass"
-        require(attr(binarizer, "y_type_") == expected, "the label binarizer disagrees")
+        require(exactly(attr(binarizer, "y_type_"), expected), "the label binarizer disagrees")
 
 
 def _columns(value: Any, features: Sequence[str]) -> list[str]:
@@ -141,7 +142,7 @@ def _check_one_hot(encoder: Any, columns: list[str]) -> int:
         require(ordered, "an encoder's categories are not sorted and distinct")
     widths = [len(c) for c in categories]
     # Sizes the sparse matrix the codes are written into; scipy does not check them.
-    require(attr(encoder, "_n_features_outs") == widths, "the encoder's widths disagree")
+    require(exactly(attr(encoder, "_n_features_outs"), widths), "the encoder's widths disagree")
     return sum(widths)
 
 
@@ -192,7 +193,7 @@ def _check_encoding(encoder: Any, features: Sequence[str]) -> int:
             width += len(columns) if transformer == "passthrough" else 0
     # Names each transformer's input columns when a DataFrame comes in.
     require(
-        attr(encoder, "_transformer_to_input_indices") == indices,
+        exactly(attr(encoder, "_transformer_to_input_indices"), indices),
         "the column encoder's columns disagree",
     )
     return width
@@ -253,7 +254,7 @@ def check_fitted(model: Any, features: Sequence[str]) -> None:
 def _check_manifest(first: Any, features: Sequence[str]) -> None:
     """What takes the request's columns takes the manifest's features, by count and name."""
     require(
-        attr(first, "n_features_in_") == len(features),
+        exactly(attr(first, "n_features_in_"), len(features)),
         "the model's feature count disagrees with its manifest",
     )
     names = attr(first, "feature_names_in_")
