@@ -39,6 +39,7 @@ from server.auth import AuthInterceptor
 from server.batching import Batcher
 from server.data_lock import DataDirLock
 from server.dataset_service import DatasetServicer
+from server.export_check import ExportCheck
 from server.heartbeats import Heartbeats
 from server.hub import Hub
 from server.infer_limits import RequestLimits
@@ -236,7 +237,9 @@ class Gateway:
             ),
             server,
         )
-        models_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(models), server)
+        models_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(models, ExportCheck(settings.max_model_bytes)), server
+        )
         datasets_pb2_grpc.add_DatasetServiceServicer_to_server(
             DatasetServicer(self.catalog), server
         )

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from mlgate.v1 import models_pb2, models_pb2_grpc
+from server.export_check import ExportCheck
 from server.model_catalog import ModelCatalog
 from server.paging import page_size
 
@@ -20,8 +21,9 @@ _EXPORT_CHUNK = 1024 * 1024
 
 
 class ModelServicer(models_pb2_grpc.ModelServiceServicer):
-    def __init__(self, catalog: ModelCatalog) -> None:
+    def __init__(self, catalog: ModelCatalog, export_check: ExportCheck) -> None:
         self._catalog = catalog
+        self._export_check = export_check
 
     async def GetModel(
         self, request: models_pb2.GetModelRequest, context: Context
@@ -77,6 +79,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         # out, so a client never receives an artifact that fails its integrity check.
         with tempfile.TemporaryFile() as spool:
             model, form = await self._catalog.export(request.model_id, spool)
+            # A crafted artifact that passes its digest would still crash whoever loads it.
+            await self._export_check.check(model, form, spool)
             yield models_pb2.ExportModelResponse(model=model, format=form)
             while chunk := await asyncio.to_thread(spool.read, _EXPORT_CHUNK):
                 yield models_pb2.ExportModelResponse(chunk=chunk)

@@ -84,8 +84,17 @@ def test_a_boosting_model_whose_init_claims_one_class_is_refused_and_the_gateway
     row = dict(zip(load_iris().feature_names, [5.1, 3.5, 1.4, 0.2], strict=True))
     failed = _predict(channel, crafted, row)
     assert (failed.state, failed.error.code) == (jobs_pb2.JOB_STATE_FAILED, "DATA_LOSS")
+    # Nor is it handed to whoever imports it: the export is checked as a worker loads it.
+    export = models(channel).ExportModel
+    code, message = refused(
+        lambda: list(export(models_pb2.ExportModelRequest(model_id=crafted), timeout=120))
+    )
+    assert code == grpc.StatusCode.DATA_LOSS
+    assert "init_'s classes disagree with the model's" in message
     sound = trained_model(channel, request)
     assert fp64_output(infer(matrix_request(sound, X, raw=True), timeout=60)).shape == (1000,)
+    exported = list(export(models_pb2.ExportModelRequest(model_id=sound), timeout=120))
+    assert exported[0].model.id == sound and len(exported) > 1
 
 
 def test_n_jobs_from_a_request_is_capped_by_the_worker_and_recorded_as_run(
