@@ -149,6 +149,10 @@ def test_gateway_publishes_its_port_and_checks_its_health_over_grpc(
     # Inside the compose network the gateway listens on every interface of its container.
     settings = GatewaySettings.from_env(environment(gateway))
     assert settings.host == "0.0.0.0"
+    # The inference protocol's REST binding is published too, on the port the gateway serves it.
+    assert settings.http_port
+    assert any(str(p).startswith(f"127.0.0.1:{settings.http_port}:") for p in gateway["ports"])
+    assert any(str(p).endswith(f":{settings.http_port}") for p in gateway["ports"])
     test = gateway["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     assert f"127.0.0.1:{args.port}" in test[3]

@@ -139,7 +139,11 @@ def test_the_pods_are_given_variables_mlgate_reads(overlay: tuple[str, list[Mani
             assert settings.store_url.startswith("postgresql://")
             assert "REPLACE_ME" in settings.store_url
             assert settings.storage_url.startswith("s3://")
-            assert ports == {"grpc": settings.port, "metrics": settings.metrics_port}
+            assert ports == {
+                "grpc": settings.port,
+                "http": settings.http_port,
+                "metrics": settings.metrics_port,
+            }
             assert parse_tokens(_tokens_file(objects, settings.auth_tokens_file))
         else:
             worker = WorkerSettings.from_env(env)
