@@ -141,6 +141,8 @@ def _record(task: FitTask, trained: training.Trained, dataset_sha256: str) -> mo
     if checked.impute is not None:
         record.imputation.CopyFrom(imputation_record(checked.impute, trained.imputed))
     record.warnings.extend(trained.warnings)
+    for name, described in trained.reference.items():
+        record.input_reference[name].CopyFrom(described)
     return record
 
 

@@ -21,12 +21,13 @@ from mlgate.errors import FailedPrecondition, InvalidField
 from mlgate.estimators import CLASSIFICATION, ESTIMATORS, REGRESSION
 from mlgate.jobs import Plan
 from mlgate.quoting import listing
-from mlgate.v1 import jobs_pb2
+from mlgate.v1 import jobs_pb2, models_pb2
 from workers import imputation
 from workers.estimators import build
 from workers.evaluation import evaluate_frame
 from workers.fitprogress import fit_reporting
 from workers.parallelism import cap_jobs
+from workers.reference import reference
 from workers.values import plain
 
 __all__ = ["Trained", "fit", "identifiers", "infer_task", "metrics_for"]
@@ -52,6 +53,8 @@ class Trained:
     imputed: Mapping[str, Any] = field(default_factory=dict)
     #: What a person should know about the model (a feature like an identifier).
     warnings: list[str] = field(default_factory=list)
+    #: Each feature's distribution in the training part, as it came (``workers.reference``).
+    reference: Mapping[str, models_pb2.FeatureReference] = field(default_factory=dict)
 
 
 def infer_task(target: pd.Series) -> str:
@@ -111,6 +114,8 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     )
     if len(X_train) == 0 or len(X_test) == 0:
         raise InvalidField("test_size", f"leaves no rows to train or test on ({len(X)} rows)")
+    # Before imputation: drift compares the inputs serving receives, blanks unfilled.
+    described = reference(X_train, plan.dtypes)
     learned: dict[str, Any] = {}
     if plan.impute is not None:
         # Learned from the training rows only, as a pipeline's imputer would be.
@@ -145,6 +150,7 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
         fit_seconds,
         imputed=learned,
         warnings=identifiers(X, plan.dtypes),
+        reference=described,
     )
 
 
