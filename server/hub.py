@@ -66,6 +66,12 @@ class Hub:
     def __init__(self, read_events: ReadEvents) -> None:
         self._read_events = read_events
         self._feeds: dict[str, _Feed] = {}
+        #: Told the parent's id when a child job's end is recorded (``server.fanout``).
+        self.on_child_ended: Callable[[str], None] | None = None
+
+    def child_ended(self, parent_job_id: str) -> None:
+        if self.on_child_ended is not None:
+            self.on_child_ended(parent_job_id)
 
     def notify(self, job_id: str, seq: int = 0) -> None:
         """Something new may have been recorded for the job (its event ``seq``, if non-zero):

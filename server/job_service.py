@@ -19,8 +19,8 @@ from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import check_job_id, new_job_id
 from mlgate.inputs import check_predict
 from mlgate.jobs import from_struct, plan
-from mlgate.metrics import job_ended
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
+from server.fanout import Coordinator
 from server.hub import Hub
 from server.jobstore.base import JobStore
 from server.jobstore.records import bounded
@@ -59,6 +59,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self._models = models
         self._hub = hub
         self._submitter = submitter
+        self.fanout = Coordinator(
+            broker, store, hub, submitter, submitter.outbox, publish_timeout=publish_timeout
+        )
 
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.to_thread(fn, *args)
@@ -149,21 +152,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.CancelJobRequest, context: Context
     ) -> jobs_pb2.CancelJobResponse:
         check_may_cancel(await self._job(request.job_id))
-        cancel = event(
-            request.job_id, 0, jobs_pb2.JOB_STATE_CANCELLED, message="cancelled by request"
-        )
-        job = await self._call(self._store.cancel, request.job_id, cancel)
+        # Workers are told at once; a parent's unfinished children are cancelled with it.
+        job = await self.fanout.cancel(request.job_id)
         if job is None:
             raise NotFound(f"job {request.job_id} does not exist")
-        if job.state == jobs_pb2.JOB_STATE_CANCELLED and job.last_event.seq == cancel.seq:
-            job_ended(job)
-            self._hub.notify(job.id)
-            # Tell the workers, so a queued copy is skipped and a running fit is stopped at once.
-            await self._call(
-                lambda: self._broker.publish_event(
-                    cancel.SerializeToString(), timeout=self._publish_timeout
-                )
-            )
         return jobs_pb2.CancelJobResponse(job=visible_job(job))
 
     async def WatchJob(

@@ -32,6 +32,7 @@ from brokers.errors import BrokerError
 from mlgate.events import event
 from mlgate.metrics import job_ended
 from mlgate.v1 import jobs_pb2
+from server.fanout import is_parent
 from server.hub import Hub
 from server.jobstore.base import JobStore
 from server.jobstore.errors import JobStoreError
@@ -78,6 +79,11 @@ class Outbox:
         self._pending: list[str] = []
         self._ends: dict[str, jobs_pb2.JobEvent] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._also: list[Callable[[], Awaitable[None]]] = []
+
+    def also_sweep(self, sweep: Callable[[], Awaitable[None]]) -> None:
+        """Run ``sweep`` after each of this outbox's sweeps (``server.fanout``'s parents)."""
+        self._also.append(sweep)
 
     def published(self, job_id: str) -> None:
         """``job_id`` is on the broker: clear its mark with the next batch."""
@@ -148,7 +154,9 @@ class Outbox:
             for job_id in ended:
                 self._hub.notify(job_id)
             if claimed < _CLAIM_LIMIT:
-                return
+                break
+        for also in self._also:
+            await also()
 
     def _sweep_once(self) -> tuple[int, list[str]]:
         """One claim: how many jobs it took, and the ids of those it ended FAILED."""
@@ -157,6 +165,9 @@ class Outbox:
         ended: list[str] = []
         unreachable: BrokerError | None = None
         for job in claimed:
+            if is_parent(job.kind):
+                published.append(job.id)  # no queue takes it: its coordinator does (fanout)
+                continue
             if unreachable is None:
                 try:
                     sha = stored_model_sha(self._models, job)

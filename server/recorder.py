@@ -267,6 +267,8 @@ class Recorder:
                 self._hub.extend(event.job_id, applied.logged, applied.after_seq)
             else:
                 self._hub.notify(event.job_id, event.seq)
+            if applied is not None and applied.job.parent_job_id and is_terminal(applied.job.state):
+                self._hub.child_ended(applied.job.parent_job_id)  # its parent's next step
 
     def _discard_orphan_model(self, event: jobs_pb2.JobEvent) -> None:
         # A worker that missed a cancellation may still finish the job; its model must not outlive it.

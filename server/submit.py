@@ -36,6 +36,10 @@ __all__ = ["Submitter", "job_message", "publish_job", "requeue_unfinished", "sto
 
 log = logging.getLogger(__name__)
 
+_TRAIN_KINDS = (jobs_pb2.JOB_KIND_TRAIN, jobs_pb2.JOB_KIND_TRIAL)
+# Coordinated by the gateways (server.fanout), never queued.
+_PARENT_KINDS = (jobs_pb2.JOB_KIND_SEARCH, jobs_pb2.JOB_KIND_SCORE)
+
 
 def job_message(job: jobs_pb2.Job, *, model_sha: str = "", prior_attempts: int = 0) -> Message:
     """The message that carries ``job`` to a worker, with the current trace context.
@@ -61,7 +65,8 @@ def publish_job(
     """Put ``job`` on its queue in a "publish" span, whose context the message carries: the
     worker's spans join the trace of the request that submitted the job, or of the restart
     that queued it again."""
-    queue = TRAIN_QUEUE if job.kind == jobs_pb2.JOB_KIND_TRAIN else PREDICT_QUEUE
+    # A search's trials are fits: they share the train queue's workers and prefetch.
+    queue = TRAIN_QUEUE if job.kind in _TRAIN_KINDS else PREDICT_QUEUE
     with tracing.span("publish", job_id=job.id, queue=queue):
         message = job_message(job, model_sha=model_sha, prior_attempts=prior_attempts)
         broker.publish(queue, message, timeout=timeout)
@@ -101,6 +106,10 @@ class Submitter:
         self._publish_timeout = publish_timeout
         self._after_record = after_record
         self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
 
     async def submit(self, job: jobs_pb2.Job, *, model_sha: str = "") -> None:
         """Record ``job`` and queue it (see ``job_message``). Raises what went wrong if it was
@@ -186,7 +195,7 @@ def requeue_unfinished(
             published = []
             for summary in listed:
                 job = store.get(summary.id)  # the whole job: listings leave out rows
-                if job is None:
+                if job is None or job.kind in _PARENT_KINDS:
                     continue
                 # A job a worker had started counts that delivery: attempts go on from there.
                 prior = max(job.attempt, job.last_event.attempt)
