@@ -5,7 +5,8 @@ description, tags).
 ``ModelCatalog.resolve`` is the one place a reference becomes a model id; every RPC that takes a
 model calls it, and so must any future one (an inference protocol's ModelInfer included). It
 reads the job store each time, uncached: an alias moved takes effect for the very next request on
-every gateway, and workers only ever see ids.
+every gateway, and workers only ever see ids. The serving paths call ``route`` instead, which
+also draws a weighted alias's version (``server.routing``) and says which version answers.
 
 The catalog applies ``server.ownership``'s rule to every model it hands out or changes: records are
 shown as the caller may see them, and exporting, updating, deleting and adding a version to a
@@ -23,19 +24,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import BinaryIO
 
 from mlgate.errors import InvalidField, NotFound
-from mlgate.refs import ModelRef, check_alias, check_model_name, check_version, parse_ref
+from mlgate.refs import ModelRef, check_alias, check_model_name, parse_ref
 from mlgate.v1 import models_pb2
 from server.auth import current_caller
-from server.jobstore.registry import MAX_DESCRIPTION, AliasChange, ModelRegistry, RegistryEntry
+from server.jobstore.registry import (
+    MAX_DESCRIPTION,
+    AliasChange,
+    ModelRegistry,
+    RegistryEntry,
+)
 from server.manifests import ManifestCache
 from server.ownership import check_owner, visible_model
 from server.paging import decode_page_token, encode_page_token, paginate
+from server.routing import Routed, check_routes, check_routing_key, routed
 from storage.errors import IntegrityError
 from storage.models import ModelRepository
 
 __all__ = ["ModelCatalog", "with_entry"]
 
 log = logging.getLogger(__name__)
+# Model ids whose names and versions are remembered; past this the memory starts again.
+_IDENTITIES_KEPT = 10_000
 
 
 def with_entry(record: models_pb2.Model, entry: RegistryEntry) -> models_pb2.Model:
@@ -68,6 +77,7 @@ class ModelCatalog:
         self._manifests = manifests
         self._adopted = False
         self._adopting = threading.Lock()
+        self._identities: dict[str, tuple[str, int]] = {}
 
     async def resolve(self, text: str, field: str = "model_id") -> str:
         """The id of the model a reference means now. Raises InvalidField (naming ``field``)
@@ -78,6 +88,31 @@ class ModelCatalog:
         if ref.model_id:
             return ref.model_id
         return await asyncio.to_thread(self._registry.resolve, ref)
+
+    async def route(self, reference: str, routing_key: str = "", field: str = "model_id") -> Routed:
+        """The model that answers a request for ``reference`` now: for a weighted alias, a
+        version drawn by weight, or the one ``routing_key`` hashes to. One read of the job
+        store for a name reference; none for an id whose name was read before."""
+        return await self.route_ref(parse_ref(reference, field), routing_key)
+
+    async def route_ref(self, ref: ModelRef, routing_key: str = "") -> Routed:
+        check_routing_key(routing_key)
+        if ref.model_id:
+            name, version = await self._identity(ref.model_id)
+            return Routed(ref.model_id, name, version)
+        target = await asyncio.to_thread(self._registry.target, ref)
+        return routed(target, ref.alias, routing_key)
+
+    async def _identity(self, model_id: str) -> tuple[str, int]:
+        # A model's name and version never change (numbers are never reused): read once per id.
+        known = self._identities.get(model_id)
+        if known is None:
+            entry = await asyncio.to_thread(self._registry.entry, model_id)
+            known = (entry.name, entry.version)
+            if len(self._identities) >= _IDENTITIES_KEPT:
+                self._identities.clear()
+            self._identities[model_id] = known
+        return known
 
     async def version_of(self, model_id: str) -> int:
         """The version of its name the model is; 0 for a model without a name."""
@@ -212,11 +247,38 @@ class ModelCatalog:
         self._manifests.forget(model_id)
         return entry
 
-    async def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+    async def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        routes: Sequence[tuple[int, int]] = (),
+        shadow_version: int = 0,
+    ) -> AliasChange:
+        """Point ``name@alias`` at one version or at weighted ``routes`` ((version, weight)
+        pairs), with an optional shadow version; see ``server.routing.check_routes``."""
         check_model_name(name, "name")
         check_alias(alias)
-        check_version(version)
-        return await asyncio.to_thread(self._registry.set_alias, name, alias, version)
+        checked = check_routes(version, routes, shadow_version)
+        if checked or shadow_version:
+            await self._check_versions(name, [number for number, _ in routes], shadow_version)
+        return await asyncio.to_thread(
+            self._registry.set_alias, name, alias, version, checked, shadow_version
+        )
+
+    async def _check_versions(self, name: str, given: Sequence[int], shadow: int) -> None:
+        """INVALID_ARGUMENT naming the route or shadow whose version is not registered (the
+        registry checks again as it writes, for one deleted meanwhile)."""
+        existing = set(await self.version_numbers(name))
+        if not existing:
+            return  # the registry's NOT_FOUND names the unknown name
+        for i, number in enumerate(given):
+            if number not in existing:
+                raise InvalidField(
+                    f"routes[{i}].version", f"model {name!r} has no version {number}"
+                )
+        if shadow and shadow not in existing:
+            raise InvalidField("shadow_version", f"model {name!r} has no version {shadow}")
 
     async def delete_alias(self, name: str, alias: str) -> None:
         check_model_name(name, "name")

@@ -58,9 +58,24 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     async def SetModelAlias(
         self, request: models_pb2.SetModelAliasRequest, context: Context
     ) -> models_pb2.SetModelAliasResponse:
-        change = await self._catalog.set_alias(request.name, request.alias, request.version)
+        change = await self._catalog.set_alias(
+            request.name,
+            request.alias,
+            request.version,
+            [(route.version, route.weight) for route in request.routes],
+            request.shadow_version,
+        )
         alias = models_pb2.ModelAlias(
-            name=change.name, alias=change.alias, version=change.version, model_id=change.model_id
+            name=change.name,
+            alias=change.alias,
+            version=change.version,
+            model_id=change.model_id,
+            routes=[
+                models_pb2.AliasRoute(version=r.version, weight=r.weight, model_id=r.model_id)
+                for r in change.routes
+            ],
+            shadow_version=change.shadow_version,
+            shadow_model_id=change.shadow_model_id,
         )
         return models_pb2.SetModelAliasResponse(
             alias=alias, previous_version=change.previous_version

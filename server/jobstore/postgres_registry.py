@@ -1,8 +1,8 @@
 """The model registry in the PostgreSQL job store's database, on the store's connections.
 
 Reads are one statement each. Writes that must see a row as it is when they change it lock it:
-``set_alias`` shares the lock of the version it points at and ``forget`` takes that row's lock
-before reading the aliases, so an alias can never be left pointing at a forgotten version, and a
+``set_alias`` shares the locks of the versions it points, routes and shadows to, and ``forget``
+takes that row's lock before reading the aliases, so an alias can never be left pointing at a forgotten version, and a
 version is allocated in the transaction that records its job SUCCEEDED (``JobStore.record``).
 """
 
@@ -21,8 +21,11 @@ from server.jobstore.registry import (
     AliasChange,
     ModelRegistry,
     RegistryEntry,
+    Route,
+    Target,
     aliased,
     merge_tags,
+    primary,
     stamp_version,
     to_register,
     unknown,
@@ -53,23 +56,33 @@ SET created_ns = coalesce(model_entries.created_ns, excluded.created_ns)
 """
 _MARK_ADOPTED = "INSERT INTO registry_meta VALUES ('adopted', '1') ON CONFLICT DO NOTHING"
 _NAME_EXISTS = "EXISTS (SELECT 1 FROM model_names WHERE name = %(name)s)"
-_RESOLVE_ALIAS = f"""
-SELECT (SELECT e.model_id FROM model_aliases a
-        JOIN model_entries e ON e.name = a.name AND e.version = a.version
-        WHERE a.name = %(name)s AND a.alias = %(alias)s), {_NAME_EXISTS}
-"""
-_RESOLVE_VERSION = f"""
-SELECT (SELECT model_id FROM model_entries WHERE name = %(name)s AND version = %(version)s),
-       {_NAME_EXISTS}
-"""
-_RESOLVE_LATEST = f"""
-SELECT (SELECT model_id FROM model_entries WHERE name = %(name)s
-        ORDER BY version DESC LIMIT 1), {_NAME_EXISTS}
-"""
-_ENTRY = """
+# One row whether or not the reference resolves: the target's columns are NULL if not.
+_RESOLVE = """
+SELECT t.*, {exists} FROM (SELECT 1) one LEFT JOIN ({target}) t ON true
+""".replace("{exists}", _NAME_EXISTS)
+_RESOLVE_ALIAS = _RESOLVE.replace(
+    "{target}",
+    """SELECT e.model_id, a.version, a.routes, a.shadow_version, a.shadow_model_id
+    FROM model_aliases a JOIN model_entries e ON e.name = a.name AND e.version = a.version
+    WHERE a.name = %(name)s AND a.alias = %(alias)s""",
+)
+_RESOLVE_VERSION = _RESOLVE.replace(
+    "{target}",
+    """SELECT model_id, version, NULL::jsonb, NULL::integer, NULL::text FROM model_entries
+    WHERE name = %(name)s AND version = %(version)s""",
+)
+_RESOLVE_LATEST = _RESOLVE.replace(
+    "{target}",
+    """SELECT model_id, version, NULL::jsonb, NULL::integer, NULL::text FROM model_entries
+    WHERE name = %(name)s ORDER BY version DESC LIMIT 1""",
+)
+# The aliases that use version e.version of e.name: point at it, route or shadow to it.
+_USES = """a.name = e.name AND (a.version = e.version OR a.shadow_version = e.version
+    OR a.routes @> jsonb_build_array(jsonb_build_object('version', e.version)))"""
+_ENTRY = f"""
 SELECT e.model_id, e.name, e.version, e.description, e.tags,
        coalesce((SELECT array_agg(a.alias ORDER BY a.alias) FROM model_aliases a
-                 WHERE a.name = e.name AND a.version = e.version), '{}'),
+                 WHERE {_USES}), '{{}}'),
        e.owner, e.created_ns
 FROM model_entries e
 """
@@ -86,19 +99,19 @@ _NEWEST_BEFORE = (
     AND (e.created_ns, e.model_id) < (%(created_ns)s, %(id)s)
 ORDER BY e.created_ns DESC, e.model_id DESC LIMIT %(limit)s"""
 )
-# FOR SHARE: a concurrent ``forget`` of that version waits for this alias, then sees it.
-_SET_ALIAS = f"""
-WITH target AS (
-    SELECT model_id FROM model_entries
-    WHERE name = %(name)s AND version = %(version)s FOR SHARE
-), previous AS (
-    SELECT version FROM model_aliases WHERE name = %(name)s AND alias = %(alias)s
-), saved AS (
-    INSERT INTO model_aliases (name, alias, version)
-    SELECT %(name)s, %(alias)s, %(version)s::integer FROM target
-    ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version
-)
-SELECT (SELECT model_id FROM target), (SELECT version FROM previous), {_NAME_EXISTS}
+# FOR SHARE: a concurrent ``forget`` of one of these versions waits for this alias, then sees it.
+_ALIAS_VERSIONS = f"""
+SELECT (SELECT coalesce(jsonb_object_agg(version, model_id), '{{}}') FROM (
+    SELECT version, model_id FROM model_entries
+    WHERE name = %(name)s AND version = ANY(%(versions)s) FOR SHARE) v),
+    (SELECT version FROM model_aliases WHERE name = %(name)s AND alias = %(alias)s),
+    {_NAME_EXISTS}
+"""
+_SET_ALIAS = """
+INSERT INTO model_aliases (name, alias, version, routes, shadow_version, shadow_model_id)
+VALUES (%(name)s, %(alias)s, %(version)s, %(routes)s, %(shadow_version)s, %(shadow_model_id)s)
+ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, routes = excluded.routes,
+    shadow_version = excluded.shadow_version, shadow_model_id = excluded.shadow_model_id
 """
 _DELETE_ALIAS = "DELETE FROM model_aliases WHERE name = %s AND alias = %s"
 _LOCK_ENTRY = "INSERT INTO model_entries (model_id) VALUES (%s) ON CONFLICT DO NOTHING"
@@ -106,10 +119,12 @@ _UPDATE = "UPDATE model_entries SET description = %s, tags = %s WHERE model_id =
 _LOCK_VERSION = "SELECT 1 FROM model_entries WHERE model_id = %s FOR UPDATE"
 _FORGET = """
 WITH unaliased AS (
-    DELETE FROM model_aliases WHERE name = %(name)s AND version = %(version)s
+    DELETE FROM model_aliases a USING (SELECT %(name)s::text AS name,
+                                              %(version)s::integer AS version) e
+    WHERE {uses}
 )
 DELETE FROM model_entries WHERE model_id = %(model_id)s
-"""
+""".replace("{uses}", _USES)
 
 
 def _entry(row: Sequence[Any]) -> RegistryEntry:
@@ -156,9 +171,9 @@ class PostgresModelRegistry(ModelRegistry):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def resolve(self, ref: ModelRef) -> str:
+    def target(self, ref: ModelRef) -> Target:
         if ref.model_id:
-            return ref.model_id
+            return Target(ref.model_id)
         if ref.alias:
             sql = _RESOLVE_ALIAS
         elif ref.version:
@@ -168,10 +183,17 @@ class PostgresModelRegistry(ModelRegistry):
         params = {"name": ref.name, "alias": ref.alias, "version": ref.version}
         row = self._link.run(lambda conn: conn.execute(sql, params).fetchone(), retry=True)
         assert row is not None
-        model_id, name_exists = row
-        if model_id is not None:
-            return str(model_id)
-        raise unknown(ref, bool(name_exists))
+        model_id, version, routes, shadow_version, shadow_model_id, name_exists = row
+        if model_id is None:
+            raise unknown(ref, bool(name_exists))
+        return Target(
+            str(model_id),
+            ref.name,
+            version,
+            tuple(Route(r["version"], r["weight"], r["model_id"]) for r in routes or ()),
+            shadow_version or 0,
+            shadow_model_id or "",
+        )
 
     def entries(self, model_ids: Sequence[str]) -> dict[str, RegistryEntry]:
         found = {model_id: RegistryEntry(model_id) for model_id in model_ids}
@@ -227,14 +249,56 @@ class PostgresModelRegistry(ModelRegistry):
 
         self._link.run(write)
 
-    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
-        params = {"name": name, "alias": alias, "version": version}
-        row = self._link.run(lambda conn: conn.execute(_SET_ALIAS, params).fetchone())
-        assert row is not None
-        model_id, previous, name_exists = row
-        if model_id is None:
-            raise unknown(ModelRef(name=name, version=version), bool(name_exists))
-        return AliasChange(name, alias, version, str(model_id), previous or 0)
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        routes: Sequence[Route] = (),
+        shadow_version: int = 0,
+    ) -> AliasChange:
+        if routes:
+            version = primary(routes).version
+        wanted = [version, *(r.version for r in routes), shadow_version]
+        wanted = [number for number in wanted if number]
+        params: dict[str, Any] = {"name": name, "alias": alias, "versions": wanted}
+
+        def write(conn: Connection) -> AliasChange:
+            with conn.transaction():
+                row = conn.execute(_ALIAS_VERSIONS, params).fetchone()
+                assert row is not None
+                found, previous, name_exists = row
+                for number in wanted:
+                    if str(number) not in found:
+                        raise unknown(ModelRef(name=name, version=number), bool(name_exists))
+                routed = tuple(Route(r.version, r.weight, found[str(r.version)]) for r in routes)
+                shadow_id = found[str(shadow_version)] if shadow_version else ""
+                stored = [
+                    {"version": r.version, "weight": r.weight, "model_id": r.model_id}
+                    for r in routed
+                ]
+                conn.execute(
+                    _SET_ALIAS,
+                    params
+                    | {
+                        "version": version,
+                        "routes": Jsonb(stored) if stored else None,
+                        "shadow_version": shadow_version or None,
+                        "shadow_model_id": shadow_id or None,
+                    },
+                )
+            return AliasChange(
+                name,
+                alias,
+                version,
+                found[str(version)],
+                previous or 0,
+                routed,
+                shadow_version,
+                shadow_id,
+            )
+
+        return self._link.run(write)
 
     def delete_alias(self, name: str, alias: str) -> None:
         deleted = self._link.run(lambda conn: conn.execute(_DELETE_ALIAS, (name, alias)).rowcount)

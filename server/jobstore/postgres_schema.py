@@ -1,13 +1,16 @@
 """The PostgreSQL job store's schema: versioned migration files, each applied once, in order.
 
 ``migrations/NNNN_name.sql`` holds version NNNN. The versions a database has are rows of its
-``schema_version`` table. Pending migrations are applied in one transaction, under an advisory
+``schema_version`` table. Every shipped version the database lacks is applied, in order, even one
+below the database's highest: migrations written side by side (3 and 4) may ship one before the
+other, so a database can hold 1, 2 and 4 before it gets 3. Such migrations must not depend on
+each other. Pending migrations are applied in one transaction, under an advisory
 lock held until it commits: gateways starting at once (or ``mlgate db upgrade`` beside them)
 apply each migration once, the others waiting and then finding nothing to do, and a migration
 that fails leaves the schema as it was.
 
-A database whose schema is newer than the newest migration this mlgate ships was upgraded by a
-newer mlgate: this one refuses to use it (``SchemaMismatch``) rather than write records the
+A database holding a version this mlgate does not ship was upgraded by a newer mlgate: this one
+refuses to use it (``SchemaMismatch``) rather than write records the
 newer schema may not expect.
 
 Tables are created in the first schema of the connection's ``search_path`` (``public`` unless the
@@ -60,19 +63,20 @@ class Upgrade:
 
 @functools.cache
 def migrations() -> tuple[Migration, ...]:
-    """The migrations this mlgate ships, by version; versions are consecutive from 1."""
+    """The migrations this mlgate ships, by version; versions are distinct, from 1."""
     found = []
     for entry in resources.files("server.jobstore").joinpath("migrations").iterdir():
         match = _FILE.fullmatch(entry.name)
         if match:
             found.append(Migration(int(match["version"]), match["name"], entry.read_text()))
     found.sort(key=lambda m: m.version)
-    if [m.version for m in found] != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migration versions are not 1..N: {[m.version for m in found]}")
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions) or not versions or versions[0] != 1:
+        raise RuntimeError(f"migration versions are not distinct from 1: {versions}")
     return tuple(found)
 
 
-LATEST_VERSION = len(migrations())
+LATEST_VERSION = migrations()[-1].version
 
 
 def upgrade(conn: psycopg.Connection[Any], where: str) -> Upgrade:
@@ -95,22 +99,30 @@ def upgrade(conn: psycopg.Connection[Any], where: str) -> Upgrade:
                 f"PostgreSQL at {where}: no schema of the search_path exists; create it "
                 "(CREATE SCHEMA ...) or change the URL's search_path"
             )
-        before = 0
+        present: set[int] = set()
         if versioned:
-            found = conn.execute(
-                "SELECT coalesce(max(version), 0) FROM schema_version", prepare=False
-            ).fetchone()
-            before = int(found[0]) if found else 0
+            rows = conn.execute("SELECT version FROM schema_version", prepare=False).fetchall()
+            present = {int(row[0]) for row in rows}
         else:
             conn.execute(_VERSION_TABLE, prepare=False)
+        before = max(present, default=0)
+        strange = present - {m.version for m in migrations()}
         if before > LATEST_VERSION:
             raise SchemaMismatch(
                 f"the job store's schema (PostgreSQL at {where}) is at version {before}, newer "
                 f"than this mlgate knows (version {LATEST_VERSION}): a newer mlgate upgraded it; "
                 "run that release (or a later one)"
             )
+        if strange:
+            raise SchemaMismatch(
+                f"the job store's schema (PostgreSQL at {where}) has version {min(strange)}, "
+                f"which this mlgate does not ship (it knows up to version {LATEST_VERSION}): a "
+                "newer mlgate upgraded it; run that release (or a later one)"
+            )
         applied = []
-        for migration in migrations()[before:]:
+        for migration in migrations():
+            if migration.version in present:
+                continue
             conn.execute(migration.sql.encode(), prepare=False)
             conn.execute(
                 "INSERT INTO schema_version (version, name) VALUES (%s, %s)",

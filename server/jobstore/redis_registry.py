@@ -4,7 +4,10 @@ Keys, under the job store's namespace:
 
     {ns}:registry:name:{name}            hash: "last" -> last version given; "{version}" -> model id
     {ns}:registry:name:{name}:latest     sorted set: model ids scored by version
-    {ns}:registry:name:{name}:aliases    hash: alias -> "{version} {model id}"
+    {ns}:registry:name:{name}:aliases    hash: alias -> "{version} {model id}", or for a weighted
+                                         alias or one with a shadow, JSON: version, model_id,
+                                         routes [[version, weight, model id], ...],
+                                         shadow_version, shadow_model_id
     {ns}:registry:name:{name}            ... and "owner" -> the token that claimed the name
     {ns}:registry:model:{id}             hash: name, version, description, tags (JSON), owner,
                                          created (ns)
@@ -12,8 +15,9 @@ Keys, under the job store's namespace:
                                          all at score 0, so a page is one ZREVRANGEBYLEX
     {ns}:registry:adopted                set once the models stored before the index are in it
 
-An alias stores its version's model id beside the version, so resolving it is one read: safe
-because a version's model never changes and deleting a version deletes its aliases with it.
+An alias stores its version's model id beside the version (and its routes' and shadow's), so
+resolving it is one read and changing it one write: safe because a version's model never changes
+and deleting a version deletes the aliases that use it with it.
 Every write runs under WATCH of the keys it read, like the job records, so concurrent gateways
 allocate distinct consecutive versions and never half-apply a change.
 """
@@ -35,8 +39,11 @@ from server.jobstore.registry import (
     AliasChange,
     ModelRegistry,
     RegistryEntry,
+    Route,
+    Target,
     aliased,
     merge_tags,
+    primary,
     stamp_version,
     to_register,
     unknown,
@@ -93,9 +100,40 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _alias_target(raw: Any) -> tuple[int, str]:
-    version, model_id = _text(raw).split(" ", 1)
-    return int(version), model_id
+def _alias_target(raw: Any, name: str = "") -> Target:
+    text = _text(raw)
+    if text.startswith("{"):
+        found = json.loads(text)
+        return Target(
+            found["model_id"],
+            name,
+            found["version"],
+            tuple(Route(v, w, m) for v, w, m in found["routes"]),
+            found["shadow_version"],
+            found["shadow_model_id"],
+        )
+    version, model_id = text.split(" ", 1)
+    return Target(model_id, name, int(version))
+
+
+def _alias_value(target: Target) -> str:
+    if not target.routes and not target.shadow_version:
+        return f"{target.version} {target.model_id}"
+    routes = [[r.version, r.weight, r.model_id] for r in target.routes]
+    return json.dumps(
+        {
+            "version": target.version,
+            "model_id": target.model_id,
+            "routes": routes,
+            "shadow_version": target.shadow_version,
+            "shadow_model_id": target.shadow_model_id,
+        }
+    )
+
+
+def _uses(target: Target) -> set[int]:
+    """The versions an alias points at, routes to or shadows to."""
+    return {target.version, target.shadow_version, *(r.version for r in target.routes)} - {0}
 
 
 class RedisModelRegistry(ModelRegistry):
@@ -148,21 +186,24 @@ class RedisModelRegistry(ModelRegistry):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def resolve(self, ref: ModelRef) -> str:
+    def target(self, ref: ModelRef) -> Target:
         if ref.model_id:
-            return ref.model_id
+            return Target(ref.model_id)
         found: Any
         if ref.alias:
             found = self._call(self._client.hget, self._keys.aliases(ref.name), ref.alias)
-            model_id = _alias_target(found)[1] if found is not None else None
+            if found is not None:
+                return _alias_target(found, ref.name)
         elif ref.version:
             found = self._call(self._client.hget, self._keys.name(ref.name), str(ref.version))
-            model_id = _text(found) if found is not None else None
+            if found is not None:
+                return Target(_text(found), ref.name, ref.version)
         else:
-            found = self._call(self._client.zrevrange, self._keys.latest(ref.name), 0, 0)
-            model_id = _text(found[0]) if found else None
-        if model_id is not None:
-            return model_id
+            found = self._call(
+                self._client.zrevrange, self._keys.latest(ref.name), 0, 0, withscores=True
+            )
+            if found:
+                return Target(_text(found[0][0]), ref.name, int(found[0][1]))
         exists = self._call(self._client.exists, self._keys.name(ref.name))
         raise unknown(ref, bool(exists))
 
@@ -183,8 +224,8 @@ class RedisModelRegistry(ModelRegistry):
                 listed: Any = self._call(pipe.execute)
             for name, table in zip(names, listed, strict=True):
                 for alias, target in table.items():
-                    version = _alias_target(target)[0]
-                    aliases.setdefault((name, version), []).append(_text(alias))
+                    for version in _uses(_alias_target(target)):
+                        aliases.setdefault((name, version), []).append(_text(alias))
         return {
             model_id: self._entry(model_id, row, aliases)
             for model_id, row in zip(model_ids, fields, strict=True)
@@ -248,18 +289,35 @@ class RedisModelRegistry(ModelRegistry):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        routes: Sequence[Route] = (),
+        shadow_version: int = 0,
+    ) -> AliasChange:
         def write(pipe: Pipeline) -> AliasChange:
             pipe.watch(*self._keys.of_name(name))  # type: ignore[no-untyped-call]
-            model_id: Any = pipe.hget(self._keys.name(name), str(version))
-            if model_id is None:
-                exists = pipe.exists(self._keys.name(name))
-                raise unknown(ModelRef(name=name, version=version), bool(exists))
+
+            def model_of(number: int) -> str:
+                model_id: Any = pipe.hget(self._keys.name(name), str(number))
+                if model_id is None:
+                    exists = pipe.exists(self._keys.name(name))
+                    raise unknown(ModelRef(name=name, version=number), bool(exists))
+                return _text(model_id)
+
+            routed = tuple(Route(r.version, r.weight, model_of(r.version)) for r in routes)
+            top = primary(routed).version if routed else version
+            shadow_id = model_of(shadow_version) if shadow_version else ""
+            target = Target(model_of(top), name, top, routed, shadow_version, shadow_id)
             previous: Any = pipe.hget(self._keys.aliases(name), alias)
             pipe.multi()
-            pipe.hset(self._keys.aliases(name), alias, f"{version} {_text(model_id)}")
-            before = _alias_target(previous)[0] if previous is not None else 0
-            return AliasChange(name, alias, version, _text(model_id), before)
+            pipe.hset(self._keys.aliases(name), alias, _alias_value(target))
+            before = _alias_target(previous).version if previous is not None else 0
+            return AliasChange(
+                name, alias, top, target.model_id, before, routed, shadow_version, shadow_id
+            )
 
         change: AliasChange = self._call(self._transact, self._keys.name(name), write)
         return change
@@ -306,7 +364,7 @@ class RedisModelRegistry(ModelRegistry):
                 pointing = sorted(
                     _text(alias)
                     for alias, target in table.items()
-                    if _alias_target(target)[0] == version
+                    if version in _uses(_alias_target(target))
                 )
                 if pointing and not force:
                     raise aliased(model_id, name, version, pointing)

@@ -34,8 +34,11 @@ __all__ = [
     "ModelRegistry",
     "Registration",
     "RegistryEntry",
+    "Route",
+    "Target",
     "aliased",
     "merge_tags",
+    "primary",
     "stamp_version",
     "to_register",
     "unknown",
@@ -54,6 +57,7 @@ class RegistryEntry:
     model_id: str
     name: str = ""
     version: int = 0
+    #: The aliases that point at this version, route to it or shadow to it.
     aliases: tuple[str, ...] = ()
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
@@ -76,14 +80,46 @@ class Registration:
 
 
 @dataclass(frozen=True)
+class Route:
+    """One version of a weighted alias and its share of the requests, in percent."""
+
+    version: int
+    weight: int
+    model_id: str = ""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a reference means now: the model it resolves to (for a weighted alias, its heaviest
+    route), and through an alias, the alias's routes (empty for one version) and shadow."""
+
+    model_id: str
+    name: str = ""
+    version: int = 0
+    routes: tuple[Route, ...] = ()
+    shadow_version: int = 0
+    shadow_model_id: str = ""
+
+
+@dataclass(frozen=True)
 class AliasChange:
-    """An alias as it is after ``set_alias``, and the version it pointed at before (0: new)."""
+    """An alias as it is after ``set_alias``, and the version it pointed at before (0: new);
+    ``version`` is a weighted alias's heaviest route."""
 
     name: str
     alias: str
     version: int
     model_id: str
     previous_version: int
+    routes: tuple[Route, ...] = ()
+    shadow_version: int = 0
+    shadow_model_id: str = ""
+
+
+def primary(routes: Sequence[Route]) -> Route:
+    """The route a weighted alias stands for where one version is asked for: the heaviest, the
+    lowest version among equals."""
+    return min(routes, key=lambda route: (-route.weight, route.version))
 
 
 def to_register(job: jobs_pb2.Job) -> Registration | None:
@@ -155,10 +191,16 @@ class ModelRegistry(abc.ABC):
     """Names, versions, aliases and metadata of models. Blocking and thread-safe; every write
     is one transaction, shared by every gateway on the same job store."""
 
-    @abc.abstractmethod
     def resolve(self, ref: ModelRef) -> str:
         """The model id a name reference means now (an id reference is returned as it is);
         raises NotFound for an unknown name, version or alias."""
+        return ref.model_id or self.target(ref).model_id
+
+    @abc.abstractmethod
+    def target(self, ref: ModelRef) -> Target:
+        """What a name reference means now, in one read of the store (so an alias's routes are
+        all old or all new); raises NotFound for an unknown name, version or alias. An id
+        reference gives a bare target."""
 
     @abc.abstractmethod
     def entries(self, model_ids: Sequence[str]) -> dict[str, RegistryEntry]:
@@ -193,9 +235,18 @@ class ModelRegistry(abc.ABC):
         metadata gets its created time), and remember that adoption is done."""
 
     @abc.abstractmethod
-    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
-        """Point ``name@alias`` at ``version``, creating or moving it; raises NotFound for a
-        version that is not registered."""
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        routes: Sequence[Route] = (),
+        shadow_version: int = 0,
+    ) -> AliasChange:
+        """Point ``name@alias`` at ``version``, or (``version`` 0) at weighted ``routes`` (checked
+        by the caller: distinct versions, weights summing to 100), with an optional shadow
+        version, creating or replacing it in one write; raises NotFound for a version that is not
+        registered. Routes are kept in version order."""
 
     @abc.abstractmethod
     def delete_alias(self, name: str, alias: str) -> None:
@@ -213,6 +264,7 @@ class ModelRegistry(abc.ABC):
 
     @abc.abstractmethod
     def forget(self, model_id: str, *, force: bool) -> RegistryEntry:
-        """Remove the model's version, metadata and (with ``force``) the aliases pointing at it;
-        returns the entry as it was. Raises FailedPrecondition if aliases point at it and
-        ``force`` is not set, leaving everything as it was."""
+        """Remove the model's version, metadata and (with ``force``) the aliases pointing at it
+        (routing to it, or shadowing to it); returns the entry as it was. Raises
+        FailedPrecondition if aliases point at it and ``force`` is not set, leaving everything as
+        it was."""

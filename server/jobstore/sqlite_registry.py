@@ -15,8 +15,11 @@ from server.jobstore.registry import (
     AliasChange,
     ModelRegistry,
     RegistryEntry,
+    Route,
+    Target,
     aliased,
     merge_tags,
+    primary,
     stamp_version,
     to_register,
     unknown,
@@ -56,6 +59,16 @@ _ADDED_COLUMNS = (
     ("model_names", "owner", "TEXT"),
     ("model_entries", "owner", "TEXT"),
     ("model_entries", "created_ns", "INTEGER"),
+    # A weighted alias's routes, JSON [[version, weight, model id], ...] (NULL for one version;
+    # ``version`` is then its heaviest route), and its shadow.
+    ("model_aliases", "routes", "TEXT"),
+    ("model_aliases", "shadow_version", "INTEGER"),
+    ("model_aliases", "shadow_model_id", "TEXT"),
+)
+# The aliases that use a version: point at it, route to it or shadow to it. Args: name, version.
+_USING = (
+    "FROM model_aliases WHERE name = ?1 AND (version = ?2 OR shadow_version = ?2 OR EXISTS "
+    "(SELECT 1 FROM json_each(routes) WHERE json_extract(value, '$[0]') = ?2))"
 )
 
 Transaction = Callable[[], contextlib.AbstractContextManager[None]]
@@ -113,29 +126,30 @@ class SQLiteModelRegistry(ModelRegistry):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def resolve(self, ref: ModelRef) -> str:
+    def target(self, ref: ModelRef) -> Target:
         if ref.model_id:
-            return ref.model_id
+            return Target(ref.model_id)
         with self._locked():
             if ref.alias:
                 row = self._db.execute(
-                    "SELECT e.model_id FROM model_aliases a JOIN model_entries e "
+                    "SELECT e.model_id, a.version, a.routes, a.shadow_version, a.shadow_model_id "
+                    "FROM model_aliases a JOIN model_entries e "
                     "ON e.name = a.name AND e.version = a.version WHERE a.name = ? AND a.alias = ?",
                     (ref.name, ref.alias),
                 ).fetchone()
             elif ref.version:
                 row = self._db.execute(
-                    "SELECT model_id FROM model_entries WHERE name = ? AND version = ?",
+                    "SELECT model_id, version FROM model_entries WHERE name = ? AND version = ?",
                     (ref.name, ref.version),
                 ).fetchone()
             else:
                 row = self._db.execute(
-                    "SELECT model_id FROM model_entries WHERE name = ? "
+                    "SELECT model_id, version FROM model_entries WHERE name = ? "
                     "ORDER BY version DESC LIMIT 1",
                     (ref.name,),
                 ).fetchone()
             if row is not None:
-                return str(row[0])
+                return _target(ref.name, row)
             exists = self._db.execute(
                 "SELECT 1 FROM model_names WHERE name = ?", (ref.name,)
             ).fetchone()
@@ -209,8 +223,7 @@ class SQLiteModelRegistry(ModelRegistry):
             aliases = tuple(
                 alias
                 for (alias,) in self._db.execute(
-                    "SELECT alias FROM model_aliases WHERE name = ? AND version = ? ORDER BY alias",
-                    (name, version),
+                    f"SELECT alias {_USING} ORDER BY alias", (name, version)
                 )
             )
         return RegistryEntry(
@@ -226,26 +239,59 @@ class SQLiteModelRegistry(ModelRegistry):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: int) -> AliasChange:
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        routes: Sequence[Route] = (),
+        shadow_version: int = 0,
+    ) -> AliasChange:
         with self._transaction():
-            row = self._db.execute(
-                "SELECT model_id FROM model_entries WHERE name = ? AND version = ?",
-                (name, version),
-            ).fetchone()
-            if row is None:
-                exists = self._db.execute(
-                    "SELECT 1 FROM model_names WHERE name = ?", (name,)
-                ).fetchone()
-                raise unknown(ModelRef(name=name, version=version), exists is not None)
+            routes = tuple(
+                Route(r.version, r.weight, self._model_of(name, r.version)) for r in routes
+            )
+            if routes:
+                version = primary(routes).version
+            model_id = self._model_of(name, version)
+            shadow_id = self._model_of(name, shadow_version) if shadow_version else ""
             previous = self._db.execute(
                 "SELECT version FROM model_aliases WHERE name = ? AND alias = ?", (name, alias)
             ).fetchone()
-            self._db.execute(
-                "INSERT INTO model_aliases (name, alias, version) VALUES (?, ?, ?) "
-                "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version",
-                (name, alias, version),
+            stored = (
+                json.dumps([[r.version, r.weight, r.model_id] for r in routes]) if routes else None
             )
-        return AliasChange(name, alias, version, row[0], previous[0] if previous else 0)
+            self._db.execute(
+                "INSERT INTO model_aliases "
+                "(name, alias, version, routes, shadow_version, shadow_model_id) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, alias) DO UPDATE SET "
+                "version = excluded.version, routes = excluded.routes, "
+                "shadow_version = excluded.shadow_version, "
+                "shadow_model_id = excluded.shadow_model_id",
+                (name, alias, version, stored, shadow_version or None, shadow_id or None),
+            )
+        return AliasChange(
+            name,
+            alias,
+            version,
+            model_id,
+            previous[0] if previous else 0,
+            routes,
+            shadow_version,
+            shadow_id,
+        )
+
+    def _model_of(self, name: str, version: int) -> str:
+        """The model id of ``name``'s ``version``; NotFound if there is none. In a transaction."""
+        row = self._db.execute(
+            "SELECT model_id FROM model_entries WHERE name = ? AND version = ?", (name, version)
+        ).fetchone()
+        if row is None:
+            exists = self._db.execute(
+                "SELECT 1 FROM model_names WHERE name = ?", (name,)
+            ).fetchone()
+            raise unknown(ModelRef(name=name, version=version), exists is not None)
+        return str(row[0])
 
     def delete_alias(self, name: str, alias: str) -> None:
         with self._transaction():
@@ -285,9 +331,19 @@ class SQLiteModelRegistry(ModelRegistry):
             entry = self._entry(row)
             if entry.aliases and not force:
                 raise aliased(model_id, entry.name, entry.version, entry.aliases)
-            self._db.execute(
-                "DELETE FROM model_aliases WHERE name = ? AND version = ?",
-                (entry.name, entry.version),
-            )
+            self._db.execute(f"DELETE {_USING}", (entry.name, entry.version))
             self._db.execute("DELETE FROM model_entries WHERE model_id = ?", (model_id,))
         return entry
+
+
+def _target(name: str, row: tuple[Any, ...]) -> Target:
+    """A target from a resolving row: model id, version, and for an alias routes and shadow."""
+    model_id, version, routes, shadow_version, shadow_model_id = (*row, None, None, None)[:5]
+    return Target(
+        str(model_id),
+        name,
+        int(version),
+        tuple(Route(v, w, m) for v, w, m in json.loads(routes)) if routes else (),
+        shadow_version or 0,
+        shadow_model_id or "",
+    )

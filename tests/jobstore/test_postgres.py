@@ -21,7 +21,7 @@ from mlgate.v1 import jobs_pb2
 from server.jobstore import open_job_store
 from server.jobstore.errors import JobStoreUnavailable, SchemaMismatch
 from server.jobstore.postgres import OLDEST_QUEUED, PostgresJobStore, listing
-from server.jobstore.postgres_schema import LATEST_VERSION
+from server.jobstore.postgres_schema import LATEST_VERSION, migrations
 from server.settings import GatewaySettings
 from tests.support.fresh import free_port
 from tests.support.jobstores import queued_job
@@ -144,8 +144,8 @@ def test_gateways_starting_together_apply_the_schema_once(schema_url: str) -> No
         assert failures == []
         with psycopg.connect(schema_url) as conn:
             applied = conn.execute("SELECT version, name FROM schema_version").fetchall()
-        assert applied == [(1, "initial"), (2, "model_owners_and_index")]
-        assert LATEST_VERSION == 2
+        assert sorted(applied) == [(m.version, m.name) for m in migrations()]
+        assert applied[:2] == [(1, "initial"), (2, "model_owners_and_index")]
         assert all(store.get(new_job_id()) is None for store in stores)
     finally:
         for store in stores:
@@ -208,20 +208,27 @@ def test_mlgate_db_upgrade_applies_the_schema_once_and_gateways_refuse_a_newer_o
     env = clean_env(MLGATE_STORE_URL=with_password, MLGATE_DATA_DIR=str(tmp_path / "data"))
     first = run_mlgate("db", "upgrade", env=env)
     assert first.returncode == 0, first.stderr
+    shipped = ", ".join(f"{m.version:04d}_{m.name}" for m in migrations())
     assert first.stdout.strip() == (
         "the job store (PostgreSQL at 127.0.0.1:5432/mlgate_test) went from schema version 0 "
-        "to 2: applied 0001_initial, 0002_model_owners_and_index"
+        f"to {LATEST_VERSION}: applied {shipped}"
     )
     again = run_mlgate("db", "upgrade", env=env)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.strip().endswith("is at schema version 2: nothing to apply")
+    assert again.stdout.strip().endswith(f"is at schema version {LATEST_VERSION}: nothing to apply")
 
+    future = LATEST_VERSION + 1
     with psycopg.connect(schema_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO schema_version (version, name) VALUES (3, 'from_the_future')")
+        conn.execute(
+            "INSERT INTO schema_version (version, name) VALUES (%s, 'from_the_future')", (future,)
+        )
     for argv in (("db", "upgrade"), ("gateway", "--port", "0")):
         refused = run_mlgate(*argv, env=env)
         assert refused.returncode == 2, (argv, refused.stdout, refused.stderr)
-        assert "is at version 3, newer than this mlgate knows (version 2)" in refused.stderr
+        expected = (
+            f"is at version {future}, newer than this mlgate knows (version {LATEST_VERSION})"
+        )
+        assert expected in refused.stderr
         assert PASSWORD not in refused.stdout + refused.stderr
 
     unreachable = run_mlgate(
@@ -329,3 +336,29 @@ def _wait_for_waiters(url: str, count: int) -> None:
 
 def _running(job_id: str) -> jobs_pb2.JobEvent:
     return jobs_pb2.JobEvent(job_id=job_id, seq=2, state=jobs_pb2.JOB_STATE_RUNNING)
+
+
+def test_a_migration_shipped_after_a_later_one_is_applied_and_an_unknown_one_refused(
+    schema_url: str,
+) -> None:
+    """Migrations written side by side may land in either order: a database that got version 4
+    before this mlgate shipped 3 gets 3 as soon as it does; one holding a version this mlgate
+    does not ship is refused."""
+    PostgresJobStore.from_url(schema_url).close()
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM schema_version WHERE version = 2")
+        # Version 2's tables are there already: this only checks that it is applied again.
+        conn.execute("DROP TABLE registry_meta")
+        conn.execute("ALTER TABLE model_names DROP COLUMN owner")
+        conn.execute("ALTER TABLE model_entries DROP COLUMN owner, DROP COLUMN created_ns")
+    PostgresJobStore.from_url(schema_url).close()
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        applied = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert [row[0] for row in applied] == [m.version for m in migrations()]
+        conn.execute("DELETE FROM schema_version WHERE version = 1")
+        conn.execute(
+            "INSERT INTO schema_version (version, name) VALUES (%s, 'from_the_future')",
+            (LATEST_VERSION + 1,),
+        )
+    with pytest.raises(SchemaMismatch, match="newer than this mlgate knows"):
+        open_job_store(schema_url)
