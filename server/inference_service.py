@@ -1,7 +1,8 @@
 """The Open Inference Protocol's ``inference.GRPCInferenceService`` on the gateway's port.
 
 ``ModelInfer`` checks the request's size (``server.infer_limits``), resolves the model (an id, or
-a registry name with ``model_version``), checks the tensors against the model's record
+a registry name with ``model_version``; a weighted alias draws a version, or takes the one the
+request's ``routing_key`` parameter hashes to: ``server.routing``), checks the tensors against the model's record
 (``mlgate.tensors``), and hands the request, as the bytes it arrived in, to the batcher; the
 worker answers with the complete response, which goes back to the caller as the bytes it arrived
 in. So the gateway neither builds nor copies tensors, and needs no numpy. (The edge counts every
@@ -30,6 +31,7 @@ from server.batching import Batcher, error_of
 from server.decoding import decoded
 from server.infer_limits import RequestLimits
 from server.model_catalog import ModelCatalog
+from server.routing import infer_routing_key
 
 __all__ = [
     "SERVER_NAME",
@@ -49,8 +51,6 @@ try:
     SERVER_VERSION = importlib.metadata.version("mlgate")
 except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
     SERVER_VERSION = "unknown"
-# Model ids whose versions are remembered; past this the memory starts again.
-_VERSIONS_KEPT = 10_000
 
 
 class InferenceServicer:
@@ -72,7 +72,6 @@ class InferenceServicer:
         self._models = models
         self._batcher = batcher
         self._ready = ready
-        self._versions: dict[str, str] = {}
 
     # --- what both bindings call ---
 
@@ -113,10 +112,10 @@ class InferenceServicer:
         must not keep ``request``: it is dropped here while the batch waits."""
         self._limits.check_tensors(request)
         ref = ref_from_parts(request.model_name, request.model_version)
-        model_id = await self._models.resolve_ref(ref)
-        record = await self._models.manifest(model_id)
+        routed = await self._models.route_ref(ref, infer_routing_key(request))
+        record = await self._models.manifest(routed.model_id)
         rows = check_request(request, record)
-        version = str(ref.version) if ref.version else await self._version(model_id)
+        version = str(routed.version) if routed.version else ""
         del request  # the batcher sends the bytes: the parsed copy is not kept while it waits
         deadline = time.time() + (self._timeout if remaining is None else remaining)
         outcome = await self._batcher.submit(
@@ -126,17 +125,6 @@ class InferenceServicer:
         if error is not None:
             raise error
         return outcome.response
-
-    async def _version(self, model_id: str) -> str:
-        # A model's version never changes (numbers are never reused), so it is read once per id.
-        version = self._versions.get(model_id)
-        if version is None:
-            number = await self._models.version_of(model_id)
-            version = str(number) if number else ""
-            if len(self._versions) >= _VERSIONS_KEPT:
-                self._versions.clear()
-            self._versions[model_id] = version
-        return version
 
     async def _record(self, ref: ModelRef) -> models_pb2.Model:
         return await self._models.manifest(await self._models.resolve_ref(ref))

@@ -85,7 +85,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self, request: jobs_pb2.PredictRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.PredictResponse]:
         with tracing.span("validate"):
-            model_id = await self._models.resolve(request.model_id)
+            routed = await self._models.route(request.model_id, request.routing_key)
+            model_id = routed.model_id
             if request.rows and request.columns:
                 raise InvalidField("columns", "send the rows as rows or as columns, not both")
             count = row_count(request)
@@ -101,6 +102,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         # Workers get the id the reference means now: an alias moved later changes nothing
         # for this job, and the result names the model that answered.
         job.predict.model_id = model_id
+        job.predict.resolved_name = routed.name
+        job.predict.resolved_version = routed.version
+        job.predict.resolved_alias = routed.alias
         async for seen in self._submit(job, model_sha=record.sha256):
             yield jobs_pb2.PredictResponse(event=seen)
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from mlgate.errors import InvalidField
+from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.refs import check_version
 from server.jobstore.registry import Route, Target
 
@@ -41,6 +42,7 @@ __all__ = [
     "check_routes",
     "check_routing_key",
     "choose",
+    "infer_routing_key",
     "routed",
 ]
 
@@ -65,6 +67,20 @@ def check_routing_key(key: str, field: str = "routing_key") -> str:
     if len(key) > MAX_ROUTING_KEY:
         raise InvalidField(field, f"is over {MAX_ROUTING_KEY} characters")
     return key
+
+
+def infer_routing_key(request: pb.ModelInferRequest) -> str:
+    """A ModelInfer request's routing key: its ``routing_key`` parameter (a string, or an
+    integer taken as its digits); "" without one."""
+    if "routing_key" not in request.parameters:
+        return ""
+    given = request.parameters["routing_key"]
+    kind = given.WhichOneof("parameter_choice")
+    if kind == "string_param":
+        return check_routing_key(given.string_param, "parameters.routing_key")
+    if kind == "int64_param":
+        return str(given.int64_param)
+    raise InvalidField("parameters.routing_key", "must be a string")
 
 
 def bucket(routing_key: str) -> int:

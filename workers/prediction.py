@@ -39,7 +39,12 @@ def predict(
     INFERENCE_BATCH_ROWS.observe(count)
     with tracing.span("predict", rows=count):
         predicted, proba = evaluate(model, record, inputs)
-    result = jobs_pb2.PredictResult(model_id=request.model_id)
+    result = jobs_pb2.PredictResult(
+        model_id=request.model_id,
+        model_name=request.resolved_name,
+        model_version=request.resolved_version,
+        alias=request.resolved_alias,
+    )
     add_values(result.predictions, predicted.tolist())
     add_values(result.classes, [plain(c) for c in getattr(model, "classes_", [])])
     if proba is not None:

@@ -25,6 +25,7 @@ from server.jobstore.registry import (
     Target,
     aliased,
     merge_tags,
+    ordered,
     primary,
     stamp_version,
     to_register,
@@ -271,7 +272,9 @@ class PostgresModelRegistry(ModelRegistry):
                 for number in wanted:
                     if str(number) not in found:
                         raise unknown(ModelRef(name=name, version=number), bool(name_exists))
-                routed = tuple(Route(r.version, r.weight, found[str(r.version)]) for r in routes)
+                routed = tuple(
+                    Route(r.version, r.weight, found[str(r.version)]) for r in ordered(routes)
+                )
                 shadow_id = found[str(shadow_version)] if shadow_version else ""
                 stored = [
                     {"version": r.version, "weight": r.weight, "model_id": r.model_id}

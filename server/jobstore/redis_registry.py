@@ -43,6 +43,7 @@ from server.jobstore.registry import (
     Target,
     aliased,
     merge_tags,
+    ordered,
     primary,
     stamp_version,
     to_register,
@@ -307,7 +308,7 @@ class RedisModelRegistry(ModelRegistry):
                     raise unknown(ModelRef(name=name, version=number), bool(exists))
                 return _text(model_id)
 
-            routed = tuple(Route(r.version, r.weight, model_of(r.version)) for r in routes)
+            routed = tuple(Route(r.version, r.weight, model_of(r.version)) for r in ordered(routes))
             top = primary(routed).version if routed else version
             shadow_id = model_of(shadow_version) if shadow_version else ""
             target = Target(model_of(top), name, top, routed, shadow_version, shadow_id)

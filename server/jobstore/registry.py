@@ -38,6 +38,7 @@ __all__ = [
     "Target",
     "aliased",
     "merge_tags",
+    "ordered",
     "primary",
     "stamp_version",
     "to_register",
@@ -114,6 +115,11 @@ class AliasChange:
     routes: tuple[Route, ...] = ()
     shadow_version: int = 0
     shadow_model_id: str = ""
+
+
+def ordered(routes: Iterable[Route]) -> tuple[Route, ...]:
+    """Routes in version order, as they are stored and split 0..99 (``server.routing``)."""
+    return tuple(sorted(routes, key=lambda route: route.version))
 
 
 def primary(routes: Sequence[Route]) -> Route:

@@ -19,6 +19,7 @@ from server.jobstore.registry import (
     Target,
     aliased,
     merge_tags,
+    ordered,
     primary,
     stamp_version,
     to_register,
@@ -249,7 +250,7 @@ class SQLiteModelRegistry(ModelRegistry):
     ) -> AliasChange:
         with self._transaction():
             routes = tuple(
-                Route(r.version, r.weight, self._model_of(name, r.version)) for r in routes
+                Route(r.version, r.weight, self._model_of(name, r.version)) for r in ordered(routes)
             )
             if routes:
                 version = primary(routes).version
