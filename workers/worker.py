@@ -45,6 +45,7 @@ from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
 from workers.progress import Pacer
 from workers.running import Recent, RetryReasons, RunningJobs
+from workers.scoring import ShardRunner
 from workers.settings import WorkerSettings
 
 __all__ = ["Worker"]
@@ -99,6 +100,7 @@ class Worker:
         self._outages = OutageRetry(settings.outage_retry_seconds, self._backends)
         self._subscriptions: list[Subscription] = []
         self._pool = FitPool(catalog.store, settings.train_concurrency, self._backends)
+        self._shards = ShardRunner(catalog, self.cache)
         self._pacer = Pacer()
 
     def start(self) -> None:
@@ -211,6 +213,10 @@ class Worker:
     def _discard_unfinished(self, job: jobs_pb2.Job) -> None:
         """A training job that ends without a model leaves nothing in storage: an artifact that
         an attempt saved before dying (or before its manifest failed) is removed."""
+        if job.kind == jobs_pb2.JOB_KIND_SHARD:
+            # Its scoring job ends without output: every shard's part goes (workers.scoring).
+            self._shards.discard(job)
+            return
         if job.kind != jobs_pb2.JOB_KIND_TRAIN:
             return
         try:
@@ -354,6 +360,8 @@ class Worker:
     def _predict(
         self, job: jobs_pb2.Job, events: AttemptEvents, delivery: Delivery
     ) -> dict[str, Any]:
+        if job.kind == jobs_pb2.JOB_KIND_SHARD:  # a scoring job's rows (workers.scoring)
+            return self._shards.run(job, lambda: self._check_cancelled(job))
         request = job.predict
         sha = dict(delivery.message.headers).get(MODEL_SHA_HEADER, "")
         if request.model_id not in self.cache:
