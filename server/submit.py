@@ -25,7 +25,7 @@ from mlgate.jobs import MODEL_SHA_HEADER
 from mlgate.metrics import JOBS_SUBMITTED, kind_label
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
-from server.jobstore.base import JobStore
+from server.jobstore.base import CHILD_KINDS, JobStore
 from storage.errors import StorageError
 from storage.models import ModelRepository
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _TRAIN_KINDS = (jobs_pb2.JOB_KIND_TRAIN, jobs_pb2.JOB_KIND_TRIAL)
 # Coordinated by the gateways (server.fanout), never queued.
 _PARENT_KINDS = (jobs_pb2.JOB_KIND_SEARCH, jobs_pb2.JOB_KIND_SCORE)
+_UNFINISHED = (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING)
 
 
 def job_message(job: jobs_pb2.Job, *, model_sha: str = "", prior_attempts: int = 0) -> Message:
@@ -188,10 +189,12 @@ def requeue_unfinished(
     previous process while the job store survived, so the store is the only record of them.
     Their outbox marks are cleared, so no sweep publishes them a second time."""
     requeued = 0
-    for state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
+    # A listing without a kind leaves children out: they are listed by their own kinds.
+    wanted = [(kind, state) for kind in (0, *CHILD_KINDS) for state in _UNFINISHED]
+    for kind, state in wanted:
         token = ""
         while True:
-            listed, token = store.list(kind=0, state=state, page_size=500, page_token=token)
+            listed, token = store.list(kind=kind, state=state, page_size=500, page_token=token)
             published = []
             for summary in listed:
                 job = store.get(summary.id)  # the whole job: listings leave out rows

@@ -18,6 +18,14 @@ marks: a claim is a lease of that many seconds, so two gateways never claim a jo
 a job whose claimer died before publishing it is claimed again once the lease has run out.
 Publishing a claimed job more than once is harmless: workers drop a duplicate delivery. Marks
 are times of the store's clock where it has one (PostgreSQL), else the gateway's.
+
+Child jobs: a TRIAL or SHARD job names the SEARCH or SCORE job it belongs to in
+``parent_job_id``, which every store indexes. ``children`` reads a parent's whole children from
+that index; ``list`` pages through them with ``parent_job_id``, and otherwise leaves TRIAL and
+SHARD jobs out unless ``kind`` asks for them (``CHILD_KINDS``), so a search's trials do not
+flood a listing. A child may be created twice (a coordinator that restarts fans out again):
+``create_if_absent`` says whether this call created it, so only that caller publishes it; the
+other call changes nothing. Children expire like any job, by their own end time.
 """
 
 from __future__ import annotations
@@ -33,10 +41,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
+from server.jobstore.errors import JobExists
 from server.jobstore.records import summary
 from server.jobstore.registry import ModelRegistry
 
 __all__ = [
+    "CHILD_KINDS",
     "DEFAULT_RETENTION",
     "JobStore",
     "Recorded",
@@ -48,6 +58,8 @@ __all__ = [
 ]
 
 DEFAULT_RETENTION = 30 * 24 * 3600.0
+#: The kinds a listing leaves out unless its ``kind`` or ``parent_job_id`` asks for them.
+CHILD_KINDS = (jobs_pb2.JOB_KIND_TRIAL, jobs_pb2.JOB_KIND_SHARD)
 
 
 def apply_event(job: jobs_pb2.Job, event: jobs_pb2.JobEvent) -> bool:
@@ -144,10 +156,20 @@ class SweepSchedule:
 class JobStore(abc.ABC):
     """Job records and event logs. Methods are blocking and thread-safe."""
 
-    @abc.abstractmethod
     def create(self, job: jobs_pb2.Job) -> None:
         """Store a new job; ``job.last_event`` is its first event (QUEUED, seq 1).
-        A prediction's rows are kept apart from the record (``records.split_rows``)."""
+        A prediction's rows are kept apart from the record (``records.split_rows``). Raises
+        ``JobExists`` if a job with its id is stored already (which is left as it was)."""
+        if not self.create_if_absent(job):
+            raise JobExists(f"job {job.id} already exists")
+
+    @abc.abstractmethod
+    def create_if_absent(self, job: jobs_pb2.Job) -> bool:
+        """``create``, unless a job with ``job.id`` is stored already: then nothing is written
+        (the stored job, its unpublished mark and its events are left as they are) and it
+        returns False. True if this call created the job, atomically: of callers creating one
+        id at once, in one gateway or several, exactly one is told True. Whoever is told True
+        publishes the job; the outbox publishes it if that caller dies first."""
 
     @abc.abstractmethod
     def get(self, job_id: str) -> jobs_pb2.Job | None:
@@ -155,10 +177,18 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     def list(
-        self, *, kind: int, state: int, page_size: int, page_token: str
+        self, *, kind: int, state: int, page_size: int, page_token: str, parent_job_id: str = ""
     ) -> tuple[builtins.list[jobs_pb2.Job], str]:
         """Job summaries (``records.summary``) newest first, filtered by kind and state when
-        non-zero; and the next page's token."""
+        non-zero; and the next page's token. With ``parent_job_id``, only that job's children
+        (of any kind unless ``kind`` says); without it, jobs of ``CHILD_KINDS`` only if ``kind``
+        is one of them. Every combination is read from an index."""
+
+    @abc.abstractmethod
+    def children(self, parent_job_id: str) -> builtins.list[jobs_pb2.Job]:
+        """The whole jobs (rows, last event and its result included) whose ``parent_job_id`` is
+        ``parent_job_id``, oldest first (by create time, then id); read from the parent's index
+        in one query, however many other jobs the store holds. Empty for an unknown parent."""
 
     @abc.abstractmethod
     def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:

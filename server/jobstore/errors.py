@@ -3,12 +3,15 @@ the boundary of each backend, so the gateway maps one tree, never a driver's exc
 
 JobStoreError
 ├── JobStoreUnavailable   the store cannot be reached or written now (the gateway answers UNAVAILABLE)
+├── JobExists             ``create`` found a job with that id (also mlgate's AlreadyExists)
 └── SchemaMismatch        the database's schema is newer than this mlgate knows (it will not start)
 """
 
 from __future__ import annotations
 
-__all__ = ["JobStoreError", "JobStoreUnavailable", "SchemaMismatch"]
+from mlgate.errors import AlreadyExists
+
+__all__ = ["JobExists", "JobStoreError", "JobStoreUnavailable", "SchemaMismatch"]
 
 
 class JobStoreError(Exception):
@@ -17,6 +20,11 @@ class JobStoreError(Exception):
 
 class JobStoreUnavailable(JobStoreError):
     """The job store cannot be reached or written now; retrying later may succeed."""
+
+
+class JobExists(AlreadyExists, JobStoreError):
+    """``create`` was given a job whose id is taken; the stored job is left as it was. An
+    AlreadyExists too, so a client is told ALREADY_EXISTS, not that the store failed."""
 
 
 class SchemaMismatch(JobStoreError, ValueError):

@@ -26,7 +26,6 @@ from collections.abc import Callable, Sequence
 import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from mlgate.errors import AlreadyExists
 from mlgate.events import is_terminal
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
@@ -42,21 +41,26 @@ from server.jobstore.base import (
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.postgres_batch import write_batch
 from server.jobstore.postgres_link import Connection, PostgresLink
+from server.jobstore.postgres_reads import CHILDREN, listing
 from server.jobstore.postgres_registry import PostgresModelRegistry
 from server.jobstore.records import split_rows, summary, with_rows
 from server.paging import decode_page_token, encode_page_token
 
 __all__ = ["OLDEST_QUEUED", "PostgresJobStore", "listing"]
 
+# A job whose id is taken is left as it is: nothing inserted, and no row counted.
 _CREATE = """
 WITH job AS (
-    INSERT INTO jobs (id, kind, state, create_ns, record, end_at, unpublished_at)
+    INSERT INTO jobs (id, kind, state, create_ns, record, end_at, unpublished_at, parent_job_id)
     VALUES (%(id)s, %(kind)s, %(state)s, %(create_ns)s, %(record)s,
-            CASE WHEN %(ended)s THEN now() END, now())
+            CASE WHEN %(ended)s THEN now() END, now(), %(parent)s)
+    ON CONFLICT (id) DO NOTHING RETURNING id
 ), rows AS (
-    INSERT INTO job_rows (job_id, body) SELECT %(id)s, %(rows)s::bytea WHERE %(has_rows)s
+    INSERT INTO job_rows (job_id, body) SELECT id, %(rows)s::bytea FROM job WHERE %(has_rows)s
+), logged AS (
+    INSERT INTO events (job_id, seq, body) SELECT id, %(seq)s, %(event)s FROM job
 )
-INSERT INTO events (job_id, seq, body) VALUES (%(id)s, %(seq)s, %(event)s)
+SELECT count(*) FROM job
 """
 _GET = """
 SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id WHERE jobs.id = %s
@@ -77,8 +81,8 @@ WITH saved AS (
 SELECT count(*) FROM saved
 """
 # One end of ``jobs_by_kind_state``. The state is written in, not a parameter: a prepared
-# statement's generic plan, knowing neither, took ``jobs_by_state`` and filtered on the kind
-# (a scan of every waiting job of the other kind). A test holds the plan to the index.
+# statement's generic plan, knowing neither, took an index of the state alone and filtered on
+# the kind (a scan of every waiting job of the other kind). A test holds the plan to the index.
 OLDEST_QUEUED = (
     f"SELECT min(create_ns) FROM jobs WHERE kind = %s AND state = {jobs_pb2.JOB_STATE_QUEUED}"
 )
@@ -127,26 +131,6 @@ _MAX_UPDATE_TRIES = 100
 def _given(event: jobs_pb2.JobEvent) -> Callable[[jobs_pb2.Job], jobs_pb2.JobEvent]:
     """The event to apply, whatever the job is: a worker's event, numbered already."""
     return lambda _job: event
-
-
-def listing(kind: int, state: int, after: tuple[int, str] | None) -> tuple[str, list[object]]:
-    """ListJobs' statement and its parameters before the page size: newest first, from the
-    index that matches the filters (``jobs_by_kind_state`` and the like)."""
-    where: list[str] = []
-    args: list[object] = []
-    if kind:
-        where.append("kind = %s")
-        args.append(kind)
-    if state:
-        where.append("state = %s")
-        args.append(state)
-    if after is not None:
-        where.append("(create_ns, id) < (%s, %s)")
-        args += list(after)
-    sql = "SELECT record FROM jobs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return sql + " ORDER BY create_ns DESC, id DESC LIMIT %s", args
 
 
 class _Recent:
@@ -209,7 +193,7 @@ class PostgresJobStore(JobStore):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def create(self, job: jobs_pb2.Job) -> None:
+    def create_if_absent(self, job: jobs_pb2.Job) -> bool:
         record, rows = split_rows(job)
         stored = record.SerializeToString()
         params = {
@@ -223,16 +207,13 @@ class PostgresJobStore(JobStore):
             "has_rows": bool(rows),
             "seq": job.last_event.seq,
             "event": job.last_event.SerializeToString(),
+            "parent": job.parent_job_id or None,
         }
-
-        def insert(conn: Connection) -> None:
-            try:
-                conn.execute(_CREATE, params)
-            except psycopg.errors.UniqueViolation:
-                raise AlreadyExists(f"job {job.id} already exists") from None
-
-        self._link.run(insert)
+        found = self._link.run(lambda conn: conn.execute(_CREATE, params).fetchone())
+        if not found or not found[0]:
+            return False
         self._recent.put(job.id, stored, 0)
+        return True
 
     def record(self, event: jobs_pb2.JobEvent) -> Recorded | None:
         return self.record_all([event])[0]
@@ -363,11 +344,18 @@ class PostgresJobStore(JobStore):
         )
         return None if row is None else with_rows(jobs_pb2.Job.FromString(row[0]), row[1])
 
+    def children(self, parent_job_id: str) -> builtins.list[jobs_pb2.Job]:
+        rows = self._link.run(
+            lambda conn: conn.execute(CHILDREN, (parent_job_id,), binary=True).fetchall(),
+            retry=True,
+        )
+        return [with_rows(jobs_pb2.Job.FromString(record), body) for record, body in rows]
+
     def list(
-        self, *, kind: int, state: int, page_size: int, page_token: str
+        self, *, kind: int, state: int, page_size: int, page_token: str, parent_job_id: str = ""
     ) -> tuple[builtins.list[jobs_pb2.Job], str]:
         after = decode_page_token(page_token) if page_token else None
-        sql, args = listing(kind, state, after)
+        sql, args = listing(kind, state, after, parent_job_id)
         rows = self._link.run(
             lambda conn: conn.execute(sql, [*args, page_size + 1], binary=True).fetchall(),
             retry=True,

@@ -6,10 +6,11 @@ default is ``mlgate``):
     {ns}:job:{id}                        the Job record, without prediction rows (serialized)
     {ns}:job:{id}:rows                   a prediction's rows (a serialized PredictRequest)
     {ns}:job:{id}:events                 hash: seq -> JobEvent (serialized protobuf)
-    {ns}:jobs                            index of all jobs (sorted set, see below)
+    {ns}:jobs                            index of all jobs but TRIAL and SHARD ones (see below)
     {ns}:jobs:kind:{k}                   index of one kind
-    {ns}:jobs:state:{s}                  index of one state
+    {ns}:jobs:state:{s}                  index of one state (TRIAL and SHARD jobs left out)
     {ns}:jobs:kind:{k}:state:{s}         index of one kind in one state
+    {ns}:jobs:parent:{id}                index of one SEARCH or SCORE job's children
     {ns}:jobs:expiry                     finished jobs by the time they may be deleted
     {ns}:jobs:unpublished                the outbox: job ids by the time of their mark (or claim)
 
@@ -20,7 +21,11 @@ kind is the first member of its kind-and-state index. Every change of a record a
 happens in one MULTI under WATCH of the record, so concurrent gateways never lose or half-apply
 an update.
 
-Finished jobs are deleted, with their rows, events and index entries, ``retention`` seconds after
+A listing without a kind reads an index that holds no TRIAL or SHARD jobs (``redis_keys``), so
+a search's trials are never read and dropped on the way to a user's jobs.
+
+Finished jobs are deleted, with their rows, events and index entries (a child's parent index
+entry too; an index left empty is gone with it), ``retention`` seconds after
 they end (``MLGATE_JOB_RETENTION``, or ``?retention=`` in the URL; ``0`` keeps them forever), up to
 10,000 jobs per sweep.
 """
@@ -37,7 +42,6 @@ import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 from redis.client import Pipeline
 
-from mlgate.errors import AlreadyExists
 from mlgate.events import is_terminal
 from mlgate.redis_client import redis_client
 from mlgate.v1 import jobs_pb2
@@ -53,6 +57,7 @@ from server.jobstore.base import (
 )
 from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.records import split_rows, summary, with_rows
+from server.jobstore.redis_keys import Keys, expiry_entry, member, parse_expiry_entry
 from server.jobstore.redis_registry import RedisModelRegistry
 from server.paging import decode_page_token, encode_page_token
 
@@ -75,45 +80,6 @@ return due
 """
 
 
-def _member(job: jobs_pb2.Job) -> str:
-    return f"{job.create_time.ToNanoseconds():020d}:{job.id}"
-
-
-class _Keys:
-    def __init__(self, namespace: str) -> None:
-        if not namespace or any(c in namespace for c in " *?[]{}"):
-            raise ValueError(f"invalid Redis namespace {namespace!r}")
-        self.ns = namespace
-        self.expiry = f"{namespace}:jobs:expiry"
-        self.unpublished = f"{namespace}:jobs:unpublished"
-
-    def job(self, job_id: str) -> str:
-        return f"{self.ns}:job:{job_id}"
-
-    def events(self, job_id: str) -> str:
-        return f"{self.ns}:job:{job_id}:events"
-
-    def rows(self, job_id: str) -> str:
-        return f"{self.ns}:job:{job_id}:rows"
-
-    def index(self, kind: int = 0, state: int = 0) -> str:
-        key = f"{self.ns}:jobs"
-        if kind:
-            key += f":kind:{kind}"
-        if state:
-            key += f":state:{state}"
-        return key
-
-    def indexes(self, kind: int, state: int) -> list[str]:
-        """Every index a job of this kind in this state belongs to."""
-        return [
-            self.index(),
-            self.index(kind=kind),
-            self.index(state=state),
-            self.index(kind, state),
-        ]
-
-
 class RedisJobStore(JobStore):
     """Job records in Redis; every method is one or a few round trips on a shared pool."""
 
@@ -125,7 +91,7 @@ class RedisJobStore(JobStore):
         retention: float = DEFAULT_RETENTION,
     ) -> None:
         self._client = client
-        self._keys = _Keys(namespace)
+        self._keys = Keys(namespace)
         self._sweeps = SweepSchedule(retention)
         self._registry = RedisModelRegistry(client, namespace, self._call, self._transact)
         self._claim = client.register_script(_CLAIM)
@@ -181,13 +147,15 @@ class RedisJobStore(JobStore):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def create(self, job: jobs_pb2.Job) -> None:
+    def create_if_absent(self, job: jobs_pb2.Job) -> bool:
         key = self._keys.job(job.id)
         record, rows = split_rows(job)
 
-        def write(pipe: Pipeline) -> None:
+        def write(pipe: Pipeline) -> bool:
+            # Under WATCH: a job created by another gateway meanwhile fails this MULTI, and
+            # the next try finds it.
             if pipe.exists(key):
-                raise AlreadyExists(f"job {job.id} already exists")
+                return False
             pipe.multi()
             pipe.set(key, record.SerializeToString())
             if rows:
@@ -197,12 +165,13 @@ class RedisJobStore(JobStore):
                 str(job.last_event.seq),
                 job.last_event.SerializeToString(),
             )
-            for index in self._keys.indexes(job.kind, job.state):
-                pipe.zadd(index, {_member(job): 0})
+            for index in self._keys.indexes(job.kind, job.state, job.parent_job_id):
+                pipe.zadd(index, {member(job): 0})
             pipe.zadd(self._keys.unpublished, {job.id: time.time()})
             self._expire_if_ended(pipe, job)
+            return True
 
-        self._call(self._transact, key, write)
+        return self._call(self._transact, key, write)
 
     @property
     def registry(self) -> RedisModelRegistry:
@@ -250,11 +219,11 @@ class RedisJobStore(JobStore):
                 register(pipe)
             pipe.zrem(self._keys.unpublished, job_id)
             if job.state != before:
-                member = _member(job)
-                for index in self._keys.indexes(job.kind, before):
-                    pipe.zrem(index, member)
-                for index in self._keys.indexes(job.kind, job.state):
-                    pipe.zadd(index, {member: 0})
+                leaves, joins = self._keys.moved(job.kind, before, job.state)
+                for index in leaves:
+                    pipe.zrem(index, member(job))
+                for index in joins:
+                    pipe.zadd(index, {member(job): 0})
             self._expire_if_ended(pipe, job)
             return job, after
 
@@ -264,7 +233,7 @@ class RedisJobStore(JobStore):
 
     def _expire_if_ended(self, pipe: Pipeline, job: jobs_pb2.Job) -> None:
         if self._sweeps.retention > 0 and is_terminal(job.state):
-            entry = f"{job.kind}:{job.state}:{_member(job)}"
+            entry = expiry_entry(job)
             pipe.zadd(self._keys.expiry, {entry: time.time() + self._sweeps.retention})
 
     def _sweep(self) -> None:
@@ -278,13 +247,13 @@ class RedisJobStore(JobStore):
             with self._client.pipeline(transaction=True) as pipe:
                 for raw in due:
                     entry = raw.decode()
-                    kind, state, member = entry.split(":", 2)
-                    job_id = member.split(":", 1)[1]
+                    kind, state, indexed, parent = parse_expiry_entry(entry)
+                    job_id = indexed.split(":", 1)[1]
                     pipe.delete(
                         self._keys.job(job_id), self._keys.rows(job_id), self._keys.events(job_id)
                     )
-                    for index in self._keys.indexes(int(kind), int(state)):
-                        pipe.zrem(index, member)
+                    for index in self._keys.indexes(kind, state, parent):
+                        pipe.zrem(index, indexed)
                     pipe.zrem(self._keys.expiry, entry)
                 pipe.execute()
             if len(due) < _SWEEP_BATCH:
@@ -323,10 +292,25 @@ class RedisJobStore(JobStore):
         raw, rows = found
         return None if raw is None else with_rows(jobs_pb2.Job.FromString(raw), rows)
 
+    def children(self, parent_job_id: str) -> builtins.list[jobs_pb2.Job]:
+        members: Any = self._call(self._client.zrange, self._keys.children(parent_job_id), 0, -1)
+        ids = [m.decode().split(":", 1)[1] for m in members]
+        keys = [key for job_id in ids for key in (self._keys.job(job_id), self._keys.rows(job_id))]
+        found: Any = self._call(self._client.mget, keys) if keys else []
+        # A child deleted between the two reads is left out, as if read a moment later.
+        return [
+            with_rows(jobs_pb2.Job.FromString(raw), rows)
+            for raw, rows in zip(found[::2], found[1::2], strict=True)
+            if raw is not None
+        ]
+
     def list(
-        self, *, kind: int, state: int, page_size: int, page_token: str
+        self, *, kind: int, state: int, page_size: int, page_token: str, parent_job_id: str = ""
     ) -> tuple[builtins.list[jobs_pb2.Job], str]:
-        index = self._keys.index(kind, state)
+        # A parent's children are few enough to filter by kind and state as they are read.
+        index = (
+            self._keys.children(parent_job_id) if parent_job_id else self._keys.index(kind, state)
+        )
         upper = "+"
         if page_token:
             create_ns, last_id = decode_page_token(page_token)

@@ -1,8 +1,10 @@
 """The SQLite job store: the default for a single gateway, kept under the data directory.
 
 Tables: ``jobs`` (the records, without prediction rows; ``end_ns`` set once a job has ended,
-``unpublished_ns`` from its creation until it is known to be published), ``job_rows`` (each
-prediction's rows, written once) and ``events`` (every job's event log).
+``unpublished_ns`` from its creation until it is known to be published, ``parent_job_id`` for a
+TRIAL or SHARD job), ``job_rows`` (each prediction's rows, written once) and ``events`` (every
+job's event log). Databases written by earlier versions gain the newer columns and indexes in
+place when a store opens them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.events import TERMINAL_STATES, is_terminal
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
+    CHILD_KINDS,
     DEFAULT_RETENTION,
     JobStore,
     Recorded,
@@ -45,7 +48,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     create_ns INTEGER NOT NULL,
     record BLOB NOT NULL,
     end_ns INTEGER,
-    unpublished_ns INTEGER
+    unpublished_ns INTEGER,
+    parent_job_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_age ON jobs (create_ns DESC, id DESC);
 CREATE TABLE IF NOT EXISTS job_rows (
@@ -61,6 +65,17 @@ CREATE TABLE IF NOT EXISTS events (
 """
 # min() over the (kind, state, create_ns) index is one seek to its first entry.
 OLDEST_QUEUED = "SELECT min(create_ns) FROM jobs WHERE kind = ? AND state = ?"
+# Written in, not parameters: SQLite uses a partial index only for a query whose WHERE holds the
+# index's own condition as written.
+LISTED = f"kind NOT IN ({', '.join(map(str, CHILD_KINDS))})"
+_CHILD_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS jobs_by_parent ON jobs (parent_job_id, create_ns, id)
+    WHERE parent_job_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_listed_by_age ON jobs (create_ns DESC, id DESC) WHERE {LISTED};
+CREATE INDEX IF NOT EXISTS jobs_listed_by_state ON jobs (state, create_ns DESC, id DESC)
+    WHERE {LISTED};
+"""
+_WHOLE = "SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id"
 _SWEEP_BATCH = 500
 _SWEEP_MAX_BATCHES = 20
 
@@ -86,6 +101,7 @@ class SQLiteJobStore(JobStore):
             "CREATE INDEX IF NOT EXISTS jobs_by_kind_state ON jobs (kind, state, create_ns)"
         )
         self._add_outbox()
+        self._add_parents()
 
     @classmethod
     def from_url(cls, url: str, retention: float = DEFAULT_RETENTION) -> SQLiteJobStore:
@@ -119,6 +135,17 @@ class SQLiteJobStore(JobStore):
                 " WHERE unpublished_ns IS NOT NULL"
             )
 
+    def _add_parents(self) -> None:
+        """Databases written before child jobs get ``parent_job_id``, unset: none of their jobs
+        has a parent (TRIAL and SHARD jobs came with it)."""
+        with self._transaction():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            if "parent_job_id" not in columns:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN parent_job_id TEXT")
+            for statement in _CHILD_INDEXES.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """The connection, under the lock, with sqlite3's errors translated at this one boundary."""
@@ -145,12 +172,12 @@ class SQLiteJobStore(JobStore):
                 raise
             self._db.execute("COMMIT")
 
-    def create(self, job: jobs_pb2.Job) -> None:
+    def create_if_absent(self, job: jobs_pb2.Job) -> bool:
         record, rows = split_rows(job)
         with self._transaction():
-            self._db.execute(
-                "INSERT INTO jobs (id, kind, state, create_ns, record, end_ns, unpublished_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            created = self._db.execute(
+                "INSERT INTO jobs (id, kind, state, create_ns, record, end_ns, unpublished_ns,"
+                " parent_job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
                 (
                     job.id,
                     job.kind,
@@ -159,13 +186,17 @@ class SQLiteJobStore(JobStore):
                     record.SerializeToString(),
                     _end_ns(job),
                     time.time_ns(),
+                    job.parent_job_id or None,
                 ),
-            )
+            ).rowcount
+            if not created:
+                return False
             if rows:
                 self._db.execute(
                     "INSERT INTO job_rows (job_id, body) VALUES (?, ?)", (job.id, rows)
                 )
             self._insert_event(job.last_event)
+        return True
 
     def _insert_event(self, event: jobs_pb2.JobEvent) -> None:
         self._db.execute(
@@ -185,18 +216,26 @@ class SQLiteJobStore(JobStore):
 
     def get(self, job_id: str) -> jobs_pb2.Job | None:
         with self._locked():
-            row = self._db.execute(
-                "SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id"
-                " WHERE jobs.id = ?",
-                (job_id,),
-            ).fetchone()
+            row = self._db.execute(f"{_WHOLE} WHERE jobs.id = ?", (job_id,)).fetchone()
         return None if row is None else with_rows(jobs_pb2.Job.FromString(row[0]), row[1])
 
+    def children(self, parent_job_id: str) -> builtins.list[jobs_pb2.Job]:
+        with self._locked():
+            rows = self._db.execute(
+                f"{_WHOLE} WHERE parent_job_id = ? ORDER BY create_ns, id", (parent_job_id,)
+            ).fetchall()
+        return [with_rows(jobs_pb2.Job.FromString(record), body) for record, body in rows]
+
     def list(
-        self, *, kind: int, state: int, page_size: int, page_token: str
+        self, *, kind: int, state: int, page_size: int, page_token: str, parent_job_id: str = ""
     ) -> tuple[builtins.list[jobs_pb2.Job], str]:
         where: builtins.list[str] = []
         args: builtins.list[object] = []
+        if parent_job_id:
+            where.append("parent_job_id = ?")
+            args.append(parent_job_id)
+        elif not kind:
+            where.append(LISTED)
         if kind:
             where.append("kind = ?")
             args.append(kind)
@@ -304,8 +343,7 @@ class SQLiteJobStore(JobStore):
                 (now, now - int(older_than_seconds * 1e9), limit),
             ).fetchall()
             rows = self._db.execute(
-                "SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id"
-                f" WHERE jobs.id IN ({','.join('?' * len(claimed))})",
+                f"{_WHOLE} WHERE jobs.id IN ({','.join('?' * len(claimed))})",
                 [job_id for (job_id,) in claimed],
             ).fetchall()
         return [with_rows(jobs_pb2.Job.FromString(record), body) for record, body in rows]
