@@ -29,11 +29,20 @@ from mlgate.v1 import jobs_pb2, models_pb2
 from storage.base import ObjectStore
 from storage.datasets import DatasetCatalog
 from storage.errors import StorageUnavailable
-from workers import training
+from workers import training, trials
 from workers.formats import encode
 from workers.importances import feature_importances
 from workers.imputation import imputation_record
-from workers.messages import FitAnswer, FitFailed, FitProgress, FitTask, Fitted, StoreAway
+from workers.messages import (
+    FitAnswer,
+    FitFailed,
+    FitProgress,
+    FitTask,
+    Fitted,
+    StoreAway,
+    TrialTask,
+)
+from workers.paramnames import cache_param_names
 from workers.values import values
 
 __all__ = ["serve"]
@@ -71,16 +80,17 @@ def serve(conn: Connection, store: ObjectStore, backends: Backends) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the worker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    cache_param_names()  # done by the forkserver's warm-up, unless its preload failed
     datasets = _Datasets(DatasetCatalog(store))
     while True:
         try:
-            task: FitTask = conn.recv()
+            task: FitTask | TrialTask = conn.recv()
         except (EOFError, OSError):
             return
         conn.send(_run(task, datasets, conn, backends))
 
 
-def _run(task: FitTask, datasets: _Datasets, conn: Connection, backends: Backends) -> FitAnswer:
+def _run(task: FitTask | TrialTask, datasets: _Datasets, conn: Connection, backends: Backends) -> FitAnswer:
     last = [0.0, -1.0]  # when the last progress went, and its stage
 
     def progress(stage: int, fraction: float) -> None:
@@ -95,6 +105,8 @@ def _run(task: FitTask, datasets: _Datasets, conn: Connection, backends: Backend
             load_started = time.time_ns()
             frame, dataset_sha256 = datasets.load(task.plan.dataset_id, task.dataset_sha256)
             loaded = (load_started, time.time_ns())
+            if isinstance(task, TrialTask):  # a search's candidate
+                return trials.score(frame, task, progress)
             trained = training.fit(frame, task.plan, progress, cores=task.cores)
             record = _record(task, trained, dataset_sha256)
             encoded = encode(trained.estimator)

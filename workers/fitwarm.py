@@ -14,12 +14,14 @@ from sklearn.ensemble import RandomForestRegressor
 
 from mlgate.ids import BUILTIN_DATASETS
 from storage.datasets import builtin_frame
+from workers.paramnames import cache_param_names
 from workers.training import metrics_for
 
 __all__: list[str] = []
 
 
 def _warm() -> None:
+    cache_param_names()  # before forking: every fit process shares the cache's fill
     for dataset_id in BUILTIN_DATASETS:
         builtin_frame(dataset_id)
     rng = np.random.default_rng(0)
