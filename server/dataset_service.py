@@ -1,4 +1,5 @@
-"""The DatasetService servicer: CSV uploads streamed to storage, and dataset schemas."""
+"""The DatasetService servicer: CSV and Parquet uploads streamed to storage, dataset schemas, and
+downloads (``server.dataset_download``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import grpc
 from mlgate.errors import AlreadyExists, InvalidField, ResourceExhausted
 from mlgate.ids import check_dataset_id
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc
+from server.dataset_download import DatasetDownloads
 from server.ownership import check_owner, owner_name
 from server.paging import paginate
 from storage.datasets import MAX_UPLOAD_BYTES, DatasetCatalog
@@ -34,6 +36,7 @@ def _may_delete(dataset: datasets_pb2.Dataset) -> None:
 class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     def __init__(self, catalog: DatasetCatalog) -> None:
         self._catalog = catalog
+        self._downloads = DatasetDownloads(catalog)
 
     async def UploadDataset(
         self, request_iterator: AsyncIterator[datasets_pb2.UploadDatasetRequest], context: Context
@@ -42,13 +45,14 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
             dataset_id = ""
             replace = False
-            delimiter = ""
+            delimiter = form = ""
             size = 0
             async for message in request_iterator:
                 if not dataset_id:
                     dataset_id = check_dataset_id(message.dataset_id)
                     replace = message.replace
                     delimiter = message.delimiter
+                    form = message.format
                     try:  # refused before the client sends the whole file...
                         await asyncio.to_thread(self._catalog.refuse_existing, dataset_id)
                     except AlreadyExists:
@@ -75,6 +79,7 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
                     delimiter=delimiter,
                     owner=owner_name(),
                     may_replace=_may_replace,
+                    form=form,
                 )
             )
         return datasets_pb2.UploadDatasetResponse(dataset=dataset)
@@ -100,3 +105,9 @@ class DatasetServicer(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.DeleteDatasetResponse:
         await asyncio.to_thread(self._catalog.delete, request.dataset_id, _may_delete)
         return datasets_pb2.DeleteDatasetResponse()
+
+    async def DownloadDataset(
+        self, request: datasets_pb2.DownloadDatasetRequest, context: Context
+    ) -> AsyncIterator[datasets_pb2.DownloadDatasetResponse]:
+        async for response in self._downloads.stream(request.dataset_id):
+            yield response

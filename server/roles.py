@@ -43,6 +43,8 @@ METHOD_ROLES = MappingProxyType(
         _JOBS + "CancelJob": Role.TRAIN,
         _MODELS + "GetModel": Role.READ,
         _MODELS + "ListModels": Role.READ,
+        # One number per feature, as /metrics shows them: no training data.
+        _MODELS + "GetModelDrift": Role.READ,
         # Exporting, updating and deleting a model also need its owner or admin; see
         # server/ownership.py. The artifact, enough to run the model elsewhere, is the owner's.
         _MODELS + "ExportModel": Role.PREDICT,
@@ -53,6 +55,9 @@ METHOD_ROLES = MappingProxyType(
         _MODELS + "DeleteModelAlias": Role.ADMIN,
         _DATASETS + "GetDataset": Role.READ,
         _DATASETS + "ListDatasets": Role.READ,
+        # An uploaded dataset's data also needs its owner, admin or +all; see
+        # server/dataset_download.py.
+        _DATASETS + "DownloadDataset": Role.READ,
         # Replacing (replace=true) or deleting a dataset also needs its owner or admin.
         _DATASETS + "UploadDataset": Role.TRAIN,
         _DATASETS + "DeleteDataset": Role.TRAIN,

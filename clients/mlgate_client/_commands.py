@@ -105,9 +105,15 @@ def cmd_predict(args: argparse.Namespace, client: MLGateClient) -> int:
         raise UsageError(f"{'--out' if args.out is not None else '--keep'} goes with --csv")
     rows = _read_rows(args)
     sent: list[dict[str, Any]] | dict[str, list[Any]] = as_columns(rows) if args.columns else rows
-    result = _follow(lambda on_event: client.predict(args.model_id, sent, on_event=on_event))
+    result = _follow(
+        lambda on_event: client.predict(
+            args.model_id, sent, on_event=on_event, routing_key=args.routing_key
+        )
+    )
     for warning in result.warnings:
         err(f"warning: {warning}")
+    if result.alias and not args.json:
+        err(f"answered by {result.model_name}/{result.model_version} through @{result.alias}")
     out(to_json(result) if args.json else predictions_table(result))
     return 0
 
@@ -130,7 +136,13 @@ def _score(args: argparse.Namespace, client: MLGateClient) -> int:
     keep = parse_features(args.keep or ())
     if args.out is None:
         scored = score_csv(
-            client, args.model_id, args.csv, sys.stdout, chunk_rows=args.chunk_rows, keep=keep
+            client,
+            args.model_id,
+            args.csv,
+            sys.stdout,
+            chunk_rows=args.chunk_rows,
+            keep=keep,
+            routing_key=args.routing_key,
         )
         err(f"scored {scored.rows:,} rows with {scored.answered}")
     else:
@@ -140,7 +152,13 @@ def _score(args: argparse.Namespace, client: MLGateClient) -> int:
             raise UsageError(f"cannot write {args.out}: {exc.strerror or exc}") from None
         with target:
             scored = score_csv(
-                client, args.model_id, args.csv, target, chunk_rows=args.chunk_rows, keep=keep
+                client,
+                args.model_id,
+                args.csv,
+                target,
+                chunk_rows=args.chunk_rows,
+                keep=keep,
+                routing_key=args.routing_key,
             )
         err(f"wrote {scored.rows:,} predictions of {scored.answered} to {args.out}")
     return 0
@@ -186,7 +204,8 @@ def _read_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 def cmd_jobs_list(args: argparse.Namespace, client: MLGateClient) -> int:
     limit = args.limit if args.limit > 0 else None
     page_size = min(limit or 200, 1000)
-    jobs = list(itertools.islice(client.list_jobs(args.kind, args.state, page_size), limit))
+    listed = client.list_jobs(args.kind, args.state, page_size, parent=args.parent)
+    jobs = list(itertools.islice(listed, limit))
     out(to_json(jobs) if args.json else jobs_table(jobs))
     return 0
 
@@ -270,7 +289,11 @@ def cmd_datasets_upload(args: argparse.Namespace, client: MLGateClient) -> int:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with file:
         dataset = client.upload_dataset(
-            dataset_id, file, replace=args.replace, delimiter=parse_delimiter(args.delimiter)
+            dataset_id,
+            file,
+            replace=args.replace,
+            delimiter=parse_delimiter(args.delimiter),
+            format=args.format,
         )
     out(to_json(dataset) if args.json else dataset_block(dataset))
     return 0

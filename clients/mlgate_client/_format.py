@@ -166,6 +166,8 @@ def job_block(job: Job) -> str:
     ]
     if job.owner:
         pairs.append(("owner", job.owner))
+    if job.parent_job_id:
+        pairs.append(("parent", job.parent_job_id))
     if job.stage:
         pairs.append(("stage", job.stage))
     pairs += [("progress", _percent(job.progress)), ("attempt", attempt_text(job))]
@@ -238,6 +240,8 @@ def model_block(model: Model) -> str:
     if model.name:
         pairs.append(("version", f"{model.name}/{model.version}"))
         pairs.append(("aliases", ", ".join(model.aliases) or "-"))
+    if model.through_alias is not None:
+        pairs.append(("through", model.through_alias.describe()))
     if model.description:
         pairs.append(("description", model.description))
     if model.tags:
@@ -292,6 +296,7 @@ def dataset_block(dataset: Dataset) -> str:
             ("id", dataset.id),
             *([("owner", dataset.owner)] if dataset.owner else []),
             ("rows", dataset.rows),
+            *([("format", dataset.format)] if dataset.format else []),
             ("builtin", "yes" if dataset.builtin else "no"),
             ("size", f"{dataset.size_bytes} bytes"),
             ("sha256", dataset.sha256 or "-"),

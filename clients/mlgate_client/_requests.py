@@ -23,7 +23,14 @@ __all__ = [
 
 T = TypeVar("T")
 
-KINDS = {"train": jobs_pb2.JOB_KIND_TRAIN, "predict": jobs_pb2.JOB_KIND_PREDICT}
+KINDS = {
+    "train": jobs_pb2.JOB_KIND_TRAIN,
+    "predict": jobs_pb2.JOB_KIND_PREDICT,
+    "search": jobs_pb2.JOB_KIND_SEARCH,
+    "score": jobs_pb2.JOB_KIND_SCORE,
+    "trial": jobs_pb2.JOB_KIND_TRIAL,
+    "shard": jobs_pb2.JOB_KIND_SHARD,
+}
 STATES = {
     "queued": jobs_pb2.JOB_STATE_QUEUED,
     "running": jobs_pb2.JOB_STATE_RUNNING,
@@ -94,11 +101,20 @@ def struct(values: Mapping[str, Any], field: str) -> struct_pb2.Struct:
 
 
 def upload_requests(
-    dataset_id: str, file: IO[bytes], chunk_size: int, replace: bool = False, delimiter: str = ""
+    dataset_id: str,
+    file: IO[bytes],
+    chunk_size: int,
+    replace: bool = False,
+    delimiter: str = "",
+    form: str = "",
 ) -> Iterator[datasets_pb2.UploadDatasetRequest]:
     # The first message names the dataset; an empty file still sends it.
     first = datasets_pb2.UploadDatasetRequest(
-        dataset_id=dataset_id, chunk=file.read(chunk_size), replace=replace, delimiter=delimiter
+        dataset_id=dataset_id,
+        chunk=file.read(chunk_size),
+        replace=replace,
+        delimiter=delimiter,
+        format=form,
     )
     yield first
     if not first.chunk:

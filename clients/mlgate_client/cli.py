@@ -32,6 +32,7 @@ from mlgate_client._commands import (
     cmd_train,
     err,
 )
+from mlgate_client._dataset_commands import cmd_datasets_download
 from mlgate_client._input import UsageError
 from mlgate_client._job_arguments import model_argument as _model_argument
 from mlgate_client._job_arguments import predict_arguments, train_arguments
@@ -42,7 +43,9 @@ from mlgate_client._registry_commands import (
     cmd_models_versions,
 )
 from mlgate_client._report import Failure, report
+from mlgate_client._score_command import add_score_command
 from mlgate_client._security import tls_from_env, token_from_env
+from mlgate_client._shadow import add_compare_command
 from mlgate_client._worker_commands import cmd_workers
 from mlgate_client.client import DEFAULT_ADDRESS, MLGateClient
 from mlgate_client.errors import MLGateError
@@ -179,13 +182,22 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
     train_arguments(add(commands, "train", cmd_train, "train a model and wait for it"))
     predict_arguments(add(commands, "predict", cmd_predict, "predict with a model"))
+    add_score_command(commands, add)
 
     jobs = add(commands, "jobs", None, "list, inspect, watch and cancel jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
     listing = add(jobs_commands, "list", cmd_jobs_list, "list jobs, newest first")
-    listing.add_argument("--kind", choices=["train", "predict"])
+    listing.add_argument(
+        "--kind", choices=["train", "predict", "search", "score", "trial", "shard"]
+    )
     listing.add_argument(
         "--state", choices=["queued", "running", "succeeded", "failed", "cancelled"]
+    )
+    listing.add_argument(
+        "--parent",
+        default="",
+        metavar="JOB_ID",
+        help="only the trials or shards of this search or scoring job (hidden otherwise)",
     )
     listing.add_argument(
         "--limit", type=int, default=50, help="at most N jobs; 0 for all (default 50)"
@@ -208,10 +220,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     versions = add(models_commands, "versions", cmd_models_versions, "list a name's versions")
     versions.add_argument("name")
-    alias = add(models_commands, "alias", cmd_models_alias, "point NAME@ALIAS at a version")
+    alias = add(
+        models_commands,
+        "alias",
+        cmd_models_alias,
+        "point NAME@ALIAS at a version, or at weighted versions (3:90 4:10); none: show it",
+    )
     alias.add_argument("name")
     alias.add_argument("alias")
-    alias.add_argument("version", type=int, nargs="?")
+    alias.add_argument("targets", nargs="*", metavar="VERSION[:WEIGHT]")
+    alias.add_argument(
+        "--shadow", type=int, default=0, metavar="VERSION", help="mirror its requests here"
+    )
     alias.add_argument("--delete", action="store_true", help="remove the alias")
     update = add(models_commands, "update", cmd_models_update, "set description and tags")
     _model_argument(update, "model")
@@ -223,6 +243,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     export.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="artifact file; manifest beside it"
     )
+    add_compare_command(models_commands, add)
 
     add(commands, "status", cmd_status, "show the gateway's dependencies, workers and queues")
     add(commands, "workers", cmd_workers, "list the workers alive: host, pid, jobs, heartbeat")
@@ -231,7 +252,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     datasets_commands = datasets.add_subparsers(
         dest="datasets_command", required=True, metavar="COMMAND"
     )
-    upload = add(datasets_commands, "upload", cmd_datasets_upload, "upload a CSV file")
+    upload = add(datasets_commands, "upload", cmd_datasets_upload, "upload a CSV or Parquet file")
     upload.add_argument("file")
     upload.add_argument("--id", help="dataset id (default: the file name without its extension)")
     upload.add_argument(
@@ -242,10 +263,23 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default="",
         help="the CSV's delimiter: ',' ';' '|' or 'tab' (default: detected from the file)",
     )
+    upload.add_argument(
+        "--format",
+        default="",
+        choices=["csv", "parquet"],
+        help="the file's format (default: detected; a Parquet file starts with PAR1)",
+    )
     add(datasets_commands, "list", cmd_datasets_list, "list datasets")
     add(datasets_commands, "get", cmd_datasets_get, "show a dataset").add_argument("dataset_id")
     delete_dataset = add(datasets_commands, "delete", cmd_datasets_delete, "delete a dataset")
     delete_dataset.add_argument("dataset_id")
+    download = add(
+        datasets_commands, "download", cmd_datasets_download, "download a dataset's file"
+    )
+    download.add_argument("dataset_id")
+    download.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="where to write it (CSV or Parquet)"
+    )
     return parser
 
 

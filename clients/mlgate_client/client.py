@@ -23,6 +23,7 @@ from mlgate.v1 import (
 )
 from mlgate_client._channel import channel_target
 from mlgate_client._connection import Connection
+from mlgate_client._dataset_calls import DatasetCalls
 from mlgate_client._inference_calls import InferenceCalls
 from mlgate_client._registry_calls import RegistryCalls
 from mlgate_client._requests import (
@@ -34,7 +35,9 @@ from mlgate_client._requests import (
     train_request,
     upload_requests,
 )
+from mlgate_client._score_calls import ScoreCalls
 from mlgate_client._security import TLS, open_channel, tls_from_env, token_from_env
+from mlgate_client._shadow_calls import ShadowCalls
 from mlgate_client._streams import EventCallback, EventStream, EventStreams
 from mlgate_client.errors import MLGateError, from_rpc_error
 from mlgate_client.results import Dataset, Job, Model, PredictResult, TrainResult
@@ -57,7 +60,9 @@ class Page(Generic[T]):
     next_page_token: str
 
 
-class MLGateClient(Connection, EventStreams, RegistryCalls, InferenceCalls):
+class MLGateClient(
+    Connection, EventStreams, RegistryCalls, InferenceCalls, ShadowCalls, DatasetCalls, ScoreCalls
+):
     """A client of an mlgate gateway, or of several: ``address`` is ``HOST:PORT``, several of them
     comma-separated (``gw1:50051,gw2:50051``), a DNS name with a record per gateway, or a gRPC
     target. Calls are spread over the gateways that answer; a read that one fails with
@@ -218,18 +223,21 @@ class MLGateClient(Connection, EventStreams, RegistryCalls, InferenceCalls):
         model_id: str,
         rows: Sequence[Mapping[str, Any]] | Mapping[str, Iterable[Any]],
         on_event: EventCallback | None = None,
+        routing_key: str = "",
     ) -> PredictResult:
         """Predict one value per row and wait for them. ``rows`` is a list of dicts keyed by
         feature name, or columns: one dict mapping each feature to its values in row order
         (lists or numpy arrays), which cost far less to send and evaluate. ``model_id`` is any
-        model reference: an id, NAME, NAME/VERSION or NAME@ALIAS; the result's ``model_id`` is
-        the model that answered."""
+        model reference: an id, NAME, NAME/VERSION or NAME@ALIAS; the result's ``model_id``,
+        ``model_name`` and ``model_version`` are the model that answered. Through a weighted
+        alias, requests with the same ``routing_key`` go to the same version."""
         if isinstance(rows, Mapping):
             request = columns_request(model_id, rows)
         else:
             request = jobs_pb2.PredictRequest(
                 model_id=model_id, rows=[struct(row, f"rows[{i}]") for i, row in enumerate(rows)]
             )
+        request.routing_key = routing_key
         final = self._finish(self._events(lambda: self._jobs.Predict(request)), on_event)
         return PredictResult.from_event(final)
 
@@ -252,11 +260,17 @@ class MLGateClient(Connection, EventStreams, RegistryCalls, InferenceCalls):
         return Job.from_proto(response.job)
 
     def list_jobs(
-        self, kind: str | None = None, state: str | None = None, page_size: int = 50
+        self,
+        kind: str | None = None,
+        state: str | None = None,
+        page_size: int = 50,
+        parent: str = "",
     ) -> Iterator[Job]:
-        """Every job, newest first, optionally only one ``kind`` (train, predict) and ``state``
-        (queued, running, succeeded, failed, cancelled); pages are fetched as you iterate."""
-        return _all_pages(lambda token: self.list_jobs_page(kind, state, page_size, token))
+        """Every job, newest first, optionally only one ``kind`` (train, predict, search, score,
+        trial, shard) and ``state`` (queued, running, succeeded, failed, cancelled); pages are
+        fetched as you iterate. Trial and shard jobs are left out unless ``kind`` names them or
+        ``parent`` is the id of the search or scoring job whose children to list."""
+        return _all_pages(lambda token: self.list_jobs_page(kind, state, page_size, token, parent))
 
     def list_jobs_page(
         self,
@@ -264,12 +278,14 @@ class MLGateClient(Connection, EventStreams, RegistryCalls, InferenceCalls):
         state: str | None = None,
         page_size: int = 50,
         page_token: str = "",
+        parent: str = "",
     ) -> Page[Job]:
         request = jobs_pb2.ListJobsRequest(
             page_size=page_size,
             page_token=page_token,
             kind=choice(KINDS, kind, "kind", jobs_pb2.JOB_KIND_UNSPECIFIED),
             state=choice(STATES, state, "state", jobs_pb2.JOB_STATE_UNSPECIFIED),
+            parent_job_id=parent,
         )
         response = self._unary(self._jobs.ListJobs, request)
         return Page(tuple(map(Job.from_proto, response.jobs)), response.next_page_token)
@@ -315,16 +331,18 @@ class MLGateClient(Connection, EventStreams, RegistryCalls, InferenceCalls):
         chunk_size: int = CHUNK_SIZE,
         replace: bool = False,
         delimiter: str = "",
+        format: str = "",
     ) -> Dataset:
-        """Store a CSV file (a path or a binary file object) as ``dataset_id``, in chunks. An
-        existing dataset is ALREADY_EXISTS unless ``replace``. ``delimiter`` (``,`` ``;`` tab or
-        ``|``) is detected from the file when empty."""
+        """Store a CSV or Parquet file (a path or a binary file object) as ``dataset_id``, in
+        chunks. An existing dataset is ALREADY_EXISTS unless ``replace``. ``format`` ("csv" or
+        "parquet") and a CSV's ``delimiter`` (``,`` ``;`` tab or ``|``) are detected from the
+        file when empty."""
         if chunk_size <= 0:
             raise ValueError("chunk_size must be positive")
         # Opened here, not in the request iterator, so a missing file raises in the caller.
         file = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source  # noqa: SIM115
         try:
-            chunks = upload_requests(dataset_id, file, chunk_size, replace, delimiter)
+            chunks = upload_requests(dataset_id, file, chunk_size, replace, delimiter, format)
             response = self._unary(self._datasets.UploadDataset, chunks)
         finally:
             if file is not source:

@@ -131,6 +131,11 @@ class PredictResult:
     probabilities: tuple[tuple[float, ...], ...] = ()
     #: Sentences about the input, e.g. a category the model never saw and so ignored.
     warnings: tuple[str, ...] = ()
+    #: The name and version that answered ("" and 0 for an unnamed model), and the alias the
+    #: request went through ("" for none).
+    model_name: str = ""
+    model_version: int = 0
+    alias: str = ""
 
     @classmethod
     def from_event(cls, event: jobs_pb2.JobEvent) -> PredictResult:
@@ -146,6 +151,9 @@ class PredictResult:
             classes=classes,
             probabilities=tuple(tuple(row.values) for row in result.probabilities),
             warnings=tuple(result.warnings),
+            model_name=result.model_name,
+            model_version=result.model_version,
+            alias=result.alias,
         )
 
 
@@ -177,6 +185,8 @@ class Job:
     # an outcome when the job awaits its next attempt (stage "awaiting_retry").
     max_attempts: int = 0
     retry_reason: str = ""
+    #: The search or scoring job a trial or shard job belongs to; "" for the others.
+    parent_job_id: str = ""
 
     @property
     def job_id(self) -> str:
@@ -209,6 +219,7 @@ class Job:
             owner=job.owner,
             max_attempts=last.max_attempts,
             retry_reason=last.retry_reason,
+            parent_job_id=job.parent_job_id,
         )
 
 
@@ -250,6 +261,8 @@ class Model:
     imputed: Mapping[str, Any] = field(default_factory=dict)
     # What training noticed (a feature like an identifier).
     warnings: tuple[str, ...] = ()
+    # Shown through NAME@ALIAS: that alias, with its routes and shadow.
+    through_alias: Alias | None = None
 
     @property
     def ref(self) -> str:
@@ -293,6 +306,9 @@ class Model:
                 if f.name in model.imputation.values
             },
             warnings=tuple(model.warnings),
+            through_alias=(
+                Alias.from_proto(model.through_alias) if model.HasField("through_alias") else None
+            ),
         )
 
 
@@ -306,6 +322,32 @@ class Alias:
     version: int
     model_id: str
     previous_version: int = 0
+    #: A weighted alias's routes, (version, weight in percent) in version order (``version`` is
+    #: the heaviest); empty for an alias with one version.
+    routes: tuple[tuple[int, int], ...] = ()
+    #: The version requests through the alias are mirrored to; 0 for none.
+    shadow_version: int = 0
+
+    @classmethod
+    def from_proto(cls, alias: models_pb2.ModelAlias, previous_version: int = 0) -> Alias:
+        return cls(
+            alias.name,
+            alias.alias,
+            alias.version,
+            alias.model_id,
+            previous_version,
+            tuple((route.version, route.weight) for route in alias.routes),
+            alias.shadow_version,
+        )
+
+    def describe(self) -> str:
+        """``NAME@ALIAS -> NAME/3 90%, NAME/4 10%, shadow NAME/5``."""
+        if self.routes:
+            to = ", ".join(f"{self.name}/{v} {w}%" for v, w in self.routes)
+        else:
+            to = f"{self.name}/{self.version} ({self.model_id})"
+        shadow = f", shadow {self.name}/{self.shadow_version}" if self.shadow_version else ""
+        return f"{self.name}@{self.alias} -> {to}{shadow}"
 
 
 @dataclass(frozen=True)
@@ -322,6 +364,8 @@ class Dataset:
     sha256: str = ""
     # The token that uploaded it: replacing or deleting it needs that token or admin.
     owner: str = ""
+    # How it is stored, and downloaded: "csv" or "parquet".
+    format: str = ""
 
     @classmethod
     def from_proto(cls, dataset: datasets_pb2.Dataset) -> Dataset:
@@ -335,6 +379,7 @@ class Dataset:
             proto=dataset,
             sha256=dataset.sha256,
             owner=dataset.owner,
+            format=dataset.format,
         )
 
 
