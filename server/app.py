@@ -252,6 +252,7 @@ class Gateway:
             self.broker.healthy,
             timeout=settings.infer_timeout,
             limits=RequestLimits(settings.infer_max_rows, settings.infer_max_bytes),
+            drift_window=settings.drift_window,
         )
         add_inference_service(inference, server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)

@@ -29,9 +29,12 @@ from mlgate.tensors import check_request, feature_datatype, outputs_of
 from mlgate.v1 import models_pb2
 from server.batching import Batcher, error_of
 from server.decoding import decoded
+from server.drift import attach_drift
 from server.infer_limits import RequestLimits
 from server.model_catalog import ModelCatalog
 from server.routing import infer_routing_key
+from server.serving_metrics import INFER, served
+from server.shadow import Mirror, attach
 
 __all__ = [
     "SERVER_NAME",
@@ -64,14 +67,19 @@ class InferenceServicer:
         *,
         timeout: float,
         limits: RequestLimits,
+        drift_window: int = 0,
     ) -> None:
         """``timeout``: how long a ModelInfer waits for a worker when its client set no
-        deadline; ``limits``: how large one request may be."""
+        deadline; ``limits``: how large one request may be; ``drift_window``: the rows of
+        input drift's window per model version (``server.drift``; 0: not tracked)."""
         self._timeout = timeout
         self._limits = limits
         self._models = models
         self._batcher = batcher
         self._ready = ready
+        self._drift = attach_drift(models, drift_window)  # Predict and GetModelDrift find it
+        self._mirror = Mirror(batcher, models, timeout=timeout)
+        attach(models, self._mirror)  # Predict and GetShadowComparison find it there
 
     # --- what both bindings call ---
 
@@ -113,17 +121,22 @@ class InferenceServicer:
         self._limits.check_tensors(request)
         ref = ref_from_parts(request.model_name, request.model_version)
         routed = await self._models.route_ref(ref, infer_routing_key(request))
-        record = await self._models.manifest(routed.model_id)
-        rows = check_request(request, record)
-        version = str(routed.version) if routed.version else ""
-        del request  # the batcher sends the bytes: the parsed copy is not kept while it waits
-        deadline = time.time() + (self._timeout if remaining is None else remaining)
-        outcome = await self._batcher.submit(
-            (record.id, record.sha256, version), data, rows, deadline
-        )
-        error = error_of(outcome)
-        if error is not None:
-            raise error
+        with served(routed.name, routed.version, routed.alias, INFER) as timer:
+            record = await self._models.manifest(routed.model_id)
+            rows = check_request(request, record)
+            # Queued for the drift thread, which reads the parsed request; nothing more here.
+            self._drift.offer_infer(record, (routed.name, routed.version), request, rows, len(data))
+            version = str(routed.version) if routed.version else ""
+            del request  # the batcher sends the bytes: the parsed copy is not kept while it waits
+            deadline = time.time() + (self._timeout if remaining is None else remaining)
+            outcome = await self._batcher.submit(
+                (record.id, record.sha256, version), data, rows, deadline
+            )
+            error = error_of(outcome)
+            if error is not None:
+                raise error
+        if routed.shadow_model_id:  # queued only: sent once this answer is on its way
+            self._mirror.offer(routed, record, data, outcome.response, timer.seconds)
         return outcome.response
 
     async def _record(self, ref: ModelRef) -> models_pb2.Model:

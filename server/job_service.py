@@ -20,6 +20,7 @@ from mlgate.ids import check_job_id, new_job_id
 from mlgate.inputs import check_predict
 from mlgate.jobs import from_struct, plan
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
+from server.drift import drift_of
 from server.fanout import Coordinator
 from server.hub import Hub
 from server.jobstore.base import JobStore
@@ -27,6 +28,11 @@ from server.jobstore.records import bounded
 from server.model_catalog import ModelCatalog
 from server.ownership import check_may_cancel, owner_name, sees_inputs, visible_event, visible_job
 from server.paging import page_size
+from server.predict_serving import followed
+from server.scoring import ScorePlan, checked_score
+from server.search import SearchPlan
+from server.search_space import resolve_search
+from server.shadow import mirror_of
 from server.submit import Submitter
 from storage.datasets import DatasetCatalog
 
@@ -62,6 +68,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self.fanout = Coordinator(
             broker, store, hub, submitter, submitter.outbox, publish_timeout=publish_timeout
         )
+        self.fanout.register(jobs_pb2.JOB_KIND_SEARCH, SearchPlan())
+        self.fanout.register(jobs_pb2.JOB_KIND_SCORE, ScorePlan())
 
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:
         return await asyncio.to_thread(fn, *args)
@@ -84,6 +92,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     async def Predict(
         self, request: jobs_pb2.PredictRequest, context: Context
     ) -> AsyncIterator[jobs_pb2.PredictResponse]:
+        started = time.perf_counter()  # its per-version latency runs from here
         with tracing.span("validate"):
             routed = await self._models.route(request.model_id, request.routing_key)
             model_id = routed.model_id
@@ -96,7 +105,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                     f"{self._max_predict_rows} per request; split the request"
                 )
             record = await self._models.manifest(model_id)
-            check_predict(request, record, [from_struct(row) for row in request.rows])
+            read = [from_struct(row) for row in request.rows]
+            check_predict(request, record, read)
+        # Queued for the drift thread (server.drift), which bins the rows as read.
+        drift_of(self._models).offer_predict(
+            record, (routed.name, routed.version), request, read, count
+        )
         job = _new_job(jobs_pb2.JOB_KIND_PREDICT)
         job.predict.CopyFrom(request)
         # Workers get the id the reference means now: an alias moved later changes nothing
@@ -105,18 +119,52 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         job.predict.resolved_name = routed.name
         job.predict.resolved_version = routed.version
         job.predict.resolved_alias = routed.alias
-        async for seen in self._submit(job, model_sha=record.sha256):
-            yield jobs_pb2.PredictResponse(event=seen)
+        submitted = self._submit(job, model_sha=record.sha256)
+        mirror = mirror_of(self._models)
+        events = followed(submitted, routed, request, record, mirror, started)
+        async with contextlib.aclosing(events) as counted:
+            async for seen in counted:
+                yield jobs_pb2.PredictResponse(event=seen)
+
+    async def Score(
+        self, request: jobs_pb2.ScoreRequest, context: Context
+    ) -> AsyncIterator[jobs_pb2.ScoreResponse]:
+        with tracing.span("validate"):
+            checked, rows = await checked_score(request, self._catalog, self._models)
+        job = _new_job(jobs_pb2.JOB_KIND_SCORE)
+        job.score.CopyFrom(checked)
+        job.row_count = rows  # the rows the shards split (server.scoring)
+        async for seen in self._submit(job, parent=True):
+            yield jobs_pb2.ScoreResponse(event=seen)
+
+    async def Search(
+        self, request: jobs_pb2.SearchRequest, context: Context
+    ) -> AsyncIterator[jobs_pb2.SearchResponse]:
+        with tracing.span("validate"):
+            if not request.train.dataset_id:
+                raise InvalidField("train.dataset_id", "is required")
+            schema = await self._call(self._catalog.describe, request.train.dataset_id)
+            # On a thread: planning the candidates imports scikit-learn the first time.
+            resolved = await self._call(resolve_search, request, schema)
+            if request.train.model_name:
+                await self._models.claim(request.train.model_name)
+        job = _new_job(jobs_pb2.JOB_KIND_SEARCH)
+        job.search.CopyFrom(resolved)
+        async for seen in self._submit(job, parent=True):
+            yield jobs_pb2.SearchResponse(event=seen)
 
     async def _submit(
-        self, job: jobs_pb2.Job, *, model_sha: str = ""
+        self, job: jobs_pb2.Job, *, model_sha: str = "", parent: bool = False
     ) -> AsyncIterator[jobs_pb2.JobEvent]:
         # Followed before it is recorded, from its QUEUED event: the feed reads the store only
         # when the job's next event wakes it.
         follow = self._hub.follow(job.id, 0, first=job.last_event)
         async with contextlib.aclosing(follow) as events:
             queued = await anext(events)
-            await self._submitter.submit(job, model_sha=model_sha)
+            if parent:
+                await self.fanout.submit(job)  # coordinated here, never queued (server.fanout)
+            else:
+                await self._submitter.submit(job, model_sha=model_sha)
             yield queued
             async for seen in events:
                 yield seen
@@ -141,6 +189,8 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             raise InvalidField("kind", f"unknown job kind {request.kind}")
         if request.state not in jobs_pb2.JobState.values():
             raise InvalidField("state", f"unknown job state {request.state}")
+        if request.parent_job_id:
+            check_job_id(request.parent_job_id, "parent_job_id")
         size = page_size(request.page_size)
         jobs, token = await self._call(
             lambda: self._store.list(
@@ -148,6 +198,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                 state=request.state,
                 page_size=size,
                 page_token=request.page_token,
+                parent_job_id=request.parent_job_id,
             )
         )
         return jobs_pb2.ListJobsResponse(jobs=map(visible_job, jobs), next_page_token=token)

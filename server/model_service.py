@@ -10,9 +10,12 @@ from typing import Any
 import grpc
 
 from mlgate.v1 import models_pb2, models_pb2_grpc
+from server.drift import drift_of, drift_response
 from server.export_check import ExportCheck
 from server.model_catalog import ModelCatalog
 from server.paging import page_size
+from server.serving_metrics import forget_alias
+from server.shadow import comparison_response, forget_version
 
 __all__ = ["ModelServicer"]
 
@@ -42,6 +45,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.DeleteModelRequest, context: Context
     ) -> models_pb2.DeleteModelResponse:
         entry = await self._catalog.delete(request.model_id, force=request.force)
+        forget_version(self._catalog, entry.name, entry.version)  # its series go with it
+        drift_of(self._catalog).forget(entry.model_id)  # its drift window and series too
         return models_pb2.DeleteModelResponse(
             model_id=entry.model_id, removed_aliases=entry.aliases
         )
@@ -85,7 +90,18 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.DeleteModelAliasRequest, context: Context
     ) -> models_pb2.DeleteModelAliasResponse:
         await self._catalog.delete_alias(request.name, request.alias)
+        forget_alias(request.name, request.alias)
         return models_pb2.DeleteModelAliasResponse()
+
+    async def GetModelDrift(
+        self, request: models_pb2.GetModelDriftRequest, context: Context
+    ) -> models_pb2.GetModelDriftResponse:
+        return await drift_response(self._catalog, request.model_id)
+
+    async def GetShadowComparison(
+        self, request: models_pb2.GetShadowComparisonRequest, context: Context
+    ) -> models_pb2.GetShadowComparisonResponse:
+        return await comparison_response(self._catalog, request.name, request.alias)
 
     async def ExportModel(
         self, request: models_pb2.ExportModelRequest, context: Context

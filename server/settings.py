@@ -86,6 +86,9 @@ class GatewaySettings:
     infer_max_rows: int = 100_000
     infer_max_bytes: int = 64 * 2**20
     infer_max_bytes_in_flight: int = 256 * 2**20
+    # Input drift (server/drift.py): each model version's window of its last served input rows;
+    # 0 turns tracking off.
+    drift_window: int = 1000
 
     @classmethod
     def from_env(
@@ -130,6 +133,14 @@ class GatewaySettings:
             infer_max_bytes=variables.size(env, "MLGATE_INFER_MAX_BYTES") or 64 * 2**20,
             infer_max_bytes_in_flight=variables.size(env, "MLGATE_INFER_MAX_BYTES_IN_FLIGHT")
             or 256 * 2**20,
+            drift_window=variables.positive(
+                env,
+                "MLGATE_DRIFT_WINDOW",
+                "1000",
+                zero=True,
+                highest=100_000,
+                why=" (a window holds a byte per feature per row, for each of 256 versions)",
+            ),
         )
         settings.check_outbox()
         settings.check_inference()
