@@ -36,7 +36,7 @@ from server.jobstore.registry import (
 from server.manifests import ManifestCache
 from server.ownership import check_owner, visible_model
 from server.paging import decode_page_token, encode_page_token, paginate
-from server.routing import Routed, check_routes, check_routing_key, routed
+from server.routing import Routed, alias_message, check_routes, check_routing_key, routed
 from storage.errors import IntegrityError
 from storage.models import ModelRepository
 
@@ -128,9 +128,15 @@ class ModelCatalog:
         return await self._manifests.get(model_id)
 
     async def get(self, text: str) -> models_pb2.Model:
-        """The model as the caller may see it."""
-        model_id = await self.resolve(text)
-        return visible_model(await asyncio.to_thread(self._joined, model_id))
+        """The model as the caller may see it; through an alias, with the alias's routes."""
+        ref = parse_ref(text, "model_id")
+        if not ref.alias:
+            model_id = await self.resolve_ref(ref)
+            return visible_model(await asyncio.to_thread(self._joined, model_id))
+        target = await asyncio.to_thread(self._registry.target, ref)
+        model = visible_model(await asyncio.to_thread(self._joined, target.model_id))
+        model.through_alias.CopyFrom(alias_message(ref.alias, target))
+        return model
 
     def _joined(self, model_id: str) -> models_pb2.Model:
         return with_entry(self._models.get(model_id), self._registry.entry(model_id))

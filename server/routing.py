@@ -33,11 +33,13 @@ from dataclasses import dataclass
 from mlgate.errors import InvalidField
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.refs import check_version
+from mlgate.v1 import models_pb2
 from server.jobstore.registry import Route, Target
 
 __all__ = [
     "MAX_ROUTING_KEY",
     "Routed",
+    "alias_message",
     "bucket",
     "check_routes",
     "check_routing_key",
@@ -108,6 +110,22 @@ def routed(target: Target, alias: str, routing_key: str = "") -> Routed:
         model_id, version = route.model_id, route.version
     return Routed(
         model_id, target.name, version, alias, target.shadow_model_id, target.shadow_version
+    )
+
+
+def alias_message(alias: str, target: Target) -> models_pb2.ModelAlias:
+    """An alias as the API shows it."""
+    return models_pb2.ModelAlias(
+        name=target.name,
+        alias=alias,
+        version=target.version,
+        model_id=target.model_id,
+        routes=[
+            models_pb2.AliasRoute(version=r.version, weight=r.weight, model_id=r.model_id)
+            for r in target.routes
+        ],
+        shadow_version=target.shadow_version,
+        shadow_model_id=target.shadow_model_id,
     )
 
 

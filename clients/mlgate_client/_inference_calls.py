@@ -124,14 +124,22 @@ class InferenceCalls:
         )
 
     def infer_columns(
-        self, model: str, columns: Mapping[str, tuple[str, bytes]], rows: int, first_line: int = 0
+        self,
+        model: str,
+        columns: Mapping[str, tuple[str, bytes]],
+        rows: int,
+        first_line: int = 0,
+        routing_key: str = "",
     ) -> Future[Inferred]:
         """Start ModelInfer on ``rows`` rows given as raw contents per input: name ->
         (datatype, bytes); with ``first_line``, the line of a file row 0 came from, errors name
-        lines. The future's result is the answer, or the client error."""
+        lines; with ``routing_key``, a weighted alias answers with the version the key maps
+        to. The future's result is the answer, or the client error."""
         request = pb.ModelInferRequest(model_name=model)
         if first_line:
             request.parameters["first_line"].int64_param = first_line
+        if routing_key:
+            request.parameters["routing_key"].string_param = routing_key
         for name, (datatype, data) in columns.items():
             request.inputs.add(name=name, datatype=datatype, shape=[rows])
             request.raw_input_contents.append(data)

@@ -99,3 +99,10 @@ def predict_arguments(predict: argparse.ArgumentParser) -> None:
     predict.add_argument(
         "--chunk-rows", type=int, default=10_000, help="with --csv: rows per request (10000)"
     )
+    predict.add_argument(
+        "--routing-key",
+        default="",
+        metavar="KEY",
+        help="through a weighted alias (NAME@ALIAS), send every request with this key (a user or "
+        "account id) to the same version",
+    )

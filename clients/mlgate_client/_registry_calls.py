@@ -41,14 +41,29 @@ class RegistryCalls:
             if not token:
                 return versions
 
-    def set_alias(self, name: str, alias: str, version: int) -> Alias:
-        """Point ``name@alias`` at ``version`` (creating or moving it), atomically."""
-        request = models_pb2.SetModelAliasRequest(name=name, alias=alias, version=version)
-        response = self._unary(self._models.SetModelAlias, request)
-        found = response.alias
-        return Alias(
-            found.name, found.alias, found.version, found.model_id, response.previous_version
+    def set_alias(
+        self,
+        name: str,
+        alias: str,
+        version: int = 0,
+        *,
+        routes: Mapping[int, int] | Sequence[tuple[int, int]] = (),
+        shadow_version: int = 0,
+    ) -> Alias:
+        """Point ``name@alias`` at ``version``, or at weighted ``routes`` ({version: weight} or
+        (version, weight) pairs, integer percentages summing to 100), creating or replacing it
+        in one atomic change; ``shadow_version`` mirrors every request through the alias to
+        that version (0: none)."""
+        pairs = list(routes.items()) if isinstance(routes, Mapping) else list(routes)
+        request = models_pb2.SetModelAliasRequest(
+            name=name,
+            alias=alias,
+            version=version,
+            routes=[models_pb2.AliasRoute(version=v, weight=w) for v, w in pairs],
+            shadow_version=shadow_version,
         )
+        response = self._unary(self._models.SetModelAlias, request)
+        return Alias.from_proto(response.alias, response.previous_version)
 
     def delete_alias(self, name: str, alias: str) -> None:
         request = models_pb2.DeleteModelAliasRequest(name=name, alias=alias)

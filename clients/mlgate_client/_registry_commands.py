@@ -36,20 +36,50 @@ def cmd_models_versions(args: argparse.Namespace, client: MLGateClient) -> int:
 def cmd_models_alias(args: argparse.Namespace, client: MLGateClient) -> int:
     where = f"{args.name}@{args.alias}"
     if args.delete:
-        if args.version is not None:
-            raise UsageError("give a VERSION to point the alias at, or --delete, not both")
+        if args.targets or args.shadow:
+            raise UsageError("give VERSIONs to point the alias at, or --delete, not both")
         client.delete_alias(args.name, args.alias)
         out(to_json({"deleted": where}) if args.json else f"{where} deleted")
         return 0
-    if args.version is None:
-        raise UsageError("give the VERSION the alias points at (or --delete to remove it)")
-    alias = client.set_alias(args.name, args.alias, args.version)
+    if not args.targets:
+        if args.shadow:
+            raise UsageError("give the VERSION (or VERSION:WEIGHT pairs) the alias points at")
+        shown = client.get_model(where).through_alias
+        if shown is None:  # a gateway from before weighted aliases
+            raise UsageError(f"{where}: this gateway does not describe aliases")
+        out(to_json(shown) if args.json else shown.describe())
+        return 0
+    version, routes = _alias_targets(args.targets)
+    alias = client.set_alias(
+        args.name, args.alias, version, routes=routes, shadow_version=args.shadow
+    )
     if args.json:
         out(to_json(alias))
     else:
         moved = f" (was {alias.previous_version})" if alias.previous_version else ""
-        out(f"{where} -> {args.name}/{alias.version} ({alias.model_id}){moved}")
+        out(f"{alias.describe()}{moved}")
     return 0
+
+
+def _alias_targets(given: list[str]) -> tuple[int, list[tuple[int, int]]]:
+    """One VERSION, or VERSION:WEIGHT pairs."""
+    if len(given) == 1 and ":" not in given[0]:
+        return _number(given[0], "VERSION"), []
+    routes = []
+    for text in given:
+        version, colon, weight = text.partition(":")
+        if not colon:
+            raise UsageError(
+                f"{text!r}: give one VERSION, or VERSION:WEIGHT for each version (3:90 4:10)"
+            )
+        routes.append((_number(version, "VERSION"), _number(weight, "WEIGHT")))
+    return 0, routes
+
+
+def _number(text: str, what: str) -> int:
+    if not text.isdigit():
+        raise UsageError(f"{what} must be a whole number, not {text!r}")
+    return int(text)
 
 
 def cmd_models_update(args: argparse.Namespace, client: MLGateClient) -> int:

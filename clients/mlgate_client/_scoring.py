@@ -159,9 +159,11 @@ def score_csv(
     chunk_rows: int,
     delimiter: str = ",",
     keep: list[str] | None = None,
+    routing_key: str = "",
 ) -> Scored:
     """Write one prediction per row of the CSV at ``path`` to ``out``, after the ``keep``
-    columns of that row; the rows scored and the models that answered."""
+    columns of that row; the rows scored and the models that answered. Through a weighted
+    alias, every chunk goes to the version ``routing_key`` maps to (or each to one drawn)."""
     keep = keep or []
     inputs, outputs = client.model_inputs(model)
     header = _header(path, delimiter)
@@ -219,7 +221,9 @@ def score_csv(
         line = 2  # the header is line 1
         for chunk in reader:
             columns = _columns(chunk, inputs, line)
-            future = client.infer_columns(model, columns, len(chunk), first_line=line)
+            future = client.infer_columns(
+                model, columns, len(chunk), first_line=line, routing_key=routing_key
+            )
             pending.append((line, _kept(chunk, keep), future))
             line += len(chunk)
             drain(_IN_FLIGHT - 1)
