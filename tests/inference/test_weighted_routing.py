@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,7 @@ def test_ten_thousand_infers_through_a_90_10_alias_put_ten_percent_on_the_second
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
     request = _infer_request(f"{NAME}@canary")
     answered: Counter[str] = Counter()
-    pending: list[Future[pb.ModelInferResponse]] = []
+    pending: list[grpc.CallFuture[pb.ModelInferResponse]] = []
     for _ in range(10_000):
         pending.append(stub.ModelInfer.future(request, timeout=60))
         if len(pending) >= 64:  # a bounded number in flight, as a busy client would have
