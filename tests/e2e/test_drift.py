@@ -58,8 +58,8 @@ def _trained(channel: grpc.Channel) -> models_pb2.Model:
 
 def _served(shifted: str, seed: int) -> np.ndarray:
     """ROWS rows drawn from the diabetes data, ``shifted`` moved by two standard deviations."""
-    X = load_diabetes(as_frame=True).frame[DIABETES_FEATURES].to_numpy()
-    rows = X[np.random.default_rng(seed).integers(0, len(X), ROWS)]
+    X: np.ndarray = load_diabetes(as_frame=True).frame[DIABETES_FEATURES].to_numpy()
+    rows: np.ndarray = X[np.random.default_rng(seed).integers(0, len(X), ROWS)]
     column = DIABETES_FEATURES.index(shifted)
     rows[:, column] += 2 * X[:, column].std()
     return rows
