@@ -43,7 +43,15 @@ from server.model_catalog import ModelCatalog
 from server.routing import Routed
 from server.shadow_stats import Comparison, Comparisons, Value, forget_series, predictions_of
 
-__all__ = ["Mirror", "attach", "comparison_response", "forget_version", "mirror_of", "task_of"]
+__all__ = [
+    "Mirror",
+    "attach",
+    "comparison_response",
+    "forget_version",
+    "mirror_of",
+    "mirrors",
+    "task_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +199,11 @@ class Mirror:
             return  # the request asked for probabilities only: nothing to pair
         comparison.compare(primary, shadow, item.primary_seconds, shadow_seconds)
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for their shadows, not yet sent."""
+        return len(self._waiting)
+
     async def drain(self) -> None:
         """Wait for every mirrored request queued or out (tests, the bench)."""
         while self._waiting or self._running or self._scheduled:
@@ -206,6 +219,11 @@ _mirrors: weakref.WeakKeyDictionary[ModelCatalog, Mirror] = weakref.WeakKeyDicti
 def attach(models: ModelCatalog, mirror: Mirror) -> None:
     """Make ``mirror`` the one the servicers sharing ``models`` find."""
     _mirrors[models] = mirror
+
+
+def mirrors() -> list[Mirror]:
+    """Every gateway's mirror in this process (tests look inside)."""
+    return list(_mirrors.values())
 
 
 def mirror_of(models: ModelCatalog) -> Mirror | None:
