@@ -155,7 +155,8 @@ class Coordinator:
         """Record ``parent`` and take its first step; the caller follows it in the hub."""
         parent.DiscardUnknownFields()
         await asyncio.to_thread(self._store.create, parent)
-        await self.advance(parent.id)
+        # Recorded: from here on, a step that fails now is taken by a sweep.
+        await self._advance_logged(parent.id)
 
     def child_ended(self, parent_id: str) -> None:
         """A child of ``parent_id`` ended (on the loop): advance the parent soon."""

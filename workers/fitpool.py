@@ -25,13 +25,23 @@ import time
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from typing import overload
 
 from mlgate.errors import DeadlineExceeded, MLGateError, from_status
 from mlgate.failures import Backends
 from storage.base import ObjectStore
 from storage.errors import StorageUnavailable
 from workers.fitting import serve
-from workers.messages import FitAnswer, FitFailed, FitProgress, FitTask, Fitted, StoreAway
+from workers.messages import (
+    FitAnswer,
+    FitFailed,
+    FitProgress,
+    FitTask,
+    Fitted,
+    StoreAway,
+    TrialScored,
+    TrialTask,
+)
 
 __all__ = ["ChildDied", "FitPool", "FitStopped"]
 
@@ -115,9 +125,24 @@ class FitPool:
         idle = [c.pid for c in list(self._idle.queue)]
         return [pid for pid in (*busy, *idle) if pid is not None]
 
+    @overload
     def run(
         self, task: FitTask, progress: Progress, *, stop: Callable[[], bool], timeout: float
-    ) -> Fitted:
+    ) -> Fitted: ...
+
+    @overload
+    def run(
+        self, task: TrialTask, progress: Progress, *, stop: Callable[[], bool], timeout: float
+    ) -> TrialScored: ...
+
+    def run(
+        self,
+        task: FitTask | TrialTask,
+        progress: Progress,
+        *,
+        stop: Callable[[], bool],
+        timeout: float,
+    ) -> Fitted | TrialScored:
         """Run ``task`` in a free child; ``progress(stage, fraction)`` relays the child's reports.
         ``stop()`` is asked every few tens of milliseconds; true kills the fit (FitStopped)."""
         child = self._idle.get()
@@ -155,11 +180,11 @@ class FitPool:
     def _wait(
         self,
         child: _Child,
-        task: FitTask,
+        task: FitTask | TrialTask,
         progress: Progress,
         stop: Callable[[], bool],
         timeout: float,
-    ) -> Fitted:
+    ) -> Fitted | TrialScored:
         deadline = time.monotonic() + timeout
         try:
             child.conn.send(task)
@@ -193,9 +218,9 @@ class FitPool:
                 )
 
 
-def _answer(answer: FitAnswer) -> Fitted:
+def _answer(answer: FitAnswer) -> Fitted | TrialScored:
     match answer:
-        case Fitted():
+        case Fitted() | TrialScored():
             return answer
         case StoreAway(message):
             raise StorageUnavailable(message)

@@ -29,7 +29,7 @@ from mlgate.v1 import jobs_pb2, models_pb2
 from storage.base import ObjectStore
 from storage.datasets import DatasetCatalog
 from storage.errors import StorageUnavailable
-from workers import training, trials
+from workers import crossval, training
 from workers.formats import encode
 from workers.importances import feature_importances
 from workers.imputation import imputation_record
@@ -90,7 +90,9 @@ def serve(conn: Connection, store: ObjectStore, backends: Backends) -> None:
         conn.send(_run(task, datasets, conn, backends))
 
 
-def _run(task: FitTask | TrialTask, datasets: _Datasets, conn: Connection, backends: Backends) -> FitAnswer:
+def _run(
+    task: FitTask | TrialTask, datasets: _Datasets, conn: Connection, backends: Backends
+) -> FitAnswer:
     last = [0.0, -1.0]  # when the last progress went, and its stage
 
     def progress(stage: int, fraction: float) -> None:
@@ -106,7 +108,7 @@ def _run(task: FitTask | TrialTask, datasets: _Datasets, conn: Connection, backe
             frame, dataset_sha256 = datasets.load(task.plan.dataset_id, task.dataset_sha256)
             loaded = (load_started, time.time_ns())
             if isinstance(task, TrialTask):  # a search's candidate
-                return trials.score(frame, task, progress)
+                return crossval.score(frame, task, progress)
             trained = training.fit(frame, task.plan, progress, cores=task.cores)
             record = _record(task, trained, dataset_sha256)
             encoded = encode(trained.estimator)

@@ -4,8 +4,10 @@ Every message is a frozen dataclass, pickled over the pipe: a field is read by i
 one cannot shift another's meaning, and mypy checks both ends.
 
     worker → child   FitTask       one fit to run
+                     TrialTask     one search candidate to cross-validate (workers.trials)
     child → worker   FitProgress   while it works, at most a few per second
                      Fitted        the model, ready to save
+                     TrialScored   a candidate's fold scores, or why it cannot be fitted
                      FitFailed     a job that cannot succeed: its public status
                      StoreAway     the object store could not be read: worth another attempt
 """
@@ -17,7 +19,16 @@ from dataclasses import dataclass
 from mlgate.jobs import Plan
 from storage.models import Encoded
 
-__all__ = ["FitAnswer", "FitFailed", "FitProgress", "FitTask", "Fitted", "StoreAway"]
+__all__ = [
+    "FitAnswer",
+    "FitFailed",
+    "FitProgress",
+    "FitTask",
+    "Fitted",
+    "StoreAway",
+    "TrialScored",
+    "TrialTask",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +43,33 @@ class FitTask:
     cores: int
     # Bytes the fit may allocate on top of what the child holds before it starts; 0: no limit.
     memory_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrialTask:
+    """One candidate of a search, scored by k-fold cross-validation on Train's training part."""
+
+    job_id: str
+    plan: Plan
+    dataset_sha256: str
+    cores: int
+    memory_limit: int
+    cv_folds: int
+    # A scikit-learn scorer name; "" for the task's default (r2, accuracy).
+    scoring: str
+    # Halving: "n_samples" subsamples each fold as HalvingGridSearchCV does; "" otherwise.
+    resource: str
+    resources: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrialScored:
+    """A trial's outcome: each fold's score, or the error the candidate could not be fitted for."""
+
+    fold_scores: tuple[float, ...]
+    fit_seconds: float
+    error: str
+    scoring: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,4 +107,4 @@ class StoreAway:
 
 
 #: What a child answers a ``FitTask`` with, once.
-FitAnswer = Fitted | FitFailed | StoreAway
+FitAnswer = Fitted | TrialScored | FitFailed | StoreAway

@@ -14,9 +14,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.v1 import jobs_pb2, status_pb2
 from workers.attempt_events import AttemptEvents
 
-__all__ = ["Recent", "RetryReasons", "RunningJobs"]
+__all__ = ["Cancelled", "Recent", "RetryReasons", "RunningJobs"]
 
 V = TypeVar("V")
+
+
+class Cancelled(Exception):
+    """The job was cancelled while it ran."""
 
 
 class _Bounded(Generic[V]):

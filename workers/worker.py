@@ -44,9 +44,10 @@ from workers.messages import FitTask
 from workers.outages import OUTAGES, OutageOutlasted, OutageRetry
 from workers.parallelism import cap_jobs, fit_cores
 from workers.progress import Pacer
-from workers.running import Recent, RetryReasons, RunningJobs
+from workers.running import Cancelled, Recent, RetryReasons, RunningJobs
 from workers.scoring import ShardRunner
 from workers.settings import WorkerSettings
+from workers.trials import TrialRunner
 
 __all__ = ["Worker"]
 
@@ -55,10 +56,6 @@ log = logging.getLogger(__name__)
 
 #: Runs one attempt at a job; the fields of its SUCCEEDED event.
 Run = Callable[[jobs_pb2.Job, AttemptEvents, Delivery], dict[str, Any]]
-
-
-class Cancelled(Exception):
-    """The job was cancelled while it ran."""
 
 
 class Worker:
@@ -100,6 +97,7 @@ class Worker:
         self._outages = OutageRetry(settings.outage_retry_seconds, self._backends)
         self._subscriptions: list[Subscription] = []
         self._pool = FitPool(catalog.store, settings.train_concurrency, self._backends)
+        self._trials = TrialRunner(self._pool, catalog, settings, self._cores)
         self._shards = ShardRunner(catalog, self.cache)
         self._pacer = Pacer()
 
@@ -315,6 +313,8 @@ class Worker:
     def _train(
         self, job: jobs_pb2.Job, events: AttemptEvents, delivery: Delivery
     ) -> dict[str, Any]:
+        if job.kind == jobs_pb2.JOB_KIND_TRIAL:  # a search's candidate (workers.trials)
+            return self._trials.run(job, events, lambda: self._check_cancelled(job))
         request = job.train
         model_id = model_id_for_job(job.id)
         if self._models.exists(model_id):
