@@ -43,7 +43,6 @@ def add_score_command(commands: Any, add: Any) -> None:
         "--shard-rows", type=int, default=0, metavar="N", help="rows per shard (default: chosen)"
     )
     score.add_argument("--detach", action="store_true", help="print the job id and return")
-    score.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def cmd_score(args: argparse.Namespace, client: MLGateClient) -> int:
