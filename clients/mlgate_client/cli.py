@@ -33,6 +33,7 @@ from mlgate_client._commands import (
     err,
 )
 from mlgate_client._dataset_commands import cmd_datasets_download
+from mlgate_client._drift import add_drift_command
 from mlgate_client._input import UsageError
 from mlgate_client._job_arguments import model_argument as _model_argument
 from mlgate_client._job_arguments import predict_arguments, train_arguments
@@ -244,6 +245,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "-o", "--output", required=True, metavar="FILE", help="artifact file; manifest beside it"
     )
     add_compare_command(models_commands, add)
+    add_drift_command(models_commands, add)
 
     add(commands, "status", cmd_status, "show the gateway's dependencies, workers and queues")
     add(commands, "workers", cmd_workers, "list the workers alive: host, pid, jobs, heartbeat")

@@ -24,6 +24,7 @@ from mlgate.v1 import (
 from mlgate_client._channel import channel_target
 from mlgate_client._connection import Connection
 from mlgate_client._dataset_calls import DatasetCalls
+from mlgate_client._drift_calls import DriftCalls
 from mlgate_client._inference_calls import InferenceCalls
 from mlgate_client._registry_calls import RegistryCalls
 from mlgate_client._requests import (
@@ -61,7 +62,14 @@ class Page(Generic[T]):
 
 
 class MLGateClient(
-    Connection, EventStreams, RegistryCalls, InferenceCalls, ShadowCalls, DatasetCalls, ScoreCalls
+    Connection,
+    EventStreams,
+    RegistryCalls,
+    InferenceCalls,
+    ShadowCalls,
+    DriftCalls,
+    DatasetCalls,
+    ScoreCalls,
 ):
     """A client of an mlgate gateway, or of several: ``address`` is ``HOST:PORT``, several of them
     comma-separated (``gw1:50051,gw2:50051``), a DNS name with a record per gateway, or a gRPC

@@ -16,6 +16,7 @@ from sklearn.datasets import load_diabetes
 
 from mlgate.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from mlgate.v1 import jobs_pb2, models_pb2
+from mlgate_client.cli import main
 from tests.support.background import BackgroundGateway
 from tests.support.gateway_calls import (
     DIABETES_FEATURES,
@@ -127,16 +128,36 @@ def test_modelinfer_rows_shifted_in_one_feature_flag_it_alone(
     assert ("version", str(model.version)) not in {label for _n, ls in gone for label in ls}
 
 
-def test_predict_rows_shifted_in_one_feature_flag_it_alone(channel: grpc.Channel) -> None:
+def test_predict_rows_shifted_in_one_feature_flag_it_alone(
+    channel: grpc.Channel,
+    system: tuple[BackgroundGateway, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     model = _trained(channel)
+    models(channel).SetModelAlias(
+        models_pb2.SetModelAliasRequest(name=NAME, alias="drifting", version=model.version)
+    )
     served = _served("s5", seed=2)
     for part in np.split(served, 3):
-        request = jobs_pb2.PredictRequest(model_id=f"{NAME}/{model.version}")
+        request = jobs_pb2.PredictRequest(model_id=f"{NAME}@drifting")
         for j, name in enumerate(DIABETES_FEATURES):
             request.columns.add(name=name).doubles.values.extend(part[:, j].tolist())
         events = events_of(jobs(channel).Predict(request, timeout=60))
         assert events[-1].state == jobs_pb2.JOB_STATE_SUCCEEDED, events[-1]
     _assert_only(_settled(channel, model.id), "s5")
+
+    # The CLI: a line per feature, flagged; and the same as JSON.
+    address = system[0].address
+    assert main(["--address", address, "models", "drift", f"{NAME}@drifting"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"{NAME}/{model.version} ({model.id}): 1,000 rows in the window")
+    lines = {line.split()[0]: line.split()[1:] for line in printed[2:]}
+    assert lines["s5"][1:] == ["major", "!!"] and float(lines["s5"][0]) > 0.25
+    assert lines["bmi"][1:] == ["ok"]
+    assert main(["--address", address, "--json", "models", "drift", f"{NAME}@drifting"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["version"] == model.version and found["window_rows"] == 1000
+    assert {f["feature"]: f["level"] for f in found["features"]}["s5"] == "major"
 
 
 def test_a_model_trained_before_references_says_no_reference(
