@@ -38,7 +38,7 @@ from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
 from server.jobstore.sqlite_registry import SQLiteModelRegistry
 from server.paging import decode_page_token, encode_page_token
 
-__all__ = ["OLDEST_QUEUED", "SQLiteJobStore"]
+__all__ = ["CHILDREN", "OLDEST_QUEUED", "SQLiteJobStore", "listing"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -76,6 +76,7 @@ CREATE INDEX IF NOT EXISTS jobs_listed_by_state ON jobs (state, create_ns DESC, 
     WHERE {LISTED};
 """
 _WHOLE = "SELECT record, body FROM jobs LEFT JOIN job_rows ON job_rows.job_id = jobs.id"
+CHILDREN = f"{_WHOLE} WHERE parent_job_id = ? ORDER BY create_ns, id"
 _SWEEP_BATCH = 500
 _SWEEP_MAX_BATCHES = 20
 
@@ -221,35 +222,14 @@ class SQLiteJobStore(JobStore):
 
     def children(self, parent_job_id: str) -> builtins.list[jobs_pb2.Job]:
         with self._locked():
-            rows = self._db.execute(
-                f"{_WHOLE} WHERE parent_job_id = ? ORDER BY create_ns, id", (parent_job_id,)
-            ).fetchall()
+            rows = self._db.execute(CHILDREN, (parent_job_id,)).fetchall()
         return [with_rows(jobs_pb2.Job.FromString(record), body) for record, body in rows]
 
     def list(
         self, *, kind: int, state: int, page_size: int, page_token: str, parent_job_id: str = ""
     ) -> tuple[builtins.list[jobs_pb2.Job], str]:
-        where: builtins.list[str] = []
-        args: builtins.list[object] = []
-        if parent_job_id:
-            where.append("parent_job_id = ?")
-            args.append(parent_job_id)
-        elif not kind:
-            where.append(LISTED)
-        if kind:
-            where.append("kind = ?")
-            args.append(kind)
-        if state:
-            where.append("state = ?")
-            args.append(state)
-        if page_token:
-            create_ns, last_id = decode_page_token(page_token)
-            where.append("(create_ns < ? OR (create_ns = ? AND id < ?))")
-            args += [create_ns, create_ns, last_id]
-        sql = "SELECT record FROM jobs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY create_ns DESC, id DESC LIMIT ?"
+        after = decode_page_token(page_token) if page_token else None
+        sql, args = listing(kind, state, after, parent_job_id)
         with self._locked():
             rows = self._db.execute(sql, [*args, page_size + 1]).fetchall()
         jobs = [summary(jobs_pb2.Job.FromString(row[0])) for row in rows[:page_size]]
@@ -360,6 +340,35 @@ class SQLiteJobStore(JobStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def listing(
+    kind: int, state: int, after: tuple[int, str] | None, parent_job_id: str = ""
+) -> tuple[str, builtins.list[object]]:
+    """ListJobs' statement and its parameters before the page size: newest first, from the
+    index that matches the filters (``jobs_by_parent`` for a parent's children,
+    ``jobs_listed_by_age`` or ``jobs_listed_by_state``, which hold no TRIAL or SHARD jobs, when
+    there is no kind)."""
+    where: builtins.list[str] = []
+    args: builtins.list[object] = []
+    if parent_job_id:
+        where.append("parent_job_id = ?")
+        args.append(parent_job_id)
+    elif not kind:
+        where.append(LISTED)
+    if kind:
+        where.append("kind = ?")
+        args.append(kind)
+    if state:
+        where.append("state = ?")
+        args.append(state)
+    if after is not None:
+        where.append("(create_ns < ? OR (create_ns = ? AND id < ?))")
+        args += [after[0], after[0], after[1]]
+    sql = "SELECT record FROM jobs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return sql + " ORDER BY create_ns DESC, id DESC LIMIT ?", args
 
 
 def _end_ns(job: jobs_pb2.Job) -> int | None:

@@ -21,6 +21,7 @@ from mlgate.v1 import jobs_pb2
 from server.jobstore import open_job_store
 from server.jobstore.errors import JobStoreUnavailable, SchemaMismatch
 from server.jobstore.postgres import OLDEST_QUEUED, PostgresJobStore, listing
+from server.jobstore.postgres_reads import CHILDREN
 from server.jobstore.postgres_schema import LATEST_VERSION, migrations
 from server.settings import GatewaySettings
 from tests.support.fresh import free_port
@@ -38,6 +39,16 @@ SELECT 'job_' || lpad(to_hex(g), 32, '0'), 1 + mod(g, 2),
        1700000000000000000 + g::bigint * 1000, '\\x'::bytea
 FROM generate_series(1, %s) AS g
 """
+# A hundred trials for each of the first 300 jobs, newer than all of them (whatever kind those
+# are: only the parent's id matters to the store).
+_TRIALS = """
+INSERT INTO jobs (id, kind, state, create_ns, record, parent_job_id)
+SELECT 'job_' || lpad(to_hex(1000000 + g), 32, '0'), 5, CASE mod(g, 7) WHEN 0 THEN 1 ELSE 3 END,
+       1800000000000000000 + g::bigint * 1000, '\\x'::bytea,
+       'job_' || lpad(to_hex(1 + mod(g, 300)), 32, '0')
+FROM generate_series(1, 30000) AS g
+"""
+PARENT = "job_" + "0" * 31 + "7"
 
 
 @pytest.fixture
@@ -72,32 +83,55 @@ def test_listing_never_scans_the_jobs_table_past_100000_jobs(schema_url: str) ->
     try:
         with psycopg.connect(schema_url, autocommit=True) as conn:
             conn.execute(_JOBS, (120_000,))
+            conn.execute(_TRIALS)
             conn.execute("ANALYZE jobs")
             cursor = (1700000000000000000 + 60_000 * 1000, "job_" + "0" * 32)
-            kinds = (0, jobs_pb2.JOB_KIND_TRAIN)
+            kinds = (0, jobs_pb2.JOB_KIND_TRAIN, jobs_pb2.JOB_KIND_TRIAL)
             states = (0, jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_SUCCEEDED)
             for kind in kinds:
                 for state in states:
                     for after in (None, cursor):
-                        query, args = listing(kind, state, after)
-                        for plan in (
-                            _plan(conn, query, [*args, 51]),
-                            _generic_plan(conn, query, [*args, 51]),
-                        ):
-                            where = f"{kind=} {state=} {after=}:\n{plan}"
-                            assert "Seq Scan" not in plan, where
-                            assert "Index Scan" in plan, where
-                            # A rare state is found through the index, not by filtering it.
-                            if state == jobs_pb2.JOB_STATE_QUEUED:
-                                assert re.search(r"Index Cond: .*state = ", plan), where
+                        for parent in ("", PARENT):
+                            query, args = listing(kind, state, after, parent)
+                            for plan in (
+                                _plan(conn, query, [*args, 51]),
+                                _generic_plan(conn, query, [*args, 51]),
+                            ):
+                                _assert_indexed(plan, kind, state, parent, f"{after=}")
+            # A parent's children, whole, from the parent's index.
+            for plan in (
+                _plan(conn, CHILDREN, [PARENT]),
+                _generic_plan(conn, CHILDREN, [PARENT]),
+            ):
+                assert "Seq Scan on jobs" not in plan, plan
+                assert re.search(r"Index Scan (Backward )?(using|on) jobs_by_parent", plan), plan
         # And the store pages through them as ListJobs does.
         page, token = store.list(
             kind=0, state=jobs_pb2.JOB_STATE_QUEUED, page_size=50, page_token=""
         )
         assert len(page) == 50 and token
         assert [job.id for job in page] == sorted((job.id for job in page), reverse=True)
+        assert all(job.kind != jobs_pb2.JOB_KIND_TRIAL for job in page)
+        assert len(store.children(PARENT)) == 100
     finally:
         store.close()
+
+
+def _assert_indexed(plan: str, kind: int, state: int, parent: str, after: str) -> None:
+    where = f"{kind=} {state=} {parent=} {after}:\n{plan}"
+    assert "Seq Scan" not in plan, where
+    assert "Index Scan" in plan, where
+    if parent:
+        # However many trials other searches have: only this parent's are read.
+        assert re.search(r"Index Scan (Backward )?(using|on) jobs_by_parent", plan), where
+        assert re.search(r"Index Cond: .*parent_job_id = ", plan), where
+        return
+    if not kind:
+        # Trials are not in the indexes read: never read to be dropped.
+        assert "using jobs_listed_by_" in plan, where
+    # A rare state is found through the index, not by filtering it.
+    if state == jobs_pb2.JOB_STATE_QUEUED:
+        assert re.search(r"Index Cond: .*state = ", plan), where
 
 
 def test_the_oldest_queued_job_is_read_from_an_index_past_100000_jobs(schema_url: str) -> None:

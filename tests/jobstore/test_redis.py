@@ -1,5 +1,5 @@
 """What the Redis job store adds to the contract: deletions that leave no key or index entry
-behind, and keys under the deployment's namespace."""
+behind (a parent's index of children included), and keys under the deployment's namespace."""
 
 from __future__ import annotations
 
@@ -63,6 +63,46 @@ def test_a_deleted_job_leaves_nothing_behind_in_keys_or_indexes(
         for key in client.scan_iter(match=f"{namespace}:jobs*"):
             if client.type(key) == b"zset":
                 assert not any(done.id.encode() in m for m in client.zrange(key, 0, -1))
+    finally:
+        client.close()
+
+
+def test_swept_children_leave_no_parent_index_and_old_expiry_entries_still_sweep(
+    stores: list[RedisJobStore],
+) -> None:
+    store = stores[0]
+    search, keeper = _job(), _job()
+    search.kind = jobs_pb2.JOB_KIND_SEARCH
+    store.create(search)
+    store.create(keeper)
+    trials = [_job(1_700_000_000_000_000_000 + i) for i in (1, 2)]
+    for trial in trials:
+        trial.kind = jobs_pb2.JOB_KIND_TRIAL
+        trial.parent_job_id = search.id
+        store.create(trial)
+    client = redis.Redis.from_url(require_redis())
+    try:
+        namespace = store._keys.ns
+        parent_index = f"{namespace}:jobs:parent:{search.id}"
+        assert client.zcard(parent_index) == 2
+        # Trials are kept out of the indexes a listing without a kind reads.
+        for key in (f"{namespace}:jobs", f"{namespace}:jobs:state:{jobs_pb2.JOB_STATE_QUEUED}"):
+            assert not any(t.id.encode() in m for t in trials for m in client.zrange(key, 0, -1))
+        # An expiry entry as written before child jobs (no parent part) is still understood.
+        store.record(_event(search.id, 2, jobs_pb2.JOB_STATE_FAILED))
+        entries: list[bytes] = client.zrange(f"{namespace}:jobs:expiry", 0, -1)  # type: ignore[assignment]
+        assert [entry.count(b":") for entry in entries] == [3]
+        for trial in trials:
+            store.record(_event(trial.id, 2, jobs_pb2.JOB_STATE_SUCCEEDED))
+        for trial in trials:
+            wait_until_swept(store, trial.id, keeper.id)
+        wait_until_swept(store, search.id, keeper.id)
+        assert not client.exists(parent_index), "an emptied parent index is gone"
+        assert client.zcard(f"{namespace}:jobs:expiry") == 0
+        for key in client.scan_iter(match=f"{namespace}:jobs*"):
+            if client.type(key) == b"zset":
+                members = client.zrange(key, 0, -1)
+                assert all(keeper.id.encode() in member for member in members), key
     finally:
         client.close()
 

@@ -1,5 +1,6 @@
 """What the SQLite job store adds to the contract: it opens databases written before job rows were
-kept apart, finished jobs expired and models had owners, and applies each to what is there."""
+kept apart, finished jobs expired, models had owners and jobs had parents, and applies each to
+what is there; listings read an index whatever their filters."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.ids import new_job_id
 from mlgate.v1 import jobs_pb2
-from server.jobstore.sqlite import OLDEST_QUEUED, SQLiteJobStore
-from tests.support.jobstores import wait_until_swept
+from server.jobstore.sqlite import CHILDREN, OLDEST_QUEUED, SQLiteJobStore, listing
+from tests.support.jobstores import queued_job, wait_until_swept
 
 # The schema as released before retention, with a record that held its rows.
 _OLD_SCHEMA = """
@@ -83,7 +84,7 @@ def test_an_old_database_opens_with_its_jobs_summarised_and_expired(tmp_path: Pa
         store.close()
 
 
-def _plan(path: Path, query: str, args: tuple[int, ...]) -> str:
+def _plan(path: Path, query: str, args: tuple[object, ...]) -> str:
     with contextlib.closing(sqlite3.connect(path)) as db:
         return "\n".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", args))
 
@@ -125,3 +126,69 @@ def test_an_old_registry_opens_ownerless_and_its_models_are_adopted(tmp_path: Pa
         assert "model_entries_by_age" in plan, plan
     finally:
         store.close()
+
+
+# The jobs table as released before child jobs: retention and the outbox, no parents.
+_BEFORE_CHILDREN = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    create_ns INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    end_ns INTEGER,
+    unpublished_ns INTEGER
+);
+CREATE INDEX jobs_by_age ON jobs (create_ns DESC, id DESC);
+"""
+
+
+def test_a_database_from_before_child_jobs_gains_parents_and_their_indexes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jobs.db"
+    old = queued_job(created_ns=1_700_000_000_000_000_000)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executescript(_BEFORE_CHILDREN)
+        db.execute(
+            "INSERT INTO jobs VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+            (old.id, old.kind, old.state, 1_700_000_000_000_000_000, old.SerializeToString()),
+        )
+    store = SQLiteJobStore(path)
+    try:
+        (listed,), _ = store.list(kind=0, state=0, page_size=10, page_token="")
+        assert listed.id == old.id
+        trial = queued_job()
+        trial.kind = jobs_pb2.JOB_KIND_TRIAL
+        trial.parent_job_id = old.id
+        store.create(trial)
+        assert [j.id for j in store.children(old.id)] == [trial.id]
+        assert [j.id for j in store.list(kind=0, state=0, page_size=10, page_token="")[0]] == [
+            old.id
+        ]
+    finally:
+        store.close()
+    # Opening it again finds the column there and adds nothing.
+    SQLiteJobStore(path).close()
+
+    parent = "job_" + "0" * 32
+    after = (1_700_000_000_000_000_000, "job_" + "f" * 32)
+    plans = {
+        (kind, state, cursor, by): _plan(path, query, (*args, 51))
+        for kind in (0, jobs_pb2.JOB_KIND_TRIAL)
+        for state in (0, jobs_pb2.JOB_STATE_QUEUED)
+        for cursor in (None, after)
+        for by in ("", parent)
+        for query, args in [listing(kind, state, cursor, by)]
+    }
+    for (kind, state, _cursor, by), plan in plans.items():
+        where = f"{kind=} {state=} {by=}: {plan}"
+        assert "SCAN jobs" not in plan or "USING INDEX" in plan, where
+        if by:
+            assert "USING INDEX jobs_by_parent (parent_job_id=?" in plan, where
+        elif not kind:
+            expected = "jobs_listed_by_state (state=?" if state else "jobs_listed_by_age"
+            assert expected in plan, where
+            assert "TEMP B-TREE" not in plan, "read in the index's order, not sorted: " + where
+    children = _plan(path, CHILDREN, (parent,))
+    assert "USING INDEX jobs_by_parent (parent_job_id=?)" in children, children
