@@ -45,6 +45,7 @@ from mlgate_client._registry_commands import (
 )
 from mlgate_client._report import Failure, report
 from mlgate_client._score_command import add_score_command
+from mlgate_client._search_command import add_search_command
 from mlgate_client._security import tls_from_env, token_from_env
 from mlgate_client._shadow import add_compare_command
 from mlgate_client._worker_commands import cmd_workers
@@ -184,6 +185,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     train_arguments(add(commands, "train", cmd_train, "train a model and wait for it"))
     predict_arguments(add(commands, "predict", cmd_predict, "predict with a model"))
     add_score_command(commands, add)
+    add_search_command(commands, add)
 
     jobs = add(commands, "jobs", None, "list, inspect, watch and cancel jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")

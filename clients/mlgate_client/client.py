@@ -37,6 +37,7 @@ from mlgate_client._requests import (
     upload_requests,
 )
 from mlgate_client._score_calls import ScoreCalls
+from mlgate_client._search_calls import SearchCalls
 from mlgate_client._security import TLS, open_channel, tls_from_env, token_from_env
 from mlgate_client._shadow_calls import ShadowCalls
 from mlgate_client._streams import EventCallback, EventStream, EventStreams
@@ -70,6 +71,7 @@ class MLGateClient(
     DriftCalls,
     DatasetCalls,
     ScoreCalls,
+    SearchCalls,
 ):
     """A client of an mlgate gateway, or of several: ``address`` is ``HOST:PORT``, several of them
     comma-separated (``gw1:50051,gw2:50051``), a DNS name with a record per gateway, or a gRPC
