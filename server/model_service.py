@@ -45,7 +45,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.DeleteModelRequest, context: Context
     ) -> models_pb2.DeleteModelResponse:
         entry = await self._catalog.delete(request.model_id, force=request.force)
-        forget_version(self._catalog, entry.name, entry.version)  # its series go with it
+        forget_version(self._catalog, entry.name, entry.version, entry.aliases)  # series go
         drift_of(self._catalog).forget(entry.model_id)  # its drift window and series too
         return models_pb2.DeleteModelResponse(
             model_id=entry.model_id, removed_aliases=entry.aliases

@@ -231,11 +231,16 @@ def mirror_of(models: ModelCatalog) -> Mirror | None:
     return _mirrors.get(models)
 
 
-def forget_version(models: ModelCatalog, name: str, version: int) -> None:
-    """A deleted version's series go: its serving metrics, and its figures as a shadow."""
+def forget_version(
+    models: ModelCatalog, name: str, version: int, aliases: Sequence[str] = ()
+) -> None:
+    """A deleted version's series go: its serving metrics, its figures as a shadow, and those of
+    the ``aliases`` deleted with it."""
     serving_metrics.forget_version(name, version)
     if not name:
         return
+    for alias in aliases:
+        serving_metrics.forget_alias(name, alias)
     mirror = mirror_of(models)
     if mirror is not None:
         mirror.comparisons.forget_version(name, version)
