@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from server.jobstore.postgres_schema import LATEST_VERSION
 from tests.support import postgres, rabbitmq
 from tests.support import redis as shared_redis
 from tests.support.fresh import free_ports, unique_namespace
@@ -239,13 +240,14 @@ def test_postgresql_walkthrough(tmp_path: Path) -> None:
         out = run_walkthrough(source, tmp_path, env).stdout
     finally:
         postgres.drop_database(database)
-    upgraded = f"(PostgreSQL at 127.0.0.1:5432/{database}) went from schema version 0 to 2"
+    latest = f"went from schema version 0 to {LATEST_VERSION}"
+    upgraded = f"(PostgreSQL at 127.0.0.1:5432/{database}) {latest}"
     assert upgraded in out, out
     assert re.search(r"^version: +diabetes-rf/1$", out, re.M), out
     assert re.search(r"^0 +208\.645$", out, re.M), out  # predicted through diabetes-rf@production
     assert re.search(r"^ +1 \| initial$", out, re.M), out  # schema_version
     assert re.search(r"^ +jobs *\n-+\n +2$", out, re.M), out  # the training and the prediction
-    assert out.count("went from schema version 0 to 2") == 2, "the staging schema is apart"
+    assert out.count(latest) == 2, "the staging schema is apart"
 
 
 def test_rest_walkthrough(tmp_path: Path) -> None:
