@@ -292,10 +292,11 @@ class Coordinator:
         if job.state == jobs_pb2.JOB_STATE_CANCELLED and job.last_event.seq == cancel.seq:
             job_ended(job)
             self._hub.notify(job.id)
-            if not is_parent(job.kind):
-                # Tell the workers, so a queued copy is skipped and a running fit is stopped.
-                body = cancel.SerializeToString()
-                await asyncio.to_thread(
-                    lambda: self._broker.publish_event(body, timeout=self._publish_timeout)
-                )
+            # Tell the workers, so a queued copy is skipped and a running fit is stopped; a
+            # parent's too, so its running children stop (and write nothing more) at once,
+            # before the cascade has reached each of them.
+            body = cancel.SerializeToString()
+            await asyncio.to_thread(
+                lambda: self._broker.publish_event(body, timeout=self._publish_timeout)
+            )
         return job

@@ -53,8 +53,25 @@ class ShardRunner:
         self._catalog = catalog
         self._cache = cache
 
-    def run(self, job: jobs_pb2.Job, check: Callable[[], None]) -> dict[str, Any]:
-        """One attempt at ``job``; ``check`` raises if it has been cancelled."""
+    def run(
+        self,
+        job: jobs_pb2.Job,
+        cancelled: Callable[[], None],
+        *,
+        parent_cancelled: Callable[[], bool] = lambda: False,
+    ) -> dict[str, Any]:
+        """One attempt at ``job``; ``cancelled`` raises if it has been cancelled, and
+        ``parent_cancelled`` says whether its scoring job has been."""
+
+        def check() -> None:
+            cancelled()
+            if parent_cancelled():
+                # Its own cancel may not be recorded yet, or ever (a shard created as the job
+                # was cancelled): it fails, so its record ends and the parts are removed.
+                raise FailedPrecondition(
+                    f"its scoring job {job.parent_job_id} was cancelled; nothing was written"
+                )
+
         if job.shard.commit:
             return {"shard_result": self._commit(job, check)}
         return {"shard_result": jobs_pb2.ShardResult(rows=self._score(job, check))}
@@ -63,7 +80,10 @@ class ShardRunner:
         """Remove the parts of ``job``'s scoring job: a shard failed or was cancelled, so the
         job ends without output."""
         try:
-            self._parts(job).discard()
+            try:
+                self._parts(job).discard()
+            except OSError:
+                self._parts(job).discard()  # once more: another shard was removing them too
         except Exception as exc:
             log.warning(
                 "job %s: the parts of job %s were not removed: %s", job.id, job.parent_job_id, exc
@@ -92,6 +112,9 @@ class ShardRunner:
                 out[proba_column(plain(label))] = proba[:, c]
         check()
         self._parts(job).write(spec.index, out)
+        # Cancelled while it was written (another shard may have removed the parts already):
+        # this part goes too, with the job's others.
+        check()
         return len(rows)
 
     def _predict(

@@ -361,7 +361,11 @@ class Worker:
         self, job: jobs_pb2.Job, events: AttemptEvents, delivery: Delivery
     ) -> dict[str, Any]:
         if job.kind == jobs_pb2.JOB_KIND_SHARD:  # a scoring job's rows (workers.scoring)
-            return self._shards.run(job, lambda: self._check_cancelled(job))
+            return self._shards.run(
+                job,
+                lambda: self._check_cancelled(job),
+                parent_cancelled=lambda: job.parent_job_id in self._cancelled,
+            )
         request = job.predict
         sha = dict(delivery.message.headers).get(MODEL_SHA_HEADER, "")
         if request.model_id not in self.cache:
