@@ -5,7 +5,6 @@ written in parts that appear whole."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -13,13 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlgate.errors import AlreadyExists, FailedPrecondition, InvalidField
+from storage.base import ObjectStore
 from storage.datasets import DatasetCatalog, data_key
-from storage.local import LocalObjectStore
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> DatasetCatalog:
-    return DatasetCatalog(LocalObjectStore(tmp_path / "objects"))
+def catalog(store: ObjectStore) -> DatasetCatalog:
+    """A catalog on each object store backend (tests/storage/conftest.py)."""
+    return DatasetCatalog(store)
 
 
 def _typed(rows: int = 40) -> pd.DataFrame:

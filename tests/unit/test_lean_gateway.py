@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("workers", "sklearn", "scipy", "pandas", "numpy", "joblib", "skops")
+HEAVY = ("workers", "sklearn", "scipy", "pandas", "numpy", "joblib", "skops", "pyarrow")
 
 
 @pytest.mark.parametrize("module", ["server.app", "server.main"])
