@@ -44,7 +44,7 @@ from prometheus_client.registry import Collector
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import jobs_pb2, models_pb2
 from server.drift_bins import BLANK, NO_DATA, NO_REFERENCE, FeatureBins, level
-from server.drift_inputs import Values, infer_values, predict_values
+from server.drift_inputs import Rows, Values, infer_values, predict_values
 from server.model_catalog import ModelCatalog
 
 __all__ = [
@@ -68,7 +68,9 @@ MAX_VERSIONS = 256
 MAX_QUEUED = 1024
 MAX_QUEUED_BYTES = 64 * 2**20
 
-_Read = Callable[[Sequence[str], range], Values]
+_Read = Callable[[Sequence[str], range], Values | Rows]
+# Seconds the drift thread gathers requests before binning them together.
+_GATHER = 0.02
 
 
 class _Version:
@@ -100,7 +102,7 @@ class _Version:
         self.tokens -= len(picked)
         return picked
 
-    def add(self, values: Values, rows: int) -> None:
+    def add(self, values: Mapping[str, Sequence[Any]], rows: int) -> None:
         """Write ``rows`` rows' codes over the oldest in the window."""
         window = self.window
         skip = max(0, rows - window)  # more rows than the window holds: the last ones count
@@ -115,6 +117,39 @@ class _Version:
         self.filled = min(window, self.filled + n)
 
 
+_Queued = tuple[_Version, Callable[[], Values | Rows], int, int]
+
+
+class _Merged:
+    """A version's rows from the requests of one pass, joined: ``Rows`` blocks end to end,
+    per-feature values feature by feature."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = names
+        self.flat: list[Any] = []
+        self.by_feature: dict[str, list[Any]] = {name: [] for name in names}
+        self.flat_rows = self.feature_rows = 0
+
+    def join(self, values: Values | Rows, rows: int) -> None:
+        if isinstance(values, Rows):
+            if len(values.flat) == rows * len(self.names):
+                self.flat.extend(values.flat)
+                self.flat_rows += rows
+            return
+        for name in self.names:
+            sent = values.get(name, ())
+            if len(sent) != rows:  # left out (blank), or not as many as it said
+                sent = [*sent[:rows], *[None] * (rows - len(sent))]
+            self.by_feature[name].extend(sent)
+        self.feature_rows += rows
+
+    def columns(self) -> tuple[dict[str, list[Any]], int]:
+        width = len(self.names)
+        for j, name in enumerate(self.names):
+            self.by_feature[name].extend(self.flat[j::width])
+        return self.by_feature, self.feature_rows + self.flat_rows
+
+
 class DriftTracker(Collector):
     """Every tracked version's window: fed by the serving paths' hooks, read by
     ``GetModelDrift`` and the metrics endpoint (as a Prometheus collector)."""
@@ -124,8 +159,7 @@ class DriftTracker(Collector):
         self.dropped = 0
         self._versions: dict[str, _Version] = {}
         self._lock = threading.Lock()
-        self._queue: queue.Queue[tuple[_Version, Callable[[], Values], int, int] | None]
-        self._queue = queue.Queue(MAX_QUEUED)
+        self._queue: queue.Queue[_Queued | None] = queue.Queue(MAX_QUEUED)
         self._queued_bytes = 0
         self._thread: threading.Thread | None = None
         if window > 0:
@@ -200,18 +234,34 @@ class DriftTracker(Collector):
     # --- the drift thread ---
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            version, read, rows, size = item
+        running = True
+        while running:
+            batch = [self._queue.get()]
+            # What arrives meanwhile is binned in the same pass: a feature's values from many
+            # requests are binned at once, and the thread wakes less often.
+            time.sleep(_GATHER)
+            while len(batch) < MAX_QUEUED:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            running = None not in batch
+            self._bin([item for item in batch if item is not None])
+            for _ in batch:
+                self._queue.task_done()
+
+    def _bin(self, batch: list[_Queued]) -> None:
+        merged: dict[_Version, _Merged] = {}
+        for version, read, rows, _size in batch:
             try:
                 values = read()
-                with self._lock:
-                    version.add(values, rows)
+                merged.setdefault(version, _Merged(version.feature_names)).join(values, rows)
             except Exception:  # one odd request must not stop drift tracking
-                log.warning("drift: a request's inputs could not be binned", exc_info=True)
-            finally:
-                with self._lock:
-                    self._queued_bytes -= size
-                self._queue.task_done()
+                log.warning("drift: a request's inputs could not be read", exc_info=True)
+        with self._lock:
+            self._queued_bytes -= sum(size for *_item, size in batch)
+            for version, joined in merged.items():
+                version.add(*joined.columns())
 
     def settled(self) -> bool:
         """Whether every request handed over has been binned (tests, the bench)."""

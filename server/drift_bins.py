@@ -16,7 +16,6 @@ training never had weighs in) without dividing by zero.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import functools
 import math
 from collections import Counter
@@ -64,6 +63,7 @@ class FeatureBins:
         self.name = name
         self.edges = list(reference.edges)
         self.numeric = bool(self.edges)
+        self._bisect = functools.partial(bisect.bisect_left, self.edges)
         self.index: dict[str, int] = {}
         if self.numeric:
             self.expected = list(reference.shares)
@@ -92,11 +92,13 @@ class FeatureBins:
         return bytes(found)
 
     def _numeric_codes(self, values: Sequence[Any]) -> bytes:
-        with contextlib.suppress(TypeError):
+        try:
             # Numbers without blanks (most requests): bisected by map, no Python step per
             # value; a NaN (a blank) makes the sum NaN, a None raises TypeError.
             if not math.isnan(sum(values)):
-                return bytes(map(functools.partial(bisect.bisect_left, self.edges), values))
+                return bytes(map(self._bisect, values))
+        except TypeError:
+            pass
         return bytes(_number_code(self.edges, v) for v in values)
 
     def counts(self) -> list[int]:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import sys
 from array import array
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from mlgate.columns import column_values
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.tensors import DATATYPES
 from mlgate.v1 import jobs_pb2
 
-__all__ = ["infer_values", "predict_values"]
+__all__ = ["Rows", "Values", "infer_values", "predict_values"]
 
 # The array typecode of each fixed-size datatype in raw contents (little-endian on the wire).
 _TYPECODES = {"FP64": "d", "FP32": "f", "INT64": "q", "INT32": "i", "BOOL": "B"}
@@ -67,8 +67,17 @@ def _tensor(request: pb.ModelInferRequest, i: int, rows: range) -> Sequence[Any]
     return _texts(picked) if datatype == "BYTES" else picked
 
 
-def infer_values(request: pb.ModelInferRequest, features: Sequence[str], rows: range) -> Values:
-    """The sampled ``rows`` of a checked ModelInfer request, per feature."""
+class Rows(NamedTuple):
+    """Rows of numbers as one row-major block, a value per feature in each (an [N, F] tensor's
+    contents): requests in this form are joined before they are split by feature."""
+
+    flat: Sequence[Any]
+
+
+def infer_values(
+    request: pb.ModelInferRequest, features: Sequence[str], rows: range
+) -> Values | Rows:
+    """The sampled ``rows`` of a checked ModelInfer request, per feature or as ``Rows``."""
     found: Values = {}
     inputs = request.inputs
     if len(inputs) == 1 and len(inputs[0].shape) == 2:
@@ -79,6 +88,8 @@ def infer_values(request: pb.ModelInferRequest, features: Sequence[str], rows: r
         else:
             matrix = getattr(tensor.contents, DATATYPES[tensor.datatype].field)
         stop = rows.stop * width
+        if rows.step == 1:
+            return Rows(matrix[rows.start * width : stop])
         for column, name in enumerate(features):
             found[name] = matrix[rows.start * width + column : stop : rows.step * width]
         return found
