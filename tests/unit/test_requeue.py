@@ -94,3 +94,31 @@ def test_unfinished_jobs_go_out_again_with_their_attempts_and_a_trace(
     finally:
         broker.close()
         store.close()
+
+
+def test_a_searchs_unfinished_trials_go_out_again_and_the_search_does_not(tmp_path: Path) -> None:
+    """Listings leave TRIAL and SHARD jobs out unless asked for by kind: requeueing asks."""
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    broker = MemoryBroker()
+    broker.start()
+    try:
+        search = _recorded(store, jobs_pb2.JOB_KIND_SEARCH)
+        trial_id = new_job_id()
+        queued = event(trial_id, QUEUED_SEQ, jobs_pb2.JOB_STATE_QUEUED)
+        trial = jobs_pb2.Job(
+            id=trial_id,
+            kind=jobs_pb2.JOB_KIND_TRIAL,
+            state=jobs_pb2.JOB_STATE_QUEUED,
+            last_event=queued,
+            parent_job_id=search.id,
+        )
+        trial.trial.cv_folds = 3
+        store.create(trial)
+
+        models = ModelRepository(LocalObjectStore(tmp_path / "objects"))
+        assert requeue_unfinished(broker, store, models, publish_timeout=5) == 1
+        assert _delivered(broker, TRAIN_QUEUE).message.job_id == trial.id
+        assert all(q.depth == 0 for q in broker.stats().queues)
+    finally:
+        broker.close()
+        store.close()
