@@ -21,8 +21,9 @@ a column of nothing but nulls               numeric (float64, all missing)
 list, struct, map, binary, other            refused, naming the column
 ==========================================  ==============================================
 
-pyarrow is imported inside the functions: the gateway imports this module at start-up and pays
-for pyarrow (about 40 MB and numpy) only once a Parquet upload arrives.
+pyarrow is imported inside the functions, which run in the workers and, for an upload, in a
+child process of the gateway (``storage.parquet_check``): the gateway itself never loads pyarrow
+(about 40 MB with numpy), nor decodes a file someone sent.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def looks_like_parquet(source: BinaryIO) -> bool:
 def _kind(name: str, kind: pa.DataType) -> str:
     """How a column of this Arrow type is read: integer, numeric, boolean, string or null;
     InvalidField for a type mlgate does not read."""
-    import pyarrow as pa  # the gateway's import on a Parquet upload (see the module docstring)
+    import pyarrow as pa  # the workers' import (see the module docstring)
 
     types = pa.types
     if types.is_integer(kind):
