@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 __all__ = ["ObjectStore", "check_key"]
@@ -29,6 +29,13 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, replacing what was there."""
+
+    def put_in_order(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store each ``(key, data)`` as ``put`` does, each visible only once those before it
+        are stored: neither a reader nor a crash finds one without the ones listed before it. A
+        store may write them all before making them visible, in order."""
+        for key, data in items:
+            self.put(key, data)
 
     @abc.abstractmethod
     def put_stream(self, key: str, source: BinaryIO) -> int:

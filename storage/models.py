@@ -102,9 +102,12 @@ class ModelRepository:
         saved.size_bytes = len(data)
         saved.sklearn_version = sklearn_version()
         artifact = _artifact_key(record.id, digest, encoded.form)
-        self._store.put(artifact, data)
         manifest = {"format": encoded.form, "model": json_format.MessageToDict(saved)}
-        self._store.put(_manifest_key(record.id), json.dumps(manifest, indent=2).encode())
+        # The artifact before its manifest, synced together (one disk round trip, not two: the
+        # save sits between a fit and its job's outcome).
+        self._store.put_in_order(
+            [(artifact, data), (_manifest_key(record.id), json.dumps(manifest, indent=2).encode())]
+        )
         # An earlier save of this model, or an attempt that died before its manifest.
         for key in list(self._store.list(f"models/{record.id}/")):
             if key not in (artifact, _manifest_key(record.id)):

@@ -120,3 +120,17 @@ def test_deleting_a_folders_last_object_removes_the_folder_but_not_a_top_level_o
     # A write into a folder a delete has just removed makes it again.
     store.put("models/m4/manifest.json", b"{}")
     assert store.get("models/m4/manifest.json") == b"{}"
+
+
+def test_put_in_order_stops_at_an_object_that_cannot_be_written_and_leaves_no_temporary_file(
+    root: Path,
+) -> None:
+    store = LocalObjectStore(root)
+    (root / "models" / "m3" / "manifest.json").mkdir(parents=True)  # in the manifest's place
+    with pytest.raises(IntegrityError, match=r"^models/m3/manifest\.json is not a stored object"):
+        store.put_in_order([("models/m3/a.model", b"artifact"), ("models/m3/manifest.json", b"{}")])
+    # As put one after the other: the artifact in place, no manifest naming it (the next save of
+    # the model, or its job's end, removes it), and no staged file left in .tmp.
+    assert store.get("models/m3/a.model") == b"artifact"
+    assert (root / "models" / "m3" / "manifest.json").is_dir()
+    assert list((root / ".tmp").iterdir()) == []

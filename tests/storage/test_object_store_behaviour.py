@@ -237,3 +237,12 @@ def test_concurrent_writers_and_readers_on_one_store(store: ObjectStore) -> None
         results = list(pool.map(round_trip, range(32)))
     assert results == [f"model {i}".encode() for i in range(32)]
     assert len(list(store.list("models/"))) == 32
+
+
+def test_put_in_order_stores_each_object_and_replaces_earlier_ones(store: ObjectStore) -> None:
+    store.put("models/m9/manifest.json", b"old")
+    artifact = os.urandom(200_000)
+    store.put_in_order([("models/m9/a.model", artifact), ("models/m9/manifest.json", b"{}")])
+    assert store.get("models/m9/a.model") == artifact
+    assert store.get("models/m9/manifest.json") == b"{}"
+    assert sorted(store.list("models/m9/")) == ["models/m9/a.model", "models/m9/manifest.json"]
