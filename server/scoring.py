@@ -144,7 +144,8 @@ class ScorePlan:
                     "stage": jobs_pb2.STAGE_FANNING_OUT,
                     "progress": fraction,
                     "score_progress": progress,
-                    "message": f"{done_rows} of {total} rows scored",
+                    "message": f"{done_rows:,} of {total:,} rows scored "
+                    f"({done} of {len(shards)} shards)",
                 },
             )
         commit = self._commit(parent, len(shards))

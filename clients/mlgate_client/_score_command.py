@@ -1,13 +1,13 @@
 """``mlgate score MODEL DATASET --output ID [--format parquet] [--keep COL]``: batch scoring of a
-stored dataset on the workers (``MLGateClient.score``), with its progress in rows."""
+stored dataset on the workers (``MLGateClient.score``); stderr shows the job's progress in rows
+as its events say it."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from mlgate.v1 import jobs_pb2
-from mlgate_client._commands import _follow, err, out
+from mlgate_client._commands import _follow, out
 from mlgate_client._format import to_json
 from mlgate_client._input import parse_features
 from mlgate_client._score_calls import ScoreResult
@@ -58,23 +58,7 @@ def cmd_score(args: argparse.Namespace, client: MLGateClient) -> int:
         job_id = client.submit_score(**request)
         out(to_json({"job_id": job_id}) if args.json else job_id)
         return 0
-    said = [-1]
-
-    def run(on_event: Any) -> ScoreResult:
-        def seen(event: jobs_pb2.JobEvent) -> None:
-            on_event(event)
-            done = event.score_progress
-            if event.HasField("score_progress") and done.rows_done != said[0]:
-                said[0] = done.rows_done
-                if event.state == jobs_pb2.JOB_STATE_RUNNING:
-                    err(
-                        f"{done.rows_done:,} of {done.rows_total:,} rows scored "
-                        f"({done.shards_done} of {done.shards_total} shards)"
-                    )
-
-        return client.score(**request, on_event=seen)
-
-    result: ScoreResult = _follow(run)
+    result: ScoreResult = _follow(lambda on_event: client.score(**request, on_event=on_event))
     out(to_json(result) if args.json else score_summary(result))
     return 0
 
