@@ -10,8 +10,10 @@ One rule for jobs, models, model names and datasets (``docs/security.md`` states
   version, aliases, description and tags; a dataset's schema, as any trainer may train on it).
   What it was made from and what it gave stays with its owner, ``admin`` and ``+all`` tokens: a
   job's request and result, and the same facts on the model it made (its dataset, estimator,
-  parameters, metrics, importances, row counts, artifact digest and size). A non-owner sees the
-  same of a job, of the model it made, and in listings of either.
+  parameters, metrics, importances, row counts, its inputs' reference distribution, artifact
+  digest and size). A non-owner sees the same of a job, of the model it made, and in listings of
+  either. (Input drift, ``GetModelDrift``, is one index per feature, as ``/metrics`` shows it:
+  open to the read role.)
 * Serving a model (Predict, ModelInfer, ModelMetadata) is open to every token with the role, as on
   a model server.
 * Changing what exists takes its owner or ``admin``: cancelling a job; exporting, updating or

@@ -16,6 +16,7 @@ from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import jobs_pb2, models_pb2
 from server import drift
 from server.drift_bins import EPSILON, level
+from server.ownership import MODEL_CARD
 from tests.support.waiting import wait_for
 from workers.reference import reference
 
@@ -243,3 +244,9 @@ def test_window_zero_tracks_nothing() -> None:
     off.offer_predict(record, ("m", 1), jobs_pb2.PredictRequest(), [{"x": 1.0}], 1)
     assert off.report(record, "m", 1).window_rows == 0
     assert {f.level for f in off.report(record, "m", 1).features} == {"no data"}
+
+
+def test_the_reference_is_a_training_detail_hidden_from_non_owners() -> None:
+    # Not on the card everyone sees: visible_model clears every field the card does not list.
+    assert "input_reference" not in MODEL_CARD
+    assert "input_reference" in models_pb2.Model.DESCRIPTOR.fields_by_name
