@@ -90,6 +90,7 @@ bench: gen services ## measure predict latency and throughput, training rate, wa
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.drift
+	$(BIN)/python -m bench.scoring
 
 clean: ## remove .venv (and the bench's .venv-mlserver), the generated code and tool caches
 	rm -rf $(VENV) .venv-mlserver $(GEN_DIR)/mlgate mlgate/v1 inference .mypy_cache .ruff_cache .pytest_cache
