@@ -179,7 +179,9 @@ class DriftTracker(Collector):
     ) -> None:
         """A checked ModelInfer request of ``rows`` rows and ``size`` bytes for ``record``,
         which is version ``label`` (name, number; "" and 0 for none)."""
-        self._offer(record, label, rows, size, lambda names, r: infer_values(request, names, r))
+        self._offer(
+            record, label, rows, lambda: size, lambda names, r: infer_values(request, names, r)
+        )
 
     def offer_predict(
         self,
@@ -194,12 +196,17 @@ class DriftTracker(Collector):
             record,
             label,
             rows,
-            request.ByteSize(),
+            request.ByteSize,
             lambda names, r: predict_values(request, rows_read, names, r),
         )
 
     def _offer(
-        self, record: models_pb2.Model, label: tuple[str, int], rows: int, size: int, read: _Read
+        self,
+        record: models_pb2.Model,
+        label: tuple[str, int],
+        rows: int,
+        size_of: Callable[[], int],
+        read: _Read,
     ) -> None:
         if self.window <= 0:
             return
@@ -207,6 +214,7 @@ class DriftTracker(Collector):
         picked = version.take(rows, time.monotonic())
         if picked is None:
             return
+        size = size_of()  # only for a request taken: a Predict's is counted, not known
         with self._lock:
             if self._queue.full() or (
                 self._queued_bytes and self._queued_bytes + size > MAX_QUEUED_BYTES

@@ -27,6 +27,7 @@ from tests.support.gateway_calls import (
     trained_model,
 )
 from tests.support.oip import matrix_request
+from tests.support.rest_client import RestClient
 from tests.support.scraping import scrape
 from tests.support.system import gateway_settings, running_gateway
 from tests.support.waiting import wait_for
@@ -38,7 +39,7 @@ ROWS = 1500
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BackgroundGateway, Path]]:
     data = tmp_path_factory.mktemp("drift") / "data"
-    gateway = running_gateway(gateway_settings(data, metrics_port=0))
+    gateway = running_gateway(gateway_settings(data, metrics_port=0, http_port=0))
     yield gateway, data
     gateway.stop()
 
@@ -107,10 +108,20 @@ def test_modelinfer_rows_shifted_in_one_feature_flag_it_alone(
 ) -> None:
     model = _trained(channel)
     stub = pb_grpc.GRPCInferenceServiceStub(channel)
-    for part in np.split(_served("bmi", seed=1), 15):
-        request = matrix_request(NAME, part, raw=True)
-        request.model_version = str(model.version)
-        stub.ModelInfer(request, timeout=30)
+    port = system[0].gateway.http_port
+    assert port is not None
+    with RestClient(port) as rest:
+        # Both bindings: gRPC (raw tensors) and REST (JSON), a request each in turn.
+        for i, part in enumerate(np.split(_served("bmi", seed=1), 15)):
+            if i % 2:
+                tensor = {"name": "input", "datatype": "FP64", "shape": list(part.shape)}
+                body = {"inputs": [{**tensor, "data": part.ravel().tolist()}]}
+                path = f"/v2/models/{NAME}/versions/{model.version}/infer"
+                assert rest.call("POST", path, body).status == 200
+            else:
+                request = matrix_request(NAME, part, raw=True)
+                request.model_version = str(model.version)
+                stub.ModelInfer(request, timeout=30)
     answer = _settled(channel, f"{NAME}/{model.version}")
     _assert_only(answer, "bmi")
     assert (answer.name, answer.version, answer.model_id) == (NAME, model.version, model.id)
@@ -158,6 +169,22 @@ def test_predict_rows_shifted_in_one_feature_flag_it_alone(
     found = json.loads(capsys.readouterr().out)
     assert found["version"] == model.version and found["window_rows"] == 1000
     assert {f["feature"]: f["level"] for f in found["features"]}["s5"] == "major"
+
+
+def test_a_weighted_alias_reports_its_heaviest_route(channel: grpc.Channel) -> None:
+    light, heavy = _trained(channel), _trained(channel)
+    routes = [
+        models_pb2.AliasRoute(version=light.version, weight=30),
+        models_pb2.AliasRoute(version=heavy.version, weight=70),
+    ]
+    models(channel).SetModelAlias(
+        models_pb2.SetModelAliasRequest(name=NAME, alias="canary", routes=routes), timeout=10
+    )
+    for _ in range(3):  # whichever the draws, the heaviest route is reported
+        answer = models(channel).GetModelDrift(
+            models_pb2.GetModelDriftRequest(model_id=f"{NAME}@canary"), timeout=10
+        )
+        assert (answer.version, answer.model_id) == (heavy.version, heavy.id)
 
 
 def test_a_model_trained_before_references_says_no_reference(
