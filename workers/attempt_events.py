@@ -51,7 +51,13 @@ class AttemptEvents:
         self._timeout = timeout
         self._max_attempts = max_attempts
         self._step = 0
-        self._pace = pacer.pace(self._publish_progress)
+        # A broker that counts deliveries itself needs no event to count this attempt, so a job
+        # that ends within a pacing interval sends none but its outcome (half the events of a
+        # seed model's job, each crossing the broker, every gateway and every watcher). The
+        # embedded broker's restarts count attempts by the first event, and a later attempt's
+        # first event says why it runs again: those go out at once.
+        first_after = pacer.interval if broker.keeps_jobs and attempt == 1 else 0.0
+        self._pace = pacer.pace(self._publish_progress, first_after)
         self._retry_reason = retry_reason or (stopped_answering(attempt - 1) if attempt > 1 else "")
         #: The stage and progress of the attempt's latest progress event (for its heartbeat).
         self.stage: int = jobs_pb2.STAGE_UNSPECIFIED

@@ -4,10 +4,12 @@ Every event a worker publishes is carried by the broker to every gateway (twice:
 the live path), recorded in the job store, read back and streamed to each watcher; for a job of a
 tenth of a second its four stage events cost more than everything else around the fit. A stage that
 ends before anyone could see it need not be published: an attempt's first progress event goes out
-at once (it says the attempt started, and an embedded restart counts attempts by it), later ones at
-most every ``interval``, the latest winning; one still held when the job ends is dropped, as the
-terminal event says more. A held event is published when its turn comes even if the job is busy
-(a long fit), by the pacer's thread.
+at once when the broker does not keep jobs (the embedded one: a restart counts attempts by it), or
+``first_after`` seconds into the attempt when the broker counts deliveries itself (a job that ends
+sooner, such as a seed model's, publishes none: its outcome says it ran); later ones at most every
+``interval``, the latest winning; one still held when the job ends is dropped, as the terminal
+event says more. A held event is published when its turn comes even if the job is busy (a long
+fit), by the pacer's thread.
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ Publish = Callable[[bytes], None]
 class Pace:
     """One attempt's progress events: published at once when their turn has come, else held."""
 
-    def __init__(self, pacer: Pacer, publish: Publish) -> None:
+    def __init__(self, pacer: Pacer, publish: Publish, first_after: float = 0.0) -> None:
         self._pacer = pacer
         self._publish = publish
         self._lock = threading.Lock()
-        self._last: float | None = None
+        # As if an event had gone out just so long ago that the first one's turn comes
+        # ``first_after`` seconds from now.
+        self._last: float | None = (
+            time.monotonic() - pacer.interval + first_after if first_after > 0 else None
+        )
         self._held: bytes | None = None
         self._scheduled = False
         self._closed = False
@@ -92,9 +98,10 @@ class Pacer:
         self._thread: threading.Thread | None = None
         self._stopping = False
 
-    def pace(self, publish: Publish) -> Pace:
-        """Pacing for one attempt's progress events, published by ``publish``."""
-        return Pace(self, publish)
+    def pace(self, publish: Publish, first_after: float = 0.0) -> Pace:
+        """Pacing for one attempt's progress events, published by ``publish``; none before
+        ``first_after`` seconds from now."""
+        return Pace(self, publish, first_after)
 
     def start(self) -> None:
         with self._changed:

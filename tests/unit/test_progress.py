@@ -61,3 +61,20 @@ def test_an_error_publishing_at_once_reaches_the_caller(pacer: Pacer) -> None:
 
     with pytest.raises(ConnectionError):
         pacer.pace(refuse).offer(b"loading")
+
+
+def test_a_first_event_held_for_first_after_is_dropped_if_the_attempt_ends_sooner(
+    pacer: Pacer,
+) -> None:
+    sent: queue.Queue[bytes] = queue.Queue()
+    quick = pacer.pace(sent.put, first_after=0.5)
+    quick.offer(b"loading")
+    quick.offer(b"fitting")
+    assert sent.empty()  # held: its turn comes half a second into the attempt
+    quick.close()
+    slow = pacer.pace(sent.put, first_after=0.2)
+    slow.offer(b"loading")
+    slow.offer(b"fitting")
+    assert sent.empty()
+    assert sent.get(timeout=WAIT) == b"fitting"  # the latest, once its turn came
+    assert sent.empty()
