@@ -280,3 +280,16 @@ def test_holdout_metrics_are_those_of_scikit_learns_predictions(dataset: str) ->
         assert scores["accuracy"] == float(sk_metrics.accuracy_score(y, model.predict(X)))
         expected = sk_metrics.log_loss(y, model.predict_proba(X), labels=model.classes_)
         assert scores["log_loss"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_identifier_warnings_are_found_once_per_frame_and_features() -> None:
+    frame = pd.DataFrame({"id": range(30), "x": [1.5, 2.5] * 15, "y": [0.0, 1.0] * 15})
+    dtypes = {"id": "numeric", "x": "numeric"}
+    first = training._identifiers_of(frame, frame[["id", "x"]], dtypes)
+    assert first == training.identifiers(frame[["id", "x"]], dtypes) and len(first) == 1
+    first.clear()  # each caller gets a list of its own
+    assert training._identifiers_of(frame, frame[["id", "x"]], dtypes) == training.identifiers(
+        frame[["id", "x"]], dtypes
+    )
+    other = frame.assign(id=[1, 2] * 15)  # another frame: found afresh, not taken from the first
+    assert training._identifiers_of(other, other[["id", "x"]], dtypes) == []
