@@ -250,3 +250,20 @@ def test_the_reference_is_a_training_detail_hidden_from_non_owners() -> None:
     # Not on the card everyone sees: visible_model clears every field the card does not list.
     assert "input_reference" not in MODEL_CARD
     assert "input_reference" in models_pb2.Model.DESCRIPTOR.fields_by_name
+
+
+def test_a_full_queue_drops_and_counts_and_never_blocks(tracker: drift.DriftTracker) -> None:
+    record = _record("mdl_flood")
+    read = [{"x": 10.0, "n": 1, "color": "red", "flag": True}]
+    started = time.perf_counter()
+    # Faster than the drift thread's 20 ms gathering: the queue fills and the rest is dropped.
+    for _ in range(drift.MAX_QUEUED + 200):
+        tracker.offer_predict(record, ("flood", 1), jobs_pb2.PredictRequest(), read, 1)
+    assert time.perf_counter() - started < 1.0
+    assert tracker.dropped >= 200 - 1
+    _settle(tracker)
+    answer = tracker.report(record, "flood", 1)
+    assert answer.rows_seen == drift.MAX_QUEUED + 200
+    assert answer.window_rows == 1000  # what was queued was binned
+    (dropped,) = [m for m in tracker.collect() if m.name == "mlgate_drift_dropped"]
+    assert dropped.samples[0].value == tracker.dropped
