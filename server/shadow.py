@@ -3,18 +3,22 @@ version as well, once the primary's answer is ready, and the two answers are com
 (``server.shadow_stats``).
 
 The primary never waits for its shadow. ``Mirror.offer`` only appends to a bounded queue and
-returns; the queue is worked on later turns of the event loop by at most ``concurrency`` mirrored
-requests at once, each sent through the same batcher (``server.batching``) and so the same broker
-request/reply path ModelInfer takes to the workers. When the queue already holds ``max_waiting``
+returns; the queue is worked ``delay`` later (``MLGATE_SHADOW_DELAY_MS``, default 20 ms) by at
+most ``concurrency`` mirrored requests at once, each sent through the same batcher
+(``server.batching``) and so the same broker request/reply path ModelInfer takes to the workers.
+The requests that waited together are submitted in one turn of the loop, so the batcher sends
+them as one batch: one broker round trip and one vectorized evaluation for many mirrored
+requests, instead of a second trip behind every primary that would compete with the next one. When the queue already holds ``max_waiting``
 requests or ``max_bytes`` of them (request and primary answer counted), the request is dropped and
 counted in ``mlgate_shadow_dropped_total``: under load the shadow loses requests, the primary
 loses nothing, and memory stays bounded. A shadow request whose bytes would pass the batcher's
 own bound is dropped too, so shadows never take a primary's place there.
 
 Bounds (read once when the gateway starts): ``MLGATE_SHADOW_QUEUE`` requests waiting (default
-256), ``MLGATE_SHADOW_CONCURRENCY`` mirrored requests out at once (default 16),
+256), ``MLGATE_SHADOW_CONCURRENCY`` mirrored requests out at once (default 64),
 ``MLGATE_SHADOW_MAX_BYTES`` bytes held (default 32 MiB), and each shadow request's deadline,
-the gateway's inference timeout.
+the gateway's inference timeout. A shadow's latency is timed from its submission, not from its
+wait in the queue.
 
 The gateway's servicers share one ``Mirror`` through their model catalog (``attach`` and
 ``mirror_of``): ModelInfer makes it, job-style Predict and GetShadowComparison find it.
@@ -57,19 +61,20 @@ log = logging.getLogger(__name__)
 
 _DEFAULTS = {
     "MLGATE_SHADOW_QUEUE": 256,
-    "MLGATE_SHADOW_CONCURRENCY": 16,
+    "MLGATE_SHADOW_CONCURRENCY": 64,
+    "MLGATE_SHADOW_DELAY_MS": 20,
     "MLGATE_SHADOW_MAX_BYTES": 32 * 2**20,
 }
 
 
-def _bound(environ: Mapping[str, str], variable: str) -> int:
+def _bound(environ: Mapping[str, str], variable: str, least: int = 1) -> int:
     text = environ.get(variable, "")
     try:
         value = int(text) if text else _DEFAULTS[variable]
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{variable}={text!r}: give a whole number of at least 1")
+        value = least - 1
+    if value < least:
+        raise ValueError(f"{variable}={text!r}: give a whole number of at least {least}")
     return value
 
 
@@ -108,6 +113,7 @@ class Mirror:
         self.max_waiting = _bound(environ, "MLGATE_SHADOW_QUEUE")
         self.concurrency = _bound(environ, "MLGATE_SHADOW_CONCURRENCY")
         self.max_bytes = _bound(environ, "MLGATE_SHADOW_MAX_BYTES")
+        self.delay = _bound(environ, "MLGATE_SHADOW_DELAY_MS", least=0) / 1000
         self.comparisons = Comparisons()
         self._waiting: deque[_Mirrored] = deque()
         self._running: set[asyncio.Task[None]] = set()
@@ -139,10 +145,14 @@ class Mirror:
             return
         self.bytes_held += item.size
         self._waiting.append(item)
-        if not self._scheduled:
-            # On a later turn of the loop: the primary's handler returns its answer first.
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._waiting and not self._scheduled:
+            # Later, never now: the primary's handler returns its answer first, and the requests
+            # that arrive meanwhile go with this one.
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._pump)
+            asyncio.get_running_loop().call_later(self.delay, self._pump)
 
     def _pump(self) -> None:
         self._scheduled = False
@@ -150,12 +160,15 @@ class Mirror:
             task = asyncio.get_running_loop().create_task(self._send(self._waiting.popleft()))
             self._running.add(task)
             task.add_done_callback(self._sent)
+        if len(self._running) >= self.concurrency:
+            return  # the next pump follows the first of these to finish
+        self._schedule()
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("a shadow request failed in the gateway: %s", task.exception())
-        self._pump()
+        self._schedule()
 
     async def _send(self, item: _Mirrored) -> None:
         try:
@@ -210,7 +223,7 @@ class Mirror:
             if self._running:
                 await asyncio.wait(set(self._running))
             else:
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.delay / 2)
 
 
 _mirrors: weakref.WeakKeyDictionary[ModelCatalog, Mirror] = weakref.WeakKeyDictionary()

@@ -88,16 +88,18 @@ def _comparison(address: str, name: str) -> models_pb2.GetShadowComparisonRespon
         return found
 
 
-def _settled(address: str, name: str, sent: int) -> models_pb2.GetShadowComparisonResponse:
-    """The comparison once every request sent is mirrored or dropped, and mirrored ones are
-    answered (the shadow runs after the answers: its figures follow a moment later)."""
+def _settled(
+    address: str, name: str, sent: int, rows_each: int
+) -> models_pb2.GetShadowComparisonResponse:
+    """The comparison once every request sent is mirrored or dropped, and every mirrored one is
+    answered or failed (the shadow runs after the answers: its figures follow a moment later)."""
     deadline = time.monotonic() + 60
     while True:
         found = _comparison(address, name)
-        done = found.mirrored + found.dropped == sent and (
-            found.rows or not found.mirrored or found.shadow_errors
-        )
-        if done or time.monotonic() > deadline:
+        answered = found.rows + found.shadow_errors * rows_each
+        if found.mirrored + found.dropped == sent and answered == found.mirrored * rows_each:
+            return found
+        if time.monotonic() > deadline:
             return found
         time.sleep(0.2)  # the shadow's figures are only observable by asking
 
@@ -129,7 +131,7 @@ def test_modelinfer_answers_from_the_primary_mirrors_every_request_and_compares_
             assert response.model_version == "1"
             np.testing.assert_array_equal(fp64_output(response), primary)
 
-    found = _settled(gateways.idle, name, sent)
+    found = _settled(gateways.idle, name, sent, len(X))
     assert found.shadow_version == 2 and found.task == "regression"
     assert found.dropped == 0 and found.shadow_errors == 0
     assert found.mirrored >= 0.99 * sent
@@ -201,7 +203,7 @@ def test_predict_jobs_are_mirrored_and_classes_compared(gateways: Gateways) -> N
         for _ in range(requests):
             assert _predict(channel, f"{name}@prod", sent) == primary
 
-    found = _settled(gateways.idle, name, requests)
+    found = _settled(gateways.idle, name, requests, len(sent))
     assert found.task == "classification"
     assert (found.mirrored, found.dropped, found.shadow_errors) == (requests, 0, 0)
     assert found.rows == len(sent) * requests
@@ -252,7 +254,7 @@ def test_a_flood_drops_shadow_requests_and_counts_them_never_the_primary(
         for thread in running:
             thread.join(120)
     assert wrong == []
-    found = _settled(gateways.small, name, threads * each)
+    found = _settled(gateways.small, name, threads * each, len(X))
     assert found.mirrored + found.dropped == threads * each
     assert found.dropped > 0
     assert found.shadow_errors == 0
