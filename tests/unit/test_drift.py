@@ -11,13 +11,18 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 
+from mlgate import jobs
 from mlgate.oip import grpc_predict_v2_pb2 as pb
-from mlgate.v1 import jobs_pb2, models_pb2
+from mlgate.v1 import datasets_pb2, jobs_pb2, models_pb2
 from server import drift
 from server.drift_bins import EPSILON, level
 from server.ownership import MODEL_CARD
+from storage.datasets import dtype_name
 from tests.support.waiting import wait_for
+from workers import fitting, training
+from workers.messages import FitTask
 from workers.reference import reference
 
 DTYPES = {"x": "numeric", "n": "integer", "color": "string", "flag": "boolean"}
@@ -267,3 +272,26 @@ def test_a_full_queue_drops_and_counts_and_never_blocks(tracker: drift.DriftTrac
     assert answer.window_rows == 1000  # what was queued was binned
     (dropped,) = [m for m in tracker.collect() if m.name == "mlgate_drift_dropped"]
     assert dropped.samples[0].value == tracker.dropped
+
+
+def test_the_record_describes_the_training_part_before_imputation() -> None:
+    frame = _training(400, seed=5)[["x", "color"]]
+    frame["target"] = frame["x"] * 2.0
+    frame.loc[frame.index % 4 == 0, "x"] = np.nan  # a quarter blank, filled by the median
+    schema = datasets_pb2.Dataset(id="data", rows=len(frame))
+    for name, dtype in frame.dtypes.items():
+        schema.columns.add(name=str(name), dtype=dtype_name(dtype))
+    request = jobs_pb2.TrainRequest(
+        dataset_id="data", target="target", impute="median", test_size=0.25, random_seed=1
+    )
+    plan = jobs.plan(request, schema)
+    trained = training.fit(frame, plan, lambda stage, fraction: None)
+    record = fitting._record(FitTask("job", "mdl_" + "0" * 32, plan, "", 1, 0), trained, "d")
+    X_train, _ = train_test_split(frame, test_size=0.25, random_state=1)
+    x = X_train["x"].dropna().to_numpy()
+    # The medians filled in would pile up in one bin; the reference has the values as they came.
+    assert list(record.input_reference["x"].edges) == pytest.approx(
+        np.percentile(x, list(range(10, 100, 10))).tolist()
+    )
+    assert max(record.input_reference["x"].shares) < 0.15
+    assert set(record.input_reference["color"].frequencies) == {"red", "green", "blue"}
