@@ -88,8 +88,10 @@ test-fast: gen ## the test suite without the slow fault-injection tests
 bench: gen services ## measure predict latency and throughput, training rate, watcher fan-out and job stores
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.search
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.drift
+	$(BIN)/python -m bench.shadow
 	$(BIN)/python -m bench.scoring
 
 clean: ## remove .venv (and the bench's .venv-mlserver), the generated code and tool caches

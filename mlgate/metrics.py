@@ -117,7 +117,14 @@ METRIC_NAMES = frozenset(
 )
 
 
-_KINDS: dict[int, str] = {jobs_pb2.JOB_KIND_TRAIN: "train", jobs_pb2.JOB_KIND_PREDICT: "predict"}
+_KINDS: dict[int, str] = {
+    jobs_pb2.JOB_KIND_TRAIN: "train",
+    jobs_pb2.JOB_KIND_PREDICT: "predict",
+    jobs_pb2.JOB_KIND_SEARCH: "search",
+    jobs_pb2.JOB_KIND_SCORE: "score",
+    jobs_pb2.JOB_KIND_TRIAL: "trial",
+    jobs_pb2.JOB_KIND_SHARD: "shard",
+}
 _ENDS: dict[int, str] = {
     jobs_pb2.JOB_STATE_SUCCEEDED: "succeeded",
     jobs_pb2.JOB_STATE_FAILED: "failed",

@@ -51,10 +51,10 @@ from brokers.base import Broker
 from mlgate.errors import AlreadyExists
 from mlgate.events import QUEUED_SEQ, attempt_seq, event, is_terminal, terminal_seq
 from mlgate.metrics import job_ended
+from mlgate.store_errors import JobStoreError
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.base import JobStore
-from server.jobstore.errors import JobStoreError
 from server.submit import Submitter
 
 if TYPE_CHECKING:
@@ -226,6 +226,7 @@ class Coordinator:
             return
         existing = {child.id: child for child in children}
         outstanding = sum(1 for c in children if not is_terminal(c.state))
+        created = 0
         for child in step.children:
             if child.id in existing:
                 continue
@@ -233,6 +234,13 @@ class Coordinator:
                 break
             await self._create(child)
             outstanding += 1
+            created += 1
+        if created:
+            # A cancel that came while these were created did not see them: cancel them too.
+            now = await asyncio.to_thread(self._store.get, parent_id)
+            if now is not None and now.state == jobs_pb2.JOB_STATE_CANCELLED:
+                await self.cancel_children(parent_id)
+                return
         if step.progress is not None:
             ended = sum(1 for c in children if is_terminal(c.state))
             seq = attempt_seq(1, 1 + ended)

@@ -20,7 +20,7 @@ from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, Randomize
 from sklearn.tree import DecisionTreeRegressor
 
 from mlgate.v1 import jobs_pb2, models_pb2
-from tests.support.gateway_calls import jobs, models, refused
+from tests.support.gateway_calls import events_of, jobs, models, refused, rows
 from tests.support.search_checks import (
     assert_same_as_sklearn,
     builtin_frame,
@@ -57,6 +57,20 @@ def test_grid_regression_equals_grid_search_cv_and_registers_the_refit(channel) 
     assert abs(result.metrics["r2"] - expected) <= 1e-9
     model = models(channel).GetModel(models_pb2.GetModelRequest(model_id=result.model_id)).model
     assert model.params["max_depth"] == search.best_params_["max_depth"]
+    # The registered refit predicts the holdout as scikit-learn's best_estimator_ does.
+    predicted = events_of(
+        jobs(channel).Predict(
+            jobs_pb2.PredictRequest(
+                model_id=result.model_id, rows=rows(*X_test.to_dict(orient="records"))
+            )
+        )
+    )[-1].predict_result
+    assert np.allclose(
+        [v.number_value for v in predicted.predictions],
+        search.best_estimator_.predict(X_test),
+        rtol=0,
+        atol=1e-9,
+    )
     trials, _ = _children(channel, events[0].job_id)
     assert len(trials) == 6
 
