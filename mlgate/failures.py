@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from brokers.errors import BrokerError, BrokerUnavailable
 from mlgate.errors import MLGateError
-from server.jobstore.errors import JobStoreError, JobStoreUnavailable
+from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from storage import describe_store
 from storage.errors import (
     IntegrityError,

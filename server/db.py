@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mlgate.store_errors import JobStoreUnavailable
 from server.error_mapping import Backends
-from server.jobstore.errors import JobStoreUnavailable
 from server.settings import GatewaySettings
 
 __all__ = ["upgrade_job_store"]

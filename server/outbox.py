@@ -31,11 +31,11 @@ from brokers import Broker
 from brokers.errors import BrokerError
 from mlgate.events import event
 from mlgate.metrics import job_ended
+from mlgate.store_errors import JobStoreError
 from mlgate.v1 import jobs_pb2
 from server.fanout import is_parent
 from server.hub import Hub
 from server.jobstore.base import JobStore
-from server.jobstore.errors import JobStoreError
 from server.submit import publish_job, stored_model_sha
 from storage.models import ModelRepository
 

@@ -16,9 +16,9 @@ import logging
 import time
 
 from brokers.base import PREDICT_QUEUE, TRAIN_QUEUE, BrokerStats
+from mlgate.store_errors import JobStoreError
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
-from server.jobstore.errors import JobStoreError
 
 __all__ = ["QUEUE_KINDS", "with_waiting_ages"]
 

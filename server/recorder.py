@@ -32,10 +32,10 @@ from mlgate import tracing
 from mlgate.errors import NotFound
 from mlgate.events import is_terminal
 from mlgate.metrics import job_ended
+from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.base import JobStore, Recorded
-from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from storage.models import ModelRepository
 
 __all__ = ["Recorder"]

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.base import DEFAULT_RETENTION, JobStore
-from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 
 __all__ = ["JobStore", "JobStoreError", "JobStoreUnavailable", "open_job_store"]
 

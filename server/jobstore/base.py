@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.events import is_terminal
+from mlgate.store_errors import JobExists
 from mlgate.v1 import jobs_pb2
-from server.jobstore.errors import JobExists
 from server.jobstore.records import summary
 from server.jobstore.registry import ModelRegistry
 

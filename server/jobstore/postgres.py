@@ -27,6 +27,7 @@ import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.events import is_terminal
+from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
     DEFAULT_RETENTION,
@@ -38,7 +39,6 @@ from server.jobstore.base import (
     recorded,
     timestamp,
 )
-from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.postgres_batch import write_batch
 from server.jobstore.postgres_link import Connection, PostgresLink
 from server.jobstore.postgres_reads import CHILDREN, listing

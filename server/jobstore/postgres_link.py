@@ -24,7 +24,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from server.jobstore.errors import JobStoreError, JobStoreUnavailable
+from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.postgres_schema import Upgrade, upgrade
 
 __all__ = ["Connection", "PostgresLink", "describe_conninfo"]

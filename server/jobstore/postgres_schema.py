@@ -27,7 +27,7 @@ from typing import Any
 
 import psycopg
 
-from server.jobstore.errors import JobStoreError, SchemaMismatch
+from mlgate.store_errors import JobStoreError, SchemaMismatch
 
 __all__ = ["LATEST_VERSION", "Migration", "Upgrade", "migrations", "upgrade"]
 

@@ -44,6 +44,7 @@ from redis.client import Pipeline
 
 from mlgate.events import is_terminal
 from mlgate.redis_client import redis_client
+from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
     DEFAULT_RETENTION,
@@ -55,7 +56,6 @@ from server.jobstore.base import (
     recorded,
     timestamp,
 )
-from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.records import split_rows, summary, with_rows
 from server.jobstore.redis_keys import Keys, expiry_entry, member, parse_expiry_entry
 from server.jobstore.redis_registry import RedisModelRegistry

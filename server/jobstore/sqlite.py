@@ -20,6 +20,7 @@ from pathlib import Path
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.events import TERMINAL_STATES, is_terminal
+from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import (
     CHILD_KINDS,
@@ -32,7 +33,6 @@ from server.jobstore.base import (
     recorded,
     timestamp,
 )
-from server.jobstore.errors import JobStoreError, JobStoreUnavailable
 from server.jobstore.records import split_rows, summary, with_rows
 from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
 from server.jobstore.sqlite_registry import SQLiteModelRegistry

@@ -9,9 +9,9 @@ import threading
 import pytest
 
 from mlgate.errors import AlreadyExists
+from mlgate.store_errors import JobExists
 from mlgate.v1 import jobs_pb2
 from server.jobstore.base import JobStore
-from server.jobstore.errors import JobExists
 from tests.support.jobstores import StoreFactory, queued_job, wait_until_swept
 
 BASE_NS = 1_700_000_000_000_000_000

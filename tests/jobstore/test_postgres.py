@@ -17,9 +17,9 @@ import pytest
 from psycopg import sql
 
 from mlgate.ids import new_job_id
+from mlgate.store_errors import JobStoreUnavailable, SchemaMismatch
 from mlgate.v1 import jobs_pb2
 from server.jobstore import open_job_store
-from server.jobstore.errors import JobStoreUnavailable, SchemaMismatch
 from server.jobstore.postgres import OLDEST_QUEUED, PostgresJobStore, listing
 from server.jobstore.postgres_reads import CHILDREN
 from server.jobstore.postgres_schema import LATEST_VERSION, migrations

@@ -11,9 +11,9 @@ import pytest
 
 from mlgate.ids import new_job_id
 from mlgate.refs import parse_ref
+from mlgate.store_errors import JobStoreUnavailable
 from mlgate.v1 import jobs_pb2
 from server.error_mapping import Backends, translate
-from server.jobstore.errors import JobStoreUnavailable
 from server.jobstore.postgres import PostgresJobStore
 from server.settings import GatewaySettings
 from tests.support.jobstores import queued_job

@@ -17,10 +17,10 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 
 from brokers.errors import BrokerUnavailable
 from mlgate.errors import InvalidField
+from mlgate.store_errors import JobStoreUnavailable
 from mlgate.v1 import datasets_pb2, datasets_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from server.error_mapping import MAX_MESSAGE_BYTES, Backends
 from server.interceptors import edge_chain
-from server.jobstore.errors import JobStoreUnavailable
 from storage.errors import IntegrityError, StorageError, StorageUnavailable
 from tests.support.system import gateway_settings
 

@@ -15,10 +15,10 @@ from brokers.base import EventHandler, Subscription
 from brokers.memory import MemoryBroker
 from mlgate.events import QUEUED_SEQ, event
 from mlgate.ids import new_job_id
+from mlgate.store_errors import JobStoreUnavailable
 from mlgate.v1 import jobs_pb2
 from server.hub import Hub
 from server.jobstore.base import Recorded
-from server.jobstore.errors import JobStoreUnavailable
 from server.jobstore.sqlite import SQLiteJobStore
 from server.recorder import Recorder
 from storage.local import LocalObjectStore

@@ -1,5 +1,6 @@
 """The job stores' error tree. Driver errors (sqlite3, redis, psycopg) are translated into these at
-the boundary of each backend, so the gateway maps one tree, never a driver's exceptions.
+the boundary of each backend, so the gateway maps one tree, never a driver's exceptions. It lives
+in the core so that ``mlgate.failures`` maps it without importing the server.
 
 JobStoreError
 ├── JobStoreUnavailable   the store cannot be reached or written now (the gateway answers UNAVAILABLE)
