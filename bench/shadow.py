@@ -26,6 +26,7 @@ import grpc
 
 from bench.deployment import Deployment
 from bench.inputs import DIABETES_FEATURES, DOC_ROW
+from brokers import EMBEDDED
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.v1 import jobs_pb2, jobs_pb2_grpc, models_pb2, models_pb2_grpc
 
@@ -119,7 +120,7 @@ def run(broker: str, requests: int, rounds: int, workers: int) -> ShadowResult:
     with tempfile.TemporaryDirectory(prefix="mlgate-bench-shadow-") as tmp:
         deployment = Deployment(Path(tmp), broker, f"mlgate-bench-shadow-{uuid.uuid4().hex[:8]}")
         try:
-            if broker == "memory":
+            if broker == EMBEDDED:
                 address = deployment.serve()
             else:
                 address = deployment.gateway()
@@ -132,7 +133,9 @@ def run(broker: str, requests: int, rounds: int, workers: int) -> ShadowResult:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.shadow", description=__doc__)
     parser.add_argument(
-        "--brokers", default="memory", help="comma-separated (memory, rabbitmq, redis)"
+        "--brokers",
+        default=EMBEDDED,
+        help=f"comma-separated broker kinds (default: {EMBEDDED}, the embedded one)",
     )
     parser.add_argument("--requests", type=int, default=2000, help="requests per alias")
     parser.add_argument("--rounds", type=int, default=10, help="alternations between aliases")
