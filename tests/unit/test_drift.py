@@ -295,3 +295,23 @@ def test_the_record_describes_the_training_part_before_imputation() -> None:
     )
     assert max(record.input_reference["x"].shares) < 0.15
     assert set(record.input_reference["color"].frequencies) == {"red", "green", "blue"}
+
+
+def test_a_request_over_the_rate_gives_every_kth_row(tracker: drift.DriftTracker) -> None:
+    record = models_pb2.Model(id="mdl_sampled")
+    for name in ("a", "b"):
+        record.features.add(name=name, dtype="numeric")
+        record.input_reference[name].edges.extend(float(e) for e in range(1, 10))
+        record.input_reference[name].shares.extend([0.1] * 10)
+    rows = 50_000  # five times the bucket: every 5th row, so a = row % 10 gives 0 and 5 only
+    X = np.column_stack([np.arange(rows) % 10 + 0.5, np.full(rows, 9.5)])
+    request = pb.ModelInferRequest(model_name="m")
+    request.inputs.add(name="input", datatype="FP64", shape=[rows, 2])
+    request.raw_input_contents.append(X.astype("<f8").tobytes())
+    tracker.offer_infer(record, ("", 0), request, rows, request.ByteSize())
+    _settle(tracker)
+    answer = tracker.report(record, "", 0)
+    assert (answer.rows_seen, answer.window_rows) == (rows, 1000)
+    a = _expected_psi(np.full(10, 0.1), np.array([500, 0, 0, 0, 0, 500, 0, 0, 0, 0]))
+    b = _expected_psi(np.full(10, 0.1), np.array([0] * 9 + [1000]))
+    assert [f.psi for f in answer.features] == pytest.approx([a, b])
