@@ -149,6 +149,11 @@ class ScorePlan:
                 },
             )
         commit = self._commit(parent, len(shards))
+        described = _described([by_id[shard.id].last_event.shard_result for shard in shards])
+        if described is not None and request.format == "csv":
+            commit.shard.end_row = total
+            commit.shard.columns.extend(name for name, _ in described)
+            commit.shard.dtypes.extend(dtype for _, dtype in described)
         child = by_id.get(commit.id)
         if child is None or child.state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING):
             return Step(
@@ -208,3 +213,27 @@ def _failed(child: jobs_pb2.Job, what: str) -> jobs_pb2.JobError:
         code=error.code or "INTERNAL",
         message=f"{what} failed: {error.message}; nothing was written",
     )
+
+
+def _described(results: Sequence[jobs_pb2.ShardResult]) -> list[tuple[str, str]] | None:
+    """The output's columns and dtypes as pandas reads the joined CSV, from each part's as it
+    reads back: a column is one dtype where every part agrees; integer in some parts and
+    numeric in others (blanks, or a part of blanks only) is numeric, as csv_dtypes decides for
+    the whole; any other mix is string. None when a shard did not say (the commit then
+    describes the file itself)."""
+    if not results or any(not r.dtypes or len(r.dtypes) != len(r.columns) for r in results):
+        return None
+    columns = list(results[0].columns)
+    if any(list(r.columns) != columns for r in results):
+        return None
+    merged = []
+    for c, name in enumerate(columns):
+        seen = {r.dtypes[c] for r in results}
+        if len(seen) == 1:
+            dtype = seen.pop()
+        elif seen <= {"integer", "numeric"}:
+            dtype = "numeric"
+        else:
+            dtype = "string"
+        merged.append((name, dtype))
+    return merged

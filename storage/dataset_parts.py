@@ -26,6 +26,7 @@ from storage.base import check_key
 if TYPE_CHECKING:
     import pandas as pd
 
+    from storage import csvfile
     from storage.datasets import DatasetCatalog, DatasetCheck
 
 __all__ = ["DatasetParts"]
@@ -49,6 +50,26 @@ class DatasetParts:
 
     def _key(self, index: int) -> str:
         return f"{self._prefix}{index:06d}.{self.form}"
+
+    def write_described(self, index: int, frame: pd.DataFrame) -> list[tuple[str, str]]:
+        """``write``, and for CSV the part's columns with their dtypes as the file reads back
+        (pandas' C parser, not a scan value by value), for ``commit(described=...)``."""
+        if self.form != "csv":
+            self.write(index, frame)
+            return []
+        from storage import csvfile
+        from storage.datasets import dtype_name
+
+        whole = frame.to_csv(index=False, header=True).encode()
+        read = csvfile.read(io.BytesIO(whole), ",")
+        header = len(frame.iloc[:0].to_csv(index=False, header=True).encode())
+        self._put(index, whole if index == 0 else whole[header:])
+        return [(str(name), dtype_name(dtype)) for name, dtype in read.dtypes.items()]
+
+    def _put(self, index: int, data: bytes) -> None:
+        if index < 0:
+            raise ValueError(f"part index {index} is negative")
+        self._catalog.store.put(self._key(index), data)
 
     def write(self, index: int, frame: pd.DataFrame) -> None:
         """Store ``frame`` (its columns, not its index) as part ``index`` (0-based). Every part
@@ -87,10 +108,13 @@ class DatasetParts:
         owner: str = "",
         replace: bool = False,
         may_replace: DatasetCheck | None = None,
+        described: csvfile.Parsed | None = None,
     ) -> datasets_pb2.Dataset:
         """Join parts ``0 .. parts-1`` into the dataset, stored as an upload would be (refused
         ALREADY_EXISTS unless ``replace``), then delete the parts. FailedPrecondition naming
-        the parts missing; InvalidField if the joined file is not a valid dataset."""
+        the parts missing; InvalidField if the joined file is not a valid dataset.
+        ``described``: a CSV's columns, dtypes and rows as its parts' writers read them back
+        (``write_described``, merged), so the joined file is not scanned again."""
         missing = sorted(set(range(parts)) - set(self.written()))
         if missing:
             shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
@@ -116,6 +140,7 @@ class DatasetParts:
                 owner=owner,
                 may_replace=may_replace,
                 form=self.form,
+                described=described if self.form == "csv" else None,
             )
         self.discard()
         return dataset

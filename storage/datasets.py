@@ -251,6 +251,7 @@ class DatasetCatalog:
         owner: str = "",
         may_replace: DatasetCheck | None = None,
         form: str = "",
+        described: csvfile.Parsed | None = None,
     ) -> datasets_pb2.Dataset:
         """Check that ``source`` is a usable CSV or Parquet file (``form``: "csv", "parquet", or
         "" to detect it), then store it and its schema, recording ``owner``. An existing dataset is ALREADY_EXISTS unless ``replace``: models trained on it
@@ -260,7 +261,9 @@ class DatasetCatalog:
         if dataset_id in BUILTIN_DATASETS:
             raise AlreadyExists(f"dataset {dataset_id!r} is built in and cannot be replaced")
         start = source.tell()
-        parsed, form = _parse(source, form, delimiter)
+        # A CSV mlgate's workers wrote and described as pandas reads it back (batch scoring's
+        # parts, storage.dataset_parts) is not scanned again, value by value.
+        parsed, form = (described, "csv") if described else _parse(source, form, delimiter)
         source.seek(start)
         size = source.seek(0, io.SEEK_END) - start
         dataset = datasets_pb2.Dataset(

@@ -31,11 +31,13 @@ from mlgate.blanks import blank_refused, fill_values, takes_blanks
 from mlgate.errors import FailedPrecondition, InvalidField
 from mlgate.scoring import PREDICTION, proba_column
 from mlgate.v1 import jobs_pb2, models_pb2
+from storage.csvfile import Parsed
 from storage.dataset_parts import DatasetParts
 from storage.datasets import DatasetCatalog
 from workers.cache import ModelCache
 from workers.evaluation import evaluate_frame
 from workers.imputation import fill_frame
+from workers.running import Cancelled, Recent
 from workers.values import plain
 
 __all__ = ["BATCH_ROWS", "ShardRunner"]
@@ -49,23 +51,20 @@ BATCH_ROWS = 20_000
 class ShardRunner:
     """Runs SHARD jobs: ``run`` returns the fields of the SUCCEEDED event."""
 
-    def __init__(self, catalog: DatasetCatalog, cache: ModelCache) -> None:
+    def __init__(self, catalog: DatasetCatalog, cache: ModelCache, cancelled: Recent) -> None:
         self._catalog = catalog
         self._cache = cache
+        #: The worker's: jobs whose cancellation it has heard of.
+        self._cancelled = cancelled
 
-    def run(
-        self,
-        job: jobs_pb2.Job,
-        cancelled: Callable[[], None],
-        *,
-        parent_cancelled: Callable[[], bool] = lambda: False,
-    ) -> dict[str, Any]:
-        """One attempt at ``job``; ``cancelled`` raises if it has been cancelled, and
-        ``parent_cancelled`` says whether its scoring job has been."""
+    def run(self, job: jobs_pb2.Job) -> dict[str, Any]:
+        """One attempt at ``job``: the fields of its SUCCEEDED event. Raises Cancelled if it is
+        cancelled while it runs."""
 
         def check() -> None:
-            cancelled()
-            if parent_cancelled():
+            if job.id in self._cancelled:
+                raise Cancelled(job.id)
+            if job.parent_job_id in self._cancelled:
                 # Its own cancel may not be recorded yet, or ever (a shard created as the job
                 # was cancelled): it fails, so its record ends and the parts are removed.
                 raise FailedPrecondition(
@@ -74,7 +73,7 @@ class ShardRunner:
 
         if job.shard.commit:
             return {"shard_result": self._commit(job, check)}
-        return {"shard_result": jobs_pb2.ShardResult(rows=self._score(job, check))}
+        return {"shard_result": self._score(job, check)}
 
     def discard(self, job: jobs_pb2.Job) -> None:
         """Remove the parts of ``job``'s scoring job: a shard failed or was cancelled, so the
@@ -93,7 +92,7 @@ class ShardRunner:
         request = job.shard.score
         return self._catalog.parts(request.output_dataset_id, job.parent_job_id, request.format)
 
-    def _score(self, job: jobs_pb2.Job, check: Callable[[], None]) -> int:
+    def _score(self, job: jobs_pb2.Job, check: Callable[[], None]) -> jobs_pb2.ShardResult:
         spec = job.shard
         request = spec.score
         record, model = self._cache.get(request.model_id)
@@ -111,11 +110,15 @@ class ShardRunner:
             for c, label in enumerate(getattr(model, "classes_", [])):
                 out[proba_column(plain(label))] = proba[:, c]
         check()
-        self._parts(job).write(spec.index, out)
+        described = self._parts(job).write_described(spec.index, out)
         # Cancelled while it was written (another shard may have removed the parts already):
         # this part goes too, with the job's others.
         check()
-        return len(rows)
+        return jobs_pb2.ShardResult(
+            rows=len(rows),
+            columns=[name for name, _ in described],
+            dtypes=[dtype for _, dtype in described],
+        )
 
     def _predict(
         self,
@@ -157,7 +160,12 @@ class ShardRunner:
             # An earlier attempt committed and died before its outcome was recorded.
             dataset = self._catalog.describe(parts.dataset_id)
         else:
-            dataset = parts.commit(job.shard.shards, owner=job.owner)
+            spec = job.shard
+            known = None
+            if spec.dtypes:  # the shards read their parts back: no scan of the whole file
+                columns = list(zip(spec.columns, spec.dtypes, strict=True))
+                known = Parsed(columns=columns, rows=int(spec.end_row), delimiter=",")
+            dataset = parts.commit(spec.shards, owner=job.owner, described=known)
         return jobs_pb2.ShardResult(rows=dataset.rows, columns=[c.name for c in dataset.columns])
 
 

@@ -98,7 +98,7 @@ class Worker:
         self._subscriptions: list[Subscription] = []
         self._pool = FitPool(catalog.store, settings.train_concurrency, self._backends)
         self._trials = TrialRunner(self._pool, catalog, settings, self._cores)
-        self._shards = ShardRunner(catalog, self.cache)
+        self._shards = ShardRunner(catalog, self.cache, self._cancelled)
         self._pacer = Pacer()
 
     def start(self) -> None:
@@ -361,11 +361,7 @@ class Worker:
         self, job: jobs_pb2.Job, events: AttemptEvents, delivery: Delivery
     ) -> dict[str, Any]:
         if job.kind == jobs_pb2.JOB_KIND_SHARD:  # a scoring job's rows (workers.scoring)
-            return self._shards.run(
-                job,
-                lambda: self._check_cancelled(job),
-                parent_cancelled=lambda: job.parent_job_id in self._cancelled,
-            )
+            return self._shards.run(job)
         request = job.predict
         sha = dict(delivery.message.headers).get(MODEL_SHA_HEADER, "")
         if request.model_id not in self.cache:

@@ -63,6 +63,12 @@ def test_output_equals_scikit_learns_predictions_with_kept_columns(
     np.testing.assert_array_equal(output["prediction"], model.predict(frame[features]))
     stored = client.get_dataset("many-scored")
     assert stored.rows == 5_000
+    assert [(c.name, c.dtype) for c in stored.columns] == [
+        ("id", "integer"),
+        ("prediction", "numeric"),
+    ]
+    # Described as pandas reads it: a model trains on it (a worker's load checks the schema).
+    client.train("many-scored", "prediction", features=["id"], estimator="decision_tree")
     assert not list((tmp_path / "data" / "storage").glob("dataset-parts/*/*/*"))  # parts gone
 
 
