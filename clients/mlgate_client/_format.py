@@ -284,10 +284,18 @@ def model_block(model: Model) -> str:
 
 def datasets_table(datasets: Sequence[Dataset]) -> str:
     rows = [
-        [d.id, d.rows, len(d.columns), "yes" if d.builtin else "no", d.size_bytes, d.create_time]
+        [
+            d.id,
+            d.rows,
+            len(d.columns),
+            d.format or "csv",
+            "yes" if d.builtin else "no",
+            d.size_bytes,
+            d.create_time,
+        ]
         for d in datasets
     ]
-    return table(["ID", "ROWS", "COLUMNS", "BUILTIN", "BYTES", "CREATED"], rows)
+    return table(["ID", "ROWS", "COLUMNS", "FORMAT", "BUILTIN", "BYTES", "CREATED"], rows)
 
 
 def dataset_block(dataset: Dataset) -> str:
