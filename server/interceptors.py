@@ -151,6 +151,7 @@ INFERENCE_METHODS = frozenset(
 EVENT_STREAMS = frozenset(
     {
         "/mlgate.v1.JobService/Train",
+        "/mlgate.v1.JobService/Search",
         "/mlgate.v1.JobService/Predict",
         "/mlgate.v1.JobService/WatchJob",
     }

@@ -39,6 +39,8 @@ METHOD_ROLES = MappingProxyType(
         _JOBS + "WatchJob": Role.READ,
         _JOBS + "Predict": Role.PREDICT,
         _JOBS + "Train": Role.TRAIN,
+        # A search trains: its trials fit on the workers and its refit registers a model.
+        _JOBS + "Search": Role.TRAIN,
         # Cancelling another caller's job needs admin; see server/ownership.py.
         _JOBS + "CancelJob": Role.TRAIN,
         _MODELS + "GetModel": Role.READ,
