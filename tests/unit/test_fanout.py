@@ -132,3 +132,29 @@ def test_cancelling_a_parent_cancels_its_unfinished_children(tmp_path: Path) -> 
         assert len(submitter.submitted) == 2
 
     asyncio.run(scenario())
+
+
+def test_a_sweep_takes_the_step_a_dead_gateway_left(tmp_path: Path) -> None:
+    """A child's end recorded by a gateway that died before advancing its parent: any gateway's
+    sweep takes the step."""
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    submitter = _Submitter(store)
+
+    async def scenario() -> None:
+        coordinator = Coordinator(
+            cast(Any, _Broker()),
+            store,
+            Hub(store.events),
+            cast(Submitter, submitter),
+            None,
+            publish_timeout=1.0,
+        )
+        coordinator.register(jobs_pb2.JOB_KIND_SEARCH, _Plan())
+        parent = _parent()
+        await coordinator.submit(parent)
+        store.record(event(submitter.submitted[0], 2, jobs_pb2.JOB_STATE_SUCCEEDED))
+        await coordinator.sweep()
+        assert len(submitter.submitted) == 3
+        assert store.events(parent.id, 0)[-1].seq == attempt_seq(1, 2)
+
+    asyncio.run(scenario())
