@@ -14,8 +14,7 @@ from server.drift import drift_of, drift_response
 from server.export_check import ExportCheck
 from server.model_catalog import ModelCatalog
 from server.paging import page_size
-from server.serving_metrics import forget_alias
-from server.shadow import comparison_response, forget_version
+from server.shadow import comparison_response, forget_alias, forget_version
 
 __all__ = ["ModelServicer"]
 
@@ -90,7 +89,7 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.DeleteModelAliasRequest, context: Context
     ) -> models_pb2.DeleteModelAliasResponse:
         await self._catalog.delete_alias(request.name, request.alias)
-        forget_alias(request.name, request.alias)
+        forget_alias(self._catalog, request.name, request.alias)
         return models_pb2.DeleteModelAliasResponse()
 
     async def GetModelDrift(

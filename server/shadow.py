@@ -51,6 +51,7 @@ __all__ = [
     "Mirror",
     "attach",
     "comparison_response",
+    "forget_alias",
     "forget_version",
     "mirror_of",
     "mirrors",
@@ -253,12 +254,20 @@ def forget_version(
     if not name:
         return
     for alias in aliases:
-        serving_metrics.forget_alias(name, alias)
+        forget_alias(models, name, alias)
     mirror = mirror_of(models)
     if mirror is not None:
         mirror.comparisons.forget_version(name, version)
     else:
         forget_series(name, version)
+
+
+def forget_alias(models: ModelCatalog, name: str, alias: str) -> None:
+    """A deleted alias's series go, and this gateway's figures of its shadow."""
+    serving_metrics.forget_alias(name, alias)
+    mirror = mirror_of(models)
+    if mirror is not None:
+        mirror.comparisons.forget_alias(name, alias)
 
 
 async def comparison_response(

@@ -241,6 +241,9 @@ class Comparisons:
     def get(self, name: str, alias: str) -> Comparison | None:
         return self._by_alias.get((name, alias))
 
+    def forget_alias(self, name: str, alias: str) -> None:
+        self._by_alias.pop((name, alias), None)
+
     def forget_version(self, name: str, version: int) -> None:
         """A deleted version's shadow series go; figures of the aliases it shadowed with them."""
         for key, comparison in list(self._by_alias.items()):
