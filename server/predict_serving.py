@@ -7,10 +7,12 @@ included; a client that leaves first is counted CANCELLED at the moment it left)
 with a shadow version, hands the request to the shadow once the primary's result is in hand.
 
 The shadow is not sent a job: the Predict's rows are mirrored through the inference path
-(``server.shadow``) as a ModelInferRequest with one tensor per feature. The request is queued for
-its shadow when the primary's result arrives, just before that event goes to the client; its rows
-are converted and sent from the shadow's queue on a later turn of the event loop. So a shadow adds no job record, no queue entry and no
-event; and mirroring needs a result to compare with, so a Predict that fails is not mirrored.
+(``server.shadow``) as a ModelInferRequest with one tensor per feature, its first
+``ROWS_COMPARED`` rows only (those the comparison reads). The request is queued for its shadow
+when the primary's result arrives, just before that event goes to the client; its rows are
+converted and sent from the shadow's queue on a later turn of the event loop. So a shadow adds
+no job record, no queue entry and no event; and mirroring needs a result to compare with, so a
+Predict that fails is not mirrored.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from server import serving_metrics
 from server.routing import Routed
 from server.serving_metrics import PREDICT
 from server.shadow import Mirror
-from server.shadow_stats import Value
+from server.shadow_stats import ROWS_COMPARED, Value
 
 __all__ = ["followed", "infer_request_of", "plain"]
 
@@ -66,9 +68,12 @@ def _cell(value: struct_pb2.Value | None, dtype: str) -> float | bytes:
     return b""
 
 
-def infer_request_of(predict: jobs_pb2.PredictRequest, record: models_pb2.Model) -> bytes:
-    """The Predict's rows as a serialized ModelInferRequest: one tensor ``[N]`` per feature, FP64
-    for numbers (NaN a blank), BYTES for the rest ("" a blank; booleans as text)."""
+def infer_request_of(
+    predict: jobs_pb2.PredictRequest, record: models_pb2.Model, limit: int = ROWS_COMPARED
+) -> bytes:
+    """The Predict's first ``limit`` rows (those compared) as a serialized ModelInferRequest: one
+    tensor ``[N]`` per feature, FP64 for numbers (NaN a blank), BYTES for the rest ("" a blank;
+    booleans as text). Converted in Python on the gateway's loop, so never more rows than that."""
     request = pb.ModelInferRequest(model_name=record.name or record.id)
     columns = {column.name: column for column in predict.columns}
     for feature in record.features:
@@ -79,11 +84,14 @@ def infer_request_of(predict: jobs_pb2.PredictRequest, record: models_pb2.Model)
             column = columns.get(feature.name)
             if column is None:
                 continue  # left out: blank in every row, as on every path
-            values = list(getattr(column, column.WhichOneof("values") or "doubles").values)
+            kind = column.WhichOneof("values") or "doubles"
+            values = list(getattr(column, kind).values[:limit])
             if not numbers:
                 values = [_text(v) for v in values]
         else:
-            values = [_cell(row.fields.get(feature.name), feature.dtype) for row in predict.rows]
+            values = [
+                _cell(row.fields.get(feature.name), feature.dtype) for row in predict.rows[:limit]
+            ]
         tensor.shape.append(len(values))
         if numbers:
             tensor.contents.fp64_contents.extend(float(v) for v in values)
@@ -126,7 +134,8 @@ async def followed(
                 if mirror is not None and routed.shadow_model_id and code == "OK":
                     # Queued before the event is yielded (a client that has its answer may
                     # close the stream at once); the rows are converted and sent later.
-                    predictions = [plain(v) for v in seen.predict_result.predictions]
+                    kept = seen.predict_result.predictions[:ROWS_COMPARED]
+                    predictions = [plain(v) for v in kept]
                     mirror.offer(
                         routed,
                         record,

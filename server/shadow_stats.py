@@ -25,6 +25,7 @@ from mlgate.v1 import models_pb2
 
 __all__ = [
     "METRIC_NAMES",
+    "ROWS_COMPARED",
     "WINDOW",
     "Comparison",
     "Comparisons",
@@ -34,6 +35,9 @@ __all__ = [
 
 #: Rows (absolute differences) and requests (latencies) kept for the quantiles.
 WINDOW = 10_000
+#: Rows of one request compared: the comparison runs on the gateway's event loop, and a request
+#: of 100,000 rows must not hold it for a tenth of a second.
+ROWS_COMPARED = 1_000
 
 _LABELS = ["name", "version"]
 SHADOW_REQUESTS = Counter(
@@ -183,7 +187,7 @@ class Comparison:
         self.shadow_latency.append(shadow_seconds)
         SHADOW_LATENCY.labels(*labels, "primary").observe(primary_seconds)
         SHADOW_LATENCY.labels(*labels, "shadow").observe(shadow_seconds)
-        pairs = list(zip(primary, shadow, strict=False))
+        pairs = list(zip(primary[:ROWS_COMPARED], shadow[:ROWS_COMPARED], strict=False))
         self.rows += len(pairs)
         if self.task == "classification":
             agreed = sum(1 for a, b in pairs if _same(a, b))
