@@ -41,6 +41,8 @@ METHOD_ROLES = MappingProxyType(
         _JOBS + "Train": Role.TRAIN,
         # A search trains: its trials fit on the workers and its refit registers a model.
         _JOBS + "Search": Role.TRAIN,
+        # A scoring job writes a dataset, as an upload does.
+        _JOBS + "Score": Role.TRAIN,
         # Cancelling another caller's job needs admin; see server/ownership.py.
         _JOBS + "CancelJob": Role.TRAIN,
         _MODELS + "GetModel": Role.READ,

@@ -20,12 +20,13 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
-from mlgate.errors import InvalidField
+from mlgate.errors import InvalidField, PermissionDenied
 from mlgate.ids import check_dataset_id
 from mlgate.scoring import FORMATS, PREDICTION, proba_column, shard_ranges
 from mlgate.v1 import jobs_pb2
 from server.fanout import Step, new_child
 from server.model_catalog import ModelCatalog
+from server.ownership import sees_details
 from storage.datasets import DatasetCatalog
 
 __all__ = ["MAX_PARALLEL", "ScorePlan", "checked_score"]
@@ -58,6 +59,14 @@ async def checked_score(
     # Its name and version, for the result (the id's identity, not an alias's draw).
     named = await models.route(model_id)
     schema = await asyncio.to_thread(catalog.describe, request.dataset_id)
+    if not schema.builtin and not sees_details(schema.owner):
+        # The output copies the rows (and is its submitter's to download): the data's rights,
+        # as downloading it takes (server.dataset_download).
+        whose = f"belongs to {schema.owner!r}" if schema.owner else "has no owner"
+        raise PermissionDenied(
+            f"scoring dataset {request.dataset_id!r} copies its rows into a dataset of yours, "
+            f"which is for its owner, the admin role or a +all token: it {whose}"
+        )
     await asyncio.to_thread(catalog.refuse_existing, request.output_dataset_id)
     columns = [c.name for c in schema.columns]
     for feature in record.features:
