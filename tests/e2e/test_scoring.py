@@ -16,6 +16,7 @@ import pytest
 from mlgate.v1 import jobs_pb2
 from mlgate_client import MLGateClient
 from mlgate_client.errors import JobCancelled, MLGateError
+from tests.support.authed import start_authed
 from tests.support.samples import DIABETES_FEATURES
 from tests.support.scoring import diabetes_rows, read_dataset, sklearn_model
 from tests.support.system import RunningGateway
@@ -171,3 +172,25 @@ def test_bad_requests_are_refused_naming_what_to_change(
     assert named in str(refused.value)
     with pytest.raises(MLGateError):
         client.get_dataset("small-scored")
+
+
+def test_scoring_another_callers_dataset_needs_its_data_rights(tmp_path: Path) -> None:
+    authed = start_authed(tmp_path, embedded_workers=True)
+    try:
+        address = authed.address
+        with (
+            MLGateClient(address, token=authed.tokens["alice"], timeout=60) as alice,
+            MLGateClient(address, token=authed.tokens["bob"], timeout=60) as bob,
+            MLGateClient(address, token=authed.tokens["ops"], timeout=60) as ops,
+        ):
+            _upload(alice, tmp_path, "alices", diabetes_rows(200))
+            bob.train("diabetes", "target", features=DIABETES_FEATURES, model_name="bobs")
+            with pytest.raises(MLGateError) as refused:
+                bob.score("bobs", "alices", "bob-has-alices")
+            assert refused.value.code == "PERMISSION_DENIED"
+            assert "'alices'" in str(refused.value) and "'alice'" in str(refused.value)
+            assert bob.score("bobs", "diabetes", "bob-scored").rows == 442  # built in: anyone's
+            assert alice.score("bobs", "alices", "alice-scored").rows == 200  # her own data
+            assert ops.get_dataset("alice-scored").owner == "alice"
+    finally:
+        authed.gateway.stop()
