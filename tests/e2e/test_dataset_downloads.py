@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from mlgate.v1 import datasets_pb2
-from mlgate_client import MLGateClient, NotFound, PermissionDenied
+from mlgate_client import DataLoss, MLGateClient, NotFound, PermissionDenied
+from storage import open_object_store
 from tests.support.authed import Authed, start_authed
 from tests.support.gateway_calls import datasets, refused
 
@@ -84,3 +85,15 @@ def test_unknown_and_bad_ids(authed: Authed) -> None:
             lambda: list(datasets(channel).DownloadDataset(request, metadata=metadata))
         )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "dataset_id" in details
+
+
+def test_stored_bytes_that_do_not_match_the_record_are_not_sent(
+    authed: Authed, tmp_path: Path
+) -> None:
+    with _client(authed, "alice") as alice:
+        alice.upload_dataset("tampered", io.BytesIO(b"size,rooms\n1.5,1\n2.5,2\n"))
+        store = open_object_store(authed.gateway.settings.storage_url)
+        store.put("datasets/tampered.csv", b"size,rooms\n1.5,1\n9.5,2\n")
+        with pytest.raises(DataLoss, match="does not match the sha256 its record holds"):
+            alice.download_dataset("tampered", tmp_path / "tampered.csv")
+    assert list(tmp_path.iterdir()) == []
