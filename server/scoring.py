@@ -121,6 +121,12 @@ class ScorePlan:
 
     def advance(self, parent: jobs_pb2.Job, children: Sequence[jobs_pb2.Job]) -> Step:
         request = parent.score
+        if parent.row_count <= 0:  # every stored dataset has rows: never an empty output
+            return Step(
+                error=jobs_pb2.JobError(
+                    code="INTERNAL", message="the scoring job's record lost its row count"
+                )
+            )
         ranges = shard_ranges(parent.row_count, int(request.shard_rows))
         shards = [self._shard(parent, i, r, len(ranges)) for i, r in enumerate(ranges)]
         by_id = {child.id: child for child in children}
