@@ -37,6 +37,7 @@ MAX_PARALLEL = 16
 # Of a job's progress, what the shards' rows count for; the commit is the rest.
 _SCORED_SHARE = 0.95
 _COMMIT_KEY = "commit"
+_NUMBERS = ("numeric", "integer")
 
 
 async def checked_score(
@@ -69,12 +70,20 @@ async def checked_score(
         )
     await asyncio.to_thread(catalog.refuse_existing, request.output_dataset_id)
     columns = [c.name for c in schema.columns]
+    dtypes = {c.name: c.dtype for c in schema.columns}
     for feature in record.features:
         if feature.name not in columns:
             raise InvalidField(
                 "dataset_id",
                 f"dataset {request.dataset_id!r} has no column {feature.name!r}, a feature of "
                 f"model {model_id}",
+            )
+        if (feature.dtype in _NUMBERS) != (dtypes[feature.name] in _NUMBERS):
+            raise InvalidField(
+                "dataset_id",
+                f"column {feature.name!r} of dataset {request.dataset_id!r} is "
+                f"{dtypes[feature.name]}, but model {model_id} was trained on it as "
+                f"{feature.dtype}",
             )
     seen: set[str] = set()
     for name in request.keep_columns:

@@ -150,6 +150,7 @@ def test_a_cancelled_scoring_job_leaves_no_dataset_and_no_parts(
         ({"model": "nobody"}, "NOT_FOUND", "nobody"),
         ({"dataset_id": "iris"}, "INVALID_ARGUMENT", "has no column 'age'"),
         ({"keep_columns": ["prediction"]}, "INVALID_ARGUMENT", "'prediction'"),
+        ({"dataset_id": "texts"}, "INVALID_ARGUMENT", "column 'age' of dataset 'texts' is string"),
     ],
 )
 def test_bad_requests_are_refused_naming_what_to_change(
@@ -158,6 +159,7 @@ def test_bad_requests_are_refused_naming_what_to_change(
     frame = diabetes_rows(50)
     frame["prediction"] = 0.0
     _upload(client, tmp_path, "small", frame)
+    _upload(client, tmp_path, "texts", frame.assign(age="old"))
     client.train("diabetes", "target", features=DIABETES_FEATURES, model_name="dia")
     request: dict[str, object] = {
         "model": "dia",
