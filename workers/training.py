@@ -9,7 +9,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from sklearn import metrics as sk_metrics
@@ -38,6 +38,7 @@ __all__ = ["Trained", "fit", "identifiers", "infer_task", "metrics_for"]
 _MAX_INTEGER_CLASSES = 20
 
 Progress = Callable[[int, float], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,11 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     if len(X_train) == 0 or len(X_test) == 0:
         raise InvalidField("test_size", f"leaves no rows to train or test on ({len(X)} rows)")
     # Before imputation: drift compares the inputs serving receives, blanks unfilled.
-    described = reference(X_train, plan.dtypes)
+    described = _per_frame(
+        frame,
+        ("reference", tuple(plan.dtypes.items()), plan.test_size, plan.seed),
+        lambda: reference(X_train, plan.dtypes),
+    )
     learned: dict[str, Any] = {}
     if plan.impute is not None:
         # Learned from the training rows only, as a pipeline's imputer would be.
@@ -156,25 +161,34 @@ def fit(frame: pd.DataFrame, plan: Plan, progress: Progress, *, cores: int = 1) 
     )
 
 
-# What ``identifiers`` found, by dataset frame and features. A series of jobs on one dataset (a
-# search's trials, a worker's run of small fits) asks the same of the same frame, which a fit
-# process keeps loaded and never changes; it cost a small fit 1.7 ms of CPU.
-_FOUND: OrderedDict[tuple[int, tuple[tuple[str, str], ...]], tuple[Any, list[str]]] = OrderedDict()
-_FOUND_MOST = 16
+# What a fit found of a dataset frame that depends on nothing but the frame and the key: a series
+# of jobs on one dataset (a search's trials, a worker's run of small fits) asks the same of the
+# same frame, which a fit process keeps loaded and never changes. The identifier check (every row
+# of every feature) cost a seed job 1.7 ms of CPU, the drift reference of its training rows 1.5.
+_FOUND: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+_FOUND_MOST = 32
+
+
+def _per_frame(frame: pd.DataFrame, key: tuple[Any, ...], find: Callable[[], T]) -> T:
+    """``find()``, which depends only on ``frame`` and ``key``, found once per frame and key;
+    what it returns is shared, so its callers copy what they would change."""
+    whole = (id(frame), *key)
+    hit = _FOUND.get(whole)
+    if hit is not None and hit[0]() is frame:  # the same frame, not one at a reused address
+        _FOUND.move_to_end(whole)
+        found: T = hit[1]
+        return found
+    found = find()
+    _FOUND[whole] = (weakref.ref(frame), found)
+    while len(_FOUND) > _FOUND_MOST:
+        _FOUND.popitem(last=False)
+    return found
 
 
 def _identifiers_of(frame: pd.DataFrame, X: pd.DataFrame, dtypes: Mapping[str, str]) -> list[str]:
     """``identifiers(X, dtypes)`` for ``X``, the ``dtypes`` columns of ``frame``, found once."""
-    key = (id(frame), tuple(dtypes.items()))
-    hit = _FOUND.get(key)
-    if hit is not None and hit[0]() is frame:  # the same frame, not one at a reused address
-        _FOUND.move_to_end(key)
-        return list(hit[1])
-    found = identifiers(X, dtypes)
-    _FOUND[key] = (weakref.ref(frame), found)
-    while len(_FOUND) > _FOUND_MOST:
-        _FOUND.popitem(last=False)
-    return list(found)
+    key = ("identifiers", tuple(dtypes.items()))
+    return list(_per_frame(frame, key, lambda: identifiers(X, dtypes)))
 
 
 # Fewer rows than this say little about whether a column is an identifier.

@@ -293,3 +293,19 @@ def test_identifier_warnings_are_found_once_per_frame_and_features() -> None:
     )
     other = frame.assign(id=[1, 2] * 15)  # another frame: found afresh, not taken from the first
     assert training._identifiers_of(other, other[["id", "x"]], dtypes) == []
+
+
+def test_a_second_fit_on_the_same_frame_describes_the_same_reference() -> None:
+    from storage.datasets import builtin_frame
+
+    frame, _ = builtin_frame("diabetes")
+    request = jobs_pb2.TrainRequest(dataset_id="diabetes", target="target")
+    schema = datasets_pb2.Dataset(id="diabetes")
+    for name in frame.columns:
+        schema.columns.add(name=name, dtype="numeric")
+    plan = jobs.plan(request, schema)
+    first = training.fit(frame, plan, lambda stage, share: None)
+    again = training.fit(frame, plan, lambda stage, share: None)
+    fresh = training.fit(frame.copy(), plan, lambda stage, share: None)
+    assert first.reference and again.reference == first.reference == fresh.reference
+    assert again.warnings == first.warnings == fresh.warnings
