@@ -111,6 +111,7 @@ async def checked_score(
     checked.model_id = model_id
     checked.model_name = named.name
     checked.model_version = named.version
+    checked.dataset_sha256 = schema.sha256
     checked.format = request.format or schema.format or "csv"
     return checked, schema.rows
 

@@ -96,7 +96,9 @@ class ShardRunner:
         spec = job.shard
         request = spec.score
         record, model = self._cache.get(request.model_id)
-        rows = self._catalog.read_rows(request.dataset_id, spec.start_row, spec.end_row)
+        rows = self._catalog.read_rows(
+            request.dataset_id, spec.start_row, spec.end_row, request.dataset_sha256
+        )
         if len(rows) != spec.end_row - spec.start_row:
             raise FailedPrecondition(
                 f"dataset {request.dataset_id!r} has fewer rows than when the scoring job was "
