@@ -49,6 +49,8 @@ METHOD_ROLES = MappingProxyType(
         _MODELS + "ListModels": Role.READ,
         # One number per feature, as /metrics shows them: no training data.
         _MODELS + "GetModelDrift": Role.READ,
+        # Counts, agreement and latencies of two versions' answers: no inputs, no outputs.
+        _MODELS + "GetShadowComparison": Role.READ,
         # Exporting, updating and deleting a model also need its owner or admin; see
         # server/ownership.py. The artifact, enough to run the model elsewhere, is the owner's.
         _MODELS + "ExportModel": Role.PREDICT,
