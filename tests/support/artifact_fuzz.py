@@ -75,7 +75,10 @@ def _kinds() -> Iterator[tuple[str, str, str]]:
 
 def case_names() -> list[str]:
     """The names ``cases`` gives its models, without fitting any."""
-    return [f"{name}-{kind}" for name, _, kind in _kinds()] + ["encoded-decision_tree"]
+    return [f"{name}-{kind}" for name, _, kind in _kinds()] + [
+        "encoded-decision_tree",
+        "categorical-hist_gradient_boosting",
+    ]
 
 
 @functools.cache
@@ -103,7 +106,23 @@ def cases() -> dict[str, Case]:
     found["encoded-decision_tree"] = Case(
         "encoded-decision_tree", arrays.encode(model), list(X.columns), frames
     )
+    found["categorical-hist_gradient_boosting"] = _categorical_case()
     return found
+
+
+def _categorical_case() -> Case:
+    """Histogram gradient boosting given ``categorical_features``: its own preprocessor."""
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X = X.iloc[:, :3].assign(zone=(X.iloc[:, 3] * 4).round())
+    X.loc[::11, "zone"] = np.nan
+    params = {**_SMALL["hist_gradient_boosting"], "categorical_features": ["zone"]}
+    model, _ = build("hist_gradient_boosting", "classification", params, 0)
+    model.fit(X, y)
+    rows = X.iloc[:5].copy()
+    rows.loc[4, "zone"] = 99.0  # a category training never saw
+    frames = [pd.concat([X] * 7, ignore_index=True).iloc[:1000], rows]
+    name = "categorical-hist_gradient_boosting"
+    return Case(name, arrays.encode(model), list(X.columns), frames)
 
 
 def _check_outputs(model: Any, rows: int, predicted: Any, proba: Any) -> str | None:

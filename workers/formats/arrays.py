@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 from sklearn.tree._tree import Tree
 
+from workers.formats.categorical import artifact_preprocessor
 from workers.formats.reader import Reader
 from workers.formats.vocabulary import (
     CLASSES,
+    HIST_BOOSTING,
     LOSS_OWNERS,
     SCALAR_TYPES,
     Malformed,
@@ -103,6 +105,11 @@ class _Writer:
         if CLASSES.get(cls.__name__) is not cls:
             raise Unencodable(f"an object of type {cls.__module__}.{cls.__qualname__}")
         state = dict(vars(value))
+        if isinstance(value, HIST_BOOSTING) and state.get("_preprocessor") is not None:
+            # It holds a function; its encoder is enough to rebuild it (formats.categorical).
+            state["_preprocessor"] = artifact_preprocessor(state["_preprocessor"])
+            if state["_preprocessor"] is None:
+                raise Unencodable("a feature preprocessor scikit-learn did not build")
         loss = isinstance(value, LOSS_OWNERS) and "_loss" in state
         if loss:
             del state["_loss"]

@@ -15,6 +15,7 @@ from sklearn import ensemble, tree
 from sklearn._loss.link import LogLink
 from sklearn.dummy import DummyClassifier, DummyRegressor
 
+from workers.formats.categorical import rebuild_preprocessor
 from workers.formats.checks import (
     LARGEST,
     attr,
@@ -178,9 +179,12 @@ def check_hist_gradient_boosting(model: Any, features: int) -> None:
     require(exactly(attr(model, "n_trees_per_iteration_"), width), "wrong trees per iteration")
     # Prediction takes binned inputs while fitting, raw ones after; mlgate loads fitted models.
     require(attr(model, "_in_fit") in (None, False), "the model claims to be fitting")
-    # Categorical features are encoded by a preprocessor that mlgate does not load.
-    require(holds_none(model, "_preprocessor"), "the model has a feature preprocessor")
     categorical = check_bin_mapper(attr(model, "_bin_mapper"), n)
+    if holds_none(model, "_preprocessor"):
+        require(not bool(categorical.any()), "categorical splits without a preprocessor")
+    else:
+        # Given categorical_features, the model encodes them first: rebuilt, never loaded.
+        rebuild_preprocessor(model, n, categorical)
     baseline = float_array(attr(model, "_baseline_prediction"), (1, width), "the baseline")
     iterations = _members(model, "_predictors")
     reach = np.abs(baseline).max()

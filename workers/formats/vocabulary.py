@@ -16,11 +16,18 @@ from sklearn.ensemble._hist_gradient_boosting.binning import _BinMapper
 from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
 from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, LabelBinarizer, LabelEncoder, OneHotEncoder
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    LabelBinarizer,
+    LabelEncoder,
+    OneHotEncoder,
+    OrdinalEncoder,
+)
 from sklearn.tree._tree import NODE_DTYPE
 
 __all__ = [
     "CLASSES",
+    "HIST_BOOSTING",
     "LOSS_OWNERS",
     "RECORDS",
     "SCALAR_TYPES",
@@ -56,6 +63,7 @@ _CLASS_LIST: list[type] = [
     Pipeline,
     ColumnTransformer,
     OneHotEncoder,
+    OrdinalEncoder,
     FunctionTransformer,
     LabelBinarizer,
     LabelEncoder,
@@ -71,6 +79,8 @@ LOSS_OWNERS = (
     ensemble.HistGradientBoostingRegressor,
     ensemble.HistGradientBoostingClassifier,
 )
+# Estimators whose categorical features' preprocessor holds a function: saved as its encoder.
+HIST_BOOSTING = (ensemble.HistGradientBoostingRegressor, ensemble.HistGradientBoostingClassifier)
 RECORDS: dict[str, np.dtype[Any]] = {
     "node": np.dtype(NODE_DTYPE),
     "predictor_node": np.dtype(PREDICTOR_RECORD_DTYPE),
