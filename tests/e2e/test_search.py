@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn import metrics as sk_metrics
-from sklearn.ensemble import RandomForestRegressor
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, RandomizedSearchCV
-from sklearn.tree import DecisionTreeRegressor
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from mlgate.v1 import jobs_pb2, models_pb2
 from tests.support.gateway_calls import events_of, jobs, models, refused, rows
@@ -215,3 +215,52 @@ def test_bad_searches_are_refused_naming_the_field(channel, change, field) -> No
     code, details = refused(lambda: list(jobs(channel).Search(request, timeout=30)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT, details
     assert details.startswith(f"{field}:"), details
+
+
+def test_random_classification_equals_randomized_search_cv(channel) -> None:
+    space = {
+        "max_depth": {"low": 1, "high": 6, "int": True},
+        "min_samples_leaf": {"low": 0.01, "high": 0.2},
+        "criterion": {"choice": ["gini", "entropy"]},
+    }
+    request = search_request("wine", space, estimator="decision_tree", n_candidates=7, cv_folds=3)
+    result = _result(run_search(channel, request))
+    X_train, X_test, y_train, y_test = holdout(builtin_frame("wine"))
+    search = RandomizedSearchCV(
+        DecisionTreeClassifier(random_state=42),
+        {
+            "max_depth": stats.randint(1, 7),
+            "min_samples_leaf": stats.uniform(0.01, 0.19),
+            "criterion": ["gini", "entropy"],
+        },
+        n_iter=7,
+        random_state=42,
+        cv=sklearn_cv(True, 3),
+        scoring="accuracy",
+    ).fit(X_train, y_train)
+    assert_same_as_sklearn(result, search)
+    expected = sk_metrics.accuracy_score(y_test, search.best_estimator_.predict(X_test))
+    assert abs(result.metrics["accuracy"] - expected) <= 1e-9
+
+
+def test_halving_classification_equals_halving_grid_search_cv(channel) -> None:
+    space = {"max_depth": [1, 2, 3, 5], "criterion": ["gini", "entropy"]}
+    halving = jobs_pb2.Halving(resource="n_estimators", min_resources=4, max_resources=36)
+    request = search_request(
+        "breast_cancer", space, cv_folds=3, halving=halving, scoring="balanced_accuracy"
+    )
+    result = _result(run_search(channel, request))
+    X_train, _, y_train, _ = holdout(builtin_frame("breast_cancer"))
+    search = HalvingGridSearchCV(
+        RandomForestClassifier(random_state=42),
+        space,
+        resource="n_estimators",
+        min_resources=4,
+        max_resources=36,
+        factor=3,
+        cv=sklearn_cv(True, 3),
+        scoring="balanced_accuracy",
+        random_state=42,
+    ).fit(X_train, y_train)
+    assert_same_as_sklearn(result, search)
+    assert result.scoring == "balanced_accuracy"
