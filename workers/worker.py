@@ -385,7 +385,7 @@ def _log_end(job: jobs_pb2.Job, outcome: str, attempt: int, started: float) -> N
     now = time.time()
     ran = now - started
     since_submitted = now - job.create_time.ToNanoseconds() / 1e9
-    kind = "train" if job.kind == jobs_pb2.JOB_KIND_TRAIN else "predict"
+    kind = kind_label(job.kind)  # train, predict, trial, shard
     log.info(
         "%s job %s %s on attempt %d: ran %.3f s, %.3f s since submitted",
         kind,
