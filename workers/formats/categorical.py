@@ -31,7 +31,10 @@ _MAX_CELLS = 2**24
 
 def artifact_preprocessor(preprocessor: Any) -> OrdinalEncoder | None:
     """What an artifact keeps of a fitted model's preprocessor: its ordinal encoder, or None if
-    it is not the preprocessor scikit-learn builds (the caller then saves the model otherwise)."""
+    it is not the preprocessor scikit-learn builds (the caller then saves the model otherwise).
+    A model loaded but not yet checked holds the encoder already, and keeps it."""
+    if type(preprocessor) is OrdinalEncoder:
+        return preprocessor
     if type(preprocessor) is not ColumnTransformer:
         return None
     encoder: Any = getattr(preprocessor, "named_transformers_", {}).get("encoder")
