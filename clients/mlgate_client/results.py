@@ -197,8 +197,13 @@ class Job:
     def from_proto(cls, job: jobs_pb2.Job) -> Job:
         last = job.last_event
         model_id = job.predict.model_id
-        if last.HasField("train_result"):
-            model_id = last.train_result.model_id
+        # A search's dataset is its train request's, a trial's too; its model is the refit's.
+        train = {"search": job.search.train, "trial": job.trial.train}.get(
+            job.WhichOneof("spec") or "", job.train
+        )
+        found = last.search_result if last.HasField("search_result") else last.train_result
+        if last.HasField("train_result") or last.HasField("search_result"):
+            model_id = found.model_id
         return cls(
             id=job.id,
             kind=kind_name(job.kind),
@@ -209,10 +214,10 @@ class Job:
             attempt=last.attempt,
             create_time=timestamp(job.create_time),
             update_time=timestamp(job.update_time),
-            dataset_id=job.train.dataset_id,
-            target=job.train.target,
+            dataset_id=train.dataset_id,
+            target=train.target,
             model_id=model_id,
-            metrics=dict(last.train_result.metrics),
+            metrics=dict(found.metrics),
             error_code=last.error.code,
             error_message=last.error.message,
             proto=job,
