@@ -41,7 +41,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -144,6 +144,9 @@ class Coordinator:
         self._plans: dict[int, FanOutPlan] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Deletes a model and its registered version (the servicer's ModelCatalog): what a
+        #: cancelled parent's children registered before the cancel goes with it.
+        self.discard_model: Callable[[str], Awaitable[object]] | None = None
         hub.on_child_ended = self.child_ended
         if outbox is not None:
             outbox.also_sweep(self.sweep)
@@ -291,6 +294,13 @@ class Coordinator:
             if not is_terminal(child.state):
                 with contextlib.suppress(JobStoreError):
                     await self._cancel_one(child.id, f"its parent job {parent_id} was cancelled")
+            elif child.last_event.train_result.model_id and self.discard_model is not None:
+                # A search's refit that ended just before the cancel: a cancelled search
+                # registers no model.
+                try:
+                    await self.discard_model(child.last_event.train_result.model_id)
+                except Exception as exc:
+                    log.warning("job %s: its child's model was not removed: %s", parent_id, exc)
 
     async def _cancel_one(self, job_id: str, message: str) -> jobs_pb2.Job | None:
         cancel = event(job_id, 0, jobs_pb2.JOB_STATE_CANCELLED, message=message)

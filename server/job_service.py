@@ -69,6 +69,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
             broker, store, hub, submitter, submitter.outbox, publish_timeout=publish_timeout
         )
         self.fanout.register(jobs_pb2.JOB_KIND_SEARCH, SearchPlan())
+        self.fanout.discard_model = lambda model_id: models.delete(model_id, force=True)
         self.fanout.register(jobs_pb2.JOB_KIND_SCORE, ScorePlan())
 
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:

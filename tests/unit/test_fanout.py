@@ -158,3 +158,34 @@ def test_a_sweep_takes_the_step_a_dead_gateway_left(tmp_path: Path) -> None:
         assert store.events(parent.id, 0)[-1].seq == attempt_seq(1, 2)
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_parent_discards_the_model_a_child_registered(tmp_path: Path) -> None:
+    """A refit that ended just before its search was cancelled: its model goes."""
+    store = SQLiteJobStore(tmp_path / "jobs.db")
+    submitter = _Submitter(store)
+    discarded: list[str] = []
+
+    async def discard(model_id: str) -> None:
+        discarded.append(model_id)
+
+    async def scenario() -> None:
+        coordinator = Coordinator(
+            cast(Any, _Broker()),
+            store,
+            Hub(store.events),
+            cast(Submitter, submitter),
+            None,
+            publish_timeout=1.0,
+        )
+        coordinator.register(jobs_pb2.JOB_KIND_SEARCH, _Plan())
+        coordinator.discard_model = discard
+        parent = _parent()
+        await coordinator.submit(parent)
+        first, _ = submitter.submitted
+        result = jobs_pb2.TrainResult(model_id="mdl_" + "b" * 32)
+        store.record(event(first, 2, jobs_pb2.JOB_STATE_SUCCEEDED, train_result=result))
+        await coordinator.cancel(parent.id)
+        assert discarded == [result.model_id]
+
+    asyncio.run(scenario())
