@@ -24,8 +24,11 @@ from tests.support.waiting import wait_for
 
 # Beats every 2/3 s; a worker unheard for 2 s is counted out.
 HEARTBEAT = 2.0
-# Slow enough to be caught mid-fit on a 2-core machine, fast enough to finish a test.
-SLOW_FIT = ["--param", "n_estimators=500", "--param", "max_depth=12"]
+# Slow enough to be caught mid-fit, fast enough to finish a test: 4-5 s of fitting on a quiet
+# 2-core machine, in many small trees (a model no bigger than 500 deep ones). The kill must land
+# before the fit ends: 500 deep trees fit in under a second there, sooner than this test, polling
+# through the CLI, used to kill their worker, and the job then succeeded on attempt 1.
+SLOW_FIT = ["--param", "n_estimators=2000", "--param", "max_depth=6"]
 # Redis hands a dead worker's jobs on once its consumer heartbeat has expired: after the
 # gateway has counted the worker out, so the job's record shows the wait for the next attempt.
 FAST_RECLAIM = {"MLGATE_REDIS_HEARTBEAT_TTL": "4", "MLGATE_REDIS_RECLAIM_INTERVAL": "1"}
@@ -54,6 +57,11 @@ def _the_job(client: MLGateClient) -> str:
     return "" if job is None else job.id
 
 
+def _running(client: MLGateClient, job_id: str) -> bool:
+    """Whether a heartbeat says ``job_id`` is running (an RPC: no CLI process to wait for)."""
+    return any(r.job_id == job_id for w in client.list_workers() for r in w.running)
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_fit_is_counted_out_and_its_job_says_why(cluster: Cluster) -> None:
     gateway_metrics, one_metrics, two_metrics = free_ports(3)
@@ -76,13 +84,7 @@ def test_a_worker_killed_mid_fit_is_counted_out_and_its_job_says_why(cluster: Cl
             job_id = _the_job(client)
             victim = cluster.wait_running(job_id, attempt=1)
             (survivor,) = [pid for pid in workers if pid != victim.pid]
-            wait_for(
-                lambda: any(
-                    r["job_id"] == job_id for w in cli(address, "workers") for r in w["running"]
-                ),
-                10,
-                "the job in its worker's heartbeat",
-            )
+            wait_for(lambda: _running(client, job_id), 10, "the job in its worker's heartbeat")
             running = scrape(gateway_metrics)
             assert value(running, "mlgate_jobs_running", kind="train") == 1
 
@@ -94,20 +96,24 @@ def test_a_worker_killed_mid_fit_is_counted_out_and_its_job_says_why(cluster: Cl
             # Within its heartbeat interval, and a little for the check's own round trips.
             assert counted_out < HEARTBEAT + 0.5
             assert client.status().workers == 1
+            assert [w["pid"] for w in cli(address, "workers")] == [survivor]
             assert value(scrape(gateway_metrics), "mlgate_worker_losses_total") == 1
 
             # Attempt 2 runs on the survivor; its record says why (while it runs and once it has
             # ended), as `jobs get` does.
             def second_attempt() -> bool:
-                return client.get_job(job_id).attempt == 2
+                job = client.get_job(job_id)
+                # A job that ended before the kill is rightly never delivered again, and this
+                # test then proves nothing: say so rather than wait for an attempt 2.
+                assert job.attempt > 1 or job.state not in ("succeeded", "failed"), (
+                    f"the fit ended ({job.state}) before its worker was killed: SLOW_FIT is not "
+                    "slow enough for this machine"
+                )
+                return job.attempt == 2
 
-            try:
-                wait_for(second_attempt, 90, "attempt 2 started")
-            except pytest.fail.Exception:
-                # Seen in a clean-clone CI run (RabbitMQ) and once in a run of this file (Redis),
-                # never with the case alone: the worker was counted out at once, but attempt 2 had
-                # not started after a minute. Not yet understood; kept visible as an xfail.
-                pytest.xfail(f"{broker}: the killed worker's job was not run again in time")
+            # RabbitMQ delivers it again at once; Redis once the dead consumer's heartbeat key
+            # has expired (4 s) and the survivor's next reclaim scan (1 s) has run.
+            wait_for(second_attempt, 30, "attempt 2 started")
             job = client.get_job(job_id)
             assert (job.max_attempts, job.retry_reason) == (
                 3,
