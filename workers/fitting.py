@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import resource
+import select
 import signal
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -45,7 +48,7 @@ from workers.messages import (
 from workers.paramnames import cache_param_names
 from workers.values import values
 
-__all__ = ["serve"]
+__all__ = ["exit_with_worker", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ def serve(conn: Connection, store: ObjectStore, backends: Backends) -> None:
     # Ctrl-C in a terminal reaches the whole process group: the worker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    exit_with_worker(conn)
     cache_param_names()  # done by the forkserver's warm-up, unless its preload failed
     datasets = _Datasets(DatasetCatalog(store))
     while True:
@@ -182,6 +186,27 @@ def _mapped_bytes() -> int:
     with open("/proc/self/statm", encoding="ascii") as statm:
         pages = int(statm.read().split()[0])
     return pages * resource.getpagesize()
+
+
+def exit_with_worker(conn: Connection) -> None:
+    """End this process as soon as the worker's end of ``conn`` closes, even mid-fit.
+
+    A SIGKILLed worker (the OOM killer, a lost node) cannot stop its fits, and its fit processes'
+    parent is the forkserver, which lives on as long as any of them does (each holds the fd the
+    forkserver watches for its worker's end), so neither it nor ``_die_with_parent`` stops them.
+    Without this, a fit would run on for as long as it reports nothing (a model's fit, a large
+    load), with no one left to enforce its time limit, taking the cores that the job's next
+    attempt needs. POLLRDHUP waits for the peer's close only: a task arriving does not wake it."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLRDHUP)
+
+    def watch() -> None:
+        while True:
+            with contextlib.suppress(InterruptedError):
+                if poller.poll():
+                    os._exit(1)
+
+    threading.Thread(target=watch, name="worker-watch", daemon=True).start()
 
 
 def _die_with_parent() -> None:
