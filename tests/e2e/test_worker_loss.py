@@ -57,6 +57,28 @@ def _the_job(client: MLGateClient) -> str:
     return "" if job is None else job.id
 
 
+def _descendants(pid: int) -> set[int]:
+    """The processes below ``pid`` (its fit processes, their forkserver, the resource tracker)."""
+    found: set[int] = set()
+    below = [pid]
+    while below:
+        for task in Path(f"/proc/{below.pop()}/task").glob("*"):
+            try:
+                children = {int(c) for c in (task / "children").read_text().split()}
+            except OSError:
+                continue
+            below += children - found
+            found |= children
+    return found
+
+
+def _live(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _running(client: MLGateClient, job_id: str) -> bool:
     """Whether a heartbeat says ``job_id`` is running (an RPC: no CLI process to wait for)."""
     return any(r.job_id == job_id for w in client.list_workers() for r in w.running)
@@ -88,6 +110,8 @@ def test_a_worker_killed_mid_fit_is_counted_out_and_its_job_says_why(cluster: Cl
             running = scrape(gateway_metrics)
             assert value(running, "mlgate_jobs_running", kind="train") == 1
 
+            left_behind = _descendants(victim.pid)
+            assert left_behind, "the victim has no fit process"
             cluster.kill(victim)
             killed = time.monotonic()
             wait_for(lambda: [w.pid for w in client.list_workers()] == [survivor], 10, "count out")
@@ -98,6 +122,10 @@ def test_a_worker_killed_mid_fit_is_counted_out_and_its_job_says_why(cluster: Cl
             assert client.status().workers == 1
             assert [w["pid"] for w in cli(address, "workers")] == [survivor]
             assert value(scrape(gateway_metrics), "mlgate_worker_losses_total") == 1
+            # Its fit ends with it (workers.fitting.exit_with_worker), not when the fit would.
+            wait_for(
+                lambda: not any(map(_live, left_behind)), 10, "the victim's fit processes ended"
+            )
 
             # Attempt 2 runs on the survivor; its record says why (while it runs and once it has
             # ended), as `jobs get` does.
