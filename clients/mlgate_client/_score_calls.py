@@ -4,20 +4,11 @@ a stored dataset on the workers, into a new dataset. ``mlgate score`` prints it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import grpc
 
 from mlgate.v1 import jobs_pb2
-from mlgate_client.errors import MLGateError, from_rpc_error
-
-if TYPE_CHECKING:
-    from collections.abc import Generator
-
-    from mlgate.v1 import jobs_pb2_grpc
-    from mlgate_client._streams import EventCallback, EventStream
+from mlgate_client._streams import EventCallback, EventStreams
 
 __all__ = ["ScoreCalls", "ScoreResult"]
 
@@ -70,23 +61,8 @@ def score_request(
     )
 
 
-class ScoreCalls:
-    """Mixed into MLGateClient, which provides the stub, the timeout and the event streams."""
-
-    if TYPE_CHECKING:
-        _jobs: jobs_pb2_grpc.JobServiceStub
-        _timeout: float | None
-
-        def _connect(self) -> None: ...
-
-        def _events(
-            self, open_stream: Callable[[], EventStream], job_id: str = "", after_seq: int = 0
-        ) -> Generator[jobs_pb2.JobEvent]: ...
-
-        @staticmethod
-        def _finish(
-            events: Generator[jobs_pb2.JobEvent], on_event: EventCallback | None
-        ) -> jobs_pb2.JobEvent: ...
+class ScoreCalls(EventStreams):
+    """Mixed into MLGateClient, which provides the stub and the timeout."""
 
     def score(
         self,
@@ -123,13 +99,4 @@ class ScoreCalls:
         request = score_request(
             model, dataset_id, output_dataset_id, keep_columns, format, shard_rows
         )
-        self._connect()
-        call: EventStream = self._jobs.Score(request, timeout=self._timeout)
-        try:
-            for response in call:
-                return response.event.job_id
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        finally:
-            call.cancel()  # the job keeps running: it belongs to the server now
-        raise MLGateError("the Score stream ended before the job was queued", "INTERNAL")
+        return self._submitted(lambda: self._jobs.Score(request, timeout=self._timeout), "Score")

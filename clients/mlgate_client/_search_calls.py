@@ -5,22 +5,18 @@ whose candidates are cross-validated on the workers, the best refit and register
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from google.protobuf import json_format, struct_pb2
 
 from mlgate.v1 import jobs_pb2
 from mlgate_client._requests import train_request
-from mlgate_client.errors import MLGateError, from_rpc_error
+from mlgate_client._streams import EventCallback, EventStreams
 
 if TYPE_CHECKING:
     from collections.abc import Generator
-
-    from mlgate.v1 import jobs_pb2_grpc
-    from mlgate_client._streams import EventCallback, EventStream
 
 __all__ = ["SearchCalls", "SearchCandidate", "SearchResult", "params_of", "search_request"]
 
@@ -143,23 +139,10 @@ def search_request(
     return request
 
 
-class SearchCalls:
-    """Mixed into MLGateClient, which provides the stub, the timeout and the event streams."""
+class SearchCalls(EventStreams):
+    """Mixed into MLGateClient, which provides the stub, the timeout and ``watch``."""
 
     if TYPE_CHECKING:
-        _jobs: jobs_pb2_grpc.JobServiceStub
-        _timeout: float | None
-
-        def _connect(self) -> None: ...
-
-        def _events(
-            self, open_stream: Callable[[], EventStream], job_id: str = "", after_seq: int = 0
-        ) -> Generator[jobs_pb2.JobEvent]: ...
-
-        @staticmethod
-        def _finish(
-            events: Generator[jobs_pb2.JobEvent], on_event: EventCallback | None
-        ) -> jobs_pb2.JobEvent: ...
 
         def watch(self, job_id: str, after_seq: int = 0) -> Generator[jobs_pb2.JobEvent]: ...
 
@@ -194,13 +177,4 @@ class SearchCalls:
     ) -> str:
         """Submit a search and return its job id without waiting; see ``wait`` and ``watch``."""
         request = search_request(dataset_id, target, space, **options)
-        self._connect()
-        call: EventStream = self._jobs.Search(request, timeout=self._timeout)
-        try:
-            for response in call:
-                return response.event.job_id
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        finally:
-            call.cancel()  # the search keeps running: it belongs to the server now
-        raise MLGateError("the Search stream ended before the job was queued", "INTERNAL")
+        return self._submitted(lambda: self._jobs.Search(request, timeout=self._timeout), "Search")

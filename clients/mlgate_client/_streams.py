@@ -103,6 +103,21 @@ class EventStreams:
         finally:
             call.cancel()
 
+    def _submitted(self, open_stream: Callable[[], EventStream], rpc: str) -> str:
+        """Start a job with ``open_stream`` (a call bounded by ``_timeout``) and return its id
+        as soon as it is queued, without waiting for it to run."""
+        self._connect()
+        call = open_stream()
+        try:
+            for response in call:
+                return response.event.job_id
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+        finally:
+            # Closing the stream leaves the job running: it belongs to the server now.
+            call.cancel()
+        raise MLGateError(f"the {rpc} stream ended before the job was queued", "INTERNAL")
+
     def _ended_by(self, job_id: str, seq: int) -> bool:
         """Whether the job has finished with an event at or before ``seq``: a stream that ends
         cleanly after it has nothing more to send."""

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Generic, Self, TypeVar
 
-import grpc
-
 from mlgate.v1 import (
     datasets_pb2,
     datasets_pb2_grpc,
@@ -40,8 +38,7 @@ from mlgate_client._score_calls import ScoreCalls
 from mlgate_client._search_calls import SearchCalls
 from mlgate_client._security import TLS, open_channel, tls_from_env, token_from_env
 from mlgate_client._shadow_calls import ShadowCalls
-from mlgate_client._streams import EventCallback, EventStream, EventStreams
-from mlgate_client.errors import MLGateError, from_rpc_error
+from mlgate_client._streams import EventCallback, EventStreams
 from mlgate_client.results import Dataset, Job, Model, PredictResult, TrainResult
 from mlgate_client.status import Status, Worker
 
@@ -64,7 +61,6 @@ class Page(Generic[T]):
 
 class MLGateClient(
     Connection,
-    EventStreams,
     RegistryCalls,
     InferenceCalls,
     ShadowCalls,
@@ -72,6 +68,7 @@ class MLGateClient(
     DatasetCalls,
     ScoreCalls,
     SearchCalls,
+    EventStreams,
 ):
     """A client of an mlgate gateway, or of several: ``address`` is ``HOST:PORT``, several of them
     comma-separated (``gw1:50051,gw2:50051``), a DNS name with a record per gateway, or a gRPC
@@ -216,17 +213,7 @@ class MLGateClient(
         request.model_name = model_name
         if timeout_seconds is not None:
             request.timeout_seconds = timeout_seconds
-        self._connect()
-        call: EventStream = self._jobs.Train(request, timeout=self._timeout)
-        try:
-            for response in call:
-                return response.event.job_id
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from exc
-        finally:
-            # Closing the stream leaves the job running: it belongs to the server now.
-            call.cancel()
-        raise MLGateError("the Train stream ended before the job was queued", "INTERNAL")
+        return self._submitted(lambda: self._jobs.Train(request, timeout=self._timeout), "Train")
 
     def predict(
         self,
