@@ -16,6 +16,8 @@ worker whose fit process died); its copies share its seq, so one is recorded.
 
 from __future__ import annotations
 
+import time
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mlgate.v1 import jobs_pb2
@@ -29,6 +31,7 @@ __all__ = [
     "attempt_seq",
     "event",
     "is_terminal",
+    "queued_job",
     "retry_note",
     "retry_note_seq",
     "stopped_answering",
@@ -96,3 +99,23 @@ def event(job_id: str, seq: int, state: int, **fields: object) -> jobs_pb2.JobEv
     now = Timestamp()
     now.GetCurrentTime()
     return jobs_pb2.JobEvent(job_id=job_id, seq=seq, state=state, time=now, **fields)  # type: ignore[arg-type]
+
+
+def queued_job(
+    job_id: str, kind: jobs_pb2.JobKind.ValueType, owner: str, parent_job_id: str = ""
+) -> jobs_pb2.Job:
+    """A new job's record, QUEUED now, its last event the QUEUED one (its spec left to set)."""
+    now = Timestamp()
+    now.FromNanoseconds(time.time_ns())
+    queued = event(job_id, QUEUED_SEQ, jobs_pb2.JOB_STATE_QUEUED)
+    queued.time.CopyFrom(now)
+    return jobs_pb2.Job(
+        id=job_id,
+        kind=kind,
+        state=jobs_pb2.JOB_STATE_QUEUED,
+        create_time=now,
+        update_time=now,
+        last_event=queued,
+        owner=owner,
+        parent_job_id=parent_job_id,
+    )

@@ -39,17 +39,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from brokers.base import Broker
 from mlgate.errors import AlreadyExists
-from mlgate.events import QUEUED_SEQ, attempt_seq, event, is_terminal, terminal_seq
+from mlgate.events import attempt_seq, event, is_terminal, queued_job, terminal_seq
 from mlgate.metrics import job_ended
 from mlgate.store_errors import JobStoreError
 from mlgate.v1 import jobs_pb2
@@ -89,21 +86,7 @@ def child_id(parent_id: str, key: str) -> str:
 
 def new_child(parent: jobs_pb2.Job, kind: jobs_pb2.JobKind.ValueType, key: str) -> jobs_pb2.Job:
     """A QUEUED child of ``parent`` (its spec left for the plan to set), owned as its parent."""
-    job_id = child_id(parent.id, key)
-    now = Timestamp()
-    now.FromNanoseconds(time.time_ns())
-    queued = event(job_id, QUEUED_SEQ, jobs_pb2.JOB_STATE_QUEUED)
-    queued.time.CopyFrom(now)
-    return jobs_pb2.Job(
-        id=job_id,
-        kind=kind,
-        state=jobs_pb2.JOB_STATE_QUEUED,
-        create_time=now,
-        update_time=now,
-        last_event=queued,
-        owner=parent.owner,
-        parent_job_id=parent.id,
-    )
+    return queued_job(child_id(parent.id, key), kind, parent.owner, parent.id)
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from brokers.base import Broker
 from mlgate import tracing
 from mlgate.columns import row_count
 from mlgate.errors import InvalidField, NotFound, ResourceExhausted
-from mlgate.events import QUEUED_SEQ, event
+from mlgate.events import queued_job
 from mlgate.ids import check_job_id, new_job_id
 from mlgate.inputs import check_predict
 from mlgate.jobs import from_struct, plan
@@ -227,17 +226,4 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
 
 def _new_job(kind: jobs_pb2.JobKind.ValueType) -> jobs_pb2.Job:
-    job_id = new_job_id()
-    now = Timestamp()
-    now.FromNanoseconds(time.time_ns())
-    queued = event(job_id, QUEUED_SEQ, jobs_pb2.JOB_STATE_QUEUED)
-    queued.time.CopyFrom(now)
-    return jobs_pb2.Job(
-        id=job_id,
-        kind=kind,
-        state=jobs_pb2.JOB_STATE_QUEUED,
-        create_time=now,
-        update_time=now,
-        last_event=queued,
-        owner=owner_name(),
-    )
+    return queued_job(new_job_id(), kind, owner_name())
