@@ -19,7 +19,10 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-__all__ = ["Deployment", "free_port"]
+from bench.inputs import DIABETES_FEATURES
+from mlgate.v1 import jobs_pb2, jobs_pb2_grpc
+
+__all__ = ["Deployment", "free_port", "train_forest"]
 
 MLGATE = str(Path(sys.executable).parent / "mlgate")
 _START_TIMEOUT = 120.0
@@ -30,6 +33,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def train_forest(channel: grpc.Channel, name: str) -> None:
+    """Train a small forest on the diabetes dataset as the next version of ``name`` and wait
+    for it to succeed."""
+    stub = jobs_pb2_grpc.JobServiceStub(channel)
+    request = jobs_pb2.TrainRequest(
+        dataset_id="diabetes", features=DIABETES_FEATURES, target="target", model_name=name
+    )
+    request.params.update({"max_depth": 3, "n_estimators": 100})
+    last = None
+    for response in stub.Train(request, timeout=300):
+        last = response.event
+    assert last is not None and last.state == jobs_pb2.JOB_STATE_SUCCEEDED, last
 
 
 class Deployment:

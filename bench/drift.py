@@ -27,11 +27,11 @@ from typing import Any
 import grpc
 import numpy as np
 
-from bench.deployment import Deployment
+from bench.deployment import Deployment, train_forest
 from bench.inputs import DIABETES_FEATURES
 from bench.model_infer import in_flight
 from mlgate.oip import grpc_predict_v2_pb2 as pb
-from mlgate.v1 import jobs_pb2, jobs_pb2_grpc, models_pb2, models_pb2_grpc
+from mlgate.v1 import models_pb2, models_pb2_grpc
 
 NAME = "bench-drift"
 TARGET = 0.05
@@ -50,18 +50,6 @@ class DriftResult:
     cost: float
     window_rows: int
     rows_seen: int
-
-
-def _train(channel: grpc.Channel) -> None:
-    stub = jobs_pb2_grpc.JobServiceStub(channel)
-    request = jobs_pb2.TrainRequest(
-        dataset_id="diabetes", features=DIABETES_FEATURES, target="target", model_name=NAME
-    )
-    request.params.update({"max_depth": 3, "n_estimators": 100})
-    last = None
-    for response in stub.Train(request, timeout=300):
-        last = response.event
-    assert last is not None and last.state == jobs_pb2.JOB_STATE_SUCCEEDED, last
 
 
 def _bodies(rows: int) -> list[bytes]:
@@ -121,7 +109,7 @@ def run(rows: int, requests: int, rounds: int, width: int) -> DriftResult:
                 (Path(tmp) / side).mkdir()
                 addresses[side] = system.serve()
                 with grpc.insecure_channel(addresses[side]) as channel:
-                    _train(channel)
+                    train_forest(channel, NAME)
             rates = asyncio.run(_measure(addresses, _bodies(rows), requests, rounds, width))
             with grpc.insecure_channel(addresses["on"]) as channel:
                 drift = models_pb2_grpc.ModelServiceStub(channel).GetModelDrift(

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import grpc
 
-from bench.deployment import Deployment
+from bench.deployment import Deployment, train_forest
 from bench.inputs import DIABETES_FEATURES, DOC_ROW
 from brokers import EMBEDDED
 from mlgate.oip import grpc_predict_v2_pb2 as pb
-from mlgate.v1 import jobs_pb2, jobs_pb2_grpc, models_pb2, models_pb2_grpc
+from mlgate.v1 import models_pb2, models_pb2_grpc
 
 NAME = "bench-shadow"
 TARGET = 1.15
@@ -48,18 +48,6 @@ class ShadowResult:
     shadow_errors: int
 
 
-def _train(channel: grpc.Channel) -> None:
-    stub = jobs_pb2_grpc.JobServiceStub(channel)
-    request = jobs_pb2.TrainRequest(
-        dataset_id="diabetes", features=DIABETES_FEATURES, target="target", model_name=NAME
-    )
-    request.params.update({"max_depth": 3, "n_estimators": 100})
-    last = None
-    for response in stub.Train(request, timeout=300):
-        last = response.event
-    assert last is not None and last.state == jobs_pb2.JOB_STATE_SUCCEEDED, last
-
-
 def _request(alias: str) -> bytes:
     request = pb.ModelInferRequest(model_name=f"{NAME}@{alias}")
     tensor = request.inputs.add(name="input", datatype="FP64", shape=[1, len(DIABETES_FEATURES)])
@@ -73,8 +61,8 @@ def _quantile(ordered: list[float], q: float) -> float:
 
 def measure(address: str, broker: str, requests: int, rounds: int) -> ShadowResult:
     with grpc.insecure_channel(address) as channel:
-        _train(channel)
-        _train(channel)
+        train_forest(channel, NAME)
+        train_forest(channel, NAME)
         registry = models_pb2_grpc.ModelServiceStub(channel)
         registry.SetModelAlias(models_pb2.SetModelAliasRequest(name=NAME, alias="off", version=1))
         registry.SetModelAlias(
