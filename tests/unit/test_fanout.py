@@ -61,21 +61,29 @@ def _parent() -> jobs_pb2.Job:
     )
 
 
+def _coordinator(
+    store: SQLiteJobStore, submitter: _Submitter, broker: _Broker | None = None
+) -> Coordinator:
+    """A Coordinator that runs ``_Plan`` for searches (built inside the test's event loop)."""
+    coordinator = Coordinator(
+        cast(Any, _Broker() if broker is None else broker),
+        store,
+        Hub(store.events),
+        cast(Submitter, submitter),
+        None,
+        publish_timeout=1.0,
+    )
+    coordinator.register(jobs_pb2.JOB_KIND_SEARCH, _Plan())
+    return coordinator
+
+
 def test_a_parent_fans_out_once_within_its_window_then_ends(tmp_path: Path) -> None:
     store = SQLiteJobStore(tmp_path / "jobs.db")
     submitter = _Submitter(store)
     broker = _Broker()
 
     async def scenario() -> None:
-        coordinator = Coordinator(
-            cast(Any, broker),
-            store,
-            Hub(store.events),
-            cast(Submitter, submitter),
-            None,
-            publish_timeout=1.0,
-        )
-        coordinator.register(jobs_pb2.JOB_KIND_SEARCH, _Plan())
+        coordinator = _coordinator(store, submitter, broker)
         parent = _parent()
         await coordinator.submit(parent)
         # Taken again, at once and twice more: the same two children, nothing new.
@@ -105,15 +113,7 @@ def test_cancelling_a_parent_cancels_its_unfinished_children(tmp_path: Path) -> 
     broker = _Broker()
 
     async def scenario() -> None:
-        coordinator = Coordinator(
-            cast(Any, broker),
-            store,
-            Hub(store.events),
-            cast(Submitter, submitter),
-            None,
-            publish_timeout=1.0,
-        )
-        coordinator.register(jobs_pb2.JOB_KIND_SEARCH, _Plan())
+        coordinator = _coordinator(store, submitter, broker)
         parent = _parent()
         await coordinator.submit(parent)
         first, second = submitter.submitted
@@ -141,15 +141,7 @@ def test_a_sweep_takes_the_step_a_dead_gateway_left(tmp_path: Path) -> None:
     submitter = _Submitter(store)
 
     async def scenario() -> None:
-        coordinator = Coordinator(
-            cast(Any, _Broker()),
-            store,
-            Hub(store.events),
-            cast(Submitter, submitter),
-            None,
-            publish_timeout=1.0,
-        )
-        coordinator.register(jobs_pb2.JOB_KIND_SEARCH, _Plan())
+        coordinator = _coordinator(store, submitter)
         parent = _parent()
         await coordinator.submit(parent)
         store.record(event(submitter.submitted[0], 2, jobs_pb2.JOB_STATE_SUCCEEDED))
@@ -170,15 +162,7 @@ def test_a_cancelled_parent_discards_the_model_a_child_registered(tmp_path: Path
         discarded.append(model_id)
 
     async def scenario() -> None:
-        coordinator = Coordinator(
-            cast(Any, _Broker()),
-            store,
-            Hub(store.events),
-            cast(Submitter, submitter),
-            None,
-            publish_timeout=1.0,
-        )
-        coordinator.register(jobs_pb2.JOB_KIND_SEARCH, _Plan())
+        coordinator = _coordinator(store, submitter)
         coordinator.discard_model = discard
         parent = _parent()
         await coordinator.submit(parent)
