@@ -22,8 +22,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from mlgate.events import TERMINAL_STATES, is_terminal
 from mlgate.store_errors import JobStoreError, JobStoreUnavailable
 from mlgate.v1 import jobs_pb2
+from server.jobstore import sql_listing
 from server.jobstore.base import (
-    CHILD_KINDS,
     DEFAULT_RETENTION,
     JobStore,
     Recorded,
@@ -34,6 +34,7 @@ from server.jobstore.base import (
     timestamp,
 )
 from server.jobstore.records import split_rows, summary, with_rows
+from server.jobstore.sql_listing import LISTED
 from server.jobstore.sqlite_registry import SCHEMA as REGISTRY_SCHEMA
 from server.jobstore.sqlite_registry import SQLiteModelRegistry
 from server.paging import decode_page_token, encode_page_token
@@ -65,9 +66,8 @@ CREATE TABLE IF NOT EXISTS events (
 """
 # min() over the (kind, state, create_ns) index is one seek to its first entry.
 OLDEST_QUEUED = "SELECT min(create_ns) FROM jobs WHERE kind = ? AND state = ?"
-# Written in, not parameters: SQLite uses a partial index only for a query whose WHERE holds the
-# index's own condition as written.
-LISTED = f"kind NOT IN ({', '.join(map(str, CHILD_KINDS))})"
+# LISTED is written in, not parameters: SQLite uses a partial index only for a query whose WHERE
+# holds the index's own condition as written.
 _CHILD_INDEXES = f"""
 CREATE INDEX IF NOT EXISTS jobs_by_parent ON jobs (parent_job_id, create_ns, id)
     WHERE parent_job_id IS NOT NULL;
@@ -349,26 +349,11 @@ def listing(
     index that matches the filters (``jobs_by_parent`` for a parent's children,
     ``jobs_listed_by_age`` or ``jobs_listed_by_state``, which hold no TRIAL or SHARD jobs, when
     there is no kind)."""
-    where: builtins.list[str] = []
-    args: builtins.list[object] = []
-    if parent_job_id:
-        where.append("parent_job_id = ?")
-        args.append(parent_job_id)
-    elif not kind:
-        where.append(LISTED)
-    if kind:
-        where.append("kind = ?")
-        args.append(kind)
-    if state:
-        where.append("state = ?")
-        args.append(state)
-    if after is not None:
-        where.append("(create_ns < ? OR (create_ns = ? AND id < ?))")
-        args += [after[0], after[0], after[1]]
-    sql = "SELECT record FROM jobs"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return sql + " ORDER BY create_ns DESC, id DESC LIMIT ?", args
+    return sql_listing.listing(kind, state, after, parent_job_id, "?", _before)
+
+
+def _before(after: tuple[int, str]) -> tuple[str, builtins.list[object]]:
+    return "(create_ns < ? OR (create_ns = ? AND id < ?))", [after[0], after[0], after[1]]
 
 
 def _end_ns(job: jobs_pb2.Job) -> int | None:
