@@ -14,6 +14,7 @@ from server.drift import drift_of, drift_response
 from server.export_check import ExportCheck
 from server.model_catalog import ModelCatalog
 from server.paging import page_size
+from server.routing import alias_message
 from server.shadow import comparison_response, forget_alias, forget_version
 
 __all__ = ["ModelServicer"]
@@ -69,20 +70,8 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
             [(route.version, route.weight) for route in request.routes],
             request.shadow_version,
         )
-        alias = models_pb2.ModelAlias(
-            name=change.name,
-            alias=change.alias,
-            version=change.version,
-            model_id=change.model_id,
-            routes=[
-                models_pb2.AliasRoute(version=r.version, weight=r.weight, model_id=r.model_id)
-                for r in change.routes
-            ],
-            shadow_version=change.shadow_version,
-            shadow_model_id=change.shadow_model_id,
-        )
         return models_pb2.SetModelAliasResponse(
-            alias=alias, previous_version=change.previous_version
+            alias=alias_message(change.alias, change), previous_version=change.previous_version
         )
 
     async def DeleteModelAlias(

@@ -34,7 +34,7 @@ from mlgate.errors import InvalidField
 from mlgate.oip import grpc_predict_v2_pb2 as pb
 from mlgate.refs import check_version
 from mlgate.v1 import models_pb2
-from server.jobstore.registry import Route, Target
+from server.jobstore.registry import AliasChange, Route, Target
 
 __all__ = [
     "MAX_ROUTING_KEY",
@@ -113,8 +113,8 @@ def routed(target: Target, alias: str, routing_key: str = "") -> Routed:
     )
 
 
-def alias_message(alias: str, target: Target) -> models_pb2.ModelAlias:
-    """An alias as the API shows it."""
+def alias_message(alias: str, target: Target | AliasChange) -> models_pb2.ModelAlias:
+    """An alias as the API shows it: where a reference led through it, or as it was just set."""
     return models_pb2.ModelAlias(
         name=target.name,
         alias=alias,
