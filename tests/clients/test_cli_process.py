@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -231,7 +232,13 @@ def test_ctrl_c_leaves_the_job_running_and_says_how_to_follow_it(script, embedde
             [script, *argv, *slow], env=_env(), stdout=subprocess.PIPE, stderr=follower, text=True
         )
         _read_until(leader, r"queued|loading_data|fitting")
-        process.send_signal(signal.SIGINT)
+        # As a person would, Ctrl-C again if the first did not take: Python can lose a
+        # KeyboardInterrupt raised inside a finalizer (seen once in CI: the CLI ran to the end).
+        for _ in range(5):
+            process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=3)
+                break
         assert process.wait(timeout=60) == 130
         message = _read_until(leader, r"mlgate jobs watch job_[0-9a-f]{32}")
     finally:
